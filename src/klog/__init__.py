@@ -1,0 +1,40 @@
+"""klog: a Kafka-style commit log for Python with a Cython core.
+
+Storage (this release): ``klog.Log`` is one partition's durable log of Kafka RecordBatch v2
+batches; ``encode_batch`` / ``decode_batch`` build and read that format.
+"""
+from klog import errors
+from klog._native.batch import BatchHeader, Record, read_header
+from klog.codec import codec_id, decompress
+from klog.config import LogConfig
+from klog.errors import (
+    ConfigError, CorruptIndexError, CorruptLogError, CorruptRecordError, KlogError,
+    LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError,
+)
+from klog.storage.log import Log
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "Log", "LogConfig", "Record", "BatchHeader", "encode_batch", "decode_batch", "read_header",
+    "errors", "KlogError", "CorruptRecordError", "CorruptLogError", "CorruptIndexError",
+    "OffsetOutOfRangeError", "RecordTooLargeError", "ConfigError", "LogLockedError",
+    "LogClosedError", "LogOfflineError",
+]
+
+
+def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0, compression=None):
+    """Build one RecordBatch v2 (bytes) from ``values``; see ``Log.append`` for the arguments."""
+    from klog._native.batch import build_batch
+    from klog.codec import compressor
+
+    codec = codec_id(compression)
+    return build_batch(values, keys, timestamps, headers, base_offset, codec,
+                       compressor(codec) if codec else None)
+
+
+def decode_batch(buf):
+    """Validate and decode every batch in ``buf`` into a list of ``Record``."""
+    from klog._native.batch import decode_records
+
+    return decode_records(buf, -1, decompress)

@@ -1,0 +1,15 @@
+cdef class MappedFile:
+    cdef readonly object path
+    cdef int fd
+    cdef unsigned char* base
+    cdef readonly Py_ssize_t capacity
+    cdef readonly Py_ssize_t reserved
+    cdef readonly Py_ssize_t size
+    cdef readonly Py_ssize_t synced
+    cdef readonly bint writable
+    cdef readonly Py_ssize_t exports
+    cdef Py_ssize_t grow_step
+
+    cdef int ensure(self, Py_ssize_t n) except -1
+    cdef unsigned char* claim(self, Py_ssize_t n) except NULL
+    cdef int check_open(self) except -1

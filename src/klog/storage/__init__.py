@@ -1,0 +1,1 @@
+"""Storage: a partition's log as ordered segments, with recovery, retention and checkpoints."""

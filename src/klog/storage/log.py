@@ -1,0 +1,577 @@
+"""Log: one partition's durable, ordered log of RecordBatch v2 batches, as segments on disk.
+
+Directory layout (one Log per directory)::
+
+    00000000000000000000.log  .index  .timeindex     segments, named by base offset
+    log.checkpoint                                    recovery point + log start offset
+    .clean-shutdown                                   present only after a clean close
+    .lock                                             flock()ed by the owning process
+
+Durability: appends land in the page cache through the mapping; ``flush.messages`` /
+``flush.ms`` (default: never, as Kafka) decide when they are fsynced. After each flush the recovery
+point (every offset below it is on disk) is checkpointed. Opening without the clean-shutdown
+marker revalidates every segment from the recovery point on: a torn or garbage tail is cut off,
+later segments are deleted; damage below the recovery point is data we promised to keep, so the
+open fails with CorruptLogError naming file, byte and offsets.
+
+Concurrency: every method is thread-safe. Appends, truncation, retention and rolls hold
+``_lock``; flushes hold ``_flush_lock`` and fsync outside ``_lock`` so appends continue meanwhile.
+"""
+import bisect
+import errno
+import fcntl
+import os
+import threading
+import time
+
+from klog._native.batch import build_batch, check_records, decode_chunk, validate_batch
+from klog._native.batch import set_log_append_time
+from klog.codec import NONE, codec_id, compressor, decompress
+from klog.config import LONG_MAX, LogConfig
+from klog.errors import (
+    CorruptLogError, LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
+from klog.storage.checkpoint import read_checkpoint, write_checkpoint
+from klog.storage.files import (
+    CHECKPOINT, CLEAN_SHUTDOWN, INDEX_SUFFIX, LOCK, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    base_offset_of, fsync_dir, remove_durably, segment_name,
+)
+from klog.storage.segment import LogSegment
+
+EMPTY = memoryview(b"")
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+class Log:
+    """A partition's log. Open with ``Log.open(path, config)``; use as a context manager."""
+
+    def __init__(self, path, config, lock_fd):
+        self.path = path
+        self.config = config
+        self._lock_fd = lock_fd
+        self._lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self._segments = []          # oldest first; the last one is active
+        self._bases = []             # their base offsets, for bisect
+        self._log_start = 0
+        self._end = 0                # log end offset (next offset to assign)
+        self._recovery_point = 0
+        self._unflushed = 0
+        self._last_flush_ms = now_ms()
+        self._closed = False
+        self._offline = None
+        self._compress = {}
+        self._flusher = None
+        self._stop_flusher = threading.Event()
+
+    # -- opening and closing -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path, config=None):
+        """Open (creating if needed) the log in directory ``path``.
+
+        ``config`` is a dict of Kafka topic-config names (``segment.bytes``, ``retention.ms``...).
+        Raises ConfigError for unknown names or bad values, LogLockedError if another process
+        has the log open, CorruptLogError if flushed data is damaged.
+        """
+        config = LogConfig.from_dict(config)
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        lock_fd = _lock_directory(path)
+        log = cls(path, config, lock_fd)
+        try:
+            log._load()
+        except BaseException:
+            log._release()
+            raise
+        if config.flush_ms < LONG_MAX:
+            log._start_flusher()
+        return log
+
+    def _load(self):
+        marker = os.path.join(self.path, CLEAN_SHUTDOWN)
+        clean = os.path.exists(marker)
+        if clean:
+            # From here on a crash must trigger recovery again.
+            remove_durably(marker)
+        checkpoint = read_checkpoint(os.path.join(self.path, CHECKPOINT))
+        self._recovery_point = checkpoint.get("recovery-point", 0)
+        log_start = checkpoint.get("log-start-offset", 0)
+        bases = self._scan_directory()
+        if not bases:
+            self._segments = [LogSegment.create(self.path, log_start, self.config)]
+        else:
+            self._segments = [LogSegment(self.path, b, self.config, active=(b == bases[-1]))
+                              for b in bases]
+            if not (clean and self._load_clean()):
+                self._recover()
+        self._bases = [s.base_offset for s in self._segments]
+        active = self._segments[-1]
+        self._end = active.next_offset
+        self._log_start = min(max(log_start, self._segments[0].base_offset), self._end)
+        self._recovery_point = min(self._recovery_point, self._end)
+        self._checkpoint()
+
+    def _scan_directory(self):
+        """Base offsets of the segments on disk; index files without a .log are removed."""
+        names = os.listdir(self.path)
+        bases = sorted(b for b in (base_offset_of(n, LOG_SUFFIX) for n in names) if b is not None)
+        known = set(bases)
+        for n in names:
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                b = base_offset_of(n, suffix)
+                if b is not None and b not in known:
+                    os.unlink(os.path.join(self.path, n))
+            if n.endswith(".tmp"):
+                os.unlink(os.path.join(self.path, n))
+        return bases
+
+    def _load_clean(self):
+        """Trust a cleanly closed log: no revalidation, only index sanity checks."""
+        for i, seg in enumerate(self._segments):
+            if not seg.load_clean():
+                return False
+            if i + 1 < len(self._segments) and seg.next_offset > self._segments[i + 1].base_offset:
+                return False
+        return True
+
+    def _recover(self):
+        """Revalidate from the segment holding the recovery point; cut the log at the first bad
+        byte if it lies above the recovery point, refuse to open if below."""
+        segments = self._segments
+        expected = segments[0].base_offset
+        for i, seg in enumerate(segments):
+            next_base = segments[i + 1].base_offset if i + 1 < len(segments) else None
+            trusted = next_base is not None and next_base <= self._recovery_point
+            if trusted and seg.load_clean() and seg.next_offset <= next_base:
+                expected = next_base
+                continue
+            problem = seg.recover(max(expected, seg.base_offset))
+            if problem is None:
+                if next_base is not None and seg.next_offset > next_base:
+                    problem = (seg.size, "offsets", seg.next_offset)
+            if problem is not None:
+                pos, reason, next_offset = problem
+                if next_offset < self._recovery_point:
+                    raise CorruptLogError(
+                        f"{seg.path(LOG_SUFFIX)}: {_REASONS.get(reason, reason)} at byte {pos} "
+                        f"(expected offset {next_offset}); the log was flushed up to offset "
+                        f"{self._recovery_point}, so this is lost data, not a torn write: "
+                        "refusing to open")
+                seg.log.truncate(pos)
+                seg.log.flush()
+                for later in segments[i + 1:]:
+                    later.delete()
+                del segments[i + 1:]
+                fsync_dir(self.path)
+                break
+            if next_base is not None:
+                seg.seal()
+            expected = seg.next_offset
+        active = segments[-1]
+        if not active.active:
+            active.make_active()
+
+    def close(self):
+        """Flush, checkpoint, mark the shutdown clean and release the directory."""
+        with self._flush_lock, self._lock:
+            if self._closed:
+                return
+            self._stop_flusher.set()
+            try:
+                if self._offline is None:
+                    for seg in self._segments:
+                        seg.flush()
+                    self._recovery_point = self._end
+                    self._checkpoint()
+                    active = self._segments[-1]
+                    active.seal()
+                    active.flush()
+                    for seg in self._segments:
+                        seg.close()
+                    with open(os.path.join(self.path, CLEAN_SHUTDOWN), "wb") as f:
+                        os.fsync(f.fileno())
+                    fsync_dir(self.path)
+                else:
+                    for seg in self._segments:
+                        seg.close()
+            finally:
+                self._closed = True
+                self._release()
+
+    def _release(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_lock_fd", None) is not None and not self._closed:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def log_start_offset(self):
+        return self._log_start
+
+    @property
+    def log_end_offset(self):
+        return self._end
+
+    @property
+    def recovery_point(self):
+        return self._recovery_point
+
+    @property
+    def size(self):
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segments(self):
+        """Base offsets of the segments, oldest first."""
+        with self._lock:
+            return list(self._bases)
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def _check_writable(self):
+        if self._closed:
+            raise LogClosedError(f"{self.path}: log is closed")
+        if self._offline is not None:
+            raise LogOfflineError(f"{self.path}: log is offline after a failed flush: {self._offline}")
+
+    def _checkpoint(self):
+        write_checkpoint(os.path.join(self.path, CHECKPOINT), {
+            "recovery-point": self._recovery_point,
+            "log-start-offset": self._log_start,
+        })
+
+    # -- appending -------------------------------------------------------------------------------
+    def append(self, values, keys=None, timestamps=None, headers=None, compression=None):
+        """Append one batch built from ``values`` (bytes or None each); returns its base offset.
+
+        ``keys``: bytes/None per record; ``timestamps``: ms since the epoch, one int or one per
+        record (default now); ``headers``: per record a list of (str, bytes | None);
+        ``compression``: 'lz4', 'gzip', 'snappy', 'zstd' or None (topic's compression.type).
+        """
+        codec = self._codec(compression)
+        if self.config.message_timestamp_type == "LogAppendTime":
+            timestamps = now_ms()
+        batch = build_batch(values, keys, timestamps, headers, 0, codec,
+                            self._compressor(codec) if codec else None)
+        return self._append(batch)
+
+    def append_batch(self, batch):
+        """Append a RecordBatch v2 as a Kafka client sends it; returns the assigned base offset.
+
+        The batch is validated (length, magic, CRC, record framing) and stored byte for byte but
+        for its base offset. Invalid input raises CorruptRecordError and writes nothing.
+        """
+        validate_batch(batch, True, True)
+        check_records(batch)
+        if self.config.message_timestamp_type == "LogAppendTime":
+            batch = set_log_append_time(batch, now_ms())
+        return self._append(batch)
+
+    def _append(self, batch):
+        size = len(batch) if not isinstance(batch, memoryview) else batch.nbytes
+        if size > self.config.max_message_bytes:
+            raise RecordTooLargeError(
+                f"record batch of {size} bytes exceeds max.message.bytes "
+                f"({self.config.max_message_bytes})")
+        last_delta = _last_offset_delta(batch)
+        with self._lock:
+            self._check_writable()
+            base = self._end
+            now = now_ms()
+            active = self._segments[-1]
+            if active.should_roll(size, base + last_delta, now):
+                active = self._roll(base)
+            active.append(batch, base, now)
+            self._end = base + last_delta + 1
+            self._unflushed += last_delta + 1
+            flush_due = (self._unflushed >= self.config.flush_messages
+                         or now - self._last_flush_ms >= self.config.flush_ms)
+        if flush_due:
+            self.flush()
+        return base
+
+    def _codec(self, compression):
+        if compression is None:
+            ctype = self.config.compression_type
+            return NONE if ctype in ("producer", "uncompressed") else codec_id(ctype)
+        return codec_id(compression)
+
+    def _compressor(self, codec):
+        fn = self._compress.get(codec)
+        if fn is None:
+            fn = self._compress[codec] = compressor(codec)
+        return fn
+
+    def _roll(self, base):
+        """Seal the active segment and start a new one at ``base``. Caller holds _lock."""
+        active = self._segments[-1]
+        if active.is_empty:
+            # Nothing to keep: just rename by recreating at the new base.
+            active.delete()
+            self._segments.pop()
+            self._bases.pop()
+        else:
+            active.seal()
+        seg = LogSegment.create(self.path, base, self.config)
+        self._segments.append(seg)
+        self._bases.append(base)
+        fsync_dir(self.path)
+        return seg
+
+    def roll(self):
+        """Start a new segment now (no-op if the active one is empty)."""
+        with self._lock:
+            self._check_writable()
+            if not self._segments[-1].is_empty:
+                self._roll(self._end)
+
+    # -- durability --------------------------------------------------------------------------------
+    def flush(self):
+        """fsync everything appended so far, then checkpoint the recovery point."""
+        with self._flush_lock:
+            with self._lock:
+                self._check_writable()
+                end = self._end
+                if end == self._recovery_point:
+                    return
+                first = max(0, bisect.bisect_right(self._bases, self._recovery_point) - 1)
+                segments = self._segments[first:]
+                self._unflushed = 0
+                self._last_flush_ms = now_ms()
+            try:
+                for seg in segments:
+                    seg.flush()
+            except OSError as exc:
+                # After a failed fsync the page cache may say "clean" while the disk lost the
+                # data; acknowledging anything more would be a lie. Stop here.
+                self._offline = exc
+                raise LogOfflineError(f"{self.path}: flush failed, log taken offline: {exc}") from exc
+            with self._lock:
+                self._recovery_point = max(self._recovery_point, min(end, self._end))
+                self._checkpoint()
+
+    def _start_flusher(self):
+        interval = max(self.config.flush_ms, 1) / 1000.0
+
+        def run():
+            while not self._stop_flusher.wait(interval):
+                try:
+                    if self._end != self._recovery_point:
+                        self.flush()
+                except (LogClosedError, LogOfflineError):
+                    return
+
+        self._flusher = threading.Thread(target=run, name=f"klog-flush:{self.path}", daemon=True)
+        self._flusher.start()
+
+    # -- reading -------------------------------------------------------------------------------------
+    def _check_range(self, offset):
+        if self._closed:
+            raise LogClosedError(f"{self.path}: log is closed")
+        if not self._log_start <= offset <= self._end:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside the log [{self._log_start}, {self._end}]")
+
+    def read(self, offset, max_bytes=1048576):
+        """Whole raw batches starting with the one that holds ``offset``, as a zero-copy
+        read-only memoryview of at most ``max_bytes`` (but always at least one batch).
+        Empty at the log end. The view keeps its segment mapped until released."""
+        with self._lock:
+            self._check_range(offset)
+            if offset == self._end:
+                return EMPTY
+            i = bisect.bisect_right(self._bases, offset) - 1
+            while i < len(self._segments):
+                view = self._segments[i].read(offset, max_bytes)
+                if view.nbytes:
+                    return view
+                i += 1  # offset fell in a gap at a segment's end (compaction); go on
+                if i < len(self._segments):
+                    offset = max(offset, self._segments[i].base_offset)
+            return EMPTY
+
+    def records(self, offset=None):
+        """Iterate ``Record``s from ``offset`` (default: log start) to the log end."""
+        if offset is None:
+            offset = self._log_start
+        with self._lock:
+            self._check_range(offset)
+        while offset < self._end:
+            chunk = self.read(offset)
+            if not chunk.nbytes:
+                return
+            records, next_offset = decode_chunk(chunk, offset, decompress)
+            chunk.release()
+            yield from records
+            offset = next_offset
+
+    def offset_for_time(self, timestamp_ms):
+        """The first offset whose record timestamp >= ``timestamp_ms``, or None."""
+        with self._lock:
+            if self._closed:
+                raise LogClosedError(f"{self.path}: log is closed")
+            segments = list(self._segments)
+            start = self._log_start
+        for seg in segments:
+            if seg.max_timestamp >= timestamp_ms and seg.next_offset > start:
+                found = seg.offset_for_time(timestamp_ms, start)
+                if found is not None:
+                    return found
+        return None
+
+    # -- removing data ---------------------------------------------------------------------------------
+    def truncate_to(self, offset):
+        """Remove the batches holding offsets >= ``offset``; returns the new log end offset (the
+        start of the batch holding ``offset``: batches are never split)."""
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            if offset >= self._end:
+                return self._end
+            if offset < 0:
+                raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
+            if offset <= self._log_start:
+                return self._reset_at(offset)
+            while self._segments[-1].base_offset >= offset:
+                seg = self._segments.pop()
+                self._bases.pop()
+                seg.delete()
+            self._end = self._segments[-1].truncate_to(offset)
+            fsync_dir(self.path)
+            self._recovery_point = min(self._recovery_point, self._end)
+            self._checkpoint()
+            return self._end
+
+    def _reset_at(self, offset):
+        """Drop every segment and start empty at ``offset``."""
+        for seg in self._segments:
+            seg.delete()
+        self._segments = [LogSegment.create(self.path, offset, self.config)]
+        self._bases = [offset]
+        fsync_dir(self.path)
+        self._log_start = self._end = self._recovery_point = offset
+        self._checkpoint()
+        return offset
+
+    def delete_before(self, offset):
+        """Advance the log start offset to ``offset`` (Kafka's DeleteRecords); whole segments
+        below it are deleted. Returns the new log start offset."""
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            if offset > self._end or offset < 0:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete before {offset}: log is [{self._log_start}, {self._end}]")
+            if offset <= self._log_start:
+                return self._log_start
+            self._log_start = offset
+            self._checkpoint()
+            self._delete_segments(lambda seg, nxt: nxt is not None and nxt <= offset)
+            return self._log_start
+
+    def enforce_retention(self, now=None):
+        """Delete whole old segments past ``retention.ms`` or ``retention.bytes``, oldest first.
+        Returns how many segments were deleted."""
+        cfg = self.config
+        now = now_ms() if now is None else now
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            total = [self.size]
+
+            def expired(seg, _next):
+                if seg.is_empty:
+                    return False
+                if cfg.retention_ms >= 0 and now - seg.max_timestamp > cfg.retention_ms:
+                    total[0] -= seg.size
+                    return True
+                if cfg.retention_bytes >= 0 and total[0] - seg.size >= cfg.retention_bytes:
+                    total[0] -= seg.size
+                    return True
+                return False
+
+            return self._delete_segments(expired, include_active=True)
+
+    def _delete_segments(self, predicate, include_active=False):
+        """Delete the oldest segments while ``predicate(segment, next_base)`` holds. The active
+        segment is first rolled if it must go too. Caller holds both locks."""
+        doomed = 0
+        for i, seg in enumerate(self._segments):
+            nxt = self._segments[i + 1].base_offset if i + 1 < len(self._segments) else None
+            if nxt is None and not include_active:
+                break
+            if not predicate(seg, nxt):
+                break
+            doomed += 1
+        if not doomed:
+            return 0
+        if doomed == len(self._segments):
+            self._roll(self._end)
+        for seg in self._segments[:doomed]:
+            seg.delete()
+        del self._segments[:doomed]
+        del self._bases[:doomed]
+        fsync_dir(self.path)
+        if self._segments[0].base_offset > self._log_start:
+            self._log_start = self._segments[0].base_offset
+        self._checkpoint()
+        return doomed
+
+    def __repr__(self):
+        return (f"<Log {self.path!r} [{self._log_start}, {self._end}) "
+                f"segments={len(self._segments)}>")
+
+
+_REASONS = {
+    "truncated": "a batch runs past the end of the file",
+    "zeros": "the data ends early (zeros where batches should be)",
+    "length": "a batch has an impossible length",
+    "magic": "a batch has an unknown magic byte",
+    "crc": "CRC mismatch",
+    "offsets": "batch offsets go backwards or overlap the next segment",
+}
+
+
+def _last_offset_delta(batch):
+    b = memoryview(batch)
+    return int.from_bytes(b[23:27], "big", signed=True)
+
+
+def _lock_directory(path):
+    """flock() the directory's lock file so a second writer gets a clear error."""
+    lock_path = os.path.join(path, LOCK)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        owner = ""
+        try:
+            owner = os.pread(fd, 32, 0).decode().strip()
+        except (OSError, UnicodeDecodeError):
+            pass
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise LogLockedError(
+                f"{path} is already open for writing"
+                + (f" by process {owner}" if owner else "")
+                + "; a log has one owner at a time") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

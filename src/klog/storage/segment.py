@@ -1,0 +1,230 @@
+"""LogSegment: one ``<base>.log`` with its ``.index`` and ``.timeindex``.
+
+On disk: the .log holds RecordBatch v2 bytes back to back, exactly as produced and served; the
+indexes are Kafka's sparse entry formats (see klog._native.index). The active segment is mapped
+writable with its space reserved ahead of the data; a sealed one is trimmed to its real size.
+
+After a crash the .log may be longer than its data (reserved zeros) or end in a torn batch, and
+the indexes may be stale: ``recover`` revalidates every batch (length, magic, CRC, offsets) and
+rebuilds both indexes, stopping at the first bad byte. Concurrency: the owning Log serializes
+appends, truncation and rolls; reads may run alongside an append.
+"""
+import os
+
+from klog._native.batch import decode_records
+from klog._native.index import OffsetIndex, TimeIndex
+from klog._native.mmapfile import MappedFile
+from klog._native.scan import Indexer, fetch_end, find_position, find_position_by_time
+from klog.codec import decompress
+from klog.errors import CorruptIndexError
+from klog.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_name
+
+
+class LogSegment:
+    def __init__(self, directory, base_offset, config, active):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.config = config
+        self.active = active
+        self.log = None
+        self.offset_index = None
+        self.time_index = None
+        self.indexer = None
+        self.created_ms = None
+        self._map(active)
+
+    # -- files -----------------------------------------------------------------------------
+    def path(self, suffix):
+        return os.path.join(self.directory, segment_name(self.base_offset, suffix))
+
+    def _map(self, writable):
+        cfg = self.config
+        capacity = cfg.segment_bytes + cfg.max_message_bytes if writable else 0
+        self.log = MappedFile(self.path(LOG_SUFFIX), writable, capacity)
+        self.offset_index = OffsetIndex(self.path(INDEX_SUFFIX), self.base_offset,
+                                        cfg.segment_index_bytes, writable)
+        self.time_index = TimeIndex(self.path(TIME_INDEX_SUFFIX), self.base_offset,
+                                    cfg.segment_index_bytes, writable)
+        self.indexer = Indexer(self.offset_index, self.time_index, cfg.index_interval_bytes,
+                               self.base_offset)
+
+    @classmethod
+    def create(cls, directory, base_offset, config):
+        """A new, empty, active segment (any stale files of that name are removed first)."""
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            try:
+                os.unlink(os.path.join(directory, segment_name(base_offset, suffix)))
+            except FileNotFoundError:
+                pass
+        return cls(directory, base_offset, config, active=True)
+
+    @property
+    def size(self):
+        return self.log.size
+
+    @property
+    def next_offset(self):
+        return self.indexer.next_offset
+
+    @property
+    def max_timestamp(self):
+        return self.indexer.max_timestamp
+
+    @property
+    def is_empty(self):
+        return self.log.size == 0
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_clean(self):
+        """After a clean shutdown: trust the files; find the state from the last index entry."""
+        try:
+            self.offset_index.sanity_check(self.log.size)
+            last_offset, position = self.offset_index.lookup(2 ** 62)
+            ts, ts_offset = self.time_index.last_entry
+            self.time_index.sanity_check(2 ** 62)
+        except CorruptIndexError:
+            return False
+        tail = Indexer(self.offset_index, self.time_index, 0, self.base_offset, build=False)
+        if tail.scan(self.log, position, self.log.size, False) is not None:
+            return False
+        self.indexer.next_offset = tail.next_offset
+        self.indexer.end = self.log.size
+        if tail.max_timestamp > ts:
+            ts, ts_offset = tail.max_timestamp, tail.offset_of_max_timestamp
+        self.indexer.max_timestamp, self.indexer.offset_of_max_timestamp = ts, ts_offset
+        self.indexer.bytes_since_entry = self.log.size - position
+        return True
+
+    def recover(self, expected_base):
+        """Validate every batch and rebuild both indexes. Returns None if the whole file is valid,
+        else (position, reason, next_offset): where valid data ends, why, and the offset that was
+        expected there. The caller decides whether that is a torn tail or lost flushed data."""
+        if not self.log.writable:
+            self.make_active()
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.indexer = Indexer(self.offset_index, self.time_index,
+                               self.config.index_interval_bytes, expected_base)
+        err = self.indexer.scan(self.log, 0, self.log.reserved, True)
+        if err is None:
+            return None
+        return (err[0], err[1], self.indexer.next_offset)
+
+    def make_active(self):
+        """Remap a sealed segment writable (to truncate it or to append to it again)."""
+        if self.log.writable:
+            return
+        for f in (self.log, self.offset_index.file, self.time_index.file):
+            if f.exports:
+                raise BufferError(f"{f.path}: views of this segment are still alive")
+        state = self.indexer
+        self.close()
+        self._map(True)
+        self.indexer.next_offset = state.next_offset
+        self.indexer.end = state.end
+        self.indexer.max_timestamp = state.max_timestamp
+        self.indexer.offset_of_max_timestamp = state.offset_of_max_timestamp
+        self.indexer.bytes_since_entry = state.bytes_since_entry
+        self.active = True
+
+    # -- writing -----------------------------------------------------------------------------
+    def should_roll(self, size, last_offset, now_ms):
+        """Kafka's LogSegment.shouldRoll: size, age, a full index, or an offset that no longer
+        fits the 32-bit relative offsets of the index."""
+        if self.log.size == 0:
+            return last_offset - self.base_offset > 0x7FFFFFFF
+        cfg = self.config
+        if self.log.size > cfg.segment_bytes - size:
+            return True
+        if self.created_ms is not None and now_ms - self.created_ms >= cfg.segment_ms - cfg.segment_jitter_ms:
+            return True
+        if self.offset_index.is_full or self.time_index.is_full:
+            return True
+        return last_offset - self.base_offset > 0x7FFFFFFF
+
+    def append(self, batch, base_offset, now_ms):
+        """Copy a validated batch in, assign its base offset in place, index it."""
+        if self.log.size == 0:
+            self.created_ms = now_ms
+        pos = self.log.append(batch)
+        self.log.write_u64(pos, base_offset)
+        err = self.indexer.scan(self.log, pos, self.log.size, False)
+        if err is not None:  # cannot happen for a validated batch; never leave it in the log
+            self.log.truncate(pos)
+            raise AssertionError(f"appended batch failed its own scan: {err}")
+        return pos
+
+    def seal(self):
+        """Stop being active: final time-index entry (so it holds the segment's max timestamp),
+        then give back reserved space. A read-only (already sealed) segment has nothing to do."""
+        self.active = False
+        if not self.log.writable:
+            return
+        if self.indexer.max_timestamp >= 0:
+            self.time_index.append(self.indexer.max_timestamp, self.indexer.offset_of_max_timestamp)
+        for f in (self.log, self.offset_index, self.time_index):
+            f.trim()
+
+    def truncate_to(self, offset):
+        """Remove every batch that holds an offset >= ``offset``; returns the new next offset."""
+        pos = self.position_of(offset)
+        if pos >= self.log.size:
+            return self.next_offset
+        self.make_active()
+        self.log.truncate(pos)
+        # Rebuild rather than patch: a header-only walk, and the state (next offset, max
+        # timestamp) comes out exactly as the appends left it.
+        self.offset_index.reset()
+        self.time_index.reset()
+        self.indexer = Indexer(self.offset_index, self.time_index,
+                               self.config.index_interval_bytes, self.base_offset)
+        self.indexer.scan(self.log, 0, self.log.size, False)
+        self.log.flush()
+        return self.indexer.next_offset
+
+    def flush(self):
+        for f in (self.log, self.offset_index, self.time_index):
+            f.flush()
+
+    def close(self):
+        for f in (self.log, self.offset_index, self.time_index):
+            f.close()
+
+    def delete(self):
+        self.close()
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+            try:
+                os.unlink(self.path(suffix))
+            except FileNotFoundError:
+                pass
+
+    # -- reading -----------------------------------------------------------------------------
+    def position_of(self, offset):
+        """Byte position of the batch that holds ``offset`` (or the first after it)."""
+        _, start = self.offset_index.lookup(offset)
+        return find_position(self.log, start, offset)
+
+    def read(self, offset, max_bytes):
+        """Whole batches from the one holding ``offset``; an empty view past the segment's data."""
+        pos = self.position_of(offset)
+        return self.log.view(pos, fetch_end(self.log, pos, max_bytes))
+
+    def offset_for_time(self, timestamp, min_offset):
+        """First offset >= min_offset whose record timestamp >= ``timestamp``, or None."""
+        _, after = self.time_index.lookup_before(timestamp)
+        pos = self.position_of(max(after, min_offset))
+        size = self.log.size
+        while pos < size:
+            pos = find_position_by_time(self.log, pos, timestamp)
+            if pos >= size:
+                return None
+            end = fetch_end(self.log, pos, 0)
+            for record in decode_records(self.log.view(pos, end), min_offset, decompress):
+                if record.timestamp >= timestamp:
+                    return record.offset
+            pos = end
+        return None
+
+    def __repr__(self):
+        state = "active" if self.active else "sealed"
+        return f"<LogSegment {self.base_offset} {state} size={self.size} next={self.next_offset}>"
