@@ -3,8 +3,7 @@
 Offset index: 8-byte big-endian entries, int32 (offset - base_offset), int32 byte position in the
 segment's .log. Time index: 12-byte entries, int64 timestamp, int32 (offset - base_offset); an
 entry is added only when its timestamp is greater than the last one's. Entries are appended every
-``index.interval.bytes`` of log; both files are mapped, grown in steps up to ``max_bytes`` and
-trimmed when the segment rolls or closes. They carry no checksum: after an unclean stop they are
+``index.interval.bytes`` of log; both files are mapped for lookups, appended up to ``max_bytes``. They carry no checksum: after an unclean stop they are
 rebuilt from the log, and ``sanity_check`` catches a file that does not fit its segment.
 """
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint32_t, uint64_t
@@ -19,7 +18,6 @@ import os
 cdef enum:
     OFFSET_ENTRY = 8
     TIME_ENTRY = 12
-INDEX_GROW_STEP = 64 << 10
 
 
 cdef class OffsetIndex:
@@ -28,7 +26,7 @@ cdef class OffsetIndex:
     def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
         self.base_offset = base_offset
         self.max_entries = max(1, max_bytes // OFFSET_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * OFFSET_ENTRY, INDEX_GROW_STEP)
+        self.file = MappedFile(path, writable, self.max_entries * OFFSET_ENTRY)
         if self.file.size % OFFSET_ENTRY:
             # A torn last entry: drop it; recovery or sanity_check decides about the rest.
             self.file.set_size(self.file.size - self.file.size % OFFSET_ENTRY)
@@ -59,17 +57,16 @@ cdef class OffsetIndex:
 
     cdef int append_entry(self, int64_t offset, int64_t position) except -1:
         cdef Py_ssize_t n = self.file.size // OFFSET_ENTRY
-        cdef unsigned char* p
+        cdef unsigned char entry[TIME_ENTRY]
         if n >= self.max_entries:
             raise CorruptIndexError(f"{os.fspath(self.file.path)}: index is full ({n} entries)")
         if offset - self.base_offset > INT32_MAX or offset < self.base_offset or position > 0xFFFFFFFF:
             raise ValueError(f"offset {offset} / position {position} do not fit this index")
         if n and (offset <= self.offset_at(n - 1) or position <= self.position_at(n - 1)):
             raise ValueError(f"index entry ({offset}, {position}) is not after the last one")
-        p = self.file.claim(OFFSET_ENTRY)
-        store_u32(p, <uint32_t>(offset - self.base_offset))
-        store_u32(p + 4, <uint32_t>position)
-        self.file.commit(OFFSET_ENTRY)
+        store_u32(entry, <uint32_t>(offset - self.base_offset))
+        store_u32(entry + 4, <uint32_t>position)
+        self.file.write(entry, OFFSET_ENTRY)
         return 0
 
     def append(self, int64_t offset, int64_t position):
@@ -128,7 +125,7 @@ cdef class TimeIndex:
     def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
         self.base_offset = base_offset
         self.max_entries = max(1, max_bytes // TIME_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * TIME_ENTRY, INDEX_GROW_STEP)
+        self.file = MappedFile(path, writable, self.max_entries * TIME_ENTRY)
         if self.file.size % TIME_ENTRY:
             self.file.set_size(self.file.size - self.file.size % TIME_ENTRY)
 
@@ -162,7 +159,7 @@ cdef class TimeIndex:
     cdef int append_entry(self, int64_t timestamp, int64_t offset) except -1:
         """Append (timestamp, offset) if timestamp is greater than the last entry's; else no-op."""
         cdef Py_ssize_t n = self.file.size // TIME_ENTRY
-        cdef unsigned char* p
+        cdef unsigned char entry[TIME_ENTRY]
         if n and timestamp <= self.timestamp_at(n - 1):
             return 0
         if n >= self.max_entries:
@@ -171,10 +168,9 @@ cdef class TimeIndex:
             raise ValueError(f"offset {offset} does not fit this index")
         if n and offset < self.offset_at(n - 1):
             raise ValueError(f"time index offset {offset} is before the last entry's")
-        p = self.file.claim(TIME_ENTRY)
-        store_u64(p, <uint64_t>timestamp)
-        store_u32(p + 8, <uint32_t>(offset - self.base_offset))
-        self.file.commit(TIME_ENTRY)
+        store_u64(entry, <uint64_t>timestamp)
+        store_u32(entry + 8, <uint32_t>(offset - self.base_offset))
+        self.file.write(entry, TIME_ENTRY)
         return 0
 
     def append(self, int64_t timestamp, int64_t offset):

@@ -47,6 +47,8 @@ class LogSegment:
                                     cfg.segment_index_bytes, writable)
         self.indexer = Indexer(self.offset_index, self.time_index, cfg.index_interval_bytes,
                                self.base_offset)
+        if writable and cfg.preallocate and self.log.size == 0:
+            self.log.preallocate()
 
     @classmethod
     def create(cls, directory, base_offset, config):
@@ -146,8 +148,7 @@ class LogSegment:
         """Copy a validated batch in, assign its base offset in place, index it."""
         if self.log.size == 0:
             self.created_ms = now_ms
-        pos = self.log.append(batch)
-        self.log.write_u64(pos, base_offset)
+        pos = self.log.append_batch(batch, base_offset)
         err = self.indexer.scan(self.log, pos, self.log.size, False)
         if err is not None:  # cannot happen for a validated batch; never leave it in the log
             self.log.truncate(pos)
