@@ -346,6 +346,79 @@ cdef inline object take_bytes(const unsigned char** pp, const unsigned char* end
     return v
 
 
+cdef Record decode_record(const unsigned char** qp, const unsigned char* end, int64_t base_offset,
+                          int64_t base_ts, int64_t max_ts, bint log_append_time):
+    """Decode the record at qp[0] (bounds-checked against ``end``) and advance qp past it."""
+    cdef const unsigned char* q = qp[0]
+    cdef const unsigned char* rec_end
+    cdef int64_t length, ts_delta, off_delta, klen, vlen, hcount, hklen, hvlen, j
+    cdef tuple hdrs
+    cdef list hlist
+    cdef Record r
+    q = need_varint(q, end, &length, "length")
+    if length < 1 or length > end - q:
+        raise CorruptRecordError(
+            f"record in batch at offset {base_offset} declares length {length}, {end - q} bytes left")
+    rec_end = q + length
+    q += 1  # record attributes: unused
+    q = need_varint(q, rec_end, &ts_delta, "timestamp")
+    q = need_varint(q, rec_end, &off_delta, "offset delta")
+    q = need_varint(q, rec_end, &klen, "key length")
+    key = take_bytes(&q, rec_end, klen, "key")
+    q = need_varint(q, rec_end, &vlen, "value length")
+    value = take_bytes(&q, rec_end, vlen, "value")
+    q = need_varint(q, rec_end, &hcount, "header count")
+    if hcount == 0:
+        hdrs = EMPTY
+    else:
+        if hcount < 0 or hcount > rec_end - q:
+            raise CorruptRecordError(f"record declares {hcount} headers in {rec_end - q} bytes")
+        hlist = []
+        for j in range(hcount):
+            q = need_varint(q, rec_end, &hklen, "header key length")
+            if hklen < 0 or hklen > rec_end - q:
+                raise CorruptRecordError(f"record header key length {hklen} is out of bounds")
+            try:
+                hkey = PyUnicode_DecodeUTF8(<const char*>q, hklen, NULL)
+            except UnicodeDecodeError as exc:
+                raise CorruptRecordError(f"record header key is not UTF-8: {exc}") from None
+            q += hklen
+            q = need_varint(q, rec_end, &hvlen, "header value length")
+            hlist.append((hkey, take_bytes(&q, rec_end, hvlen, "header value")))
+        hdrs = tuple(hlist)
+    if q != rec_end:
+        raise CorruptRecordError(
+            f"record in batch at offset {base_offset} has {rec_end - q} stray bytes")
+    qp[0] = rec_end
+    r = Record.__new__(Record)
+    r.offset = base_offset + off_delta
+    r.timestamp = max_ts if log_append_time else base_ts + ts_delta
+    r.key = key
+    r.value = value
+    r.headers = hdrs
+    return r
+
+
+cdef object open_records(const unsigned char* p, Py_ssize_t size, object decompress,
+                         const unsigned char** q, const unsigned char** end):
+    """Point q/end at the records of the batch at p, decompressing them if needed; returns the
+    object that owns the decompressed bytes (keep it alive while reading), or None."""
+    cdef int codec = load_i16(p + ATTRIBUTES) & CODEC_MASK
+    if not codec:
+        q[0] = p + HEADER_SIZE
+        end[0] = p + size
+        return None
+    if decompress is None:
+        raise CorruptRecordError(
+            f"batch at offset {load_i64(p + BASE_OFFSET)} is compressed (codec {codec})")
+    payload = decompress(codec, PyBytes_FromStringAndSize(<const char*>p + HEADER_SIZE, size - HEADER_SIZE))
+    if not PyBytes_CheckExact(payload):
+        payload = bytes(payload)
+    q[0] = <const unsigned char*>PyBytes_AS_STRING(payload)
+    end[0] = q[0] + PyBytes_GET_SIZE(payload)
+    return payload
+
+
 cdef list decode_into(const unsigned char* p, Py_ssize_t size, int64_t min_offset,
                       object decompress, list out):
     """Append the records of the (already framed) batch at p with offset >= min_offset to out."""
@@ -357,75 +430,17 @@ cdef list decode_into(const unsigned char* p, Py_ssize_t size, int64_t min_offse
     cdef bint log_append_time = (attributes & TIMESTAMP_TYPE_FLAG) != 0
     cdef const unsigned char* q
     cdef const unsigned char* end
-    cdef const unsigned char* rec_end
-    cdef int64_t length, ts_delta, off_delta, klen, vlen, hcount, hklen, hvlen, i, j
-    cdef object key, value, payload = None
+    cdef int64_t i
     cdef Record r
-    cdef tuple hdrs
-    cdef list hlist
-    cdef int codec = attributes & CODEC_MASK
 
     size = load_i32(p + LENGTH) + LOG_OVERHEAD
     if count < 0:
         raise CorruptRecordError(f"record batch at offset {base_offset} declares {count} records")
-    if codec:
-        if decompress is None:
-            raise CorruptRecordError(f"batch at offset {base_offset} is compressed (codec {codec})")
-        payload = decompress(codec, PyBytes_FromStringAndSize(
-            <const char*>p + HEADER_SIZE, size - HEADER_SIZE))
-        if not PyBytes_CheckExact(payload):
-            payload = bytes(payload)
-        q = <const unsigned char*>PyBytes_AS_STRING(payload)
-        end = q + PyBytes_GET_SIZE(payload)
-    else:
-        q = p + HEADER_SIZE
-        end = p + size
+    payload = open_records(p, size, decompress, &q, &end)
     for i in range(count):
-        q = need_varint(q, end, &length, "length")
-        if length < 1 or length > end - q:
-            raise CorruptRecordError(
-                f"record {i} of batch at offset {base_offset} declares length {length}, "
-                f"{end - q} bytes left")
-        rec_end = q + length
-        q += 1  # record attributes: unused
-        q = need_varint(q, rec_end, &ts_delta, "timestamp")
-        q = need_varint(q, rec_end, &off_delta, "offset delta")
-        q = need_varint(q, rec_end, &klen, "key length")
-        key = take_bytes(&q, rec_end, klen, "key")
-        q = need_varint(q, rec_end, &vlen, "value length")
-        value = take_bytes(&q, rec_end, vlen, "value")
-        q = need_varint(q, rec_end, &hcount, "header count")
-        if hcount == 0:
-            hdrs = EMPTY
-        else:
-            if hcount < 0 or hcount > rec_end - q:
-                raise CorruptRecordError(f"record declares {hcount} headers in {rec_end - q} bytes")
-            hlist = []
-            for j in range(hcount):
-                q = need_varint(q, rec_end, &hklen, "header key length")
-                if hklen < 0 or hklen > rec_end - q:
-                    raise CorruptRecordError(f"record header key length {hklen} is out of bounds")
-                try:
-                    hkey = PyUnicode_DecodeUTF8(<const char*>q, hklen, NULL)
-                except UnicodeDecodeError as exc:
-                    raise CorruptRecordError(f"record header key is not UTF-8: {exc}") from None
-                q += hklen
-                q = need_varint(q, rec_end, &hvlen, "header value length")
-                hlist.append((hkey, take_bytes(&q, rec_end, hvlen, "header value")))
-            hdrs = tuple(hlist)
-        if q != rec_end:
-            raise CorruptRecordError(
-                f"record {i} of batch at offset {base_offset} has {rec_end - q} stray bytes")
-        q = rec_end
-        if base_offset + off_delta < min_offset:
-            continue
-        r = Record.__new__(Record)
-        r.offset = base_offset + off_delta
-        r.timestamp = max_ts if log_append_time else base_ts + ts_delta
-        r.key = key
-        r.value = value
-        r.headers = hdrs
-        PyList_Append(out, r)
+        r = decode_record(&q, end, base_offset, base_ts, max_ts, log_append_time)
+        if r.offset >= min_offset:
+            PyList_Append(out, r)
     if q != end:
         raise CorruptRecordError(
             f"batch at offset {base_offset} has {end - q} bytes after its {count} records")
@@ -610,3 +625,91 @@ def set_log_append_time(batch, int64_t timestamp):
     store_u64(p + MAX_TIMESTAMP, <uint64_t>timestamp)
     store_u32(p + CRC, crc32c_update(0, p + ATTRIBUTES, size - ATTRIBUTES))
     return bytes(out)
+
+
+@cython.final
+cdef class RecordReader:
+    """Iterates records one at a time from chunks of whole batches, without building lists.
+
+    ``source(offset)`` returns the next chunk (a bytes-like of whole batches starting with the
+    one that holds ``offset``; empty at the end). Records below ``offset`` are skipped (a fetch
+    starts at a batch boundary), and so are control batches. One record is decoded per
+    ``__next__``, so memory stays flat however long the log is.
+    """
+    cdef object source
+    cdef object decompress
+    cdef _Buffer chunk
+    cdef object payload            # keeps a decompressed batch alive while it is read
+    cdef const unsigned char* p    # next batch in the chunk
+    cdef Py_ssize_t left           # chunk bytes from p on
+    cdef const unsigned char* q    # next record in the current batch
+    cdef const unsigned char* end  # end of the current batch's records
+    cdef int32_t remaining         # records left in the current batch
+    cdef int64_t base_offset, base_ts, max_ts
+    cdef bint log_append_time
+    cdef public int64_t next_offset
+    cdef readonly int64_t start
+
+    def __init__(self, source, int64_t offset, decompress=None):
+        self.start = offset
+        self.source = source
+        self.decompress = decompress
+        self.next_offset = offset
+        self.chunk = None
+        self.left = 0
+        self.remaining = 0
+
+    def __iter__(self):
+        return self
+
+    cdef bint next_batch(self) except -1:
+        cdef Py_ssize_t size
+        cdef int16_t attributes
+        while True:
+            if self.left <= 0:
+                self.chunk = None
+                self.payload = None
+                data = self.source(self.next_offset)
+                if data is None:
+                    return False
+                self.chunk = _Buffer(data)
+                self.p = <const unsigned char*>self.chunk.view.buf
+                self.left = self.chunk.view.len
+                if self.left == 0:
+                    self.chunk = None
+                    return False
+            check_batch(self.p, self.left, False)
+            size = load_i32(self.p + LENGTH) + LOG_OVERHEAD
+            attributes = load_i16(self.p + ATTRIBUTES)
+            self.base_offset = load_i64(self.p + BASE_OFFSET)
+            self.base_ts = load_i64(self.p + BASE_TIMESTAMP)
+            self.max_ts = load_i64(self.p + MAX_TIMESTAMP)
+            self.log_append_time = (attributes & TIMESTAMP_TYPE_FLAG) != 0
+            self.remaining = load_i32(self.p + RECORD_COUNT)
+            last = self.base_offset + load_i32(self.p + LAST_OFFSET_DELTA)
+            if last < self.next_offset or attributes & CONTROL_FLAG or self.remaining <= 0:
+                self.next_offset = max(self.next_offset, last + 1)
+                self.remaining = 0
+                self.p += size
+                self.left -= size
+                continue
+            self.payload = open_records(self.p, size, self.decompress, &self.q, &self.end)
+            self.p += size
+            self.left -= size
+            self.next_offset = last + 1
+            return True
+
+    def __next__(self):
+        cdef Record r
+        while True:
+            if self.remaining <= 0:
+                if not self.next_batch():
+                    raise StopIteration
+            r = decode_record(&self.q, self.end, self.base_offset, self.base_ts, self.max_ts,
+                              self.log_append_time)
+            self.remaining -= 1
+            if self.remaining == 0 and self.q != self.end:
+                raise CorruptRecordError(
+                    f"batch at offset {self.base_offset} has {self.end - self.q} bytes after its records")
+            if r.offset >= self.start:
+                return r

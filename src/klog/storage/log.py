@@ -24,7 +24,7 @@ import os
 import threading
 import time
 
-from klog._native.batch import build_batch, check_records, decode_chunk, validate_batch
+from klog._native.batch import RecordReader, build_batch, check_records, validate_batch
 from klog._native.batch import set_log_append_time
 from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
@@ -410,19 +410,18 @@ class Log:
             return EMPTY
 
     def records(self, offset=None):
-        """Iterate ``Record``s from ``offset`` (default: log start) to the log end."""
+        """An iterator of ``Record``s from ``offset`` (default: log start) to the log end,
+        including records appended while iterating. Raises OffsetOutOfRangeError at once."""
         if offset is None:
             offset = self._log_start
         with self._lock:
             self._check_range(offset)
-        while offset < self._end:
-            chunk = self.read(offset)
-            if not chunk.nbytes:
-                return
-            records, next_offset = decode_chunk(chunk, offset, decompress)
-            chunk.release()
-            yield from records
-            offset = next_offset
+        return RecordReader(self._chunk_for_reader, offset, decompress)
+
+    def _chunk_for_reader(self, offset):
+        if offset >= self._end:
+            return None
+        return self.read(max(offset, self._log_start))
 
     def offset_for_time(self, timestamp_ms):
         """The first offset whose record timestamp >= ``timestamp_ms``, or None."""
