@@ -1,0 +1,292 @@
+"""Torn tails: what a crash leaves at the end of the active segment.
+
+The crash model (faultkit.crash_copy): every file copied while the log is still open, after the
+appends. That is exactly what kill -9 leaves (the page cache survives the process), with no
+clean-shutdown marker and the checkpoint as of the last flush. The tail above the recovery point
+is then damaged the ways a power loss can damage it: cut at any byte, zero-filled (file length
+persisted, data not), a zeroed 4 KiB page, garbage after the data, preallocated zeros.
+
+Pass: the reopened log equals the longest valid prefix of whole batches (bytes, offsets, records),
+reads at every offset return the whole batch holding it, the rebuilt indexes point at batch
+starts, and appends continue at the recovered end and survive another reopen.
+"""
+import os
+import shutil
+import struct
+
+import pytest
+
+import klog
+from faultkit import (
+    LOG, SLOW, check_index_files, check_log_equals, crash_copy, parse_batches, read_batches,
+    random_batch_args, rng_for, seg_file, segment_bases,
+)
+
+CFG = {"segment.bytes": 4096, "index.interval.bytes": 128}
+TS0 = 1_700_000_000_000
+
+
+def build_crashed_log(root, name, cfg=CFG, sealed_batches=25, flushed_tail=2, unflushed_tail=3):
+    """A log of several sealed segments, then a last segment whose first ``flushed_tail`` batches
+    were flushed (the recovery point lies inside it) and ``unflushed_tail`` more that were not.
+    Returns (crash snapshot dir, all batches as the oracle parsed them, recovery point)."""
+    rng = rng_for(name)
+    live = os.path.join(root, "live")
+    ts = TS0
+    log = klog.Log.open(live, cfg)
+    for _ in range(sealed_batches):
+        log.append(**random_batch_args(rng, ts=ts))
+        ts += rng.randint(-40, 100)   # mostly increasing, sometimes not
+    log.roll()
+    for i in range(flushed_tail + unflushed_tail):
+        if i == flushed_tail:
+            log.flush()
+        log.append(**random_batch_args(rng, max_records=3, max_value=50, ts=ts))
+        ts += rng.randint(1, 100)
+    rp = log.recovery_point
+    snap = crash_copy(log, os.path.join(root, "snap"))
+    log.close()
+    shutil.rmtree(live)
+    batches = read_batches(snap)
+    bases = segment_bases(snap)
+    assert len(bases) >= 3, "setup: want several sealed segments"
+    last = [b for b in batches if b.segment == bases[-1]]
+    assert len(last) == flushed_tail + unflushed_tail, "setup: the tail must be in one segment"
+    assert rp == last[flushed_tail - 1].last + 1, "setup: recovery point inside the last segment"
+    assert not os.path.exists(os.path.join(snap, ".clean-shutdown"))
+    return snap, batches, rp
+
+
+def valid_prefix(batches, segment, cut):
+    """Batches of earlier segments, and those of ``segment`` that end at or before ``cut``."""
+    return [b for b in batches if b.segment < segment or (b.segment == segment and b.end <= cut)]
+
+
+def check_recovered_and_appendable(work, expected, cfg=CFG):
+    """Open ``work``: it must hold exactly ``expected``; one more append lands at the recovered
+    end, and after a clean close and reopen the log is ``expected`` plus that batch."""
+    end = expected[-1].last + 1
+    with klog.Log.open(work, cfg) as log:
+        check_log_equals(log, expected)
+        assert log.recovery_point <= log.log_end_offset
+        assert log.append([b"after-recovery", b"x"], timestamps=TS0 + 10**6) == end
+        assert log.log_end_offset == end + 2
+    after = read_batches(work)
+    assert [b.raw for b in after[:-1]] == [b.raw for b in expected]
+    assert (after[-1].base, after[-1].last) == (end, end + 1)
+    check_index_files(work)
+    with klog.Log.open(work, cfg) as log:
+        check_log_equals(log, after)
+    return after
+
+
+@pytest.mark.parametrize("damage", ["cut", "zero-fill"])
+def test_cut_at_every_byte_of_the_last_batches(tmp_path, damage):
+    """Truncate (or zero from) every byte position across the last three batches: recovery keeps
+    exactly the whole batches before the cut."""
+    snap, batches, rp = build_crashed_log(tmp_path, f"torn-{damage}")
+    last_seg = segment_bases(snap)[-1]
+    tail = [b for b in batches if b.segment == last_seg]
+    first_cut, data_end = tail[-3].pos, tail[-1].end
+    path = seg_file(snap, last_seg)
+    assert os.path.getsize(path) == data_end
+    cuts = range(first_cut, data_end + 1)
+    for cut in cuts:
+        work = str(tmp_path / f"w{cut}")
+        shutil.copytree(snap, work)
+        p = seg_file(work, last_seg)
+        if damage == "cut":
+            os.truncate(p, cut)
+        else:
+            with open(p, "r+b") as f:
+                f.seek(cut)
+                f.write(bytes(data_end - cut))
+            assert os.path.getsize(p) == data_end
+        expected = valid_prefix(batches, last_seg, cut)
+        assert expected[-1].last + 1 >= rp
+        try:
+            check_recovered_and_appendable(work, expected)
+        except Exception as exc:
+            raise AssertionError(f"{damage} at byte {cut} of {os.path.basename(p)}") from exc
+        shutil.rmtree(work)
+    assert len(cuts) > 100  # every byte of three batches, not a sample
+
+
+def test_unflushed_tail_survives_the_crash_intact(tmp_path):
+    """Without any damage, the crash snapshot reopens with every batch (page cache survives
+    kill -9), although the last three were never flushed."""
+    snap, batches, rp = build_crashed_log(tmp_path, "intact")
+    assert batches[-1].last + 1 > rp
+    check_recovered_and_appendable(snap, batches)
+
+
+def test_zeroed_page_in_the_unflushed_tail(tmp_path):
+    """A 4 KiB page of zeros (a page that never reached the disk) anywhere in the unflushed part
+    of the active segment: the log ends at the last whole batch before the page; the valid
+    batches after the page are not resurrected (the log must stay a prefix)."""
+    cfg = {"segment.bytes": 1 << 16, "index.interval.bytes": 256}
+    rng = rng_for("zero-page")
+    live = tmp_path / "live"
+    log = klog.Log.open(live, cfg)
+    ts = TS0
+    while log.size < 6000:
+        log.append(**random_batch_args(rng, ts=ts))
+        ts += 10
+    log.flush()
+    rp = log.recovery_point
+    while log.size < 24000:
+        log.append(**random_batch_args(rng, ts=ts))
+        ts += 10
+    snap = crash_copy(log, str(tmp_path / "snap"))
+    log.close()
+    batches = read_batches(snap)
+    assert segment_bases(snap) == [0]
+    rp_pos = next(b.pos for b in batches if b.base == rp)
+    data_end = batches[-1].end
+    pages = [p for p in range(0, data_end, 4096) if p >= rp_pos]
+    assert len(pages) >= 3
+    for page in pages:
+        work = str(tmp_path / f"p{page}")
+        shutil.copytree(snap, work)
+        with open(seg_file(work, 0), "r+b") as f:
+            f.seek(page)
+            f.write(bytes(min(4096, data_end - page)))
+        expected = [b for b in batches if b.end <= page]
+        try:
+            check_recovered_and_appendable(work, expected, cfg)
+        except Exception as exc:
+            raise AssertionError(f"page at byte {page} zeroed") from exc
+        shutil.rmtree(work)
+
+
+def _garbage_variants(batches, rng):
+    last = batches[-1]
+    fake = bytearray(last.raw)                        # plausible header, valid length, bad CRC
+    struct.pack_into(">q", fake, 0, last.last + 1)
+    fake[-1] ^= 0x5A
+    return {
+        "random": rng.randbytes(3000),
+        "random-short": rng.randbytes(40),            # less than a header
+        "plausible-header-bad-crc": bytes(fake),
+        "huge-length": struct.pack(">qi", last.last + 1, 0x7FFFFFF0) + bytes(49),
+        "negative-length": struct.pack(">qi", last.last + 1, -5) + rng.randbytes(100),
+        "ones": b"\xff" * 500,
+        # a CRC-valid copy of the last (unflushed) batch: offsets go backwards
+        "duplicate-of-last-batch": last.raw,
+    }
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["crashed", "clean-marker"])
+def test_garbage_after_the_data(tmp_path, clean):
+    """Bytes after the last batch that are not a valid next batch are cut off, with or without
+    the clean-shutdown marker; nothing before them is lost."""
+    snap, batches, rp = build_crashed_log(tmp_path, "garbage")
+    if clean:
+        with klog.Log.open(snap, CFG):
+            pass
+        assert os.path.exists(os.path.join(snap, ".clean-shutdown"))
+        assert read_batches(snap) == batches
+    last_seg = segment_bases(snap)[-1]
+    rng = rng_for("garbage-bytes")
+    for name, junk in _garbage_variants(batches, rng).items():
+        work = str(tmp_path / name)
+        shutil.copytree(snap, work)
+        with open(seg_file(work, last_seg), "ab") as f:
+            f.write(junk)
+        try:
+            check_recovered_and_appendable(work, batches)
+        except Exception as exc:
+            raise AssertionError(f"garbage {name!r} after the data") from exc
+        shutil.rmtree(work)
+
+
+@pytest.mark.parametrize("trailing", [1, 2, 3])
+def test_few_trailing_bytes_at_a_page_aligned_end_of_a_sealed_segment(tmp_path, trailing):
+    """1-3 stray bytes make a sealed segment's file exactly 4096 bytes long: opening must cut
+    them (a header-sized read there would run past the mapping), clean marker or not."""
+    cfg = {"segment.bytes": 1 << 16, "index.interval.bytes": 128}
+    d = str(tmp_path / "log")
+    with klog.Log.open(d, cfg) as log:
+        log.append([b"a" * 100], timestamps=TS0)
+        probe = log.size
+    shutil.rmtree(d)
+    # One batch of exactly 4096 - trailing bytes, then a roll, so the file is sealed.
+    with klog.Log.open(d, cfg) as log:
+        log.append([b"a" * (100 + 4096 - trailing - probe)], timestamps=TS0)
+        assert log.size == 4096 - trailing
+        log.roll()
+        log.append([b"next segment"], timestamps=TS0 + 1)
+    batches = read_batches(d)
+    with open(seg_file(d, 0), "ab") as f:
+        f.write(b"\x07" * trailing)
+    assert os.path.getsize(seg_file(d, 0)) == 4096
+    with klog.Log.open(d, cfg) as log:
+        check_log_equals(log, batches)
+    for crashed in (True, False):
+        with open(seg_file(d, 0), "ab") as f:
+            f.write(b"\x07" * trailing)
+        if crashed:
+            os.unlink(os.path.join(d, ".clean-shutdown"))
+        with klog.Log.open(d, cfg) as log:
+            check_log_equals(log, batches)
+    check_index_files(d)
+
+
+def test_preallocated_zero_tail(tmp_path):
+    """preallocate=true: the active segment's file is longer than its data (reserved zeros).
+    After a crash the zeros are recognised as the end of the log, every batch is kept, appends
+    go right after the data, and a clean close trims the file to its data."""
+    cfg = dict(CFG, **{"preallocate": True, "max.message.bytes": 8192})
+    snap, batches, rp = build_crashed_log(tmp_path, "prealloc", cfg=cfg)
+    last_seg = segment_bases(snap)[-1]
+    assert os.path.getsize(seg_file(snap, last_seg)) > batches[-1].end, \
+        "setup: preallocate=true must leave a zero tail in the crash snapshot"
+    after = check_recovered_and_appendable(snap, batches, cfg)
+    with klog.Log.open(snap, cfg):
+        pass
+    assert os.path.getsize(seg_file(snap, last_seg)) == after[-1].end
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["crashed", "clean-marker"])
+def test_zero_tail_longer_than_the_data(tmp_path, clean):
+    """A file extended with zeros past its data (length persisted, data not; or a
+    preallocation that was never trimmed) opens with every batch."""
+    snap, batches, rp = build_crashed_log(tmp_path, "zero-tail")
+    if clean:
+        with klog.Log.open(snap, CFG):
+            pass
+    last_seg = segment_bases(snap)[-1]
+    with open(seg_file(snap, last_seg), "ab") as f:
+        f.write(bytes(20000))
+    check_recovered_and_appendable(snap, batches)
+    assert os.path.getsize(seg_file(snap, last_seg)) == read_batches(snap)[-1].end
+
+
+def test_torn_tail_with_every_segment_unflushed(tmp_path):
+    """No flush ever (recovery point 0, the Kafka default): a cut inside the last segment keeps
+    every earlier segment and the whole batches before the cut."""
+    snap, batches, rp = build_crashed_log(tmp_path, "never-flushed", flushed_tail=0,
+                                          unflushed_tail=4) if False else (None, None, None)
+    rng = rng_for("never-flushed")
+    live = tmp_path / "live"
+    log = klog.Log.open(live, CFG)
+    for i in range(40):
+        log.append(**random_batch_args(rng, ts=TS0 + i))
+    assert log.recovery_point == 0
+    snap = crash_copy(log, str(tmp_path / "snap"))
+    log.close()
+    batches = read_batches(snap)
+    bases = segment_bases(snap)
+    assert len(bases) >= 3
+    tail = [b for b in batches if b.segment == bases[-1]]
+    step = 1 if SLOW else 7
+    for cut in list(range(tail[0].pos, tail[-1].end, step)) + [tail[-1].end - 1]:
+        work = str(tmp_path / f"w{cut}")
+        shutil.copytree(snap, work)
+        os.truncate(seg_file(work, bases[-1]), cut)
+        expected = valid_prefix(batches, bases[-1], cut)
+        try:
+            check_recovered_and_appendable(work, expected)
+        except Exception as exc:
+            raise AssertionError(f"cut at byte {cut}") from exc
+        shutil.rmtree(work)
