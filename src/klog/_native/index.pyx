@@ -13,6 +13,8 @@ from klog._native.wire cimport load_i32, load_i64, store_u32, store_u64
 
 from klog.errors import CorruptIndexError
 
+INDEX_RESERVE_STEP = 64 << 10
+
 import os
 
 cdef enum:
@@ -26,7 +28,7 @@ cdef class OffsetIndex:
     def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
         self.base_offset = base_offset
         self.max_entries = max(1, max_bytes // OFFSET_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * OFFSET_ENTRY)
+        self.file = MappedFile(path, writable, self.max_entries * OFFSET_ENTRY, INDEX_RESERVE_STEP)
         if self.file.size % OFFSET_ENTRY:
             # A torn last entry: drop it; recovery or sanity_check decides about the rest.
             self.file.set_size(self.file.size - self.file.size % OFFSET_ENTRY)
@@ -60,7 +62,7 @@ cdef class OffsetIndex:
         cdef unsigned char entry[TIME_ENTRY]
         if n >= self.max_entries:
             raise CorruptIndexError(f"{os.fspath(self.file.path)}: index is full ({n} entries)")
-        if offset - self.base_offset > INT32_MAX or offset < self.base_offset or position > 0xFFFFFFFF:
+        if offset - self.base_offset > INT32_MAX or offset < self.base_offset or not 0 <= position <= 0xFFFFFFFF:
             raise ValueError(f"offset {offset} / position {position} do not fit this index")
         if n and (offset <= self.offset_at(n - 1) or position <= self.position_at(n - 1)):
             raise ValueError(f"index entry ({offset}, {position}) is not after the last one")
@@ -125,7 +127,7 @@ cdef class TimeIndex:
     def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
         self.base_offset = base_offset
         self.max_entries = max(1, max_bytes // TIME_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * TIME_ENTRY)
+        self.file = MappedFile(path, writable, self.max_entries * TIME_ENTRY, INDEX_RESERVE_STEP)
         if self.file.size % TIME_ENTRY:
             self.file.set_size(self.file.size - self.file.size % TIME_ENTRY)
 

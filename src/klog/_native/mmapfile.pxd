@@ -8,9 +8,8 @@ cdef class MappedFile:
     cdef readonly Py_ssize_t synced
     cdef readonly bint writable
     cdef readonly Py_ssize_t exports
+    cdef Py_ssize_t reserve_step
 
     cdef int ensure(self, Py_ssize_t n) except -1
     cdef int write(self, const unsigned char* data, Py_ssize_t n) except -1
-    cdef int grew(self, Py_ssize_t n) except -1
-    cdef int undo(self, int err) except -1
     cdef int check_open(self) except -1

@@ -1,16 +1,17 @@
-"""A file appended with pwrite and read through a shared mapping: zero-copy views.
+"""A segment file: disk space reserved ahead with posix_fallocate, appended with pwrite, read
+through a shared mapping as zero-copy views.
 
-Why not stores through the mapping: measured here on ext4 (bench notes in BENCHMARKS.md), 110 KB
-appends reach ~2 GB/s with pwrite but 0.25-0.9 GB/s as memcpy into a writable mapping of
-fallocated space (a page_mkwrite trap and an unwritten-extent conversion per page, worse once
-writeback runs). The page cache is the same either way, so the read mapping sees every byte the
+Reserving before writing means a full disk is an OSError(ENOSPC) before any byte of a batch is
+written, and the file never has holes. Appends use pwrite rather than stores into a writable
+mapping: measured here (``bench/append_path.py``, 1 GiB of 110 KB appends), stores through the
+mapping ran 0.3-2.0 GB/s, a page fault and page_mkwrite per 4 KiB page, while pwrite ran
+1.5-2.8 GB/s. The page cache is the same either way, so the read mapping sees every byte the
 moment pwrite returns.
 
 The mapping reserves ``capacity`` bytes of address space at open and never moves, so views stay
-valid while the file grows. Views only ever cover bytes below ``size``, which pwrite has already
-allocated on disk, so no view can touch a page past EOF (SIGBUS), and a full disk is an
-OSError(ENOSPC) from ``append`` with nothing half-written made visible. ``preallocate`` reserves
-the whole capacity up front with posix_fallocate (Kafka's ``preallocate``).
+valid while the file grows. Views only ever cover bytes below ``size``, inside the file, so no view
+can touch a page past EOF (SIGBUS). Space reserved past ``size`` is given back by ``trim`` (on
+roll and close); after a crash it reads as zeros, which recovery treats as the end of the data.
 
 Views (buffer exports) keep the mapping alive after ``close``; shrinking the file under a live view
 raises BufferError (as resizing an exported bytearray does).
@@ -34,6 +35,7 @@ import os
 
 cdef Py_ssize_t PAGE = 4096
 cdef unsigned char EMPTY[1]
+DEFAULT_RESERVE_STEP = 8 << 20
 
 
 cdef inline Py_ssize_t page_ceil(Py_ssize_t n) noexcept nogil:
@@ -51,12 +53,14 @@ cdef class MappedFile:
         self.fd = -1
         self.base = NULL
 
-    def __init__(self, path, bint writable=False, Py_ssize_t capacity=0):
+    def __init__(self, path, bint writable=False, Py_ssize_t capacity=0,
+                 Py_ssize_t reserve_step=DEFAULT_RESERVE_STEP):
         cdef struct_stat st
         cdef void* addr
         cdef bytes bpath = os.fsencode(path)
         self.path = path
         self.writable = writable
+        self.reserve_step = max(PAGE, page_ceil(reserve_step))
         self.fd = c_open(bpath, (O_RDWR | O_CREAT if writable else O_RDONLY) | O_CLOEXEC, 0o644)
         if self.fd < 0:
             raise os_error(errno, path)
@@ -83,35 +87,33 @@ cdef class MappedFile:
         return 0
 
     cdef int ensure(self, Py_ssize_t n) except -1:
+        """Make sure n more bytes have disk space reserved (ENOSPC here, before writing)."""
+        cdef Py_ssize_t need = self.size + n, target
+        cdef int err
         self.check_open()
         if not self.writable:
             raise ValueError(f"{os.fspath(self.path)}: opened read-only")
-        if self.size + n > self.capacity:
+        if need > self.capacity:
             raise ValueError(f"{os.fspath(self.path)}: {n} more bytes exceed the mapped capacity "
                              f"{self.capacity} (size {self.size})")
+        if need > self.reserved:
+            target = min(self.capacity, max(page_ceil(need), self.reserved + self.reserve_step))
+            err = posix_fallocate(self.fd, self.reserved, target - self.reserved)
+            if err != 0:
+                raise os_error(err, self.path)
+            self.reserved = target
         return 0
-
-    cdef int grew(self, Py_ssize_t n) except -1:
-        self.size += n
-        if self.size > self.reserved:
-            self.reserved = self.size
-        return 0
-
-    cdef int undo(self, int err) except -1:
-        """A write failed part-way: cut what landed so no reader ever sees it, then raise."""
-        ftruncate(self.fd, max(self.reserved, self.size))
-        raise os_error(err, self.path)
 
     cdef int write(self, const unsigned char* data, Py_ssize_t n) except -1:
-        """Append n bytes at ``size``; on error nothing becomes visible (``size`` stays)."""
+        """Append n bytes at ``size``; on error ``size`` stays, so nothing written becomes visible."""
         cdef ssize_t done = 0, w
         self.ensure(n)
         while done < n:
             w = pwrite(self.fd, data + done, n - done, self.size + done)
             if w < 0:
-                self.undo(errno)
+                raise os_error(errno, self.path)
             done += w
-        self.grew(n)
+        self.size += n
         return 0
 
     def append(self, data):
@@ -145,7 +147,7 @@ cdef class MappedFile:
             iov[1].iov_len = src.len - 8
             w = pwritev(self.fd, iov, 2, pos)
             if w < 0:
-                self.undo(errno)
+                raise os_error(errno, self.path)
             done = w
             while done < src.len:  # short write: finish it plainly
                 if done < 8:
@@ -153,9 +155,9 @@ cdef class MappedFile:
                 else:
                     w = pwrite(self.fd, <char*>src.buf + done, src.len - done, pos + done)
                 if w < 0:
-                    self.undo(errno)
+                    raise os_error(errno, self.path)
                 done += w
-            self.grew(src.len)
+            self.size += src.len
         finally:
             PyBuffer_Release(&src)
         return pos

@@ -16,20 +16,39 @@ from klog._native.index cimport OffsetIndex, TimeIndex
 from klog._native.mmapfile cimport MappedFile
 from klog._native.wire cimport load_i32, load_i64, load_u32
 
+import os
+
+from klog.errors import CorruptRecordError
+
 
 cdef inline Py_ssize_t batch_size(const unsigned char* p) noexcept nogil:
     return <Py_ssize_t>load_i32(p + LENGTH) + LOG_OVERHEAD
+
+
+cdef object bad_length(MappedFile f, Py_ssize_t pos):
+    """The walkers below trust framing that recovery or the clean shutdown vouched for; a length
+    shorter than a header (damage in a segment that was not revalidated) would walk backwards or
+    forever, so it is an error, never a step."""
+    return CorruptRecordError(
+        f"{os.fspath(f.path)}: the batch at byte {pos} declares an impossible length "
+        f"{load_i32(f.base + pos + LENGTH)}; the segment is damaged")
 
 
 def find_position(MappedFile f, Py_ssize_t start, int64_t target):
     """Position of the first batch at or after ``start`` whose last offset >= target (else size)."""
     cdef const unsigned char* base = f.base
     cdef Py_ssize_t pos = start, end = f.size
+    cdef bint bad = False
     with nogil:
         while end - pos >= HEADER_SIZE:
             if load_i64(base + pos + BASE_OFFSET) + load_i32(base + pos + LAST_OFFSET_DELTA) >= target:
                 break
+            if batch_size(base + pos) < HEADER_SIZE:
+                bad = True
+                break
             pos += batch_size(base + pos)
+    if bad:
+        raise bad_length(f, pos)
     return pos if end - pos >= HEADER_SIZE else end
 
 
@@ -37,11 +56,17 @@ def find_position_by_time(MappedFile f, Py_ssize_t start, int64_t timestamp):
     """Position of the first batch at or after ``start`` with maxTimestamp >= timestamp (else size)."""
     cdef const unsigned char* base = f.base
     cdef Py_ssize_t pos = start, end = f.size
+    cdef bint bad = False
     with nogil:
         while end - pos >= HEADER_SIZE:
             if load_i64(base + pos + MAX_TIMESTAMP) >= timestamp:
                 break
+            if batch_size(base + pos) < HEADER_SIZE:
+                bad = True
+                break
             pos += batch_size(base + pos)
+    if bad:
+        raise bad_length(f, pos)
     return pos if end - pos >= HEADER_SIZE else end
 
 
@@ -50,12 +75,18 @@ def fetch_end(MappedFile f, Py_ssize_t start, Py_ssize_t max_bytes):
     reader always makes progress (Kafka's fetch rule, KIP-74)."""
     cdef const unsigned char* base = f.base
     cdef Py_ssize_t pos = start, end = f.size, size
+    cdef bint bad = False
     with nogil:
         while end - pos >= HEADER_SIZE:
             size = batch_size(base + pos)
+            if size < HEADER_SIZE:
+                bad = True
+                break
             if pos > start and pos + size - start > max_bytes:
                 break
             pos += size
+    if bad:
+        raise bad_length(f, pos)
     return min(pos, end)
 
 
@@ -102,7 +133,9 @@ cdef class Indexer:
         while pos < stop:
             p = base + pos
             if stop - pos < HEADER_SIZE:
-                reason = "zeros" if load_u32(p) == 0 else "truncated"
+                # Never read past ``stop``: it may be the end of the file, and a mapped page past
+                # EOF is SIGBUS (a batch starting 1-3 bytes before a page-aligned EOF).
+                reason = "zeros" if stop - pos >= 4 and load_u32(p) == 0 else "truncated"
                 break
             length = load_i32(p + LENGTH)
             base_offset = load_i64(p + BASE_OFFSET)

@@ -25,7 +25,7 @@ import threading
 import time
 
 from klog._native.batch import RecordReader, build_batch, check_records, validate_batch
-from klog._native.batch import set_log_append_time
+from klog._native.batch import read_header, set_log_append_time
 from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
@@ -449,6 +449,15 @@ class Log:
                 raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
             if offset <= self._log_start:
                 return self._reset_at(offset)
+            target = self._segments[bisect.bisect_left(self._bases, offset) - 1]
+            if read_header(target.log, target.position_of(offset)).base_offset < self._log_start:
+                # The batch holding ``offset`` also holds the log start: nothing visible is left,
+                # and the end must not fall below the start.
+                return self._reset_at(self._log_start)
+            if target.log.exports:
+                # Checked before anything is deleted, so a refused truncation changes nothing.
+                raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log.exports} views of this "
+                                  "segment are still alive; release them before truncating")
             while self._segments[-1].base_offset >= offset:
                 seg = self._segments.pop()
                 self._bases.pop()
