@@ -18,11 +18,13 @@ import pytest
 
 import klog
 from faultkit import (
-    LOG, SLOW, check_index_files, check_log_equals, crash_copy, parse_batches, read_batches,
+    LOG, SLOW, run_python, check_index_files, check_log_equals, crash_copy, parse_batches, read_batches,
     random_batch_args, rng_for, seg_file, segment_bases,
 )
 
-CFG = {"segment.bytes": 4096, "index.interval.bytes": 128}
+# Small segments and a small max.message.bytes: the active segment's reserved space (segment
+# size + one max batch) stays small, so the thousands of directory copies below stay cheap.
+CFG = {"segment.bytes": 4096, "index.interval.bytes": 128, "max.message.bytes": 16384}
 TS0 = 1_700_000_000_000
 
 
@@ -98,8 +100,8 @@ def test_cut_at_every_byte_of_the_last_batches(fast_tmp, damage):
     last_seg = segment_bases(snap)[-1]
     tail = [b for b in batches if b.segment == last_seg]
     first_cut, data_end = tail[-3].pos, tail[-1].end
-    path = seg_file(snap, last_seg)
-    assert os.path.getsize(path) == data_end
+    length = os.path.getsize(seg_file(snap, last_seg))
+    assert length >= data_end  # space may be reserved past the data (zeros)
     cuts = range(first_cut, data_end + 1)
     for cut in cuts:
         work = str(tmp_path / f"w{cut}")
@@ -111,7 +113,7 @@ def test_cut_at_every_byte_of_the_last_batches(fast_tmp, damage):
             with open(p, "r+b") as f:
                 f.seek(cut)
                 f.write(bytes(data_end - cut))
-            assert os.path.getsize(p) == data_end
+            assert os.path.getsize(p) == length
         expected = valid_prefix(batches, last_seg, cut, zero_fill=damage == "zero-fill")
         assert expected[-1].last + 1 >= rp
         try:
@@ -285,7 +287,7 @@ def test_zero_tail_longer_than_the_data(tmp_path, clean):
 @pytest.mark.slow
 def test_torn_tail_with_every_segment_unflushed(fast_tmp):
     """No flush ever (recovery point 0, the Kafka default): a cut inside the last segment keeps
-    every earlier segment and the whole batches before the cut. Default: every 7th byte of the
+    every earlier segment and the whole batches before the cut. Default: every 17th byte of the
     last segment; KLOG_SLOW_TESTS=1: every byte."""
     tmp_path = fast_tmp
     rng = rng_for("never-flushed")
@@ -300,7 +302,7 @@ def test_torn_tail_with_every_segment_unflushed(fast_tmp):
     bases = segment_bases(snap)
     assert len(bases) >= 3
     tail = [b for b in batches if b.segment == bases[-1]]
-    step = 1 if SLOW else 7
+    step = 1 if SLOW else 17
     for cut in list(range(tail[0].pos, tail[-1].end, step)) + [tail[-1].end - 1]:
         work = str(tmp_path / f"w{cut}")
         shutil.copytree(snap, work)
@@ -311,3 +313,38 @@ def test_torn_tail_with_every_segment_unflushed(fast_tmp):
         except Exception as exc:
             raise AssertionError(f"cut at byte {cut}") from exc
         shutil.rmtree(work)
+
+
+TORN_AT_PAGE_BOUNDARY = r"""
+import os, sys, klog
+d, cut = sys.argv[1], int(sys.argv[2])
+cfg = {"segment.bytes": 1 << 16, "index.interval.bytes": 128, "max.message.bytes": 16384}
+with klog.Log.open(d, cfg) as log:
+    end = log.log_end_offset
+    print("end", end, "records", sum(1 for _ in log.records()))
+"""
+
+
+@pytest.mark.parametrize("stray", [1, 2, 3])
+def test_batch_torn_at_a_page_boundary_just_after_it_starts(tmp_path, stray):
+    """The last batch starts 1-3 bytes before a page boundary and the file ends at that boundary
+    (page-granular writeback): recovery must end the log before it, without reading past the
+    end of the file (a mapped page past EOF is SIGBUS: the open runs in a subprocess so a
+    regression fails this test instead of killing the run)."""
+    cfg = {"segment.bytes": 1 << 16, "index.interval.bytes": 128, "max.message.bytes": 16384}
+    probe_dir = str(tmp_path / "probe")
+    with klog.Log.open(probe_dir, cfg) as log:
+        log.append([b"a" * 100], timestamps=TS0)
+        probe = log.size
+    d = str(tmp_path / "log")
+    log = klog.Log.open(d, cfg)
+    log.append([b"a" * (100 + 4096 - stray - probe)], timestamps=TS0)
+    assert log.size == 4096 - stray
+    log.append([b"torn"], timestamps=TS0 + 1)
+    snap = crash_copy(log, str(tmp_path / "snap"))
+    log.close()
+    os.truncate(seg_file(snap, 0), 4096)
+    r = run_python(TORN_AT_PAGE_BOUNDARY, snap, 4096)
+    assert r.returncode == 0, f"open died (rc {r.returncode}): {r.stderr[-2000:]}"
+    assert r.stdout.split() == ["end", "1", "records", "1"]
+    assert os.path.getsize(seg_file(snap, 0)) == 4096 - stray

@@ -3,7 +3,8 @@
 Offset index: 8-byte big-endian entries, int32 (offset - base_offset), int32 byte position in the
 segment's .log. Time index: 12-byte entries, int64 timestamp, int32 (offset - base_offset); an
 entry is added only when its timestamp is greater than the last one's. Entries are appended every
-``index.interval.bytes`` of log; both files are mapped for lookups, appended up to ``max_bytes``. They carry no checksum: after an unclean stop they are
+``index.interval.bytes`` of log; both files are mapped for
+lookups and grow up to ``max_bytes``. They carry no checksum: after an unclean stop they are
 rebuilt from the log, and ``sanity_check`` catches a file that does not fit its segment.
 """
 from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint32_t, uint64_t
@@ -22,24 +23,45 @@ cdef enum:
     TIME_ENTRY = 12
 
 
-cdef class OffsetIndex:
-    """Maps offsets to byte positions: ``lookup(t)`` is the last entry at or before t."""
+cdef class Index:
+    """What both indexes share (Kafka's AbstractIndex): a mapped file of fixed-size entries."""
 
-    def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
+    def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes, bint writable,
+                 Py_ssize_t entry_size):
         self.base_offset = base_offset
-        self.max_entries = max(1, max_bytes // OFFSET_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * OFFSET_ENTRY, INDEX_RESERVE_STEP)
-        if self.file.size % OFFSET_ENTRY:
+        self.entry_size = entry_size
+        self.max_entries = max(1, max_bytes // entry_size)
+        self.file = MappedFile(path, writable, self.max_entries * entry_size, INDEX_RESERVE_STEP)
+        if self.file.size % entry_size:
             # A torn last entry: drop it; recovery or sanity_check decides about the rest.
-            self.file.set_size(self.file.size - self.file.size % OFFSET_ENTRY)
+            self.file.set_size(self.file.size - self.file.size % entry_size)
 
     @property
     def entries(self):
-        return self.file.size // OFFSET_ENTRY
+        return self.file.size // self.entry_size
 
     @property
     def is_full(self):
-        return self.file.size // OFFSET_ENTRY >= self.max_entries
+        return self.file.size // self.entry_size >= self.max_entries
+
+    def reset(self):
+        self.file.truncate(0)
+
+    def flush(self):
+        self.file.flush()
+
+    def trim(self):
+        self.file.trim()
+
+    def close(self):
+        self.file.close()
+
+
+cdef class OffsetIndex(Index):
+    """Maps offsets to byte positions: ``lookup(t)`` is the last entry at or before t."""
+
+    def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
+        Index.__init__(self, path, base_offset, max_bytes, writable, OFFSET_ENTRY)
 
     cdef int64_t offset_at(self, Py_ssize_t i) noexcept:
         return self.base_offset + load_i32(self.file.base + i * OFFSET_ENTRY)
@@ -97,9 +119,6 @@ cdef class OffsetIndex:
         cdef Py_ssize_t keep = self.lookup_slot(offset - 1) + 1
         self.file.truncate(keep * OFFSET_ENTRY)
 
-    def reset(self):
-        self.file.truncate(0)
-
     def sanity_check(self, Py_ssize_t log_size):
         """Raise CorruptIndexError unless entries increase and point inside the log."""
         cdef Py_ssize_t n = self.file.size // OFFSET_ENTRY, i
@@ -111,33 +130,12 @@ cdef class OffsetIndex:
                     f"{os.fspath(self.file.path)}: entry {i} ({self.offset_at(i)}, "
                     f"{self.position_at(i)}) is out of order or past the log's {log_size} bytes")
 
-    def flush(self):
-        self.file.flush()
 
-    def trim(self):
-        self.file.trim()
-
-    def close(self):
-        self.file.close()
-
-
-cdef class TimeIndex:
+cdef class TimeIndex(Index):
     """Maps timestamps to offsets: ``lookup_before(t)`` is the last entry with timestamp < t."""
 
     def __init__(self, path, int64_t base_offset, Py_ssize_t max_bytes=10 << 20, bint writable=True):
-        self.base_offset = base_offset
-        self.max_entries = max(1, max_bytes // TIME_ENTRY)
-        self.file = MappedFile(path, writable, self.max_entries * TIME_ENTRY, INDEX_RESERVE_STEP)
-        if self.file.size % TIME_ENTRY:
-            self.file.set_size(self.file.size - self.file.size % TIME_ENTRY)
-
-    @property
-    def entries(self):
-        return self.file.size // TIME_ENTRY
-
-    @property
-    def is_full(self):
-        return self.file.size // TIME_ENTRY >= self.max_entries
+        Index.__init__(self, path, base_offset, max_bytes, writable, TIME_ENTRY)
 
     cdef int64_t timestamp_at(self, Py_ssize_t i) noexcept:
         return load_i64(self.file.base + i * TIME_ENTRY)
@@ -204,9 +202,6 @@ cdef class TimeIndex:
             n -= 1
         self.file.truncate(n * TIME_ENTRY)
 
-    def reset(self):
-        self.file.truncate(0)
-
     def sanity_check(self, int64_t next_offset):
         cdef Py_ssize_t n = self.file.size // TIME_ENTRY, i
         for i in range(n):
@@ -216,12 +211,3 @@ cdef class TimeIndex:
                 raise CorruptIndexError(
                     f"{os.fspath(self.file.path)}: entry {i} ({self.timestamp_at(i)}, "
                     f"{self.offset_at(i)}) is out of order or past the log end {next_offset}")
-
-    def flush(self):
-        self.file.flush()
-
-    def trim(self):
-        self.file.trim()
-
-    def close(self):
-        self.file.close()

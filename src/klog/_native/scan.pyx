@@ -34,40 +34,33 @@ cdef object bad_length(MappedFile f, Py_ssize_t pos):
         f"{load_i32(f.base + pos + LENGTH)}; the segment is damaged")
 
 
-def find_position(MappedFile f, Py_ssize_t start, int64_t target):
-    """Position of the first batch at or after ``start`` whose last offset >= target (else size)."""
-    cdef const unsigned char* base = f.base
+cdef Py_ssize_t walk(MappedFile f, Py_ssize_t start, int64_t target, bint by_time) noexcept:
+    """From ``start``, the first batch whose last offset (or, by_time, maxTimestamp) >= target;
+    the end of the data if there is none."""
+    cdef const unsigned char* p
     cdef Py_ssize_t pos = start, end = f.size
-    cdef bint bad = False
+    cdef int64_t key
     with nogil:
         while end - pos >= HEADER_SIZE:
-            if load_i64(base + pos + BASE_OFFSET) + load_i32(base + pos + LAST_OFFSET_DELTA) >= target:
-                break
-            if batch_size(base + pos) < HEADER_SIZE:
-                bad = True
-                break
-            pos += batch_size(base + pos)
-    if bad:
-        raise bad_length(f, pos)
-    return pos if end - pos >= HEADER_SIZE else end
+            p = f.base + pos
+            if by_time:
+                key = load_i64(p + MAX_TIMESTAMP)
+            else:
+                key = load_i64(p + BASE_OFFSET) + load_i32(p + LAST_OFFSET_DELTA)
+            if key >= target:
+                return pos
+            pos += batch_size(p)
+    return end
+
+
+def find_position(MappedFile f, Py_ssize_t start, int64_t target):
+    """Position of the first batch at or after ``start`` whose last offset >= target (else size)."""
+    return walk(f, start, target, False)
 
 
 def find_position_by_time(MappedFile f, Py_ssize_t start, int64_t timestamp):
     """Position of the first batch at or after ``start`` with maxTimestamp >= timestamp (else size)."""
-    cdef const unsigned char* base = f.base
-    cdef Py_ssize_t pos = start, end = f.size
-    cdef bint bad = False
-    with nogil:
-        while end - pos >= HEADER_SIZE:
-            if load_i64(base + pos + MAX_TIMESTAMP) >= timestamp:
-                break
-            if batch_size(base + pos) < HEADER_SIZE:
-                bad = True
-                break
-            pos += batch_size(base + pos)
-    if bad:
-        raise bad_length(f, pos)
-    return pos if end - pos >= HEADER_SIZE else end
+    return walk(f, start, timestamp, True)
 
 
 def fetch_end(MappedFile f, Py_ssize_t start, Py_ssize_t max_bytes):
