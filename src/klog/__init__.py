@@ -12,15 +12,22 @@ from klog.errors import (
     LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError,
 )
 from klog.storage.log import Log
+from klog.broker import Broker, PartitionDescription, TopicDescription
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "Log", "LogConfig", "Record", "BatchHeader", "encode_batch", "decode_batch", "read_header",
+    "open", "Broker", "TopicDescription", "PartitionDescription", "Log", "LogConfig", "Record", "BatchHeader", "encode_batch", "decode_batch", "read_header",
     "errors", "KlogError", "CorruptRecordError", "CorruptLogError", "CorruptIndexError",
     "OffsetOutOfRangeError", "RecordTooLargeError", "ConfigError", "LogLockedError",
     "LogClosedError", "LogOfflineError",
 ]
+
+
+def open(data_dir, config=None):
+    """Open (creating if needed) a broker data directory; ``config`` uses Kafka's broker names
+    (``num.partitions``, ``auto.create.topics.enable``, ``log.retention.ms``, ...)."""
+    return Broker(data_dir, config)
 
 
 def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0, compression=None):

@@ -146,3 +146,94 @@ class LogConfig:
         merged = self.to_dict()
         merged.update(changes)
         return LogConfig.from_dict(merged)
+
+
+# Broker settings (Kafka's server.properties names). ``log.*`` names give the defaults of the
+# topic configs they map to; a topic's own config overrides them.
+BROKER_TO_TOPIC = {
+    "log.segment.bytes": "segment.bytes",
+    "log.roll.ms": "segment.ms",
+    "log.roll.jitter.ms": "segment.jitter.ms",
+    "log.index.size.max.bytes": "segment.index.bytes",
+    "log.index.interval.bytes": "index.interval.bytes",
+    "log.flush.interval.messages": "flush.messages",
+    "log.flush.interval.ms": "flush.ms",
+    "log.retention.ms": "retention.ms",
+    "log.retention.bytes": "retention.bytes",
+    "message.max.bytes": "max.message.bytes",
+    "log.message.timestamp.type": "message.timestamp.type",
+    "log.cleanup.policy": "cleanup.policy",
+    "compression.type": "compression.type",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.segment.delete.delay.ms": "file.delete.delay.ms",
+    "log.preallocate": "preallocate",
+    "min.insync.replicas": "min.insync.replicas",
+    "unclean.leader.election.enable": "unclean.leader.election.enable",
+}
+
+BROKER_SETTINGS = {s.name: s for s in [
+    Setting("num.partitions", int, 1, 1, 1_000_000),
+    Setting("auto.create.topics.enable", bool, True),
+    Setting("log.retention.check.interval.ms", int, 300_000, 1, LONG_MAX),
+    Setting("log.cleaner.enable", bool, True),
+    Setting("log.cleaner.backoff.ms", int, 15_000, 0, LONG_MAX),
+    Setting("offsets.topic.num.partitions", int, 50, 1, 1_000_000),
+    Setting("offsets.retention.minutes", int, 7 * 24 * 60, 1, INT_MAX),
+    Setting("offsets.topic.segment.bytes", int, 100 << 20, 1024, INT_MAX),
+    # Kafka's default is 3000; embedded apps start and stop groups often, so klog waits less.
+    Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX),
+    Setting("group.min.session.timeout.ms", int, 6000, 0, INT_MAX),
+    Setting("group.max.session.timeout.ms", int, 1_800_000, 0, INT_MAX),
+    Setting("broker.id", int, 0, 0, INT_MAX),
+    Setting("log.retention.hours", int, 168, -1, INT_MAX),
+    Setting("log.retention.minutes", int, None, -1, INT_MAX),
+]}
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Validated broker settings plus the topic-config defaults that ``log.*`` names set."""
+    settings: dict
+    topic_defaults: dict
+
+    @classmethod
+    def from_dict(cls, config=None):
+        if config is None:
+            config = {}
+        if isinstance(config, BrokerConfig):
+            return config
+        if not isinstance(config, dict):
+            raise ConfigError(f"config must be a dict of Kafka config names, not {type(config).__name__}")
+        settings = {name: s.default for name, s in BROKER_SETTINGS.items()}
+        defaults = {}
+        for key, value in config.items():
+            if key in BROKER_SETTINGS:
+                settings[key] = BROKER_SETTINGS[key].parse(value)
+            elif key in BROKER_TO_TOPIC:
+                topic_key = BROKER_TO_TOPIC[key]
+                defaults[topic_key] = SETTINGS[topic_key].parse(value)
+            else:
+                known = list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC)
+                hint = difflib.get_close_matches(str(key), known, n=1)
+                raise ConfigError(f"unknown broker config {key!r}"
+                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        if "retention.ms" not in defaults:
+            if settings["log.retention.minutes"] is not None:
+                defaults["retention.ms"] = settings["log.retention.minutes"] * 60_000
+            elif "log.retention.hours" in config:
+                hours = settings["log.retention.hours"]
+                defaults["retention.ms"] = -1 if hours < 0 else hours * 3_600_000
+        return cls(settings, defaults)
+
+    def __getitem__(self, name):
+        return self.settings[name]
+
+    def topic_config(self, overrides=None):
+        """A topic's LogConfig: Kafka's defaults, then the broker's ``log.*`` defaults, then the
+        topic's own overrides."""
+        merged = dict(self.topic_defaults)
+        merged.update(overrides or {})
+        return LogConfig.from_dict(merged)

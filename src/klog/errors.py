@@ -39,3 +39,26 @@ class LogClosedError(KlogError):
 
 class LogOfflineError(KlogError):
     """A flush (fsync/msync) failed; the log stops acknowledging writes (see reliability notes)."""
+
+
+class InvalidTopicError(KlogError, ValueError):
+    """An illegal topic name (Kafka's rules: 1-249 of [a-zA-Z0-9._-], not '.' or '..')."""
+
+
+class TopicExistsError(KlogError):
+    """The topic already exists."""
+
+
+class UnknownTopicOrPartitionError(KlogError, KeyError):
+    """No such topic, or no such partition of it."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "unknown topic or partition"
+
+
+class InvalidPartitionsError(KlogError, ValueError):
+    """A bad partition count (must be >= 1; add_partitions can only grow it)."""
+
+
+class BrokerLockedError(LogLockedError):
+    """Another process owns the data directory."""

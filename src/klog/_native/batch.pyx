@@ -21,6 +21,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.list cimport PyList_Append
+from cpython.number cimport PyNumber_Index
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeUTF8
 from libc.stdint cimport int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t, INT32_MAX
 from libc.stdlib cimport free, malloc
@@ -236,7 +237,8 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
                     s.key = PyBytes_AS_STRING(k)
                     s.key_len = PyBytes_GET_SIZE(k)
             if ts_each:
-                s.timestamp = seq_ts[i]
+                # an int or an integer type (numpy): a float would be truncated silently
+                s.timestamp = PyNumber_Index(seq_ts[i])
             else:
                 s.timestamp = one_ts
             s.header_bytes = headers_size(seq_headers[i], i) if seq_headers is not None else 1

@@ -36,7 +36,8 @@ cdef object bad_length(MappedFile f, Py_ssize_t pos):
 
 cdef Py_ssize_t walk(MappedFile f, Py_ssize_t start, int64_t target, bint by_time) noexcept:
     """From ``start``, the first batch whose last offset (or, by_time, maxTimestamp) >= target;
-    the end of the data if there is none."""
+    the end of the data if there is none; ``-1 - pos`` if the batch at pos has an impossible
+    length (see bad_length: stepping by it would walk backwards, or forever)."""
     cdef const unsigned char* p
     cdef Py_ssize_t pos = start, end = f.size
     cdef int64_t key
@@ -49,18 +50,26 @@ cdef Py_ssize_t walk(MappedFile f, Py_ssize_t start, int64_t target, bint by_tim
                 key = load_i64(p + BASE_OFFSET) + load_i32(p + LAST_OFFSET_DELTA)
             if key >= target:
                 return pos
+            if batch_size(p) < HEADER_SIZE:
+                return -1 - pos
             pos += batch_size(p)
     return end
 
 
+cdef Py_ssize_t walked(MappedFile f, Py_ssize_t pos) except -1:
+    if pos < 0:
+        raise bad_length(f, -1 - pos)
+    return pos
+
+
 def find_position(MappedFile f, Py_ssize_t start, int64_t target):
     """Position of the first batch at or after ``start`` whose last offset >= target (else size)."""
-    return walk(f, start, target, False)
+    return walked(f, walk(f, start, target, False))
 
 
 def find_position_by_time(MappedFile f, Py_ssize_t start, int64_t timestamp):
     """Position of the first batch at or after ``start`` with maxTimestamp >= timestamp (else size)."""
-    return walk(f, start, timestamp, True)
+    return walked(f, walk(f, start, timestamp, True))
 
 
 def fetch_end(MappedFile f, Py_ssize_t start, Py_ssize_t max_bytes):

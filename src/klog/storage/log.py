@@ -337,6 +337,15 @@ class Log:
         fsync_dir(self.path)
         return seg
 
+    def update_config(self, config):
+        """Use a new LogConfig from now on: new segments get its sizes, retention and flush
+        policy apply at once."""
+        config = LogConfig.from_dict(config)
+        with self._lock:
+            self.config = config
+            for seg in self._segments:
+                seg.config = config
+
     def roll(self):
         """Start a new segment now (no-op if the active one is empty)."""
         with self._lock:
@@ -449,12 +458,12 @@ class Log:
                 raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
             if offset <= self._log_start:
                 return self._reset_at(offset)
-            target = self._segments[bisect.bisect_left(self._bases, offset) - 1]
+            target = self._segments[bisect.bisect_right(self._bases, offset) - 1]
             if read_header(target.log, target.position_of(offset)).base_offset < self._log_start:
                 # The batch holding ``offset`` also holds the log start: nothing visible is left,
                 # and the end must not fall below the start.
                 return self._reset_at(self._log_start)
-            if target.log.exports:
+            if target.base_offset < offset and target.log.exports:
                 # Checked before anything is deleted, so a refused truncation changes nothing.
                 raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log.exports} views of this "
                                   "segment are still alive; release them before truncating")

@@ -40,6 +40,13 @@ class LogSegment:
     def _map(self, writable):
         cfg = self.config
         capacity = cfg.segment_bytes + cfg.max_message_bytes if writable else 0
+        self.index_lost = False
+        if os.path.exists(self.path(LOG_SUFFIX)):
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                if not os.path.exists(self.path(suffix)):
+                    # A lost index file: start it empty; load_clean refuses, so it is rebuilt.
+                    open(self.path(suffix), "ab").close()
+                    self.index_lost = True
         self.log = MappedFile(self.path(LOG_SUFFIX), writable, capacity)
         self.offset_index = OffsetIndex(self.path(INDEX_SUFFIX), self.base_offset,
                                         cfg.segment_index_bytes, writable)
@@ -79,6 +86,8 @@ class LogSegment:
     # -- loading -----------------------------------------------------------------------------
     def load_clean(self):
         """After a clean shutdown: trust the files; find the state from the last index entry."""
+        if self.index_lost:
+            return False
         try:
             self.offset_index.sanity_check(self.log.size)
             last_offset, position = self.offset_index.lookup(2 ** 62)
@@ -133,10 +142,10 @@ class LogSegment:
     def should_roll(self, size, last_offset, now_ms):
         """Kafka's LogSegment.shouldRoll: size, age, a full index, or an offset that no longer
         fits the 32-bit relative offsets of the index."""
-        if self.log.size == 0:
-            return last_offset - self.base_offset > 0x7FFFFFFF
+        if self.log.size == 0:  # rolling an empty segment recreates it with the current config
+            return size > self.log.capacity or last_offset - self.base_offset > 0x7FFFFFFF
         cfg = self.config
-        if self.log.size > cfg.segment_bytes - size:
+        if self.log.size > cfg.segment_bytes - size or self.log.size + size > self.log.capacity:
             return True
         if self.created_ms is not None and now_ms - self.created_ms >= cfg.segment_ms - cfg.segment_jitter_ms:
             return True

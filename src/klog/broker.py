@@ -1,0 +1,318 @@
+"""Broker: a data directory of topics, each split into partitions, each partition a Log.
+
+Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
+topics and their configs (see klog.metadata), ``.lock`` owned by the one process that has the
+directory open. Nothing below the Broker knows about topics; nothing above it touches files.
+
+Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
+produce and fetch on different partitions never contend here.
+"""
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+
+from klog.config import BrokerConfig, LogConfig
+from klog.errors import (
+    BrokerLockedError, InvalidPartitionsError, LogLockedError, TopicExistsError,
+    UnknownTopicOrPartitionError,
+)
+from klog.metadata import INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, validate_topic_name
+from klog.storage.files import fsync_dir
+from klog.storage.log import Log, _lock_directory
+
+DELETED_SUFFIX = ".deleted"
+
+
+@dataclass(frozen=True)
+class PartitionDescription:
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    name: str
+    topic_id: str
+    partitions: list
+    config: dict
+    internal: bool
+
+
+class Broker:
+    """Open with ``klog.open(data_dir, config)``; a context manager."""
+
+    def __init__(self, data_dir, config=None):
+        self.data_dir = os.path.abspath(os.fspath(data_dir))
+        self.config = BrokerConfig.from_dict(config)
+        os.makedirs(self.data_dir, exist_ok=True)
+        try:
+            self._lock_fd = _lock_directory(self.data_dir)
+        except LogLockedError as exc:
+            raise BrokerLockedError(str(exc).replace("a log has", "a data directory has")) from None
+        self._lock = threading.RLock()
+        self._closed = False
+        self._store = MetadataStore(self.data_dir)
+        self._topics = {}     # name -> TopicRecord
+        self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
+        self._stop = threading.Event()
+        self._services = []   # objects with close(), closed before the logs (groups, producers)
+        try:
+            self._load()
+        except BaseException:
+            self._close_logs()
+            os.close(self._lock_fd)
+            raise
+        self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
+                                         daemon=True)
+        self._manager.start()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _load(self):
+        self._topics = self._store.load()
+        for name in os.listdir(self.data_dir):
+            if name.endswith(DELETED_SUFFIX):
+                shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
+        for record in self._topics.values():
+            if record.name not in INTERNAL_TOPICS:
+                for p in range(record.partitions):
+                    self._open_log(record, p)
+
+    def _open_log(self, record, partition):
+        key = (record.name, partition)
+        log = self._logs.get(key)
+        if log is None:
+            path = os.path.join(self.data_dir, f"{record.name}-{partition}")
+            log = self._logs[key] = Log.open(path, self.config.topic_config(record.config))
+        return log
+
+    def close(self):
+        """Stop background work, close every log cleanly, release the data directory."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if self._manager is not threading.current_thread():
+            self._manager.join()
+        for service in reversed(self._services):
+            service.close()
+        with self._lock:
+            self._close_logs()
+            os.close(self._lock_fd)
+
+    def _close_logs(self):
+        for log in self._logs.values():
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def _check_open(self):
+        if self._closed:
+            from klog.errors import LogClosedError
+            raise LogClosedError(f"broker {self.data_dir} is closed")
+
+    # -- topics ------------------------------------------------------------------------------------
+    def create_topic(self, name, partitions=None, config=None):
+        """Create a topic (Kafka's naming rules and topic-config names); returns its description."""
+        validate_topic_name(name)
+        if partitions is None:
+            partitions = self.config["num.partitions"]
+        _check_partition_count(partitions)
+        overrides = _canonical_config(config)
+        self.config.topic_config(overrides)  # validates
+        with self._lock:
+            self._check_open()
+            if name in self._topics:
+                raise TopicExistsError(f"topic {name!r} already exists")
+            clash = [t for t in self._topics if collision_key(t) == collision_key(name)]
+            if clash:
+                raise TopicExistsError(
+                    f"topic {name!r} collides with existing topic {clash[0]!r} "
+                    "('.' and '_' are interchangeable in Kafka's metric names)")
+            record = TopicRecord(name, partitions, overrides)
+            topics = dict(self._topics)
+            topics[name] = record
+            self._store.save(topics)
+            self._topics = topics
+            if name not in INTERNAL_TOPICS:
+                for p in range(partitions):
+                    self._open_log(record, p)
+            return self.describe_topic(name)
+
+    def ensure_topic(self, name):
+        """The topic's partition count, creating it with broker defaults when
+        ``auto.create.topics.enable`` is on; UnknownTopicOrPartitionError otherwise."""
+        record = self._topics.get(name)
+        if record is not None:
+            return record.partitions
+        if not self.config["auto.create.topics.enable"]:
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+        try:
+            self.create_topic(name)
+        except TopicExistsError:
+            pass
+        return self._topics[name].partitions
+
+    def delete_topic(self, name):
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            topics = dict(self._topics)
+            del topics[name]
+            self._store.save(topics)
+            self._topics = topics
+            for p in range(record.partitions):
+                log = self._logs.pop((name, p), None)
+                if log is not None:
+                    log.close()
+                path = os.path.join(self.data_dir, f"{name}-{p}")
+                if os.path.exists(path):
+                    doomed = f"{path}.{record.topic_id}{DELETED_SUFFIX}"
+                    os.rename(path, doomed)
+                    shutil.rmtree(doomed, ignore_errors=True)
+            fsync_dir(self.data_dir)
+
+    def list_topics(self, internal=False):
+        with self._lock:
+            return sorted(n for n in self._topics if internal or n not in INTERNAL_TOPICS)
+
+    def describe_topic(self, name):
+        with self._lock:
+            record = self._record(name)
+            parts = []
+            for p in range(record.partitions):
+                log = self._logs.get((name, p))
+                if log is None:
+                    parts.append(PartitionDescription(p, 0, 0, 0))
+                else:
+                    parts.append(PartitionDescription(p, log.log_start_offset, log.log_end_offset, log.size))
+            config = self.config.topic_config(record.config).to_dict()
+            return TopicDescription(name, record.topic_id, parts, config, name in INTERNAL_TOPICS)
+
+    def topic_overrides(self, name):
+        """The configs set on this topic (not the defaults)."""
+        with self._lock:
+            return dict(self._record(name).config)
+
+    def alter_topic_config(self, name, changes):
+        """Set topic configs; a value of None removes the override (back to the default).
+        Applies to the topic's open logs at once (new segments use new sizes)."""
+        if not isinstance(changes, dict):
+            raise TypeError("changes must be a dict of Kafka topic-config names")
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            overrides = dict(record.config)
+            for key, value in changes.items():
+                if value is None:
+                    overrides.pop(key, None)
+                else:
+                    overrides.update(_canonical_config({key: value}))
+            log_config = self.config.topic_config(overrides)  # validates everything
+            topics = dict(self._topics)
+            topics[name] = TopicRecord(name, record.partitions, overrides, record.topic_id)
+            self._store.save(topics)
+            self._topics = topics
+            for p in range(record.partitions):
+                log = self._logs.get((name, p))
+                if log is not None:
+                    log.update_config(log_config)
+
+    def add_partitions(self, name, total):
+        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks)."""
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            _check_partition_count(total)
+            if total <= record.partitions:
+                raise InvalidPartitionsError(
+                    f"topic {name!r} has {record.partitions} partitions; the new count {total} "
+                    "must be larger (partitions can be added, never removed)")
+            topics = dict(self._topics)
+            grown = topics[name] = TopicRecord(name, total, record.config, record.topic_id)
+            self._store.save(topics)
+            self._topics = topics
+            if name not in INTERNAL_TOPICS:
+                for p in range(record.partitions, total):
+                    self._open_log(grown, p)
+
+    def partition_count(self, name):
+        return self._record(name).partitions
+
+    def _record(self, name):
+        record = self._topics.get(name)
+        if record is None:
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+        return record
+
+    def log(self, topic, partition):
+        """The Log of one partition (opening an internal topic's partition on first use)."""
+        log = self._logs.get((topic, partition))
+        if log is not None:
+            return log
+        with self._lock:
+            self._check_open()
+            record = self._record(topic)
+            if not isinstance(partition, int) or not 0 <= partition < record.partitions:
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} has partitions 0..{record.partitions - 1}, not {partition!r}")
+            return self._open_log(record, partition)
+
+    def logs(self):
+        """A snapshot of the open logs: [((topic, partition), Log)]."""
+        with self._lock:
+            return list(self._logs.items())
+
+    def register_service(self, service):
+        """Close ``service`` (a producer, consumer, coordinator) before the logs on close()."""
+        with self._lock:
+            self._services.append(service)
+
+    # -- background: retention and cleaning ---------------------------------------------------------
+    def _manage_logs(self):
+        interval = self.config["log.retention.check.interval.ms"] / 1000.0
+        while not self._stop.wait(interval):
+            self.enforce_retention()
+
+    def enforce_retention(self, now=None):
+        """Apply retention (and, for compacted topics, cleaning) to every log once. Returns the
+        number of segments deleted."""
+        deleted = 0
+        for (topic, _), log in self.logs():
+            if log.closed:
+                continue
+            try:
+                if "delete" in log.config.cleanup_policy:
+                    deleted += log.enforce_retention(now)
+            except Exception:  # one bad log must not stop the others; it reports on its own use
+                continue
+        return deleted
+
+    def __repr__(self):
+        return f"<Broker {self.data_dir!r} topics={len(self._topics)}>"
+
+
+def _check_partition_count(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidPartitionsError(f"partition count must be an integer >= 1, not {n!r}")
+
+
+def _canonical_config(config):
+    """Validate topic-config names and values now and store them in canonical form."""
+    if config is None:
+        return {}
+    parsed = LogConfig.from_dict(config).to_dict()
+    return {k: parsed[k] for k in config}

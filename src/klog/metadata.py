@@ -1,0 +1,87 @@
+"""The broker's durable metadata: which topics exist, their partition counts, ids and configs.
+
+One JSON file, ``<data_dir>/klog-metadata.json``, rewritten atomically (temp → fsync → rename →
+fsync dir) on every change, so after a crash it describes the topics before or after that change,
+never a mix. Partition directories are created after the metadata names them and deleted after
+the metadata stops naming them (renamed ``*.deleted`` first), so an interrupted create or delete
+is finished on the next open.
+"""
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from klog.errors import ConfigError, CorruptLogError, InvalidTopicError
+from klog.storage.files import write_atomic
+
+FILE = "klog-metadata.json"
+VERSION = 1
+MAX_TOPIC_LENGTH = 249
+LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
+
+
+def validate_topic_name(name):
+    """Kafka's rules (Topic.validate): 1-249 of [a-zA-Z0-9._-], not '.' or '..'."""
+    if not isinstance(name, str):
+        raise InvalidTopicError(f"topic name must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidTopicError("topic name is empty")
+    if name in (".", ".."):
+        raise InvalidTopicError(f"topic name cannot be {name!r}")
+    if len(name) > MAX_TOPIC_LENGTH:
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters; the maximum is {MAX_TOPIC_LENGTH}")
+    if not LEGAL.match(name):
+        bad = sorted({c for c in name if not re.match(r"[a-zA-Z0-9._-]", c)})
+        raise InvalidTopicError(
+            f"topic name {name!r} has illegal characters {''.join(bad)!r}: "
+            "only ASCII letters, digits, '.', '_' and '-' are allowed")
+
+
+def collision_key(name):
+    """'.' and '_' collide in Kafka's metric names, so Kafka refuses topics differing only there."""
+    return name.replace(".", "_")
+
+
+@dataclass
+class TopicRecord:
+    name: str
+    partitions: int
+    config: dict = field(default_factory=dict)   # overrides only, Kafka names → values
+    topic_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def to_json(self):
+        return {"partitions": self.partitions, "config": self.config, "id": self.topic_id}
+
+
+class MetadataStore:
+    def __init__(self, data_dir):
+        self.path = os.path.join(data_dir, FILE)
+
+    def load(self):
+        """{name: TopicRecord}; empty for a new data directory."""
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptLogError(f"{self.path}: broker metadata is not valid JSON ({exc})") from None
+        try:
+            if doc["version"] != VERSION:
+                raise CorruptLogError(
+                    f"{self.path}: metadata version {doc['version']}, this klog reads {VERSION}")
+            return {name: TopicRecord(name, int(t["partitions"]), dict(t["config"]), t["id"])
+                    for name, t in doc["topics"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptLogError(f"{self.path}: malformed broker metadata ({exc!r})") from None
+
+    def save(self, topics):
+        doc = {"version": VERSION, "topics": {n: t.to_json() for n, t in sorted(topics.items())}}
+        try:
+            data = json.dumps(doc, indent=1, sort_keys=True).encode("utf-8")
+        except TypeError as exc:
+            raise ConfigError(f"topic config values must be plain values: {exc}") from None
+        write_atomic(self.path, data)
