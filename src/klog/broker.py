@@ -60,6 +60,9 @@ class Broker:
         self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
         self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
+        self._appended = threading.Condition(threading.Lock())
+        self._append_seq = 0   # bumped on every append; waiters compare against it
+        self._waiting = 0
         try:
             self._load()
         except BaseException:
@@ -87,7 +90,29 @@ class Broker:
         if log is None:
             path = os.path.join(self.data_dir, f"{record.name}-{partition}")
             log = self._logs[key] = Log.open(path, self.config.topic_config(record.config))
+            log.add_listener(self._on_append)
         return log
+
+    def _on_append(self, _log):
+        self._append_seq += 1
+        if self._waiting:
+            with self._appended:
+                self._appended.notify_all()
+
+    @property
+    def append_seq(self):
+        """A counter that grows with every append to any partition."""
+        return self._append_seq
+
+    def wait_for_append(self, seen_seq, timeout):
+        """Block until something is appended after ``seen_seq`` was read, or ``timeout`` s pass.
+        Returns True if there was an append. Consumers use this to wait without polling."""
+        with self._appended:
+            self._waiting += 1
+            try:
+                return self._appended.wait_for(lambda: self._append_seq != seen_seq, timeout)
+            finally:
+                self._waiting -= 1
 
     def close(self):
         """Stop background work, close every log cleanly, release the data directory."""
@@ -275,6 +300,14 @@ class Broker:
         """A snapshot of the open logs: [((topic, partition), Log)]."""
         with self._lock:
             return list(self._logs.items())
+
+    def producer(self, config=None):
+        """A Producer (Kafka producer config names: linger.ms, batch.size, compression.type,
+        partitioner, acks, ...)."""
+        from klog.producer import Producer
+
+        self._check_open()
+        return Producer(self, config)
 
     def register_service(self, service):
         """Close ``service`` (a producer, consumer, coordinator) before the logs on close()."""

@@ -114,6 +114,8 @@ def _snappy_decompress(data, max_size):
     data = bytes(data)
     if not data.startswith(XERIAL_MAGIC):
         return _capped_raw_snappy(data, max_size)
+    if len(data) < 16:
+        raise CorruptRecordError("snappy (xerial) header is truncated")
     out, pos, total = [], 16, 0
     while pos < len(data):
         if len(data) - pos < 4:
@@ -156,13 +158,22 @@ def _capped_lz4(data, max_size):
 
 
 def _capped_zstd(data, max_size):
-    reader = zstandard.ZstdDecompressor().stream_reader(bytes(data), read_across_frames=True)
+    # Not stream_reader: it returns b"" for a truncated frame instead of failing.
+    data = memoryview(bytes(data))
     out = bytearray()
-    while len(out) <= max_size:
-        chunk = reader.read(max_size + 1 - len(out))
-        if not chunk:
-            break
-        out += chunk
-    if len(out) > max_size:
-        raise _too_big("zstd", max_size)
-    return bytes(out)
+    pos = 0
+    while True:  # one zstd frame per pass (Kafka clients write one)
+        d = zstandard.ZstdDecompressor().decompressobj()
+        while not d.eof:
+            if pos >= len(data):
+                raise CorruptRecordError("zstd batch is truncated")
+            # A block holds at most 128 KiB in at least 4 bytes (32768x): feed only as much input
+            # as the remaining budget allows, so the output stops within ~2 MiB of max_size.
+            chunk = data[pos:pos + max(64, (max_size - len(out)) >> 15)]
+            pos += len(chunk)
+            out += d.decompress(chunk)
+            if len(out) > max_size:
+                raise _too_big("zstd", max_size)
+        pos -= len(d.unused_data)
+        if pos >= len(data):
+            return bytes(out)

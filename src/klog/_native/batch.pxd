@@ -33,6 +33,11 @@ cdef class Record:
     cdef readonly tuple headers
 
 
+cdef class ConsumerRecord(Record):
+    cdef readonly str topic
+    cdef readonly int partition
+
+
 cdef int check_batch(const unsigned char* p, Py_ssize_t size, bint check_crc) except -1
 cdef list decode_into(const unsigned char* p, Py_ssize_t size, int64_t min_offset,
                       object decompress, list out)

@@ -44,7 +44,6 @@ MAGIC_V2 = 2
 
 
 @cython.freelist(512)
-@cython.final
 cdef class Record:
     """One record as a reader sees it: its offset, timestamp (ms), key, value and headers.
 
@@ -75,6 +74,29 @@ cdef class Record:
 
     def __repr__(self):
         return (f"Record(offset={self.offset}, timestamp={self.timestamp}, key={self.key!r}, "
+                f"value={self.value!r}, headers={self.headers!r})")
+
+
+@cython.final
+cdef class ConsumerRecord(Record):
+    """A Record with the topic and partition it was read from, as a consumer returns it."""
+
+    def __init__(self, str topic, int partition, int64_t offset, int64_t timestamp, key=None,
+                 value=None, headers=()):
+        Record.__init__(self, offset, timestamp, key, value, headers)
+        self.topic = topic
+        self.partition = partition
+
+    def _fields(self):
+        return (self.topic, self.partition, self.offset, self.timestamp, self.key, self.value,
+                self.headers)
+
+    def __reduce__(self):
+        return (ConsumerRecord, self._fields())
+
+    def __repr__(self):
+        return (f"ConsumerRecord(topic={self.topic!r}, partition={self.partition}, "
+                f"offset={self.offset}, timestamp={self.timestamp}, key={self.key!r}, "
                 f"value={self.value!r}, headers={self.headers!r})")
 
 
@@ -349,7 +371,8 @@ cdef inline object take_bytes(const unsigned char** pp, const unsigned char* end
 
 
 cdef Record decode_record(const unsigned char** qp, const unsigned char* end, int64_t base_offset,
-                          int64_t base_ts, int64_t max_ts, bint log_append_time):
+                          int64_t base_ts, int64_t max_ts, bint log_append_time,
+                          str topic=None, int32_t partition=-1):
     """Decode the record at qp[0] (bounds-checked against ``end``) and advance qp past it."""
     cdef const unsigned char* q = qp[0]
     cdef const unsigned char* rec_end
@@ -357,6 +380,7 @@ cdef Record decode_record(const unsigned char** qp, const unsigned char* end, in
     cdef tuple hdrs
     cdef list hlist
     cdef Record r
+    cdef ConsumerRecord cr
     q = need_varint(q, end, &length, "length")
     if length < 1 or length > end - q:
         raise CorruptRecordError(
@@ -392,7 +416,13 @@ cdef Record decode_record(const unsigned char** qp, const unsigned char* end, in
         raise CorruptRecordError(
             f"record in batch at offset {base_offset} has {rec_end - q} stray bytes")
     qp[0] = rec_end
-    r = Record.__new__(Record)
+    if topic is None:
+        r = Record.__new__(Record)
+    else:
+        cr = ConsumerRecord.__new__(ConsumerRecord)
+        cr.topic = topic
+        cr.partition = partition
+        r = cr
     r.offset = base_offset + off_delta
     r.timestamp = max_ts if log_append_time else base_ts + ts_delta
     r.key = key
@@ -651,8 +681,12 @@ cdef class RecordReader:
     cdef bint log_append_time
     cdef public int64_t next_offset
     cdef readonly int64_t start
+    cdef readonly str topic
+    cdef readonly int32_t partition
 
-    def __init__(self, source, int64_t offset, decompress=None):
+    def __init__(self, source, int64_t offset, decompress=None, str topic=None, int32_t partition=-1):
+        self.topic = topic
+        self.partition = partition
         self.start = offset
         self.source = source
         self.decompress = decompress
@@ -708,7 +742,7 @@ cdef class RecordReader:
                 if not self.next_batch():
                     raise StopIteration
             r = decode_record(&self.q, self.end, self.base_offset, self.base_ts, self.max_ts,
-                              self.log_append_time)
+                              self.log_append_time, self.topic, self.partition)
             self.remaining -= 1
             if self.remaining == 0 and self.q != self.end:
                 raise CorruptRecordError(

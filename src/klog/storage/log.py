@@ -39,8 +39,6 @@ from klog.storage.files import (
 )
 from klog.storage.segment import LogSegment
 
-EMPTY = memoryview(b"")
-
 
 def now_ms():
     return time.time_ns() // 1_000_000
@@ -65,6 +63,7 @@ class Log:
         self._closed = False
         self._offline = None
         self._compress = {}
+        self._listeners = ()         # called after each append, outside the lock
         self._flusher = None
         self._stop_flusher = threading.Event()
 
@@ -307,7 +306,18 @@ class Log:
                          or now - self._last_flush_ms >= self.config.flush_ms)
         if flush_due:
             self.flush()
+        for listener in self._listeners:
+            listener(self)
         return base
+
+    def add_listener(self, fn):
+        """Call ``fn(log)`` after every append (e.g. to wake waiting consumers)."""
+        with self._lock:
+            self._listeners = self._listeners + (fn,)
+
+    def remove_listener(self, fn):
+        with self._lock:
+            self._listeners = tuple(f for f in self._listeners if f is not fn)
 
     def _codec(self, compression):
         if compression is None:
@@ -407,7 +417,7 @@ class Log:
         with self._lock:
             self._check_range(offset)
             if offset == self._end:
-                return EMPTY
+                return memoryview(b"")  # a new one: a caller may release it
             i = bisect.bisect_right(self._bases, offset) - 1
             while i < len(self._segments):
                 view = self._segments[i].read(offset, max_bytes)
@@ -416,7 +426,7 @@ class Log:
                 i += 1  # offset fell in a gap at a segment's end (compaction); go on
                 if i < len(self._segments):
                     offset = max(offset, self._segments[i].base_offset)
-            return EMPTY
+            return memoryview(b"")
 
     def records(self, offset=None):
         """An iterator of ``Record``s from ``offset`` (default: log start) to the log end,

@@ -116,7 +116,9 @@ class LogSegment:
         self.time_index.reset()
         self.indexer = Indexer(self.offset_index, self.time_index,
                                self.config.index_interval_bytes, expected_base)
-        err = self.indexer.scan(self.log, 0, self.log.reserved, True)
+        # At open ``size`` is the whole file (reserved zeros included), unless ``preallocate``
+        # just reserved space past it: never scan beyond ``size``.
+        err = self.indexer.scan(self.log, 0, self.log.size, True)
         if err is None:
             return None
         return (err[0], err[1], self.indexer.next_offset)
