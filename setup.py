@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("KLOG_DEBUG") == "1"
 NATIVE = "src/klog/_native"
-MODULES = ["crc32c", "batch", "mmapfile", "index", "scan", "partitioner"]
+MODULES = ["crc32c", "batch", "mmapfile", "index", "scan", "partitioner", "accumulator"]
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 macros = [("CYTHON_TRACE_NOGIL", "1")] if DEBUG else [("NDEBUG", None)]

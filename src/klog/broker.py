@@ -330,6 +330,8 @@ class Broker:
             try:
                 if "delete" in log.config.cleanup_policy:
                     deleted += log.enforce_retention(now)
+                if "compact" in log.config.cleanup_policy and self.config["log.cleaner.enable"]:
+                    log.clean(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted

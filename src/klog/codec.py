@@ -124,14 +124,14 @@ def _snappy_decompress(data, max_size):
         pos += 4
         if n < 0 or n > len(data) - pos:
             raise CorruptRecordError(f"snappy (xerial) block of {n} bytes runs past the batch")
-        block = _capped_raw_snappy(data[pos:pos + n], max_size - total)
+        block = _capped_raw_snappy(data[pos:pos + n], max_size - total, max_size)
         total += len(block)
         out.append(block)
         pos += n
     return b"".join(out)
 
 
-def _capped_raw_snappy(data, max_size):
+def _capped_raw_snappy(data, max_size, reported_cap=None):
     if len(data) > 0:
         # The raw format starts with the uncompressed length as a varint: check it first.
         n, shift, i = 0, 0, 0
@@ -143,7 +143,7 @@ def _capped_raw_snappy(data, max_size):
                 break
             shift += 7
         if n > max_size:
-            raise _too_big("snappy", max_size)
+            raise _too_big("snappy", max_size if reported_cap is None else reported_cap)
     return bytes(cramjam.snappy.decompress_raw(data))
 
 

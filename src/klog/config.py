@@ -39,6 +39,8 @@ class Setting:
                 if isinstance(v, bool):
                     raise TypeError
                 v = float(v)
+                if v != v:  # NaN compares false with both bounds, so it would pass the range
+                    raise ValueError
             elif self.kind is str:
                 if not isinstance(v, str):
                     raise TypeError

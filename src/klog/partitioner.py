@@ -38,9 +38,7 @@ class Partitioner:
         if name == "random":
             return self._rand.randrange(n)
         if key is None:
-            if name == "consistent":
-                return native.crc32_partition(b"", n) if n else 0
-            return self.sticky(topic, n)
+            return 0 if name == "consistent" else self.sticky(topic, n)
         if name == "murmur2_random":
             return native.partition_for_key(key, n)
         p = native.crc32_partition(key, n)

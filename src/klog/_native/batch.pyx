@@ -114,6 +114,7 @@ ctypedef struct slot_t:
     int64_t timestamp
     Py_ssize_t body_len     # record length, not counting its own length varint
     Py_ssize_t header_bytes
+    int32_t offset_delta    # i, unless the caller gives explicit deltas (a cleaned batch)
 
 
 cdef inline object as_bytes(object v, str what):
@@ -177,11 +178,15 @@ cdef unsigned char* put_headers(unsigned char* p, object hdrs) except NULL:
 
 def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_offset=0,
                 int codec=0, compress=None, int64_t producer_id=-1, int producer_epoch=-1,
-                int32_t base_sequence=-1, int32_t leader_epoch=-1, bint transactional=False):
+                int32_t base_sequence=-1, int32_t leader_epoch=-1, bint transactional=False,
+                offset_deltas=None):
     """Encode one RecordBatch v2 from Python sequences; returns bytes with the CRC set.
 
     ``timestamps`` is None (now, for every record), one int for all, or one per record.
     ``compress`` (bytes -> bytes) is required when ``codec`` is not 0 and compresses the records.
+    ``offset_deltas`` (default 0..n-1) gives each record's offsetDelta, strictly increasing from
+    >= 0; lastOffsetDelta is the last of them. The log cleaner uses it to re-encode the records
+    it keeps at their original offsets (gaps where records were removed).
     """
     cdef Py_ssize_t n, i, size = 0, records_size = 0
     cdef slot_t* slots = NULL
@@ -192,6 +197,8 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
     cdef unsigned char* p
     cdef unsigned char* start
     cdef object v, k, seq_values, seq_keys = None, seq_ts = None, seq_headers = None
+    cdef object seq_deltas = None
+    cdef int64_t delta, prev_delta = -1
     cdef list keep = None  # keeps converted (non-bytes) values alive until encoded
     cdef bytes records, out
 
@@ -227,6 +234,10 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
         if len(seq_ts) != n:
             raise ValueError(f"timestamps has {len(seq_ts)} items for {n} values")
         ts_each = True
+    if offset_deltas is not None:
+        seq_deltas = offset_deltas if isinstance(offset_deltas, (list, tuple)) else list(offset_deltas)
+        if len(seq_deltas) != n:
+            raise ValueError(f"offset_deltas has {len(seq_deltas)} items for {n} values")
 
     slots = <slot_t*>malloc(n * sizeof(slot_t))
     if slots == NULL:
@@ -264,6 +275,15 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
             else:
                 s.timestamp = one_ts
             s.header_bytes = headers_size(seq_headers[i], i) if seq_headers is not None else 1
+            if seq_deltas is None:
+                s.offset_delta = <int32_t>i
+            else:
+                delta = PyNumber_Index(seq_deltas[i])
+                if delta <= prev_delta or delta > INT32_MAX:
+                    raise ValueError(f"offset_deltas[{i}] = {delta}: deltas must increase "
+                                     f"strictly from >= 0 and fit an int32")
+                s.offset_delta = <int32_t>delta
+                prev_delta = delta
 
         base_ts = slots[0].timestamp
         max_ts = base_ts
@@ -271,7 +291,7 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
             s = &slots[i]
             if s.timestamp > max_ts:
                 max_ts = s.timestamp
-            s.body_len = (1 + varint_size(s.timestamp - base_ts) + varint_size(i)
+            s.body_len = (1 + varint_size(s.timestamp - base_ts) + varint_size(s.offset_delta)
                           + varint_size(s.key_len) + (s.key_len if s.key_len > 0 else 0)
                           + varint_size(s.value_len) + (s.value_len if s.value_len > 0 else 0)
                           + s.header_bytes)
@@ -289,7 +309,7 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
             p = put_varint(p, s.body_len)
             p[0] = 0
             p = put_varint(p + 1, s.timestamp - base_ts)
-            p = put_varint(p, i)
+            p = put_varint(p, s.offset_delta)
             p = put_varint(p, s.key_len)
             if s.key_len > 0:
                 memcpy(p, s.key, s.key_len)
@@ -320,7 +340,7 @@ def build_batch(values, keys=None, timestamps=None, headers=None, int64_t base_o
     store_u32(start + LEADER_EPOCH, <uint32_t>leader_epoch)
     start[MAGIC] = 2
     store_u16(start + ATTRIBUTES, <uint16_t>(codec | (TRANSACTIONAL_FLAG if transactional else 0)))
-    store_u32(start + LAST_OFFSET_DELTA, <uint32_t>(n - 1))
+    store_u32(start + LAST_OFFSET_DELTA, <uint32_t>(n - 1 if seq_deltas is None else prev_delta))
     store_u64(start + BASE_TIMESTAMP, <uint64_t>base_ts)
     store_u64(start + MAX_TIMESTAMP, <uint64_t>max_ts)
     store_u64(start + PRODUCER_ID, <uint64_t>producer_id)

@@ -20,7 +20,7 @@ Concurrency: one writer at a time (the caller holds the log's lock); views may b
 thread, but only bytes below ``size`` at the time of the view are stable.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.errno cimport errno
+from libc.errno cimport ENOSPC, errno
 from libc.string cimport strerror
 from posix.fcntl cimport O_CREAT, O_RDONLY, O_RDWR, open as c_open
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, mmap, munmap
@@ -99,6 +99,11 @@ cdef class MappedFile:
         if need > self.reserved:
             target = min(self.capacity, max(page_ceil(need), self.reserved + self.reserve_step))
             err = posix_fallocate(self.fd, self.reserved, target - self.reserved)
+            if err == ENOSPC and target > page_ceil(need):
+                # Less free than a whole step: reserve just this write, so the disk really is
+                # full before the producer is told so (and writes resume with a little space).
+                target = page_ceil(need)
+                err = posix_fallocate(self.fd, self.reserved, target - self.reserved)
             if err != 0:
                 raise os_error(err, self.path)
             self.reserved = target
@@ -220,7 +225,9 @@ cdef class MappedFile:
         if ftruncate(self.fd, n) != 0:
             raise os_error(errno, self.path)
         self.size = self.reserved = n
-        self.synced = min(self.synced, n)
+        # The new length is durable only after an fdatasync: without one, a power loss could
+        # bring the cut (valid, CRC-correct) batches back. So the next flush must sync.
+        self.synced = -1
 
     def trim(self):
         """Give back space past ``size`` (views never reach past ``size``)."""

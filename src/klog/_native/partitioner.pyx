@@ -10,11 +10,13 @@ Java client: ``Utils.murmur2`` (clients/.../common/utils/Utils.java) and
     partition = (h & 0x7fffffff) % num_partitions
 
 Java returns ``h`` as a signed int, and so does :func:`murmur2` here; kafka-python and aiokafka
-return the same bits unsigned (``h & 0xffffffff``). The partition masks the sign bit, it does
-not take ``abs``: the two differ for every negative hash. Published vectors, signed (unsigned):
-``b"kafka"`` -798503068 (0xd067cf64), ``b"1234"`` -1614185708 (0x9fc97b14), ``b""`` 275646681
-(0x106e08d9) from librdkafka's rdmurmur2.c; ``b"21"`` -973932308, ``b"foobar"`` -790332482,
-``b"abc"`` 479470107 from Kafka's UtilsTest.testMurmur2.
+return the same bits unsigned (``h & 0xffffffff``). The partition masks the sign bit
+(``Utils.toPositive``); ``abs`` would send most negative hashes elsewhere.
+
+Published vectors, signed (unsigned): ``b"kafka"`` -798503068 (0xd067cf64), ``b"1234"``
+-1614185708 (0x9fc97b14), ``b""`` 275646681 (0x106e08d9) from librdkafka's rdmurmur2.c;
+``b"21"`` -973932308, ``b"foobar"`` -790332482, ``b"abc"`` 479470107 from Kafka's
+UtilsTest.testMurmur2.
 
 librdkafka's default partitioner, ``consistent_random`` (src/rdkafka_msg.c): IEEE CRC-32 of
 the key (zlib's: reflected polynomial 0xEDB88320, init and final xor 0xFFFFFFFF), taken
@@ -54,24 +56,21 @@ cdef extern from "Python.h":
 # ---------------------------------------------------------------------------------------------
 # Hashes
 
-cdef enum:
-    MURMUR_SEED = 0x9747b28c
-    MURMUR_M = 0x5bd1e995
-    MURMUR_R = 24
-
-
 cdef inline uint32_t _murmur2_u32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    cdef uint32_t m = MURMUR_M
-    cdef uint32_t h = <uint32_t>MURMUR_SEED ^ <uint32_t>n   # Java: seed ^ length (an int)
+    # Unsigned arithmetic wraps mod 2**32 like Java's int; >> on it is Java's >>>.
+    cdef uint32_t m = 0x5bd1e995u
+    cdef int r = 24
+    cdef uint32_t h = 0x9747b28cu ^ <uint32_t>n   # Java: seed ^ length
     cdef uint32_t k
     cdef Py_ssize_t words = n >> 2
     cdef Py_ssize_t i
     for i in range(words):
-        # Byte-wise little-endian load: alignment- and host-endian-safe, one mov on x86.
+        # Byte-wise little-endian load: safe for any alignment and host byte order, and
+        # compilers fuse it into a single load on little-endian CPUs.
         k = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
              | (<uint32_t>p[3] << 24))
         k *= m
-        k ^= k >> MURMUR_R
+        k ^= k >> r
         k *= m
         h *= m
         h ^= k
@@ -232,7 +231,7 @@ cdef enum:
 
 cdef object _partition_many(_partition_fn fn, object keys, object num_partitions):
     cdef uint32_t n = _num_partitions(num_partitions)
-    cdef object seq, out, part
+    cdef object seq, out, part, key
     cdef list ints = None
     cdef Py_ssize_t i, count
     cdef PyObject* item
@@ -262,8 +261,10 @@ cdef object _partition_many(_partition_fn fn, object keys, object num_partitions
         elif item == <PyObject*>None:
             p = -1
         else:
-            p = _partition_buffer(fn, <object>item, n, f"keys[{i}]")
-            # A buffer exporter can run Python code (3.12+ __buffer__) that resizes the list.
+            # A buffer exporter can run Python code (3.12+ __buffer__) that mutates the list:
+            # own the key while exporting it, and stop if the list changed size.
+            key = <object>item
+            p = _partition_buffer(fn, key, n, f"keys[{i}]")
             if PySequence_Fast_GET_SIZE(seq) != count:
                 raise RuntimeError("keys changed size during partitioning")
         if ints is None or p < 0:

@@ -82,7 +82,7 @@ def fetch_end(MappedFile f, Py_ssize_t start, Py_ssize_t max_bytes):
         while end - pos >= HEADER_SIZE:
             size = batch_size(base + pos)
             if size < HEADER_SIZE:
-                bad = True
+                bad = pos == start  # else: hand out the whole batches before the damage
                 break
             if pos > start and pos + size - start > max_bytes:
                 break

@@ -21,7 +21,9 @@ def read_checkpoint(path):
     except FileNotFoundError:
         return {}
     except UnicodeDecodeError:
-        raise CorruptLogError(f"{path}: checkpoint file is not text") from None
+        raise CorruptLogError(
+            f"{path}: checkpoint file is not text; delete it to recover the whole log from the "
+            "start") from None
     lines = text.splitlines()
     try:
         version, count = int(lines[0]), int(lines[1])

@@ -25,18 +25,19 @@ import threading
 import time
 
 from klog._native.batch import RecordReader, build_batch, check_records, validate_batch
-from klog._native.batch import read_header, set_log_append_time
+from klog._native.batch import decode_records, read_header, set_log_append_time
 from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
     CorruptLogError, LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError,
-    RecordTooLargeError,
+    CorruptRecordError, RecordTooLargeError,
 )
 from klog.storage.checkpoint import read_checkpoint, write_checkpoint
 from klog.storage.files import (
     CHECKPOINT, CLEAN_SHUTDOWN, INDEX_SUFFIX, LOCK, LOG_SUFFIX, TIME_INDEX_SUFFIX,
     base_offset_of, fsync_dir, remove_durably, segment_name,
 )
+from klog.storage import cleaner
 from klog.storage.segment import LogSegment
 
 
@@ -115,7 +116,9 @@ class Log:
         self._checkpoint()
 
     def _scan_directory(self):
-        """Base offsets of the segments on disk; index files without a .log are removed."""
+        """Base offsets of the segments on disk; index files without a .log are removed. An
+        interrupted cleaning is first finished or undone (see klog.storage.cleaner)."""
+        cleaner.complete_swaps(self.path)
         names = os.listdir(self.path)
         bases = sorted(b for b in (base_offset_of(n, LOG_SUFFIX) for n in names) if b is not None)
         known = set(bases)
@@ -151,13 +154,18 @@ class Log:
             problem = seg.recover(max(expected, seg.base_offset))
             if problem is None:
                 if next_base is not None and seg.next_offset > next_base:
-                    problem = (seg.size, "offsets", seg.next_offset)
+                    problem = (seg.size, "offsets", seg.next_offset, next_base)
             if problem is not None:
-                pos, reason, next_offset = problem
-                if next_offset < self._recovery_point:
+                pos, reason, next_offset, found = problem
+                # A damaged baseOffset (outside the CRC) can inflate the expected offset past the
+                # recovery point; valid data found below it was still flushed, so fail closed.
+                if next_offset < self._recovery_point or (
+                        found is not None and found < self._recovery_point):
                     raise CorruptLogError(
                         f"{seg.path(LOG_SUFFIX)}: {_REASONS.get(reason, reason)} at byte {pos} "
-                        f"(expected offset {next_offset}); the log was flushed up to offset "
+                        f"(expected offset {next_offset}"
+                        + (f", found offset {found}" if found is not None else "")
+                        + f"); the log was flushed up to offset "
                         f"{self._recovery_point}, so this is lost data, not a torn write: "
                         "refusing to open")
                 seg.log.truncate(pos)
@@ -266,6 +274,8 @@ class Log:
         record (default now); ``headers``: per record a list of (str, bytes | None);
         ``compression``: 'lz4', 'gzip', 'snappy', 'zstd' or None (topic's compression.type).
         """
+        if "compact" in self.config.cleanup_policy:
+            keys = _require_keys(self.path, keys)
         codec = self._codec(compression)
         if self.config.message_timestamp_type == "LogAppendTime":
             timestamps = now_ms()
@@ -281,6 +291,8 @@ class Log:
         """
         validate_batch(batch, True, True)
         check_records(batch)
+        if "compact" in self.config.cleanup_policy and not read_header(batch).is_control:
+            _require_keys(self.path, (r.key for r in decode_records(batch, -1, decompress)))
         if self.config.message_timestamp_type == "LogAppendTime":
             batch = set_log_append_time(batch, now_ms())
         return self._append(batch)
@@ -386,7 +398,14 @@ class Log:
                 raise LogOfflineError(f"{self.path}: flush failed, log taken offline: {exc}") from exc
             with self._lock:
                 self._recovery_point = max(self._recovery_point, min(end, self._end))
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                except OSError:
+                    # The data is durable; only the recovery point on disk stays behind, which
+                    # is safe (recovery revalidates a bit more; the next flush rewrites it).
+                    # Raising would report durable, visible appends as failed (ENOSPC writing
+                    # the checkpoint on a full disk): a retrying producer makes duplicates.
+                    pass
 
     def _start_flusher(self):
         interval = max(self.config.flush_ms, 1) / 1000.0
@@ -524,7 +543,8 @@ class Log:
 
             def expired(seg, _next):
                 if seg.is_empty:
-                    return False
+                    # Only compaction leaves a sealed segment empty: it holds nothing to keep.
+                    return _next is not None
                 if cfg.retention_ms >= 0 and now - seg.max_timestamp > cfg.retention_ms:
                     total[0] -= seg.size
                     return True
@@ -534,6 +554,11 @@ class Log:
                 return False
 
             return self._delete_segments(expired, include_active=True)
+
+    def clean(self, now=None):
+        """Compact once (cleanup.policy=compact): keep the latest record per key in the sealed
+        segments, drop expired tombstones; see klog.storage.cleaner. Returns a CleanResult."""
+        return cleaner.clean(self, now)
 
     def _delete_segments(self, predicate, include_active=False):
         """Delete the oldest segments while ``predicate(segment, next_base)`` holds. The active
@@ -573,6 +598,17 @@ _REASONS = {
     "crc": "CRC mismatch",
     "offsets": "batch offsets go backwards or overlap the next segment",
 }
+
+
+def _require_keys(path, keys):
+    """Compacted topics reject records without a key, as Kafka's LogValidator does: compaction
+    keeps the latest record per key, so a keyless record has no place in it."""
+    keys = [] if keys is None else keys if isinstance(keys, (list, tuple)) else list(keys)
+    if not keys or any(k is None for k in keys):
+        raise CorruptRecordError(
+            f"{path}: a compacted topic (cleanup.policy=compact) cannot accept a record without a "
+            "key")
+    return keys
 
 
 def _last_offset_delta(batch):

@@ -88,6 +88,10 @@ class LogSegment:
         """After a clean shutdown: trust the files; find the state from the last index entry."""
         if self.index_lost:
             return False
+        if self.log.size and not self.time_index.entries:
+            # seal() always leaves the max timestamp there; without it max_timestamp would come
+            # from the tail alone (wrong offset_for_time, early time retention): rebuild.
+            return False
         try:
             self.offset_index.sanity_check(self.log.size)
             last_offset, position = self.offset_index.lookup(2 ** 62)
@@ -108,8 +112,9 @@ class LogSegment:
 
     def recover(self, expected_base):
         """Validate every batch and rebuild both indexes. Returns None if the whole file is valid,
-        else (position, reason, next_offset): where valid data ends, why, and the offset that was
-        expected there. The caller decides whether that is a torn tail or lost flushed data."""
+        else (position, reason, next_offset, found): where valid data ends, why, the offset that
+        was expected there, and for a valid batch out of order its base offset (else None). The
+        caller decides whether that is a torn tail or lost flushed data."""
         if not self.log.writable:
             self.make_active()
         self.offset_index.reset()
@@ -121,7 +126,9 @@ class LogSegment:
         err = self.indexer.scan(self.log, 0, self.log.size, True)
         if err is None:
             return None
-        return (err[0], err[1], self.indexer.next_offset)
+        # For "offsets" the batch there is whole and CRC-valid: its own base offset tells what
+        # data it is (the expected offset may itself come from a damaged baseOffset before it).
+        return (err[0], err[1], self.indexer.next_offset, err[2] if err[1] == "offsets" else None)
 
     def make_active(self):
         """Remap a sealed segment writable (to truncate it or to append to it again)."""
@@ -160,7 +167,24 @@ class LogSegment:
         if self.log.size == 0:
             self.created_ms = now_ms
         pos = self.log.append_batch(batch, base_offset)
-        err = self.indexer.scan(self.log, pos, self.log.size, False)
+        ix = self.indexer
+        state = (ix.next_offset, ix.end, ix.max_timestamp, ix.offset_of_max_timestamp,
+                 ix.bytes_since_entry)
+        try:
+            err = ix.scan(self.log, pos, self.log.size, False)
+        except BaseException:
+            # Indexing failed (ENOSPC growing an index file): the batch is not acknowledged, so
+            # it must not stay readable, nor look valid to recovery after a crash.
+            (ix.next_offset, ix.end, ix.max_timestamp, ix.offset_of_max_timestamp,
+             ix.bytes_since_entry) = state
+            try:
+                self.offset_index.truncate_to(base_offset)
+                self.time_index.truncate_to(base_offset)
+                self.log.write_u64(pos, 0)       # baseOffset 0 and length 0: recovery reads
+                self.log.write_u64(pos + 8, 0)   # "zeros" here, the end of the data
+            finally:
+                self.log.set_size(pos)
+            raise
         if err is not None:  # cannot happen for a validated batch; never leave it in the log
             self.log.truncate(pos)
             raise AssertionError(f"appended batch failed its own scan: {err}")
