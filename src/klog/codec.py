@@ -25,6 +25,9 @@ NAMES = {"none": NONE, "gzip": GZIP, "snappy": SNAPPY, "lz4": LZ4, "zstd": ZSTD}
 BY_ID = {v: k for k, v in NAMES.items()}
 XERIAL_MAGIC = b"\x82SNAPPY\x00"
 DEFAULT_MAX_SIZE = 64 << 20
+# Kafka clients' zstd levels use windows of a few MiB; a frame asking for more is refused rather
+# than given the memory.
+ZSTD_READER = zstandard.ZstdDecompressor(max_window_size=1 << 24)
 
 
 def codec_id(name):
@@ -163,7 +166,7 @@ def _capped_zstd(data, max_size):
     out = bytearray()
     pos = 0
     while True:  # one zstd frame per pass (Kafka clients write one)
-        d = zstandard.ZstdDecompressor().decompressobj()
+        d = ZSTD_READER.decompressobj()
         while not d.eof:
             if pos >= len(data):
                 raise CorruptRecordError("zstd batch is truncated")

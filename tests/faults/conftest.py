@@ -1,15 +1,16 @@
+"""Fixtures for the fault tests; the helpers themselves live in faultkit.py."""
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import pytest
 
 # faultkit lives next to the tests; make it importable whatever pytest's import mode is.
 sys.path.insert(0, os.path.dirname(__file__))
-
-import shutil
-import subprocess
-import tempfile
-import warnings
-
-import pytest
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +29,8 @@ def _scratch_mount():
                           f"{root} on the ordinary file system and run slower")
     yield root
     if mounted:
-        subprocess.run(["umount", root], check=False)
-        if os.path.ismount(root):
-            subprocess.run(["umount", "-l", root], check=False)
+        if subprocess.run(["umount", root], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", root], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -38,6 +38,5 @@ def _scratch_mount():
 def fast_tmp(_scratch_mount, request):
     """A fresh directory on the scratch tmpfs (see _scratch_mount), removed afterwards."""
     path = tempfile.mkdtemp(dir=_scratch_mount, prefix=request.node.name[:40] + "-")
-    from pathlib import Path
     yield Path(path)
     shutil.rmtree(path, ignore_errors=True)

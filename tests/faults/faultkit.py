@@ -12,11 +12,11 @@ import struct
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import klog
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+# Subprocesses import the same klog as the test process.
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(klog.__file__)))
 SLOW = os.environ.get("KLOG_SLOW_TESTS") == "1"
 LOG, INDEX, TIMEINDEX = ".log", ".index", ".timeindex"
 HEADER = 61
@@ -186,6 +186,33 @@ def run_python(code, *args, timeout=60, **kw):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=timeout, **kw)
+
+
+OPEN_PROBE = r"""
+import json, sys, klog
+try:
+    log = klog.Log.open(sys.argv[1], json.loads(sys.argv[2]))
+except klog.KlogError as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+else:
+    with log:
+        print(json.dumps({"start": log.log_start_offset, "end": log.log_end_offset,
+                          "segments": log.segments, "records": sum(1 for _ in log.records())}))
+"""
+
+
+def open_in_subprocess(path, cfg=None, timeout=60):
+    """Open (recover) and close the log at ``path`` in a child process, so that a crash (SIGBUS,
+    SIGSEGV) or a hang fails the calling test instead of killing the test run. Returns the
+    child's JSON summary: start, end, segments, records; or error and message."""
+    import json
+    try:
+        r = run_python(OPEN_PROBE, os.fspath(path), json.dumps(cfg or {}), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"opening {path} hung for more than {timeout} s") from None
+    assert r.returncode == 0, (f"opening {path} killed the process (exit {r.returncode}); "
+                               f"stderr: {r.stderr[-3000:]}")
+    return json.loads(r.stdout)
 
 
 def python_env():

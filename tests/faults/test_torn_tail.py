@@ -18,8 +18,8 @@ import pytest
 
 import klog
 from faultkit import (
-    LOG, SLOW, run_python, check_index_files, check_log_equals, crash_copy, parse_batches, read_batches,
-    random_batch_args, rng_for, seg_file, segment_bases,
+    SLOW, check_index_files, check_log_equals, crash_copy, open_in_subprocess, random_batch_args,
+    read_batches, rng_for, seg_file, segment_bases,
 )
 
 # Small segments and a small max.message.bytes: the active segment's reserved space (segment
@@ -193,7 +193,8 @@ def test_garbage_after_the_data(tmp_path, clean):
     """Bytes after the last batch that are not a valid next batch are cut off, with or without
     the clean-shutdown marker; nothing before them is lost. (With the marker the files are
     trusted: only the framing of the tail is checked, not CRCs, so the CRC-only variant is left
-    to the crashed case.)"""
+    to the crashed case. A valid copy of the last, flushed, batch is not a torn write: open
+    fails closed.)"""
     snap, batches, rp = build_crashed_log(tmp_path, "garbage")
     if clean:
         with klog.Log.open(snap, CFG):
@@ -209,6 +210,14 @@ def test_garbage_after_the_data(tmp_path, clean):
         shutil.copytree(snap, work)
         with open(seg_file(work, last_seg), "ab") as f:
             f.write(junk)
+        if clean and name == "duplicate-of-last-batch":
+            # After a clean close the last batch is below the recovery point: a whole, CRC-valid
+            # batch with flushed offsets where none can be is not a torn write. Fail closed.
+            with pytest.raises(klog.CorruptLogError) as err:
+                klog.Log.open(work, CFG)
+            assert seg_file(work, last_seg) in str(err.value)
+            assert f"byte {batches[-1].end} " in str(err.value)
+            continue
         try:
             check_recovered_and_appendable(work, batches)
         except Exception as exc:
@@ -239,14 +248,17 @@ def test_stray_bytes_at_a_page_aligned_end_of_a_sealed_segment(tmp_path, trailin
     with open(seg0, "ab") as f:
         f.write(b"\x07" * trailing)
     assert os.path.getsize(seg0) == 4096
-    with pytest.raises(klog.CorruptLogError) as err:
+    got = open_in_subprocess(d, cfg)
+    assert got.get("error") == "CorruptLogError", got
+    assert seg0 in got["message"] and f"byte {4096 - trailing}" in got["message"], got
+    with pytest.raises(klog.CorruptLogError):
         klog.Log.open(d, cfg)
-    assert seg0 in str(err.value) and f"byte {4096 - trailing}" in str(err.value)
     # Crashed before any flush: the checkpoint says nothing is promised. (The failed open has
     # already consumed the clean-shutdown marker.)
     assert not os.path.exists(os.path.join(d, ".clean-shutdown"))
     with open(os.path.join(d, "log.checkpoint"), "w") as f:
         f.write("0\n2\nrecovery-point 0\nlog-start-offset 0\n")
+    assert open_in_subprocess(d, cfg) == {"start": 0, "end": 1, "segments": [0], "records": 1}
     with klog.Log.open(d, cfg) as log:
         check_log_equals(log, batches[:1])
         assert log.segments == [0]
@@ -315,16 +327,6 @@ def test_torn_tail_with_every_segment_unflushed(fast_tmp):
         shutil.rmtree(work)
 
 
-TORN_AT_PAGE_BOUNDARY = r"""
-import os, sys, klog
-d, cut = sys.argv[1], int(sys.argv[2])
-cfg = {"segment.bytes": 1 << 16, "index.interval.bytes": 128, "max.message.bytes": 16384}
-with klog.Log.open(d, cfg) as log:
-    end = log.log_end_offset
-    print("end", end, "records", sum(1 for _ in log.records()))
-"""
-
-
 @pytest.mark.parametrize("stray", [1, 2, 3])
 def test_batch_torn_at_a_page_boundary_just_after_it_starts(tmp_path, stray):
     """The last batch starts 1-3 bytes before a page boundary and the file ends at that boundary
@@ -344,7 +346,5 @@ def test_batch_torn_at_a_page_boundary_just_after_it_starts(tmp_path, stray):
     snap = crash_copy(log, str(tmp_path / "snap"))
     log.close()
     os.truncate(seg_file(snap, 0), 4096)
-    r = run_python(TORN_AT_PAGE_BOUNDARY, snap, 4096)
-    assert r.returncode == 0, f"open died (rc {r.returncode}): {r.stderr[-2000:]}"
-    assert r.stdout.split() == ["end", "1", "records", "1"]
+    assert open_in_subprocess(snap, cfg) == {"start": 0, "end": 1, "segments": [0], "records": 1}
     assert os.path.getsize(seg_file(snap, 0)) == 4096 - stray

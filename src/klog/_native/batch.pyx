@@ -529,11 +529,13 @@ def validate_batch(buf, bint check_crc=True, bint exact=True):
     return size
 
 
-def check_records(buf):
-    """Walk the records of one uncompressed batch: framing, offset deltas 0..count-1, count.
+def check_records(buf, decompress=None):
+    """Walk the records of one batch: framing, offset deltas 0..count-1, count. A compressed
+    batch is decompressed with ``decompress(codec, payload)`` and checked the same way (without
+    ``decompress``, only its header is checked).
 
     A produced batch must pass this before it is appended, so readers never meet a record
-    the framing cannot parse.
+    the framing cannot parse (Kafka's LogValidator does the same).
     """
     cdef _Buffer b = _Buffer(buf)
     cdef const unsigned char* p = <const unsigned char*>b.view.buf
@@ -551,7 +553,9 @@ def check_records(buf):
         raise CorruptRecordError(
             f"record batch declares {count} records but lastOffsetDelta {last_delta}")
     if attributes & CODEC_MASK:
-        return count
+        if decompress is None:
+            return count
+        payload = open_records(p, end - p, decompress, &q, &end)
     for i in range(count):
         q = need_varint(q, end, &length, "length")
         if length < 1 or length > end - q:

@@ -286,11 +286,12 @@ class Log:
     def append_batch(self, batch):
         """Append a RecordBatch v2 as a Kafka client sends it; returns the assigned base offset.
 
-        The batch is validated (length, magic, CRC, record framing) and stored byte for byte but
-        for its base offset. Invalid input raises CorruptRecordError and writes nothing.
+        The batch is validated (length, magic, CRC, record framing and offsets, decompressing a
+        compressed batch to check it, as Kafka's broker does) and stored byte for byte but for
+        its base offset. Invalid input raises CorruptRecordError and writes nothing.
         """
         validate_batch(batch, True, True)
-        check_records(batch)
+        check_records(batch, decompress)
         if "compact" in self.config.cleanup_policy and not read_header(batch).is_control:
             _require_keys(self.path, (r.key for r in decode_records(batch, -1, decompress)))
         if self.config.message_timestamp_type == "LogAppendTime":
