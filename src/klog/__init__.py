@@ -13,6 +13,13 @@ from klog.errors import (
 )
 from klog.storage.log import Log
 from klog.broker import Broker, PartitionDescription, TopicDescription
+from klog.structs import OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
+from klog.consumer import Consumer
+from klog._native.batch import ConsumerRecord
+from klog.group.errors import (
+    CommitFailedError, GroupError, IllegalStateError, InvalidGroupIdError,
+    NoOffsetForPartitionError, RebalanceInProgressError,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -21,6 +28,9 @@ __all__ = [
     "errors", "KlogError", "CorruptRecordError", "CorruptLogError", "CorruptIndexError",
     "OffsetOutOfRangeError", "RecordTooLargeError", "ConfigError", "LogLockedError",
     "LogClosedError", "LogOfflineError",
+    "Consumer", "ConsumerRecord", "TopicPartition", "OffsetAndMetadata", "OffsetAndTimestamp",
+    "GroupError", "CommitFailedError", "IllegalStateError", "InvalidGroupIdError",
+    "NoOffsetForPartitionError", "RebalanceInProgressError",
 ]
 
 

@@ -60,6 +60,7 @@ class Broker:
         self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
         self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
+        self._coordinator = None   # the GroupCoordinator, created on first use
         self._appended = threading.Condition(threading.Lock())
         self._append_seq = 0   # bumped on every append; waiters compare against it
         self._waiting = 0
@@ -308,6 +309,30 @@ class Broker:
 
         self._check_open()
         return Producer(self, config)
+
+    def consumer(self, group_id=None, config=None):
+        """A Consumer (Kafka consumer config names: auto.offset.reset, enable.auto.commit,
+        max.poll.records, ...); ``group_id`` (or ``group.id``) makes it a consumer-group member."""
+        from klog.consumer import Consumer
+
+        self._check_open()
+        return Consumer(self, group_id, config)
+
+    @property
+    def group_coordinator(self):
+        """The GroupCoordinator of this broker, created (and its committed offsets loaded from
+        ``__consumer_offsets``) on first use."""
+        coordinator = self._coordinator
+        if coordinator is None:
+            from klog.group.coordinator import GroupCoordinator
+
+            with self._lock:
+                self._check_open()
+                if self._coordinator is None:
+                    self._coordinator = GroupCoordinator(self)
+                    self._services.append(self._coordinator)
+                coordinator = self._coordinator
+        return coordinator
 
     def register_service(self, service):
         """Close ``service`` (a producer, consumer, coordinator) before the logs on close()."""

@@ -52,6 +52,7 @@ CONSUMER = {s.name: s for s in [
     Setting("partition.assignment.strategy", str, "range,roundrobin"),
     Setting("isolation.level", str, "read_uncommitted", choices=("read_uncommitted", "read_committed")),
     Setting("exclude.internal.topics", bool, True),
+    Setting("allow.auto.create.topics", bool, True),
 ]}
 
 

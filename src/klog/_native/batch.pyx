@@ -738,7 +738,7 @@ cdef class RecordReader:
                 if self.left == 0:
                     self.chunk = None
                     return False
-            check_batch(self.p, self.left, False)
+            check_batch(self.p, self.left, True)  # as consumers do (check.crcs)
             size = load_i32(self.p + LENGTH) + LOG_OVERHEAD
             attributes = load_i16(self.p + ATTRIBUTES)
             self.base_offset = load_i64(self.p + BASE_OFFSET)

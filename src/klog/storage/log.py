@@ -358,7 +358,18 @@ class Log:
         self._segments.append(seg)
         self._bases.append(base)
         fsync_dir(self.path)
+        if not active.is_empty:
+            # As Kafka: a rolled segment is flushed in the background and the recovery point
+            # moves past it, so recovery after a crash revalidates only the newest segments.
+            threading.Thread(target=self._flush_rolled, args=(base,), daemon=True,
+                             name=f"klog-roll-flush:{self.path}").start()
         return seg
+
+    def _flush_rolled(self, upto):
+        try:
+            self.flush(upto)
+        except (LogClosedError, LogOfflineError):
+            pass
 
     def update_config(self, config):
         """Use a new LogConfig from now on: new segments get its sizes, retention and flush
@@ -377,18 +388,20 @@ class Log:
                 self._roll(self._end)
 
     # -- durability --------------------------------------------------------------------------------
-    def flush(self):
-        """fsync everything appended so far, then checkpoint the recovery point."""
+    def flush(self, upto=None):
+        """fsync everything appended so far (or every segment below offset ``upto``), then
+        checkpoint the recovery point."""
         with self._flush_lock:
             with self._lock:
                 self._check_writable()
-                end = self._end
-                if end == self._recovery_point:
+                end = self._end if upto is None else min(upto, self._end)
+                if end <= self._recovery_point:
                     return
                 first = max(0, bisect.bisect_right(self._bases, self._recovery_point) - 1)
-                segments = self._segments[first:]
-                self._unflushed = 0
-                self._last_flush_ms = now_ms()
+                segments = [s for s in self._segments[first:] if s.base_offset < end]
+                if upto is None:
+                    self._unflushed = 0
+                    self._last_flush_ms = now_ms()
             try:
                 for seg in segments:
                     seg.flush()
