@@ -117,6 +117,12 @@ cdef class Indexer:
         self.offset_of_max_timestamp = next_offset
         self.build = build
 
+    cdef bint indexes_full(self):
+        # Appends roll the segment before an index fills; recovery with a smaller
+        # segment.index.bytes than the data was written with just indexes more sparsely.
+        return (self.offset_index.file.size // self.offset_index.entry_size >= self.offset_index.max_entries
+                or self.time_index.file.size // self.time_index.entry_size >= self.time_index.max_entries)
+
     def scan(self, MappedFile f, Py_ssize_t start, Py_ssize_t stop, bint check_crc):
         """Walk the batches in [start, stop); stop at the first invalid one.
 
@@ -167,7 +173,7 @@ cdef class Indexer:
             if ts > self.max_timestamp:
                 self.max_timestamp = ts
                 self.offset_of_max_timestamp = last_offset
-            if self.build and self.bytes_since_entry > self.interval:
+            if self.build and self.bytes_since_entry > self.interval and not self.indexes_full():
                 self.offset_index.append_entry(last_offset, pos)
                 self.time_index.append_entry(self.max_timestamp, self.offset_of_max_timestamp)
                 self.bytes_since_entry = 0

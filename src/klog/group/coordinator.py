@@ -573,6 +573,7 @@ class GroupCoordinator:
         log.info("group %s: preparing to rebalance (generation %d): %s",
                  group.group_id, group.generation, reason)
         group.transition(PREPARING_REBALANCE)
+        self._check_join_complete(group)   # tryCompleteElseWatch: e.g. the last member just left
 
     def _set_join_timer(self, group, delay_ms, fn):
         """Replace the group's join timer. A timer the timer thread already popped can still
