@@ -1,0 +1,276 @@
+"""Embedded-broker benchmarks: producer and consumer against SQLite and Redis Streams, one run.
+
+    python bench/broker_bench.py            # full run, rewrites the broker section of BENCHMARKS.md
+    python bench/broker_bench.py --quick    # smaller sizes, prints only
+
+Redis is Debian's redis-server started by this script on a Unix socket (no persistence, as a
+page-cache log): XADD driven by redis-benchmark (pipelined, 1000 per round trip), XREAD COUNT
+10000 through redis-py (with hiredis). 100-byte values.
+"""
+import argparse
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import klog
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from storage_bench import line, machine  # noqa: E402
+
+VALUE = 100
+
+
+def fresh_broker(tmp, name, partitions=1):
+    path = os.path.join(tmp, name)
+    shutil.rmtree(path, ignore_errors=True)
+    b = klog.open(path, {"log.segment.bytes": 1 << 30, "log.retention.ms": -1,
+                         "message.max.bytes": 8 << 20})
+    b.create_topic("bench", partitions)
+    return b
+
+
+def bench_send(tmp, n):
+    values = [os.urandom(VALUE) for _ in range(min(n, 100_000))]
+    b = fresh_broker(tmp, "send")
+    p = b.producer({"linger.ms": 5, "batch.size": 1 << 20})
+    send = p.send
+    reps = n // len(values)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for v in values:
+            send("bench", v)
+    p.flush()
+    dt = time.perf_counter() - t0
+    b.close()
+    return reps * len(values), dt
+
+
+def bench_send_batch(tmp, n, batch=10_000):
+    values = [os.urandom(VALUE) for _ in range(batch)]
+    b = fresh_broker(tmp, "send_batch")
+    p = b.producer()
+    t0 = time.perf_counter()
+    for _ in range(n // batch):
+        p.send_batch("bench", values)
+    dt = time.perf_counter() - t0
+    b.close()
+    return n // batch * batch, dt
+
+
+def bench_poll(tmp, n):
+    b = fresh_broker(tmp, "poll")
+    p = b.producer()
+    values = [os.urandom(VALUE) for _ in range(10_000)]
+    for _ in range(n // 10_000):
+        p.send_batch("bench", values)
+    best = None
+    for _ in range(3):
+        c = b.consumer(None, {"max.poll.records": 10_000, "auto.offset.reset": "earliest"})
+        c.assign([klog.TopicPartition("bench", 0)])
+        got = 0
+        t0 = time.perf_counter()
+        while got < n:
+            got += len(c.poll(0, 10_000))
+        dt = time.perf_counter() - t0
+        c.close()
+        best = dt if best is None or dt < best else best
+    b.close()
+    return n, best
+
+
+def bench_latency(tmp, rate, seconds):
+    """Producer thread at a fixed rate → consumer thread; latency from send() to poll()."""
+    b = fresh_broker(tmp, "latency")
+    p = b.producer({"linger.ms": 0})
+    c = b.consumer(None, {"auto.offset.reset": "earliest", "max.poll.records": 10_000})
+    c.assign([klog.TopicPartition("bench", 0)])
+    total = int(rate * seconds)
+    lat = []
+    done = threading.Event()
+
+    def consume():
+        got = 0
+        while got < total:
+            for r in c.poll(100, 10_000):
+                lat.append(time.perf_counter_ns() - int.from_bytes(r.value[:8], "big"))
+                got += 1
+        done.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    pad = b"x" * (VALUE - 8)
+    # Paced in 1 ms ticks (rate/1000 records, then sleep to the next tick): a busy-wait would
+    # hold the GIL and measure Python's 5 ms thread switch interval instead of klog.
+    per_tick = max(1, rate // 1000)
+    start = time.perf_counter()
+    sent = 0
+    while sent < total:
+        for _ in range(min(per_tick, total - sent)):
+            p.send("bench", time.perf_counter_ns().to_bytes(8, "big") + pad)
+        sent += per_tick
+        delay = start + sent / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    done.wait(30)
+    t.join(5)
+    c.close()
+    p.close()
+    b.close()
+    lat.sort()
+    return (lat[len(lat) // 2] / 1000, lat[int(len(lat) * 0.99)] / 1000, lat[-1] / 1000, len(lat),
+            total / (time.perf_counter() - start))
+
+
+def bench_sqlite(tmp, n, batch=10_000):
+    path = os.path.join(tmp, "peer.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE log (offset INTEGER PRIMARY KEY, ts INTEGER, key BLOB, value BLOB)")
+    values = [os.urandom(VALUE) for _ in range(batch)]
+    t0 = time.perf_counter()
+    for j in range(n // batch):
+        ts = time.time_ns() // 1_000_000
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO log VALUES (?, ?, NULL, ?)", [(j * batch + i, ts, v) for i, v in enumerate(values)])
+        db.execute("COMMIT")
+    w = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = sum(1 for _ in db.execute("SELECT offset, ts, key, value FROM log ORDER BY offset"))
+    r = time.perf_counter() - t0
+    db.close()
+    os.unlink(path)
+    return n // batch * batch, w, got, r
+
+
+def start_redis(tmp):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    sock = os.path.join(tmp, "redis.sock")
+    proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", sock, "--save", "",
+                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.exists(sock):
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(sock)
+                s.close()
+                return proc, sock
+            except OSError:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    return None, None
+
+
+def bench_redis(sock, n, pipeline=1000):
+    """XADD with redis-benchmark (C client, pipelined: Redis at its best); XREAD with redis-py."""
+    import redis
+
+    r = redis.Redis(unix_socket_path=sock)
+    r.delete("bench")
+    value = "v" * VALUE
+    t0 = time.perf_counter()
+    subprocess.run(["redis-benchmark", "-s", sock, "-n", str(n), "-P", str(pipeline), "-q",
+                    "XADD", "bench", "*", "v", value], check=True, stdout=subprocess.DEVNULL)
+    w = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    last, got = "0-0", 0
+    while got < n // pipeline * pipeline:
+        resp = r.xread({"bench": last}, count=10_000)
+        if not resp:
+            break
+        entries = resp[0][1]
+        got += len(entries)
+        last = entries[-1][0]
+    rd = time.perf_counter() - t0
+    return n // pipeline * pipeline, w, got, rd
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    q = args.quick
+    n = 300_000 if q else 3_000_000
+    tmp = tempfile.mkdtemp(prefix="klog-bbench-")
+    rows = []
+    print(f"# machine: {machine()}")
+    redis_proc = None
+    try:
+        print("\n## produce, 100-byte values")
+        cnt, dt = min((bench_send(tmp, n) for _ in range(3)), key=lambda r: r[1])
+        s_rate, _ = line("klog   producer.send (one record per call)", cnt, dt, cnt * VALUE)
+        cnt, dt = min((bench_send_batch(tmp, n) for _ in range(3)), key=lambda r: r[1])
+        sb_rate, _ = line("klog   producer.send_batch (10 000 per call)", cnt, dt, cnt * VALUE)
+        sq_n, sq_w, sq_got, sq_r = bench_sqlite(tmp, n)
+        sq_wr, _ = line("sqlite executemany (10 000 per transaction)", sq_n, sq_w, sq_n * VALUE)
+        redis_proc, sock = start_redis(tmp)
+        if redis_proc is not None:
+            rd_n, rd_w, rd_got, rd_r = bench_redis(sock, n)
+            rd_wr, _ = line("redis  XADD via redis-benchmark -P 1000", rd_n, rd_w, rd_n * VALUE)
+        else:
+            print("redis  (redis-server not installed: apt-get install redis-server)")
+            rd_wr = rd_rr = None
+
+        print("\n## consume")
+        cnt, dt = bench_poll(tmp, n)
+        p_rate, _ = line("klog   consumer.poll (10 000 per poll)", cnt, dt, cnt * VALUE)
+        sq_rr, _ = line("sqlite SELECT", sq_got, sq_r, sq_got * VALUE)
+        if redis_proc is not None:
+            rd_rr, _ = line("redis  XREAD COUNT 10000", rd_got, rd_r, rd_got * VALUE)
+
+        print("\n## producer thread -> consumer thread latency at a fixed rate")
+        rate = 100_000
+        p50, p99, pmax, cnt, achieved = bench_latency(tmp, rate, 1 if q else 5)
+        print(f"klog   latency at {achieved:,.0f} records/s: p50 {p50:.0f} us, p99 {p99:.0f} us, "
+              f"max {pmax:.0f} us over {cnt} records")
+
+        peer = lambda v: "n/a" if v is None else f"{v / 1e6:.2f} M/s"  # noqa: E731
+        rows = [
+            ("producer.send, one record per call", f"{s_rate / 1e6:.2f} M records/s",
+             f"{sq_wr / 1e6:.2f} M/s", peer(rd_wr), ">= 3 M/s"),
+            ("producer.send_batch, 10 000 per call", f"{sb_rate / 1e6:.2f} M records/s",
+             f"{sq_wr / 1e6:.2f} M/s", peer(rd_wr), ">= 10 M/s"),
+            ("consumer.poll", f"{p_rate / 1e6:.2f} M records/s", f"{sq_rr / 1e6:.2f} M/s",
+             peer(rd_rr), ">= 5 M/s"),
+            (f"latency at {rate // 1000}k records/s, producer thread -> consumer thread",
+             f"p50 {p50:.0f} us, p99 {p99:.0f} us", "", "", "p99 < 1 ms"),
+        ]
+    finally:
+        if redis_proc is not None:
+            redis_proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not q:
+        write_markdown(rows)
+
+
+def write_markdown(rows):
+    path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "BENCHMARKS.md"))
+    begin, end = "<!-- broker:begin -->", "<!-- broker:end -->"
+    out = [begin, "## Embedded broker (`python bench/broker_bench.py`)", "",
+           f"Machine: {machine()}.", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+           "| benchmark | klog | SQLite (WAL) | Redis Streams | target |", "|---|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    out.append(end)
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    block = "\n".join(out)
+    if begin in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
