@@ -6,7 +6,7 @@ the wrong thing; fail the whole session at collection instead.
 import importlib
 import importlib.machinery
 
-NATIVE_MODULES = ("batch", "crc32c", "mmapfile", "index", "scan")
+NATIVE_MODULES = ("batch", "crc32c", "mmapfile", "index", "scan", "partitioner", "accumulator")
 
 
 def _assert_native_loaded():
