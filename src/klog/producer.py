@@ -19,7 +19,8 @@ from operator import add
 from klog._native import accumulator
 from klog._native.accumulator import Accumulator, RecordFuture
 from klog.clientconfig import PRODUCER, parse
-from klog.errors import LogClosedError, UnknownTopicOrPartitionError
+from klog.config import LONG_MAX
+from klog.errors import LogClosedError, RecordTooLargeError, UnknownTopicOrPartitionError
 from klog.partitioner import Partitioner
 
 RecordMetadata = namedtuple("RecordMetadata", "topic partition offset timestamp")
@@ -68,6 +69,7 @@ class Producer:
                 raise ValueError(f"keys has {len(keys)} items for {len(values)} values")
         if not values:
             return []
+        timestamps = _check_batch(values, keys, timestamps, self._max_request)
         n = self._broker.ensure_topic(topic)
         if partition is not None:
             if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < n:
@@ -75,7 +77,7 @@ class Producer:
                     f"topic {topic!r} has partitions 0..{n - 1}, not {partition!r}")
             groups = {partition: (values, keys, timestamps)}
         elif keys is None and self._partitioner.custom is None and \
-                self._partitioner.name not in ("round_robin", "random"):
+                self._partitioner.name not in ("round_robin", "random", "consistent"):
             groups = {self._partitioner.sticky(topic, n): (values, None, timestamps)}
         else:
             parts = self._partitioner.partitions(topic, keys if keys is not None else [None] * len(values), n)
@@ -83,7 +85,6 @@ class Producer:
         out = []
         for p, (vals, ks, ts) in groups.items():
             self._acc.direct(topic, p, self._append_direct, topic, p, vals, ks, ts, out)
-            self._partitioner.batch_sent(topic, p, n)
         return out
 
     def _append_direct(self, topic, p, vals, ks, ts, out):
@@ -134,6 +135,50 @@ def _now_ms():
     return time.time_ns() // 1_000_000
 
 
+def _check_batch(values, keys, timestamps, max_request):
+    """Validate a send_batch call before anything is written (a bad item in a later partition's
+    or chunk's group used to fail after the earlier ones were appended). Returns timestamps as
+    None, an int or a list."""
+    for what, seq in (("values", values), ("keys", keys)):
+        if seq is None:
+            continue
+        for kind in set(map(type, seq)) - {bytes, type(None)}:
+            i = next(i for i, v in enumerate(seq) if type(v) is kind)
+            if not issubclass(kind, BYTES_LIKE):
+                hint = "; encode it first (e.g. .encode('utf-8'))" if issubclass(kind, str) else ""
+                raise TypeError(f"{what}[{i}] must be bytes-like or None, not {kind.__name__}{hint}")
+            if issubclass(kind, memoryview):
+                for i, v in enumerate(seq):
+                    if type(v) is kind and not v.c_contiguous:
+                        raise TypeError(f"{what}[{i}] must be a C-contiguous memoryview")
+    bound = _max_size(values) + (_max_size(keys) if keys is not None else 0)
+    if bound + RECORD_OVERHEAD > max_request:  # maybe too large: check record by record
+        sizes = _sizes(values)
+        if keys is not None:
+            sizes = list(map(add, sizes, _sizes(keys)))
+        biggest = max(sizes)
+        if biggest + RECORD_OVERHEAD > max_request:
+            raise RecordTooLargeError(
+                f"values[{sizes.index(biggest)}]: record of about {biggest + RECORD_OVERHEAD} "
+                f"bytes exceeds max.request.size ({max_request})")
+    if timestamps is None:
+        return None
+    if not isinstance(timestamps, int) or isinstance(timestamps, bool):
+        if isinstance(timestamps, (str, bytes)) or not hasattr(timestamps, "__iter__"):
+            raise TypeError("timestamps must be an int or a sequence of ints, one per value, "
+                            f"not {type(timestamps).__name__}")
+        timestamps = list(timestamps)
+        if len(timestamps) != len(values):
+            raise ValueError(f"timestamps has {len(timestamps)} items for {len(values)} values")
+    for i, ts in enumerate(timestamps if isinstance(timestamps, list) else [timestamps]):
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            raise TypeError(f"timestamps[{i}] must be an int (ms since the epoch), "
+                            f"not {type(ts).__name__}")
+        if not 0 <= ts <= LONG_MAX:
+            raise ValueError(f"timestamps[{i}] must be >= 0 and fit in int64, not {ts}")
+    return timestamps
+
+
 def _group(parts, values, keys, timestamps):
     groups = {}
     for i, p in enumerate(parts):
@@ -161,6 +206,13 @@ def _chunks(values, keys, limit):
         yield lo, hi
         base = ends[hi - 1]
         lo = hi
+
+
+def _max_size(seq):
+    try:
+        return max(map(len, seq))
+    except TypeError:  # None among them
+        return max(_sizes(seq))
 
 
 def _sizes(seq):

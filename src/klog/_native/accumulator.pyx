@@ -185,6 +185,8 @@ cdef class Accumulator:
             if PyBytes_CheckExact(value):
                 size += PyBytes_GET_SIZE(value)
             elif isinstance(value, BYTES_LIKE):
+                if isinstance(value, memoryview) and not value.c_contiguous:
+                    raise TypeError("value must be a C-contiguous memoryview")
                 size += len(value)
             else:
                 raise TypeError(f"value must be bytes-like or None, not {type(value).__name__}")
@@ -192,13 +194,22 @@ cdef class Accumulator:
             if PyBytes_CheckExact(key):
                 size += PyBytes_GET_SIZE(key)
             elif isinstance(key, BYTES_LIKE):
+                if isinstance(key, memoryview) and not key.c_contiguous:
+                    raise TypeError("key must be a C-contiguous memoryview")
                 size += len(key)
             else:
                 raise TypeError(f"key must be bytes-like or None, not {type(key).__name__}")
+        if headers is not None and not isinstance(headers, (list, tuple)):
+            try:
+                headers = list(headers)  # an iterator would be used up by headers_size
+            except TypeError:
+                raise TypeError("headers must be a list of (str, bytes | None) pairs") from None
         if headers:
             size += headers_size(headers)
         if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, int)):
             raise TypeError(f"timestamp must be an int (ms since the epoch), not {type(timestamp).__name__}")
+        if timestamp is not None and not 0 <= timestamp <= 0x7fffffffffffffff:
+            raise ValueError(f"timestamp must be >= 0 and fit in int64 (ms since the epoch), not {timestamp}")
         if size > self.max_request:
             raise RecordTooLargeError(
                 f"record of about {size} bytes exceeds max.request.size ({self.max_request})")
@@ -272,7 +283,7 @@ cdef class Accumulator:
             b.base_offset = log.append(b.values, b.keys,
                                        b.timestamps if b.timestamps is not None else b.created,
                                        b.headers, compression=self.compression)
-        except (KlogError, OSError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any failure resolves the batch's futures (never left pending)
             b.error = exc
         b.done = True
         if st.sticky == b.partition:
@@ -321,7 +332,13 @@ cdef class Accumulator:
             st = self.topics.get(topic)
             if st is not None and partition < st.n and st.batches[partition] is not None:
                 self.append(st, st.batches[partition])
-            return fn(*args)
+            result = fn(*args)
+            # a batch went to ``partition``: move the sticky partition off it (KIP-480), in the
+            # Python partitioner and in this accumulator's copy alike
+            st = self.topic_state(topic)
+            self.partitioner.batch_sent(topic, partition, st.n)
+            st.sticky = self.partitioner.sticky(topic, st.n)
+            return result
         finally:
             self.lock_release()
             if self.completed:
@@ -346,10 +363,10 @@ cdef class Accumulator:
         return oldest
 
     def close(self):
-        self.drain()
         self.lock_acquire()
-        self.closed = True
+        self.closed = True  # first, so no send can open a batch after the final drain
         self.lock_release()
+        self.drain()
 
 
 cdef Py_ssize_t headers_size(object headers) except -1:
