@@ -24,9 +24,14 @@ def latest_offsets(records):
 def kill(log):
     """Simulate the death of the process that owns ``log``: nothing is flushed, closed or marked
     clean; the page cache (what a SIGKILL keeps) is all the next open sees."""
+    # A real kill also stops the log's background flushes (periodic, and after each roll); here
+    # they must not outlive the "dead" log and write its checkpoint under the next owner. Once
+    # _closed is set a flush refuses to start, and one in flight holds _flush_lock: wait it out.
     log._stop_flusher.set()
+    log._closed = True  # (and __del__ does nothing either)
+    with log._flush_lock:
+        pass
     log._release()
-    log._closed = True  # so __del__ does nothing either
 
 
 def temp_files(path):

@@ -381,3 +381,94 @@ def test_clean_discards_group_if_segments_vanished(compacted, monkeypatch):
     assert result.groups == ()
     assert temp_files(log.path) == []
     assert surviving(log) == [r for r in written if r.offset >= log.log_start_offset]
+
+
+# -- concurrency -----------------------------------------------------------------------------------
+def test_clean_while_appending_reading_and_flushing(compacted):
+    """Appends (rolling every ~1 KiB), a reader re-reading from the start and the periodic
+    flusher all run while passes swap segments: no errors, every record read is the one written
+    at its offset, and the key view ends equal to the model."""
+    import threading
+
+    def record_for(i):
+        return b"k%d" % (i * 7 % 17), (None if i % 13 == 12 else b"v%d" % i * 5), 1_000 + i
+
+    log = compacted({"flush.ms": 5})
+    stop = threading.Event()
+    errors = []
+    n = [0]
+
+    def appender():
+        try:
+            while not stop.is_set() and n[0] < 1_200:
+                key, value, ts = record_for(n[0])
+                log.append([value], keys=[key], timestamps=ts)
+                n[0] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def reader():
+        try:
+            while not stop.is_set():
+                last = -1
+                for r in log.records(0):
+                    assert r.offset > last
+                    assert (r.key, r.value, r.timestamp) == record_for(r.offset)
+                    last = r.offset
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=appender), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    passes = 0
+    while threads[0].is_alive() and not errors:
+        log.clean(now=NOW)
+        passes += 1
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    log.roll()
+    log.clean(now=NOW)
+    model = {}
+    for i in range(n[0]):
+        key, value, _ = record_for(i)
+        if value is None:
+            model.pop(key, None)
+        else:
+            model[key] = value
+    got = surviving(log)
+    assert keyed_view(got) == model
+    assert len(got) <= 17 and passes > 3
+
+
+def test_idle_pass_is_skipped_until_something_can_change(compacted, monkeypatch):
+    log = compacted({"delete.retention.ms": 1_000})
+    for i in range(60):
+        log.append([b"v%d" % i], keys=[b"k%d" % i], timestamps=1_000)
+    log.append([None], keys=[b"k0"], timestamps=2_000)
+    log.roll()
+    passes = []
+    real = cleaner._build_offset_map
+    monkeypatch.setattr(cleaner, "_build_offset_map", lambda infos: passes.append(1) or real(infos))
+
+    assert log.clean(now=2_100).groups != ()  # k0's old value goes, its tombstone stays
+    assert log.clean(now=2_200).groups == ()  # nothing left to do: remembered
+    assert len(passes) == 2
+    assert log.clean(now=2_900).groups == ()  # same segments, tombstone not expired: skipped
+    assert len(passes) == 2
+    assert log.clean(now=3_000).groups != ()  # the tombstone expired: a real pass removes it
+    assert len(passes) == 3
+    assert b"k0" not in {r.key for r in surviving(log)}
+    log.clean(now=3_000)
+    log.clean(now=3_000)
+    assert len(passes) == 4
+    log.append([b"again"], keys=[b"k1"], timestamps=3_000)
+    log.roll()                                # a new sealed segment: a real pass
+    assert log.clean(now=3_000).records_removed == 1
+    assert len(passes) == 5
+    log.clean(now=3_000)
+    log.update_config(dict(COMPACT, **{"delete.retention.ms": 5}))
+    log.clean(now=3_000)                      # a new config: a real pass
+    assert len(passes) == 7

@@ -14,7 +14,7 @@ import pytest
 from klog import Log, LogOfflineError
 from klog.storage import cleaner
 
-from .helpers import COMPACT, fill_keyed, keyed_view, kill, temp_files
+from .helpers import COMPACT, keyed_view, kill, temp_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOW = 10_000_000
@@ -26,8 +26,9 @@ class SimulatedCrash(BaseException):
 
 
 class CrashAt:
-    """Count the cleaner's file-system mutations (and cleaned-batch writes); die before the
-    ``target``-th one. Target None: just count."""
+    """Count the cleaner's file-system mutations (renames, and unlinks of files that exist) and
+    the first batch written into each cleaned segment; die before the ``target``-th one. Target
+    None: just count. So the sweep below visits every distinct on-disk state of a pass."""
     OPS = ("rename", "replace", "unlink")
 
     def __init__(self, target=None):
@@ -46,12 +47,14 @@ class CrashAt:
         self.saved_append = cleaner.CleanedSegment.append
         for name, fn in self.saved.items():
             def wrapper(*args, _fn=fn, _name=name, **kw):
-                self._hit(f"{_name} {os.path.basename(str(args[0]))}")
+                if os.path.exists(args[0]):
+                    self._hit(f"{_name} {os.path.basename(str(args[0]))}")
                 return _fn(*args, **kw)
             setattr(os, name, wrapper)
 
         def append(seg, *args, _fn=self.saved_append, **kw):
-            self._hit(f"write batch into {os.path.basename(seg.path('.log'))}")
+            if seg.size == 0:
+                self._hit(f"write {os.path.basename(seg.path('.log'))}")
             return _fn(seg, *args, **kw)
         cleaner.CleanedSegment.append = append
         return self
@@ -63,18 +66,15 @@ class CrashAt:
 
 
 def make_pristine(path):
-    """A closed log with several cleaning groups: 150 keys, each written twice in a row, plus
-    tombstones, over ~20 segments of 2 KiB."""
+    """A closed log with several cleaning groups: 50 keys, each written three times in a row, plus
+    tombstones, over ~10 segments of 2 KiB."""
     with Log.open(path, CONFIG) as log:
-        written = []
-        for i in range(300):
-            key = b"k%03d" % (i // 2)
+        for i in range(150):
+            key = b"k%03d" % (i // 3)
             value = None if i % 23 == 22 else b"v%d" % i * 12
             log.append([value], keys=[key], timestamps=1_000 + i)
         log.roll()
-        written = list(log.records())
-        bases = log.segments
-    return written, bases
+        return list(log.records()), log.segments
 
 
 def ranges_of(groups, bases):
@@ -158,7 +158,7 @@ def test_error_before_commit_leaves_log_online_and_unchanged(pristine, tmp_path,
 
 def test_error_after_commit_takes_log_offline_and_reopen_completes(pristine, tmp_path,
                                                                    monkeypatch):
-    source, old, new, *_ = pristine
+    source, old, new, bases, result, _ = pristine
     shutil.copytree(source, tmp_path / "log")
     log = Log.open(tmp_path / "log", CONFIG)
 
@@ -178,11 +178,13 @@ def test_error_after_commit_takes_log_offline_and_reopen_completes(pristine, tmp
         got = list(log.records())
         assert temp_files(log.path) == []
         assert keyed_view(got) == keyed_view(old)
-        first_group_end = [r for r in new if r.offset >= 0]
-        assert got[:1] == first_group_end[:1]  # the committed first group is in, all new
+        # the first group had committed: it is all new; the pass stopped there
+        (first, end), *_ = ranges_of(result.groups, bases)
+        assert [r for r in got if r.offset < end] == [r for r in new if r.offset < end]
+        assert [r for r in got if r.offset >= end] == [r for r in old if r.offset >= end]
 
 
-# -- SIGKILL at random moments ------------------------------------------------------------------------
+# -- SIGKILL at random moments ---------------------------------------------------------------------
 WORKLOAD = textwrap.dedent("""
     def record_for(i):
         key = b"k%02d" % ((i * 7) % 23)
@@ -241,4 +243,5 @@ def test_sigkill_during_append_roll_clean_loop(tmp_path):
                 model[key] = value
         assert keyed_view(got) == model, f"round {n}"
         shutil.rmtree(path)
-    print(f"\n{rounds} SIGKILL rounds, {caught_mid_clean} with cleaner temp files on disk at the kill")
+    print(f"\n{rounds} SIGKILL rounds, {caught_mid_clean} with cleaner temp files on disk "
+          "at the kill")

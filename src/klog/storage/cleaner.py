@@ -4,8 +4,10 @@ One pass, ``clean(log, now)``, on a log whose ``cleanup.policy`` contains ``comp
 
 1. **Dirty range**: the sealed segments, oldest first, up to the first one whose max timestamp is
    younger than ``min.compaction.lag.ms``. The active segment is never cleaned. There is no cleaner
-   checkpoint: every pass reads every sealed segment again (correct, but the read cost grows with
-   the log); segments with nothing to remove are read, not rewritten.
+   checkpoint: a pass reads every sealed segment again (correct, but the read cost grows with
+   the log); segments with nothing to remove are read, not rewritten. A pass that found nothing
+   to do is remembered: while the same segments (same objects, same sizes) and config are there
+   and no kept tombstone has expired, the next pass returns at once.
 2. **Offset map**: key -> offset of its latest record in the dirty range (a dict of the key bytes,
    so no hash collisions; memory grows with the number of distinct keys). A key whose latest
    record is a tombstone (null value) with ``now - timestamp >= delete.retention.ms`` leaves the
@@ -18,8 +20,9 @@ One pass, ``clean(log, now)``, on a log whose ``cleanup.policy`` contains ``comp
    for byte, one that keeps some is re-encoded at its original base offset with explicit offset
    deltas (same codec, timestamps, headers, producer fields, leader epoch, LogAppendTime), one
    that keeps none disappears. Records with a null key (written before the topic became
-   compacted) are dropped, as Kafka's cleaner does. Control batches are copied unchanged. A group
-   is rewritten only if it removes something or merges several segments.
+   compacted) are dropped, as Kafka's cleaner does. Control batches are copied unchanged, and a
+   producer's last batch is not kept for its sequence numbers (klog has no idempotence state
+   yet). A group is rewritten only if it removes something or merges several segments.
 
 Files and crash safety. Old segments B1..Bk (bases b1 < ... < bk) become one segment at b1:
 
@@ -77,6 +80,7 @@ _LOG_SWAP = re.compile(r"^(\d{20})\.log\.(\d{20})\.swap$")
 
 _pass_locks = weakref.WeakKeyDictionary()   # Log -> Lock: one cleaning pass per log at a time
 _pass_locks_guard = threading.Lock()
+_idle = weakref.WeakKeyDictionary()         # Log -> _IdleMemo of its last pass with nothing to do
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +100,23 @@ class CleanResult:
 
 def now_ms():
     return time.time_ns() // 1_000_000
+
+
+class _IdleMemo:
+    """A pass found nothing to do over these segments: the next one can only find something if
+    a segment changed or was added, the config changed, or a kept tombstone expired."""
+    __slots__ = ("segments", "config", "next_expiry")
+
+    def __init__(self, infos, config, next_expiry):
+        self.segments = [(weakref.ref(i.segment), i.size) for i in infos]
+        self.config = config
+        self.next_expiry = next_expiry
+
+    def still_idle(self, infos, config, now):
+        return (config is self.config and now < self.next_expiry
+                and len(infos) == len(self.segments)
+                and all(ref() is i.segment and size == i.size
+                        for (ref, size), i in zip(self.segments, infos)))
 
 
 # -- file names ----------------------------------------------------------------------------------
@@ -150,7 +171,7 @@ def complete_swaps(directory):
     return swaps
 
 
-# -- the steps of a swap (module functions, so tests can interrupt each) ----------------------------
+# -- the steps of a swap (module functions, so tests can interrupt each) ---------------------------
 def _commit_swap(directory, first, last):
     """.cleaned → .swap, indexes first: the log's rename is the commit point."""
     for suffix in INDEX_SUFFIXES:
@@ -200,7 +221,7 @@ class CleanedSegment(LogSegment):
         return super().path(suffix) + CLEANED_SUFFIX
 
 
-# -- one pass ---------------------------------------------------------------------------------------
+# -- one pass --------------------------------------------------------------------------------------
 class _SegmentInfo:
     """A dirty segment as the pass saw it: a view of its bytes and what the map says of it."""
     __slots__ = ("segment", "base", "view", "size", "last_offset", "batches", "records", "kept")
@@ -261,6 +282,10 @@ def clean(log, now=None):
                     info.view.release()
                 raise
         try:
+            memo = _idle.get(log)
+            if infos and memo is not None and memo.still_idle(infos, config, now):
+                return CleanResult(dirty_end=dirty_end)
+            _idle.pop(log, None)
             return _clean(log, config, infos, dirty_end, now)
         finally:
             for info in infos:
@@ -271,9 +296,12 @@ def _clean(log, config, infos, dirty_end, now):
     if not infos:
         return CleanResult()
     latest, tombstones = _build_offset_map(infos)
+    next_expiry = float("inf")
     for key, ts in tombstones.items():
         if now - ts >= config.delete_retention_ms:
             del latest[key]
+        else:
+            next_expiry = min(next_expiry, ts + config.delete_retention_ms)
     bases = [info.base for info in infos]
     for offset in latest.values():
         infos[bisect.bisect_right(bases, offset) - 1].kept += 1
@@ -281,9 +309,11 @@ def _clean(log, config, infos, dirty_end, now):
     totals = dict(segments_rewritten=0, segments_written=0, records_kept=0, records_removed=0,
                   tombstones_removed=0, bytes_before=0, bytes_after=0)
     groups = []
-    for group in _plan_groups(infos, config):
-        if len(group) == 1 and group[0].kept == group[0].records:
-            continue  # nothing to remove, nothing to merge
+    plan = [g for g in _plan_groups(infos, config)
+            if len(g) > 1 or g[0].kept < g[0].records]  # else nothing to remove or merge
+    if not plan:
+        _idle[log] = _IdleMemo(infos, config, next_expiry)
+    for group in plan:
         stats = _clean_group(log, config, group, latest, now)
         if stats is None:
             break  # the log changed under us (retention, truncation, close): next pass
