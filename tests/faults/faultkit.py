@@ -76,10 +76,11 @@ def crash_copy(log, dst):
     """What a kill -9 at this moment leaves on disk: every file as the page cache holds it, no
     clean-shutdown marker, the checkpoint as last written. The log itself stays open."""
     os.makedirs(dst)
-    for name in os.listdir(log.path):
-        if name == ".lock":
-            continue
-        shutil.copyfile(os.path.join(log.path, name), os.path.join(dst, name))
+    with log._flush_lock:  # no background flush of a rolled segment rewriting files mid-copy
+        for name in os.listdir(log.path):
+            if name == ".lock":
+                continue
+            shutil.copyfile(os.path.join(log.path, name), os.path.join(dst, name))
     assert not os.path.exists(os.path.join(dst, ".clean-shutdown"))
     return dst
 

@@ -161,7 +161,10 @@ class LogMachine(RuleBasedStateMachine):
     @rule()
     def crash(self):
         copy = self._new_path()
-        shutil.copytree(self.path, copy, ignore=shutil.ignore_patterns(".lock"))
+        # The flush lock keeps the background flush of a rolled segment from rewriting
+        # log.checkpoint mid-copy (a real crash has no such race: files just stop changing).
+        with self.log._flush_lock:
+            shutil.copytree(self.path, copy, ignore=shutil.ignore_patterns(".lock"))
         assert not os.path.exists(os.path.join(copy, ".clean-shutdown"))
         self.log.close()
         shutil.rmtree(self.path)
