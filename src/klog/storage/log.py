@@ -502,7 +502,8 @@ class Log:
             if offset <= self._log_start:
                 return self._reset_at(offset)
             target = self._segments[bisect.bisect_right(self._bases, offset) - 1]
-            if read_header(target.log, target.position_of(offset)).base_offset < self._log_start:
+            pos = target.position_of(offset)
+            if pos < target.size and read_header(target.log, pos).base_offset < self._log_start:
                 # The batch holding ``offset`` also holds the log start: nothing visible is left,
                 # and the end must not fall below the start.
                 return self._reset_at(self._log_start)

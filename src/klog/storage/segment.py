@@ -11,7 +11,7 @@ appends, truncation and rolls; reads may run alongside an append.
 """
 import os
 
-from klog._native.batch import decode_records
+from klog._native.batch import decode_records, read_header
 from klog._native.index import OffsetIndex, TimeIndex
 from klog._native.mmapfile import MappedFile
 from klog._native.scan import Indexer, fetch_end, find_position, find_position_by_time
@@ -202,21 +202,26 @@ class LogSegment:
             f.trim()
 
     def truncate_to(self, offset):
-        """Remove every batch that holds an offset >= ``offset``; returns the new next offset."""
+        """Remove every batch that holds an offset >= ``offset`` and make this the active
+        segment. Returns the new next offset: the base of the batch that held ``offset``, or
+        ``offset`` itself when it falls in a gap (compaction leaves gaps)."""
         pos = self.position_of(offset)
-        if pos >= self.log.size:
-            return self.next_offset
+        new_end = offset
+        if pos < self.log.size:
+            new_end = min(offset, read_header(self.log, pos).base_offset)
         self.make_active()
-        self.log.truncate(pos)
-        # Rebuild rather than patch: a header-only walk, and the state (next offset, max
-        # timestamp) comes out exactly as the appends left it.
-        self.offset_index.reset()
-        self.time_index.reset()
-        self.indexer = Indexer(self.offset_index, self.time_index,
-                               self.config.index_interval_bytes, self.base_offset)
-        self.indexer.scan(self.log, 0, self.log.size, False)
-        self.log.flush()
-        return self.indexer.next_offset
+        if pos < self.log.size:
+            self.log.truncate(pos)
+            # Rebuild rather than patch: a header-only walk, and the state (max timestamp)
+            # comes out exactly as the appends left it.
+            self.offset_index.reset()
+            self.time_index.reset()
+            self.indexer = Indexer(self.offset_index, self.time_index,
+                                   self.config.index_interval_bytes, self.base_offset)
+            self.indexer.scan(self.log, 0, self.log.size, False)
+            self.log.flush()
+        self.indexer.next_offset = max(self.indexer.next_offset, new_end)
+        return new_end
 
     def flush(self):
         for f in (self.log, self.offset_index, self.time_index):
