@@ -17,7 +17,8 @@ import klog
 from klog.errors import KlogError
 
 err = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Piped output keeps whole column names (a terminal's width would truncate them).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 
 
 class Failure(click.ClickException):
@@ -33,6 +34,11 @@ def _guard(fn):
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (klog consume | head): stop quietly, as kcat does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except (KlogError, ValueError, TypeError, OSError, KeyError) as exc:
             raise Failure(str(exc) or type(exc).__name__) from None
     return run
@@ -286,6 +292,255 @@ def _seek(consumer, broker, tps, mode, arg):
 def _at_end(consumer, broker, assignment):
     return all(consumer.position(tp) >= broker.log(tp.topic, tp.partition).log_end_offset
                for tp in assignment)
+
+
+# -- consumer groups -------------------------------------------------------------------------------
+@cli.group()
+def group():
+    """List, describe and reset consumer groups."""
+
+
+@group.command("list")
+@click.pass_context
+@_guard
+def group_list(ctx):
+    coordinator = _broker(ctx, create=False).group_coordinator
+    table = Table("GROUP", "STATE", "PROTOCOL-TYPE", box=None)
+    for g in coordinator.list_groups():
+        table.add_row(g.group_id, g.state, g.protocol_type or "-")
+    out.print(table)
+
+
+def _group_rows(broker, group_id):
+    """rpk's columns, one row per partition with a committed offset or an owner."""
+    from klog.group.protocol import decode_assignment
+
+    coordinator = broker.group_coordinator
+    desc = coordinator.describe_groups([group_id])[0]
+    owners = {}
+    for m in desc.members:
+        if m.assignment:
+            try:
+                for tp in decode_assignment(m.assignment).partitions:
+                    owners[tp] = m
+            except ValueError:
+                pass
+    fetched = coordinator.fetch_offsets(group_id)
+    committed = {tp: c.offset for tp, c in fetched.offsets.items() if c.offset >= 0}
+    rows = []
+    for tp in sorted(set(committed) | set(owners)):
+        try:
+            log = broker.log(tp.topic, tp.partition)
+        except KlogError:
+            continue
+        current = committed.get(tp)
+        lag = log.log_end_offset - current if current is not None else None
+        m = owners.get(tp)
+        rows.append((tp.topic, tp.partition, current, log.log_start_offset, log.log_end_offset,
+                     lag, m.member_id if m else "", m.client_id if m else ""))
+    return desc, rows
+
+
+@group.command("describe")
+@click.argument("group_id", metavar="GROUP")
+@click.pass_context
+@_guard
+def group_describe(ctx, group_id):
+    broker = _broker(ctx, create=False)
+    desc, rows = _group_rows(broker, group_id)
+    if desc.state == "Dead" and not rows:
+        raise Failure(f"unknown consumer group {group_id!r}")
+    total = sum(r[5] for r in rows if r[5] is not None)
+    out.print(f"GROUP        {group_id}\nSTATE        {desc.state}\nMEMBERS      {len(desc.members)}\n"
+              f"TOTAL-LAG    {total}")
+    table = Table("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-START-OFFSET", "LOG-END-OFFSET",
+                  "LAG", "MEMBER-ID", "CLIENT-ID", box=None)
+    for t, p, cur, start, end, lag, member, client in rows:
+        table.add_row(t, str(p), "-" if cur is None else str(cur), str(start), str(end),
+                      "-" if lag is None else str(lag), member or "-", client or "-")
+    out.print(table)
+
+
+@group.command("reset-offsets")
+@click.argument("group_id", metavar="GROUP")
+@click.option("--topic", "topic_name", required=True, help="topic whose offsets to reset")
+@click.option("--to-earliest", "to", flag_value="earliest", help="to the log start")
+@click.option("--to-latest", "to", flag_value="latest", help="to the log end")
+@click.option("--to-offset", "to_offset", type=int, default=None, help="to this offset")
+@click.option("--to-datetime", "to_time", type=int, default=None, metavar="TIMESTAMP_MS",
+              help="to the first offset at or after this time")
+@click.pass_context
+@_guard
+def group_reset_offsets(ctx, group_id, topic_name, to, to_offset, to_time):
+    """Reset a group's committed offsets (the group must have no active members)."""
+    chosen = [x for x in (to, to_offset, to_time) if x is not None]
+    if len(chosen) != 1:
+        raise Failure("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime")
+    broker = _broker(ctx, create=False)
+    offsets = {}
+    for p in range(broker.partition_count(topic_name)):
+        log = broker.log(topic_name, p)
+        if to == "earliest":
+            target = log.log_start_offset
+        elif to == "latest":
+            target = log.log_end_offset
+        elif to_offset is not None:
+            target = min(max(to_offset, log.log_start_offset), log.log_end_offset)
+        else:
+            found = log.offset_for_time(to_time)
+            target = log.log_end_offset if found is None else found
+        offsets[klog.TopicPartition(topic_name, p)] = target
+    errors = broker.group_coordinator.commit_offsets(group_id, "", -1, offsets)
+    failed = {tp: code for tp, code in errors.items() if code}
+    if failed:
+        from klog.group.errors import error_for
+        code = next(iter(failed.values()))
+        raise Failure(f"cannot reset offsets of group {group_id!r}: {error_for(code)} "
+                      "(stop its consumers first)")
+    table = Table("TOPIC", "PARTITION", "NEW-OFFSET", box=None)
+    for tp, off in sorted(offsets.items()):
+        table.add_row(tp.topic, str(tp.partition), str(off))
+    out.print(table)
+
+
+# -- benchmarks -------------------------------------------------------------------------------------
+@cli.group()
+def bench():
+    """Throughput and latency on this data directory (kafka-*-perf-test style output)."""
+
+
+def _bench_topic(broker, topic_name, partitions):
+    if topic_name not in broker.list_topics():
+        broker.create_topic(topic_name, partitions, {"retention.ms": 3_600_000})
+    return broker.partition_count(topic_name)
+
+
+def _progress(total, what):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+@bench.command("produce")
+@click.option("--topic", "topic_name", default="klog-bench", show_default=True)
+@click.option("-n", "--records", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("-s", "--record-size", type=click.IntRange(min=0), default=100, show_default=True)
+@click.option("-b", "--batch", type=click.IntRange(min=0), default=0, show_default=True,
+              help="records per send_batch call (0: one send() per record)")
+@click.option("-p", "--partitions", type=click.IntRange(min=1), default=1, show_default=True)
+@click.pass_context
+@_guard
+def bench_produce(ctx, topic_name, records, record_size, batch, partitions):
+    broker = _broker(ctx)
+    _bench_topic(broker, topic_name, partitions)
+    value = os.urandom(record_size)
+    producer = broker.producer({"linger.ms": 5, "batch.size": 1 << 20})
+    step = batch or 10_000
+    with _progress(records, "producing") as progress:
+        task = progress.add_task("produce", total=records)
+        start = time.perf_counter()
+        sent = 0
+        while sent < records:
+            n = min(step, records - sent)
+            if batch:
+                producer.send_batch(topic_name, [value] * n)
+            else:
+                send = producer.send
+                for _ in range(n):
+                    send(topic_name, value)
+            sent += n
+            progress.update(task, completed=sent)
+        producer.flush()
+        elapsed = time.perf_counter() - start
+    producer.close()
+    out.print(f"{records} records sent, {records / elapsed:.1f} records/sec "
+              f"({records * record_size / elapsed / 2**20:.2f} MB/sec)")
+
+
+@bench.command("consume")
+@click.option("--topic", "topic_name", default="klog-bench", show_default=True)
+@click.option("-n", "--records", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.pass_context
+@_guard
+def bench_consume(ctx, topic_name, records):
+    broker = _broker(ctx, create=False)
+    n_parts = broker.partition_count(topic_name)
+    available = sum(broker.log(topic_name, p).log_end_offset - broker.log(topic_name, p).log_start_offset
+                    for p in range(n_parts))
+    if available < records:
+        raise Failure(f"topic {topic_name!r} holds {available} records, fewer than {records}: "
+                      "run 'klog bench produce' first or lower --records")
+    consumer = broker.consumer(None, {"max.poll.records": 10_000, "auto.offset.reset": "earliest"})
+    consumer.assign([klog.TopicPartition(topic_name, p) for p in range(n_parts)])
+    consumer.seek_to_beginning()
+    got = nbytes = 0
+    with _progress(records, "consuming") as progress:
+        task = progress.add_task("consume", total=records)
+        start = time.perf_counter()
+        while got < records:
+            batch = consumer.poll(1000, min(10_000, records - got))
+            got += len(batch)
+            nbytes += sum(len(r.value) for r in batch if r.value is not None)
+            progress.update(task, completed=got)
+        elapsed = time.perf_counter() - start
+    consumer.close()
+    mb = nbytes / 2**20
+    out.print("data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec")
+    out.print(f"{mb:.4f}, {mb / elapsed:.4f}, {got}, {got / elapsed:.4f}")
+
+
+@bench.command("e2e")
+@click.option("--topic", "topic_name", default="klog-bench-e2e", show_default=True)
+@click.option("-n", "--records", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("-r", "--rate", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="records per second")
+@click.pass_context
+@_guard
+def bench_e2e(ctx, topic_name, records, rate):
+    """Producer thread -> consumer thread latency at a fixed rate."""
+    import threading
+
+    broker = _broker(ctx)
+    _bench_topic(broker, topic_name, 1)
+    producer = broker.producer({"linger.ms": 0})
+    consumer = broker.consumer(None, {"max.poll.records": 10_000})
+    consumer.assign([klog.TopicPartition(topic_name, 0)])
+    consumer.seek_to_end()
+    latencies = []
+
+    def consume():
+        while len(latencies) < records:
+            for r in consumer.poll(200):
+                latencies.append(time.perf_counter_ns() - int.from_bytes(r.value[:8], "big"))
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    pad = b"x" * 92
+    per_tick = max(1, rate // 1000)
+    start = time.perf_counter()
+    sent = 0
+    with _progress(records, "e2e") as progress:
+        task = progress.add_task("e2e", total=records)
+        while sent < records:
+            for _ in range(min(per_tick, records - sent)):
+                producer.send(topic_name, time.perf_counter_ns().to_bytes(8, "big") + pad)
+            sent += per_tick
+            progress.update(task, completed=min(sent, records))
+            delay = start + sent / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        reader.join(60)
+    producer.close()
+    consumer.close()
+    lat = sorted(latencies)
+    if not lat:
+        raise Failure("no records came back")
+    pct = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] / 1e6  # noqa: E731
+    out.print(f"{len(lat)} records, {records / (time.perf_counter() - start):.1f} records/sec, "
+              f"{sum(lat) / len(lat) / 1e6:.3f} ms avg latency, {lat[-1] / 1e6:.3f} ms max latency, "
+              f"{pct(0.5):.3f} ms 50th, {pct(0.95):.3f} ms 95th, {pct(0.99):.3f} ms 99th, "
+              f"{pct(0.999):.3f} ms 99.9th.")
 
 
 def _size(n):
