@@ -66,6 +66,8 @@ class Broker:
         self._waiting = 0
         try:
             self._load()
+            if "__consumer_offsets" in self._topics:
+                self.group_coordinator   # replays committed offsets now; fails closed if damaged
         except BaseException:
             self._close_logs()
             os.close(self._lock_fd)
@@ -320,8 +322,8 @@ class Broker:
 
     @property
     def group_coordinator(self):
-        """The GroupCoordinator of this broker, created (and its committed offsets loaded from
-        ``__consumer_offsets``) on first use."""
+        """The GroupCoordinator of this broker. Created when the broker opens if
+        ``__consumer_offsets`` exists (replaying the committed offsets), else on first use."""
         coordinator = self._coordinator
         if coordinator is None:
             from klog.group.coordinator import GroupCoordinator

@@ -56,6 +56,7 @@ log = logging.getLogger("klog.consumer")
 # partition counts of the group's topics. Java waits metadata.max.age.ms (5 min); in-process the
 # check is a dict lookup per topic, so new topics are noticed within half a second.
 METADATA_REFRESH_S = 0.5
+MAX_WAIT_S = 60.0   # longest single wait (poll(float("inf")) must not overflow the lock timeout)
 NO_GROUP_MESSAGE = ("{what} needs a consumer group: give broker.consumer() a group_id (or set "
                     "group.id in its config)")
 
@@ -100,7 +101,11 @@ class _PartitionState:
 
 class Consumer:
     """Create with ``broker.consumer(group_id, config)``; Kafka consumer config names apply
-    (``auto.offset.reset``, ``enable.auto.commit``, ``max.poll.records``, ...)."""
+    (``auto.offset.reset``, ``enable.auto.commit``, ``max.poll.records``, ...).
+
+    Concurrency: not thread-safe, like Java's KafkaConsumer: use it from one thread at a time
+    (rebalance callbacks run on that thread, inside ``poll``). Its heartbeat thread only touches
+    the group membership, never positions or the assignment."""
 
     def __init__(self, broker, group_id=None, config=None):
         config = dict(config) if isinstance(config, dict) else config
@@ -136,6 +141,7 @@ class Consumer:
         self._order = []               # the same states, in fetch order
         self._next_index = 0           # where the next fetch round starts (fairness)
         self._need_positions = False
+        self._refetch = False          # a fetch reset a position; fetch again before waiting
         self._mode = None              # None, "subscribe" or "assign"
         self._subscription = frozenset()
         self._pattern = None
@@ -286,10 +292,9 @@ class Consumer:
                                     "assigned any partitions")
         broker = self._broker
         deadline = time.monotonic() + timeout_ms / 1000.0
-        member = self._member
-        wake = min(member.heartbeat_interval_s, METADATA_REFRESH_S) if member is not None else None
         while True:
             seq = broker.append_seq   # read first: an append after it ends the wait below at once
+            member = self._member     # (a rebalance callback may have unsubscribed)
             if member is not None:
                 self._poll_group(member, deadline)
             if self._auto_commit and time.monotonic() >= self._next_auto_commit:
@@ -299,12 +304,16 @@ class Consumer:
             records = self._fetch(max_records)
             if records:
                 return records
+            if self._refetch:          # a position was reset: read from there, don't wait
+                self._refetch = False
+                continue
             now = time.monotonic()
             remaining = deadline - now
             if remaining <= 0:
                 return records
-            if wake is not None:
-                remaining = min(remaining, wake)
+            # Wake for group work too: a rebalance the heartbeat thread learned of, new topics.
+            remaining = min(remaining, MAX_WAIT_S if member is None else
+                            min(member.heartbeat_interval_s, METADATA_REFRESH_S))
             if self._auto_commit:
                 remaining = min(remaining, max(self._next_auto_commit - now, 0.001))
             broker.wait_for_append(seq, remaining)
@@ -319,8 +328,8 @@ class Consumer:
         fetched_bytes = 0
         for i in range(n):
             ps = order[(start + i) % n]
-            if ps.position is None or ps.paused:
-                continue
+            if ps.position is None or ps.paused or ps.position == ps.log.log_end_offset:
+                continue   # (the last: caught up, so the reader has nothing buffered either)
             reader = ps.reader
             if reader is None:
                 reader = ps.reader = RecordReader(ps.read, ps.position, decompress,
@@ -370,6 +379,7 @@ class Consumer:
         log.info("%s-%d: position %d out of range; reset to %s offset %d", tp.topic, tp.partition,
                  ps.position, self._reset_policy, target)
         ps.seek(target)
+        self._refetch = True
 
     def _log_gone(self, ps):
         """The partition's log was closed: the broker closed, or the topic was deleted."""
@@ -377,6 +387,7 @@ class Consumer:
             raise LogClosedError(f"broker {self._broker.data_dir} is closed")
         try:
             ps.log = self._broker.log(ps.tp.topic, ps.tp.partition)   # deleted and re-created?
+            self._refetch = True
         except UnknownTopicOrPartitionError:
             if self._mode == "assign":
                 raise UnknownTopicOrPartitionError(

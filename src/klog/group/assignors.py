@@ -192,7 +192,7 @@ def assignors_from_config(value):
     """``partition.assignment.strategy`` (a comma-separated string, Kafka's or librdkafka's
     names, or a list of names / PartitionAssignor instances) → [PartitionAssignor], in order of
     preference."""
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [i for i in value.split(",") if i.strip()] if isinstance(value, str) else list(value)
     out = []
     for item in items:
         if isinstance(item, PartitionAssignor):

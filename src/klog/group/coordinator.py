@@ -53,7 +53,7 @@ from klog.group.offsets import (
     CommittedOffset, GroupRecord, MemberRecord, OffsetStore, encode_group_key, encode_group_value,
     encode_offset_key, encode_offset_value,
 )
-from klog.structs import TopicPartition, as_topic_partition
+from klog.structs import as_topic_partition
 
 log = logging.getLogger("klog.group")
 
@@ -344,9 +344,6 @@ class _Group:
         order = {name: i for i, (name, _) in enumerate(leader.protocols)}
         return max(votes, key=lambda name: (votes[name], -order.get(name, len(order))))
 
-    def has_offsets(self):
-        return bool(self.offsets)
-
 
 class _Locked:
     """``with _Locked(group):`` holds the group's lock and, on the way out, completes the futures
@@ -383,7 +380,10 @@ def _done(result):
 
 # -- the coordinator -----------------------------------------------------------------------------
 class GroupCoordinator:
-    """Coordinates every group of one broker; get it with ``broker.group_coordinator``."""
+    """Coordinates every group of one broker; get it with ``broker.group_coordinator``.
+
+    Concurrency: all methods thread-safe and non-blocking (see the module comment); join and
+    sync answer through Futures, completed outside the group's lock."""
 
     def __init__(self, broker):
         self._broker = broker
@@ -1089,5 +1089,4 @@ __all__ = [
     "GroupCoordinator", "DeadlineTimer", "JoinGroupResult", "JoinGroupMember", "SyncGroupResult",
     "LeaveGroupResult", "OffsetFetchResult", "GroupOverview", "GroupDescription",
     "MemberDescription", "EMPTY", "PREPARING_REBALANCE", "COMPLETING_REBALANCE", "STABLE", "DEAD",
-    "TopicPartition",
 ]

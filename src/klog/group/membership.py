@@ -47,7 +47,8 @@ RETRY_LATER = {E.COORDINATOR_NOT_AVAILABLE, E.NOT_COORDINATOR, E.COORDINATOR_LOA
 
 
 class GroupMember:
-    """One member of one group."""
+    """One member of one group. ``poll``, ``generation_for_commit``, ``request_rejoin`` and
+    ``close`` are for the owner's thread; the heartbeat thread is internal (see above)."""
 
     def __init__(self, coordinator, group_id, protocol, *, session_timeout_ms,
                  rebalance_timeout_ms, heartbeat_interval_ms, max_poll_interval_ms,
@@ -84,9 +85,10 @@ class GroupMember:
         Returns True when Stable. A join still in flight at the deadline carries on at the
         coordinator and is picked up by the next call. Raises the GroupError of a fatal answer
         (e.g. InconsistentGroupProtocolError) and whatever a hook raises."""
-        self._last_poll = time.monotonic()
         self._start_heartbeats()
         while True:
+            # The owner is in poll() (perhaps waiting for a slow rebalance): it is not stuck.
+            self._last_poll = time.monotonic()
             with self._lock:
                 if self._closed:
                     raise E.IllegalStateError(f"member of group {self.group_id!r} is closed")
@@ -182,6 +184,7 @@ class GroupMember:
         if r.error == E.NONE:
             self.state = STABLE
             self._prepared = False
+            self.poll_timeout_expired = False
             return (self.generation, self.member_id, self.protocol_name, r.assignment)
         if r.error == E.REBALANCE_IN_PROGRESS:
             self.state = UNJOINED
