@@ -11,23 +11,19 @@ batches are handed to the log under the accumulator's lock. Thread-safe.
 """
 import threading
 import time
-from bisect import bisect_right
 from collections import namedtuple
-from itertools import accumulate, repeat
-from operator import add
 
 from klog._native import accumulator
-from klog._native.accumulator import Accumulator, RecordFuture
+from klog._native.accumulator import Accumulator, RecordFuture, chunk_ends
 from klog.clientconfig import PRODUCER, parse
 from klog.config import LONG_MAX
-from klog.errors import LogClosedError, RecordTooLargeError, UnknownTopicOrPartitionError
+from klog.errors import LogClosedError, UnknownTopicOrPartitionError
 from klog.partitioner import Partitioner
 
 RecordMetadata = namedtuple("RecordMetadata", "topic partition offset timestamp")
 BatchMetadata = namedtuple("BatchMetadata", "topic partition base_offset count")
 accumulator.RecordMetadata = RecordMetadata
 __all__ = ["Producer", "RecordFuture", "RecordMetadata", "BatchMetadata"]
-RECORD_OVERHEAD = 21  # varints and attributes of one record, roughly; for batch sizing only
 BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -69,31 +65,39 @@ class Producer:
                 raise ValueError(f"keys has {len(keys)} items for {len(values)} values")
         if not values:
             return []
-        timestamps = _check_batch(values, keys, timestamps, self._max_request)
+        ends = chunk_ends(values, keys, self._max_request)  # checks types and sizes
+        timestamps = _check_timestamps(values, timestamps)
         n = self._broker.ensure_topic(topic)
         if partition is not None:
             if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < n:
                 raise UnknownTopicOrPartitionError(
                     f"topic {topic!r} has partitions 0..{n - 1}, not {partition!r}")
-            groups = {partition: (values, keys, timestamps)}
+            groups = {partition: (values, keys, timestamps, ends)}
         elif keys is None and self._partitioner.custom is None and \
                 self._partitioner.name not in ("round_robin", "random", "consistent"):
-            groups = {self._partitioner.sticky(topic, n): (values, None, timestamps)}
+            groups = {self._partitioner.sticky(topic, n): (values, None, timestamps, ends)}
         else:
             parts = self._partitioner.partitions(topic, keys if keys is not None else [None] * len(values), n)
             groups = _group(parts, values, keys, timestamps)
         out = []
-        for p, (vals, ks, ts) in groups.items():
-            self._acc.direct(topic, p, self._append_direct, topic, p, vals, ks, ts, out)
+        for p, group in groups.items():
+            self._acc.direct(topic, p, self._append_direct, topic, p, group, out)
         return out
 
-    def _append_direct(self, topic, p, vals, ks, ts, out):
+    def _append_direct(self, topic, p, group, out):
+        vals, ks, ts, ends = group
+        if ends is None:  # a partition's share of a keyed batch: plan its own runs
+            ends = chunk_ends(vals, ks, self._max_request)
         log = self._broker.log(topic, p)
-        for lo, hi in _chunks(vals, ks, self._max_request):
-            base = log.append(vals[lo:hi], ks[lo:hi] if ks is not None else None,
+        lo = 0
+        for hi in ends:
+            whole = lo == 0 and hi == len(vals)
+            base = log.append(vals if whole else vals[lo:hi],
+                              ks if whole or ks is None else ks[lo:hi],
                               ts[lo:hi] if isinstance(ts, list) else ts,
                               compression=self._compression)
             out.append(BatchMetadata(topic, p, base, hi - lo))
+            lo = hi
 
     def flush(self, timeout=None):
         """Append every queued record now."""
@@ -135,32 +139,9 @@ def _now_ms():
     return time.time_ns() // 1_000_000
 
 
-def _check_batch(values, keys, timestamps, max_request):
-    """Validate a send_batch call before anything is written (a bad item in a later partition's
-    or chunk's group used to fail after the earlier ones were appended). Returns timestamps as
-    None, an int or a list."""
-    for what, seq in (("values", values), ("keys", keys)):
-        if seq is None:
-            continue
-        for kind in set(map(type, seq)) - {bytes, type(None)}:
-            i = next(i for i, v in enumerate(seq) if type(v) is kind)
-            if not issubclass(kind, BYTES_LIKE):
-                hint = "; encode it first (e.g. .encode('utf-8'))" if issubclass(kind, str) else ""
-                raise TypeError(f"{what}[{i}] must be bytes-like or None, not {kind.__name__}{hint}")
-            if issubclass(kind, memoryview):
-                for i, v in enumerate(seq):
-                    if type(v) is kind and not v.c_contiguous:
-                        raise TypeError(f"{what}[{i}] must be a C-contiguous memoryview")
-    bound = _max_size(values) + (_max_size(keys) if keys is not None else 0)
-    if bound + RECORD_OVERHEAD > max_request:  # maybe too large: check record by record
-        sizes = _sizes(values)
-        if keys is not None:
-            sizes = list(map(add, sizes, _sizes(keys)))
-        biggest = max(sizes)
-        if biggest + RECORD_OVERHEAD > max_request:
-            raise RecordTooLargeError(
-                f"values[{sizes.index(biggest)}]: record of about {biggest + RECORD_OVERHEAD} "
-                f"bytes exceeds max.request.size ({max_request})")
+def _check_timestamps(values, timestamps):
+    """Validate send_batch's timestamps before anything is written. Returns None, an int or a
+    list."""
     if timestamps is None:
         return None
     if not isinstance(timestamps, int) or isinstance(timestamps, bool):
@@ -185,7 +166,7 @@ def _group(parts, values, keys, timestamps):
         g = groups.get(p)
         if g is None:
             g = groups[p] = ([], [] if keys is not None else None,
-                             [] if isinstance(timestamps, list) else timestamps)
+                             [] if isinstance(timestamps, list) else timestamps, None)
         g[0].append(values[i])
         if keys is not None:
             g[1].append(keys[i])
@@ -194,29 +175,3 @@ def _group(parts, values, keys, timestamps):
     return groups
 
 
-def _chunks(values, keys, limit):
-    """[lo, hi) ranges whose records fit in about ``limit`` bytes each (summed in C)."""
-    sizes = map(add, _sizes(values), repeat(RECORD_OVERHEAD))
-    if keys is not None:
-        sizes = map(add, sizes, _sizes(keys))
-    ends = list(accumulate(sizes))
-    lo, base = 0, 0
-    while lo < len(values):
-        hi = max(lo + 1, bisect_right(ends, base + limit, lo))
-        yield lo, hi
-        base = ends[hi - 1]
-        lo = hi
-
-
-def _max_size(seq):
-    try:
-        return max(map(len, seq))
-    except TypeError:  # None among them
-        return max(_sizes(seq))
-
-
-def _sizes(seq):
-    try:
-        return list(map(len, seq))
-    except TypeError:  # None (tombstones, null keys) among them
-        return [0 if v is None else len(v) for v in seq]

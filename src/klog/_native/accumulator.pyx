@@ -118,6 +118,7 @@ cdef class TopicState:
     cdef int sticky             # partition for records without a key (KIP-480)
 
 
+@cython.final
 cdef class Accumulator:
     cdef PyThread_type_lock lock
     cdef object broker
@@ -383,3 +384,42 @@ cdef Py_ssize_t headers_size(object headers) except -1:
             raise
         raise TypeError("headers must be a list of (str, bytes | None) pairs") from None
     return size
+
+
+cdef Py_ssize_t item_size(object v, str what, Py_ssize_t i) except -1:
+    """Bytes in one value or key (None: 0); TypeError naming the item otherwise."""
+    if v is None:
+        return 0
+    if PyBytes_CheckExact(v):
+        return PyBytes_GET_SIZE(v)
+    if isinstance(v, (bytes, bytearray)):
+        return len(v)
+    if isinstance(v, memoryview):
+        if not (<object>v).c_contiguous:
+            raise TypeError(f"{what}[{i}] must be a C-contiguous memoryview")
+        return (<object>v).nbytes
+    hint = "; encode it first (e.g. .encode('utf-8'))" if isinstance(v, str) else ""
+    raise TypeError(f"{what}[{i}] must be bytes-like or None, not {type(v).__name__}{hint}")
+
+
+def chunk_ends(list values, list keys, Py_ssize_t limit):
+    """Check every value and key (bytes-like or None) and split the records into runs of about
+    ``limit`` bytes each: returns the end index of each run. One C pass, so ``send_batch`` can
+    refuse bad input before it writes anything and not pay per record in Python."""
+    cdef Py_ssize_t n = len(values), i, size, run = 0
+    cdef list ends = []
+    if keys is not None and len(keys) != n:
+        raise ValueError(f"keys has {len(keys)} items for {n} values")
+    for i in range(n):
+        size = RECORD_OVERHEAD + item_size(values[i], "values", i)
+        if keys is not None:
+            size += item_size(keys[i], "keys", i)
+        if size > limit:
+            raise RecordTooLargeError(
+                f"values[{i}]: record of about {size} bytes exceeds max.request.size ({limit})")
+        if run + size > limit:
+            ends.append(i)
+            run = 0
+        run += size
+    ends.append(n)
+    return ends
