@@ -288,7 +288,7 @@ def main():
 
         # 6. Reopen after kill -9.
         nbytes = (64 << 20) if q else (1 << 30)
-        print(f"\n## reopen after kill -9 of a writer ({nbytes >> 20} MiB, never flushed: all revalidated)")
+        print(f"\n## reopen after kill -9 of a writer ({nbytes >> 20} MiB in one never-flushed segment: all revalidated)")
         dt, size, end, ok = bench_reopen_after_kill(tmp, nbytes)
         print(f"klog   reopen: {dt * 1000:.0f} ms for {size / 2**20:.0f} MiB, {end} records, end offset intact: {ok}")
         rows.append((f"reopen {size / 2**30:.2f} GiB log after kill -9 (recovery point 0)", f"{dt * 1000:.0f} ms",

@@ -471,7 +471,7 @@ def bench_consume(ctx, topic_name, records):
     if available < records:
         raise Failure(f"topic {topic_name!r} holds {available} records, fewer than {records}: "
                       "run 'klog bench produce' first or lower --records")
-    consumer = broker.consumer(None, {"max.poll.records": 10_000, "auto.offset.reset": "earliest"})
+    consumer = broker.consumer(None, {"auto.offset.reset": "earliest"})
     consumer.assign([klog.TopicPartition(topic_name, p) for p in range(n_parts)])
     consumer.seek_to_beginning()
     got = nbytes = 0
@@ -479,7 +479,7 @@ def bench_consume(ctx, topic_name, records):
         task = progress.add_task("consume", total=records)
         start = time.perf_counter()
         while got < records:
-            batch = consumer.poll(1000, min(10_000, records - got))
+            batch = consumer.poll(1000, min(500, records - got))
             got += len(batch)
             nbytes += sum(len(r.value) for r in batch if r.value is not None)
             progress.update(task, completed=got)
