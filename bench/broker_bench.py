@@ -22,7 +22,7 @@ import time
 import klog
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from storage_bench import line, machine  # noqa: E402
+from storage_bench import line, machine, replace_section  # noqa: E402
 
 VALUE = 100
 
@@ -256,22 +256,11 @@ def main():
 
 
 def write_markdown(rows):
-    path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "BENCHMARKS.md"))
-    begin, end = "<!-- broker:begin -->", "<!-- broker:end -->"
-    out = [begin, "## Embedded broker (`python bench/broker_bench.py`)", "",
+    out = ["## Embedded broker (`python bench/broker_bench.py`)", "",
            f"Machine: {machine()}.", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
            "| benchmark | klog | SQLite (WAL) | Redis Streams | target |", "|---|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
-    out.append(end)
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    block = "\n".join(out)
-    if begin in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"\nwrote {path}")
+    replace_section("broker", out)
 
 
 if __name__ == "__main__":

@@ -310,11 +310,24 @@ def _last_batch_size(view):
         pos += size
 
 
+def replace_section(name, lines):
+    """Rewrite the ``<!-- name:begin -->`` .. ``<!-- name:end -->`` block of BENCHMARKS.md."""
+    path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                         "BENCHMARKS.md"))
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"\nwrote {path}")
+
+
 def write_markdown(rows, curve):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "BENCHMARKS.md")
-    path = os.path.normpath(path)
-    begin, end = "<!-- storage:begin -->", "<!-- storage:end -->"
-    out = [begin, "## Storage core (`python bench/storage_bench.py`)", "",
+    out = ["## Storage core (`python bench/storage_bench.py`)", "",
            f"Machine: {machine()}.", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
            "| benchmark | klog | SQLite / peer | target |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
@@ -322,19 +335,7 @@ def write_markdown(rows, curve):
             "| records per batch | klog | SQLite (WAL, executemany, 1 transaction per batch) |",
             "|---|---|---|"]
     out += [f"| {b} | {k:,.0f} | {s:,.0f} |" for b, k, s in curve]
-    out += [end]
-    text = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    block = "\n".join(out)
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = (text or "# Benchmarks\n\nEvery figure here is written by the benchmark that measured it.\n") + "\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"\nwrote {path}")
+    replace_section("storage", out)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ through a shared mapping as zero-copy views.
 
 Reserving before writing means a full disk is an OSError(ENOSPC) before any byte of a batch is
 written, and the file never has holes. Appends use pwrite rather than stores into a writable
-mapping: measured here (``bench/append_path.py``, 1 GiB of 110 KB appends), stores through the
-mapping ran 0.3-2.0 GB/s, a page fault and page_mkwrite per 4 KiB page, while pwrite ran
-1.5-2.8 GB/s. The page cache is the same either way, so the read mapping sees every byte the
+mapping: measured here (``bench/append_path.py``, figures in BENCHMARKS.md), stores through
+the mapping are slower and far less steady (a page fault and page_mkwrite per 4 KiB page) than
+pwrite. The page cache is the same either way, so the read mapping sees every byte the
 moment pwrite returns.
 
 The mapping reserves ``capacity`` bytes of address space at open and never moves, so views stay
