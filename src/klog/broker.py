@@ -212,6 +212,8 @@ class Broker:
                     os.rename(path, doomed)
                     shutil.rmtree(doomed, ignore_errors=True)
             fsync_dir(self.data_dir)
+            services = list(self._services)
+        self._topic_changed(services, name)
 
     def list_topics(self, internal=False):
         with self._lock:
@@ -276,6 +278,15 @@ class Broker:
             if name not in INTERNAL_TOPICS:
                 for p in range(record.partitions, total):
                     self._open_log(grown, p)
+            services = list(self._services)
+        self._topic_changed(services, name)
+
+    def _topic_changed(self, services, name):
+        """Tell producers (and anything else that caches partition counts) to look again."""
+        for service in services:
+            hook = getattr(service, "topic_changed", None)
+            if hook is not None:
+                hook(name)
 
     def partition_count(self, name):
         return self._record(name).partitions

@@ -99,6 +99,10 @@ class Producer:
             out.append(BatchMetadata(topic, p, base, hi - lo))
             lo = hi
 
+    def topic_changed(self, topic):
+        """Called by the broker when a topic gains partitions or is deleted."""
+        self._acc.forget_topic(topic)
+
     def flush(self, timeout=None):
         """Append every queued record now."""
         self._acc.drain()

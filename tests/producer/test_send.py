@@ -185,3 +185,20 @@ def test_broker_close_flushes_open_producer(tmp_path):
     assert all(f.done() and f.succeeded() for f in fs)
     with klog.open(tmp_path / "d") as b2:
         assert [r.value for r in b2.log("t", 0).records()] == [b"%d" % i for i in range(10)]
+
+
+def test_send_sees_partitions_added_after_it_started(tmp_path):
+    import klog
+    from klog._native.partitioner import partition_for_key
+
+    with klog.open(tmp_path / "d", {"auto.create.topics.enable": "false"}) as broker:
+        broker.create_topic("grow", 2)
+        producer = broker.producer()
+        keys = [b"key-%d" % i for i in range(200)]
+        for k in keys:
+            producer.send("grow", b"v", key=k)
+        broker.add_partitions("grow", 7)
+        got = [producer.send("grow", b"v", key=k).get().partition for k in keys]
+        assert got == [partition_for_key(k, 7) for k in keys]   # hashed over 7, not the old 2
+        assert sum(broker.log("grow", p).log_end_offset for p in range(7)) == 400
+        producer.close()

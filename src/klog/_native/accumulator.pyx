@@ -363,6 +363,22 @@ cdef class Accumulator:
             self.run_callbacks()
         return oldest
 
+    def forget_topic(self, str topic):
+        """The topic's partitions changed: send its open batches, then look it up afresh."""
+        cdef TopicState st
+        cdef OpenBatch b
+        self.lock_acquire()
+        try:
+            st = self.topics.pop(topic, None)
+            if st is not None:
+                for b in st.batches:
+                    if b is not None:
+                        self.append(st, b)
+        finally:
+            self.lock_release()
+        if self.completed:
+            self.run_callbacks()
+
     def close(self):
         self.lock_acquire()
         self.closed = True  # first, so no send can open a batch after the final drain
