@@ -11,12 +11,13 @@ import time
 
 import pytest
 
+import klog
+
 from klog import Log, LogOfflineError
 from klog.storage import cleaner
 
 from .helpers import COMPACT, keyed_view, kill, temp_files
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOW = 10_000_000
 CONFIG = dict(COMPACT, **{"segment.bytes": 2048})
 
@@ -214,7 +215,8 @@ def test_sigkill_during_append_roll_clean_loop(tmp_path):
     record_for = namespace["record_for"]
     rng = random.Random(int(os.environ.get("KLOG_SEED", "1234")))
     rounds = 40 if os.environ.get("KLOG_SLOW_TESTS") == "1" else 8
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    # The klog this test imported (in-place build or installed), not the source tree's.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(klog.__file__)))
     caught_mid_clean = 0
     for n in range(rounds):
         path = str(tmp_path / f"round-{n}")
