@@ -261,6 +261,10 @@ def write_markdown(rows):
            "| benchmark | klog | SQLite (WAL) | Redis Streams | target |", "|---|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     replace_section("broker", out)
+    replace_section("broker-figures", [
+        "Embedded broker, `python bench/broker_bench.py`:", "",
+        "| benchmark | klog | SQLite (WAL) | Redis Streams | target |", "|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]], "README.md")
 
 
 if __name__ == "__main__":

@@ -310,10 +310,10 @@ def _last_batch_size(view):
         pos += size
 
 
-def replace_section(name, lines):
-    """Rewrite the ``<!-- name:begin -->`` .. ``<!-- name:end -->`` block of BENCHMARKS.md."""
+def replace_section(name, lines, filename="BENCHMARKS.md"):
+    """Rewrite the ``<!-- name:begin -->`` .. ``<!-- name:end -->`` block of a project file."""
     path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                                         "BENCHMARKS.md"))
+                                         filename))
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     block = "\n".join([begin, *lines, end])
@@ -336,6 +336,10 @@ def write_markdown(rows, curve):
             "|---|---|---|"]
     out += [f"| {b} | {k:,.0f} | {s:,.0f} |" for b, k, s in curve]
     replace_section("storage", out)
+    replace_section("storage-figures", [
+        "Storage core, `python bench/storage_bench.py`:", "",
+        "| benchmark | klog | SQLite / peer | target |", "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]], "README.md")
 
 
 if __name__ == "__main__":
