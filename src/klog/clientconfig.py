@@ -4,10 +4,8 @@ Names that only matter to a networked client (``bootstrap.servers``, ``security.
 are accepted and ignored, so one config dict works against klog embedded, ``klog serve`` and a
 Kafka cluster. Unknown names and bad values raise ConfigError.
 """
-import difflib
 
-from klog.config import INT_MAX, LONG_MAX, Setting
-from klog.errors import ConfigError
+from klog.config import INT_MAX, LONG_MAX, Setting, config_mapping, unknown_config
 
 NETWORK_ONLY = frozenset("""
 bootstrap.servers security.protocol sasl.mechanism sasl.mechanisms sasl.username sasl.password
@@ -58,12 +56,8 @@ CONSUMER = {s.name: s for s in [
 
 def parse(config, settings, what):
     """{name: value} with defaults filled in; ConfigError for unknown names or bad values."""
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{what} config must be a dict of Kafka config names, not {type(config).__name__}")
     out = {name: s.default for name, s in settings.items()}
-    for key, value in config.items():
+    for key, value in config_mapping(config, f"{what} config").items():
         if key == "partitioner" and key in settings and callable(value):
             out[key] = value
         elif key in settings:
@@ -73,7 +67,5 @@ def parse(config, settings, what):
         elif key in NETWORK_ONLY:
             continue
         else:
-            hint = difflib.get_close_matches(str(key), list(settings), n=1)
-            raise ConfigError(f"unknown {what} config {key!r}"
-                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise unknown_config(key, settings, f"{what} config")
     return out

@@ -68,6 +68,21 @@ class Setting:
         return what
 
 
+def config_mapping(config, what="config"):
+    """``config`` as a dict (None: empty); ConfigError for anything else."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{what} must be a dict of Kafka config names, not {type(config).__name__}")
+    return config
+
+
+def unknown_config(key, known, what="config"):
+    """The ConfigError for a name we do not know, with the closest known name as a hint."""
+    hint = difflib.get_close_matches(str(key), list(known), n=1)
+    return ConfigError(f"unknown {what} {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+
 DAY_MS = 24 * 3600 * 1000
 SETTINGS = {s.name: s for s in [
     Setting("segment.bytes", int, 1 << 30, 1024, INT_MAX, doc="roll a new segment past this size"),
@@ -126,17 +141,12 @@ class LogConfig:
 
     @classmethod
     def from_dict(cls, config=None):
-        if config is None:
-            config = {}
         if isinstance(config, LogConfig):
             return config
-        if not isinstance(config, dict):
-            raise ConfigError(f"config must be a dict of Kafka config names, not {type(config).__name__}")
         values = {name: s.default for name, s in SETTINGS.items()}
-        for key, value in config.items():
+        for key, value in config_mapping(config).items():
             if key not in SETTINGS:
-                hint = difflib.get_close_matches(str(key), SETTINGS, n=1)
-                raise ConfigError(f"unknown config {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                raise unknown_config(key, SETTINGS)
             values[key] = SETTINGS[key].parse(value)
         return cls(**{k.replace(".", "_"): v for k, v in values.items()})
 
@@ -203,12 +213,9 @@ class BrokerConfig:
 
     @classmethod
     def from_dict(cls, config=None):
-        if config is None:
-            config = {}
         if isinstance(config, BrokerConfig):
             return config
-        if not isinstance(config, dict):
-            raise ConfigError(f"config must be a dict of Kafka config names, not {type(config).__name__}")
+        config = config_mapping(config)
         settings = {name: s.default for name, s in BROKER_SETTINGS.items()}
         defaults = {}
         for key, value in config.items():
@@ -218,10 +225,7 @@ class BrokerConfig:
                 topic_key = BROKER_TO_TOPIC[key]
                 defaults[topic_key] = SETTINGS[topic_key].parse(value)
             else:
-                known = list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC)
-                hint = difflib.get_close_matches(str(key), known, n=1)
-                raise ConfigError(f"unknown broker config {key!r}"
-                                  + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                raise unknown_config(key, list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC), "broker config")
         if "retention.ms" not in defaults:
             if settings["log.retention.minutes"] is not None:
                 defaults["retention.ms"] = settings["log.retention.minutes"] * 60_000
