@@ -117,9 +117,9 @@ def bench_latency(tmp, rate, seconds):
         for _ in range(min(per_tick, total - sent)):
             p.send("bench", time.perf_counter_ns().to_bytes(8, "big") + pad)
         sent += per_tick
-        delay = start + sent / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+        # Sleep even when behind (sleep(0)): a thread that never yields keeps the GIL from the
+        # producer's sender thread for up to Python's 5 ms switch interval.
+        time.sleep(max(0.0, start + sent / rate - time.perf_counter()))
     done.wait(30)
     t.join(5)
     c.close()
