@@ -1,0 +1,164 @@
+"""Hostile input: decoders raise ProtocolError and nothing else, and never allocate
+from a declared length (CVE-2022-34917)."""
+import random
+import struct
+import time
+import tracemalloc
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from klog.protocol import REQUESTS, RESPONSES, decode_request, decode_response, encode_request, encode_response
+from klog.protocol.errors import InvalidLengthError, ProtocolError, UnknownApiError, UnsupportedVersionError
+
+from .samples import sample_body
+
+FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+KEYS = sorted(REQUESTS)
+
+
+def _decode_req(payload):
+    try:
+        decode_request(payload)
+    except ProtocolError:
+        pass
+
+
+def _decode_resp(api_key, version, payload):
+    try:
+        decode_response(api_key, version, payload)
+    except ProtocolError:
+        pass
+
+
+def _header(api_key, version, flexible):
+    h = struct.pack(">hhi", api_key, version, 1) + b"\x00\x01c"
+    return h + (b"\x00" if flexible else b"")
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_random_bytes_as_request(data):
+    _decode_req(data)
+
+
+@FUZZ
+@given(st.sampled_from(KEYS), st.data())
+def test_random_body_after_valid_header(api_key, data):
+    schema = REQUESTS[api_key]
+    version = data.draw(st.integers(schema.min_version, schema.max_version))
+    body = data.draw(st.binary(max_size=256))
+    _decode_req(_header(api_key, version, schema.is_flexible(version)) + body)
+    _decode_resp(api_key, version, body)
+
+
+def _valid_request(rnd, api_key, version):
+    return encode_request(api_key, version, 1, "fuzz", sample_body(rnd, REQUESTS[api_key], version)).getvalue()[4:]
+
+
+@FUZZ
+@given(st.sampled_from(KEYS), st.data())
+def test_truncated_valid_frames_raise(api_key, data):
+    schema = REQUESTS[api_key]
+    version = data.draw(st.integers(schema.min_version, schema.max_version))
+    payload = _valid_request(random.Random(data.draw(st.integers(0, 2**32))), api_key, version)
+    decode_request(payload)  # the full frame is fine
+    cut = data.draw(st.integers(0, len(payload) - 1))
+    try:
+        decode_request(payload[:cut])
+    except ProtocolError:
+        return
+    raise AssertionError(f"truncated at {cut}/{len(payload)} decoded without error")
+
+
+@FUZZ
+@given(st.sampled_from(KEYS), st.data())
+def test_mutated_valid_frames(api_key, data):
+    schema = REQUESTS[api_key]
+    version = data.draw(st.integers(schema.min_version, schema.max_version))
+    payload = bytearray(_valid_request(random.Random(data.draw(st.integers(0, 2**32))), api_key, version))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(8, len(payload) - 1)) if len(payload) > 8 else 0
+        payload[i] = data.draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, data.draw(st.integers(0, 255))]))
+    _decode_req(bytes(payload))
+
+
+@FUZZ
+@given(st.sampled_from(KEYS), st.data())
+def test_huge_declared_lengths_spliced_in(api_key, data):
+    """Overwrite 4 or 5 bytes anywhere in a valid body with a huge int32 or uvarint."""
+    schema = REQUESTS[api_key]
+    version = data.draw(st.integers(schema.min_version, schema.max_version))
+    payload = bytearray(_valid_request(random.Random(data.draw(st.integers(0, 2**32))), api_key, version))
+    huge = data.draw(st.sampled_from([b"\x7f\xff\xff\xff", b"\xff\xff\xff\xfe", b"\x80\x00\x00\x00",
+                                      b"\x7f\xff", b"\xff\xff\xff\xff\x0f", b"\xfe\xff\xff\xff\x07"]))
+    i = data.draw(st.integers(0, max(0, len(payload) - 1)))
+    payload[i:i + len(huge)] = huge
+    _decode_req(bytes(payload))
+
+
+@FUZZ
+@given(st.integers(-32768, 32767), st.integers(-32768, 32767), st.binary(max_size=64))
+def test_unknown_api_keys_and_versions(api_key, version, rest):
+    payload = struct.pack(">hhi", api_key, version, 5) + b"\xff\xff" + rest
+    try:
+        decode_request(payload)
+    except (UnknownApiError, UnsupportedVersionError) as e:
+        assert e.header is not None and e.header.correlation_id == 5
+    except ProtocolError:
+        # known API, supported version, garbage body
+        assert api_key in REQUESTS and REQUESTS[api_key].supports(version)
+
+
+@FUZZ
+@given(st.sampled_from(KEYS), st.integers(-5, 40), st.binary(max_size=64))
+def test_response_decoders_reject_unknown_versions_cleanly(api_key, version, body):
+    _decode_resp(api_key, version, body)
+
+
+def test_max_array_length_fails_fast_without_allocating():
+    # Metadata v1: topics array declared with 2**31-1 entries, 8 bytes of body.
+    classic = _header(3, 1, False) + b"\x7f\xff\xff\xff" + b"\x00" * 4
+    # Metadata v9 (flexible): compact array N+1 = 2**31
+    compact = _header(3, 9, True) + b"\x80\x80\x80\x80\x08" + b"\x00" * 4
+    # Produce v8: records declared 2**31-1 bytes
+    records = (_header(0, 8, False) + b"\xff\xff" + b"\x00\x01" + b"\x00\x00\x00\x01"
+               + b"\x00\x00\x00\x01" + b"\x00\x01t" + b"\x00\x00\x00\x01" + b"\x00\x00\x00\x00"
+               + b"\x7f\xff\xff\xff")
+    for payload in (classic, compact, records):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        try:
+            decode_request(payload)
+        except InvalidLengthError as e:
+            assert "left" in str(e)
+        else:
+            raise AssertionError("a 2**31-1 declared length was accepted")
+        elapsed = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert elapsed < 0.05, elapsed
+        assert peak < 256 * 1024, peak
+
+
+def test_responses_also_fail_fast():
+    body = b"\x00\x00\x00\x00" + b"\x7f\xff\xff\xff"   # throttle, then brokers count
+    try:
+        decode_response(3, 3, b"\x00\x00\x00\x01" + body)
+    except InvalidLengthError:
+        pass
+    else:
+        raise AssertionError("accepted")
+
+
+def test_responses_roundtrip_through_klog_only():
+    """Every response schema decodes what it encodes (including unknown tags kept)."""
+    rnd = random.Random(5)
+    for key, schema in RESPONSES.items():
+        for v in range(schema.min_version, schema.max_version + 1):
+            body = sample_body(rnd, schema, v)
+            if schema.is_flexible(v):
+                body["_unknown_tags"] = {99: b"\x01\x02"}
+            frame = encode_response(key, v, 3, body).getvalue()
+            cid, got = decode_response(key, v, frame[4:])
+            assert cid == 3
+            assert encode_response(key, v, 3, got).getvalue() == frame
