@@ -1,0 +1,604 @@
+"""Request handlers: ``async handler(ctx, body) -> response body dict`` (None: no response).
+
+Each handler answers every version in REQUESTS[api_key]'s range (what ApiVersions advertises).
+"""
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+
+from klog.errors import (
+    ConfigError, CorruptRecordError, InvalidPartitionsError, InvalidTopicError, KlogError,
+    LogClosedError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
+    UnknownTopicOrPartitionError,
+)
+from klog.metadata import INTERNAL_TOPICS
+from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.messages import REQUESTS, ApiKey
+from klog.structs import TopicPartition
+
+HANDLERS = {}
+
+
+def api(key):
+    def register(fn):
+        HANDLERS[key] = fn
+        return fn
+    return register
+
+
+class Context:
+    """One request: the server, its header, the peer; views to release after sending."""
+    __slots__ = ("server", "broker", "header", "version", "peer", "views")
+
+    def __init__(self, server, header, peer):
+        self.server = server
+        self.broker = server.broker
+        self.header = header
+        self.version = header.api_version
+        self.peer = peer
+        self.views = []
+
+    def release(self):
+        for v in self.views:
+            try:
+                v.release()
+            except (BufferError, ValueError):
+                pass
+        self.views.clear()
+
+
+def error_code(exc):
+    if isinstance(exc, UnknownTopicOrPartitionError):
+        return EC.UNKNOWN_TOPIC_OR_PARTITION
+    if isinstance(exc, CorruptRecordError):
+        return EC.CORRUPT_MESSAGE
+    if isinstance(exc, RecordTooLargeError):
+        return EC.MESSAGE_TOO_LARGE
+    if isinstance(exc, OffsetOutOfRangeError):
+        return EC.OFFSET_OUT_OF_RANGE
+    if isinstance(exc, InvalidTopicError):
+        return EC.INVALID_TOPIC_EXCEPTION
+    if isinstance(exc, TopicExistsError):
+        return EC.TOPIC_ALREADY_EXISTS
+    if isinstance(exc, InvalidPartitionsError):
+        return EC.INVALID_PARTITIONS
+    if isinstance(exc, ConfigError):
+        return EC.INVALID_CONFIG
+    if isinstance(exc, LogClosedError):
+        return EC.KAFKA_STORAGE_ERROR
+    return EC.UNKNOWN_SERVER_ERROR
+
+
+def _run(fn, *args):
+    """Blocking broker work off the event loop."""
+    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+# -- ApiVersions -----------------------------------------------------------------------------------
+def api_versions_body(version):
+    return {
+        "error_code": 0,
+        "api_keys": [{"api_key": k, "min_version": s.min_version, "max_version": s.max_version}
+                     for k, s in sorted(REQUESTS.items()) if k in HANDLERS],
+        "throttle_time_ms": 0,
+    }
+
+
+@api(ApiKey.API_VERSIONS)
+async def api_versions(ctx, body):
+    return api_versions_body(ctx.version)
+
+
+# -- Metadata --------------------------------------------------------------------------------------
+def _topic_metadata(broker, name, auto_create):
+    try:
+        if auto_create:
+            n = broker.ensure_topic(name)
+        else:
+            n = broker.partition_count(name)
+        desc_id = broker.describe_topic(name).topic_id
+    except KlogError as exc:
+        return {"error_code": error_code(exc), "name": name, "partitions": []}
+    return {
+        "error_code": 0, "name": name, "topic_id": uuid.UUID(desc_id),
+        "is_internal": name in INTERNAL_TOPICS,
+        "partitions": [{"error_code": 0, "partition_index": p, "leader_id": 0, "leader_epoch": 0,
+                        "replica_nodes": [0], "isr_nodes": [0], "offline_replicas": []}
+                       for p in range(n)],
+    }
+
+
+@api(ApiKey.METADATA)
+async def metadata(ctx, body):
+    broker, v = ctx.broker, ctx.version
+    requested = body.get("topics")
+    if requested is None or (v == 0 and not requested):
+        names, auto = broker.list_topics(), False
+    else:
+        names = [t["name"] for t in requested]
+        auto = body.get("allow_auto_topic_creation", True)
+    topics = []
+    for name in names:
+        if name is None:   # by topic id (v10+): not supported
+            topics.append({"error_code": 100, "name": None, "partitions": []})
+        else:
+            topics.append(await _run(_topic_metadata, broker, name, auto))
+    host, port = ctx.server.advertised
+    return {
+        "throttle_time_ms": 0,
+        "brokers": [{"node_id": 0, "host": host, "port": port, "rack": None}],
+        "cluster_id": ctx.server.cluster_id,
+        "controller_id": 0,
+        "topics": topics,
+    }
+
+
+# -- Produce ---------------------------------------------------------------------------------------
+def _produce(broker, topic_data):
+    out = []
+    for t in topic_data:
+        name = t["name"]
+        parts = []
+        for p in t["partition_data"]:
+            res = {"index": p["index"], "error_code": 0, "base_offset": -1,
+                   "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
+            records = p["records"]
+            try:
+                log = broker.log(name, p["index"])
+                if records is None or len(records) == 0:
+                    raise CorruptRecordError("no records")
+                res["base_offset"] = log.append_batch(records)
+                res["log_start_offset"] = log.log_start_offset
+            except (KlogError, ValueError) as exc:
+                res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
+                res["error_message"] = str(exc)[:500]
+            parts.append(res)
+        out.append({"name": name, "partition_responses": parts})
+    return out
+
+
+@api(ApiKey.PRODUCE)
+async def produce(ctx, body):
+    acks = body["acks"]
+    if acks not in (0, 1, -1):
+        responses = [{"name": t["name"], "partition_responses": [
+            {"index": p["index"], "error_code": EC.INVALID_REQUIRED_ACKS, "base_offset": -1}
+            for p in t["partition_data"]]} for t in body["topic_data"]]
+    else:
+        responses = await _run(_produce, ctx.broker, body["topic_data"])
+    if acks == 0:
+        return None   # Kafka sends no response at all to acks=0
+    return {"responses": responses, "throttle_time_ms": 0}
+
+
+# -- Fetch -----------------------------------------------------------------------------------------
+def _fetch_once(ctx, body):
+    broker = ctx.broker
+    budget = body.get("max_bytes", 0x7FFFFFFF)
+    total = 0
+    error = False
+    responses = []
+    for t in body["topics"]:
+        parts = []
+        for p in t["partitions"]:
+            res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
+                   "last_stable_offset": -1, "log_start_offset": -1,
+                   "aborted_transactions": [], "records": None}
+            try:
+                log = broker.log(t["topic"], p["partition"])
+                start, end = log.log_start_offset, log.log_end_offset
+                res.update(high_watermark=end, last_stable_offset=end, log_start_offset=start)
+                offset = p["fetch_offset"]
+                if not start <= offset <= end:
+                    res["error_code"] = EC.OFFSET_OUT_OF_RANGE
+                    error = True
+                elif offset < end and (budget > 0 or total == 0):
+                    limit = max(1, min(p["partition_max_bytes"], budget))
+                    view = log.read(offset, limit)
+                    ctx.views.append(view)
+                    res["records"] = view
+                    total += view.nbytes
+                    budget -= view.nbytes
+                else:
+                    res["records"] = b""
+            except KlogError as exc:
+                res["error_code"] = error_code(exc)
+                error = True
+            parts.append(res)
+        responses.append({"topic": t["topic"], "partitions": parts})
+    return responses, total, error
+
+
+@api(ApiKey.FETCH)
+async def fetch(ctx, body):
+    server = ctx.server
+    deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
+    min_bytes = body["min_bytes"]
+    while True:
+        seq = ctx.broker.append_seq
+        responses, total, error = _fetch_once(ctx, body)
+        left = deadline - time.monotonic()
+        if total >= min_bytes or error or left <= 0 or server.stopping:
+            break
+        ctx.release()
+        await server.wait_for_append(seq, left)
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+
+
+# -- ListOffsets -----------------------------------------------------------------------------------
+@api(ApiKey.LIST_OFFSETS)
+async def list_offsets(ctx, body):
+    topics = []
+    for t in body["topics"]:
+        parts = []
+        for p in t["partitions"]:
+            res = {"partition_index": p["partition_index"], "error_code": 0, "timestamp": -1,
+                   "offset": -1, "leader_epoch": 0}
+            ts = p["timestamp"]
+            try:
+                log = ctx.broker.log(t["name"], p["partition_index"])
+                if ts == -1:
+                    res["offset"] = log.log_end_offset
+                elif ts == -2:
+                    res["offset"] = log.log_start_offset
+                elif ts == -3:   # max timestamp (v7): not tracked per record; latest record
+                    res["offset"] = max(log.log_start_offset, log.log_end_offset - 1)
+                else:
+                    found = await _run(log.offset_for_time, ts)
+                    if found is not None:
+                        res["offset"], res["timestamp"] = found, ts
+            except KlogError as exc:
+                res["error_code"] = error_code(exc)
+            parts.append(res)
+        topics.append({"name": t["name"], "partitions": parts})
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+# -- group coordination ----------------------------------------------------------------------------
+@api(ApiKey.FIND_COORDINATOR)
+async def find_coordinator(ctx, body):
+    host, port = ctx.server.advertised
+    if ctx.version >= 4:
+        return {"throttle_time_ms": 0, "coordinators": [
+            {"key": k, "node_id": 0, "host": host, "port": port, "error_code": 0,
+             "error_message": None} for k in body["coordinator_keys"]]}
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "node_id": 0,
+            "host": host, "port": port}
+
+
+@api(ApiKey.JOIN_GROUP)
+async def join_group(ctx, body):
+    gc = ctx.broker.group_coordinator
+    fut = gc.join_group(
+        body["group_id"], body["member_id"], body["protocol_type"],
+        [(p["name"], bytes(p["metadata"])) for p in body["protocols"]],
+        body["session_timeout_ms"], body.get("rebalance_timeout_ms", -1),
+        client_id=ctx.header.client_id or "", client_host=str(ctx.peer[0]) if ctx.peer else "",
+        group_instance_id=body.get("group_instance_id"),
+        require_known_member_id=ctx.version >= 4)
+    r = await asyncio.wrap_future(fut)
+    return {"throttle_time_ms": 0, "error_code": r.error, "generation_id": r.generation_id,
+            "protocol_type": r.protocol_type,
+            "protocol_name": r.protocol_name if (r.protocol_name is not None or ctx.version >= 7) else "",
+            "leader": r.leader_id or "", "member_id": r.member_id or "",
+            "members": [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+                         "metadata": m.metadata} for m in r.members]}
+
+
+@api(ApiKey.SYNC_GROUP)
+async def sync_group(ctx, body):
+    gc = ctx.broker.group_coordinator
+    assignments = {a["member_id"]: bytes(a["assignment"]) for a in body["assignments"]}
+    fut = gc.sync_group(body["group_id"], body["generation_id"], body["member_id"],
+                        assignments or None, body.get("protocol_type"), body.get("protocol_name"),
+                        body.get("group_instance_id"))
+    r = await asyncio.wrap_future(fut)
+    return {"throttle_time_ms": 0, "error_code": r.error, "protocol_type": r.protocol_type,
+            "protocol_name": r.protocol_name, "assignment": r.assignment or b""}
+
+
+@api(ApiKey.HEARTBEAT)
+async def heartbeat(ctx, body):
+    err = ctx.broker.group_coordinator.heartbeat(body["group_id"], body["generation_id"],
+                                                 body["member_id"], body.get("group_instance_id"))
+    return {"throttle_time_ms": 0, "error_code": err}
+
+
+@api(ApiKey.LEAVE_GROUP)
+async def leave_group(ctx, body):
+    gc = ctx.broker.group_coordinator
+    if ctx.version < 3:
+        r = gc.leave_group(body["group_id"], [body["member_id"]])
+        err = r.error or (r.members[0][2] if r.members else 0)
+        return {"throttle_time_ms": 0, "error_code": err}
+    r = gc.leave_group(body["group_id"], [(m["member_id"], m.get("group_instance_id"))
+                                          for m in body["members"]])
+    return {"throttle_time_ms": 0, "error_code": r.error, "members": [
+        {"member_id": m, "group_instance_id": i, "error_code": e} for m, i, e in r.members]}
+
+
+@api(ApiKey.OFFSET_COMMIT)
+async def offset_commit(ctx, body):
+    offsets = {}
+    for t in body["topics"]:
+        for p in t["partitions"]:
+            offsets[TopicPartition(t["name"], p["partition_index"])] = (
+                p["committed_offset"], p.get("committed_metadata") or "",
+                p.get("committed_leader_epoch", -1))
+    errors = await _run(lambda: ctx.broker.group_coordinator.commit_offsets(
+        body["group_id"], body.get("member_id", ""), body.get("generation_id_or_member_epoch", -1),
+        offsets, body.get("group_instance_id")))
+    topics = {}
+    for tp, err in errors.items():
+        topics.setdefault(tp.topic, []).append({"partition_index": tp.partition, "error_code": err})
+    return {"throttle_time_ms": 0, "topics": [{"name": n, "partitions": ps}
+                                              for n, ps in topics.items()]}
+
+
+def _offset_fetch_group(gc, group_id, topics):
+    wanted = None
+    if topics is not None:
+        wanted = [TopicPartition(t["name"], p) for t in topics for p in t["partition_indexes"]]
+    r = gc.fetch_offsets(group_id, wanted)
+    out = {}
+    for tp, c in r.offsets.items():
+        out.setdefault(tp.topic, []).append({
+            "partition_index": tp.partition, "committed_offset": c.offset,
+            "committed_leader_epoch": c.leader_epoch, "metadata": c.metadata or "",
+            "error_code": 0})
+    return r.error, [{"name": n, "partitions": ps} for n, ps in out.items()]
+
+
+@api(ApiKey.OFFSET_FETCH)
+async def offset_fetch(ctx, body):
+    gc = ctx.broker.group_coordinator
+    if ctx.version >= 8:
+        groups = []
+        for g in body["groups"]:
+            err, topics = _offset_fetch_group(gc, g["group_id"], g.get("topics"))
+            groups.append({"group_id": g["group_id"], "topics": topics, "error_code": err})
+        return {"throttle_time_ms": 0, "groups": groups}
+    topics = body.get("topics")
+    err, out = _offset_fetch_group(gc, body["group_id"], topics)
+    if ctx.version < 2 and err:
+        for t in out:
+            for p in t["partitions"]:
+                p["error_code"] = err
+    return {"throttle_time_ms": 0, "topics": out, "error_code": err}
+
+
+@api(ApiKey.LIST_GROUPS)
+async def list_groups(ctx, body):
+    groups = ctx.broker.group_coordinator.list_groups(body.get("states_filter") or None)
+    return {"throttle_time_ms": 0, "error_code": 0, "groups": [
+        {"group_id": g.group_id, "protocol_type": g.protocol_type, "group_state": g.state}
+        for g in groups]}
+
+
+@api(ApiKey.DESCRIBE_GROUPS)
+async def describe_groups(ctx, body):
+    out = []
+    for d in ctx.broker.group_coordinator.describe_groups(body["groups"]):
+        out.append({"error_code": d.error, "group_id": d.group_id, "group_state": d.state,
+                    "protocol_type": d.protocol_type or "", "protocol_data": d.protocol or "",
+                    "members": [{"member_id": m.member_id, "group_instance_id": m.group_instance_id,
+                                 "client_id": m.client_id or "", "client_host": m.client_host or "",
+                                 "member_metadata": m.metadata or b"",
+                                 "member_assignment": m.assignment or b""} for m in d.members]})
+    return {"throttle_time_ms": 0, "groups": out}
+
+
+@api(ApiKey.DELETE_GROUPS)
+async def delete_groups(ctx, body):
+    res = ctx.broker.group_coordinator.delete_groups(body["groups_names"])
+    return {"throttle_time_ms": 0, "results": [{"group_id": g, "error_code": e}
+                                               for g, e in res.items()]}
+
+
+# -- admin -----------------------------------------------------------------------------------------
+def _create_topics(broker, body, version):
+    from klog.broker import _canonical_config
+    out = []
+    for t in body["topics"]:
+        name = t["name"]
+        res = {"name": name, "error_code": 0, "error_message": None, "num_partitions": -1,
+               "replication_factor": -1, "configs": None}
+        try:
+            if t["replication_factor"] not in (-1, 1):
+                res["error_code"] = EC.INVALID_REPLICATION_FACTOR
+                res["error_message"] = "klog has one broker: replication factor must be 1"
+            elif t["assignments"]:
+                res["error_code"] = EC.INVALID_REPLICA_ASSIGNMENT
+                res["error_message"] = "replica assignments are not supported"
+            else:
+                n = t["num_partitions"]
+                n = broker.config["num.partitions"] if n == -1 else n
+                config = {c["name"]: c["value"] for c in t["configs"] if c["value"] is not None}
+                if body.get("validate_only"):
+                    from klog.metadata import validate_topic_name
+                    validate_topic_name(name)
+                    broker.config.topic_config(_canonical_config(config))
+                    if name in broker.list_topics(internal=True):
+                        raise TopicExistsError(f"topic {name!r} already exists")
+                    if n < 1:
+                        raise InvalidPartitionsError(f"partition count must be >= 1, not {n}")
+                else:
+                    broker.create_topic(name, n, config)
+                res["num_partitions"], res["replication_factor"] = n, 1
+        except (KlogError, ValueError, TypeError) as exc:
+            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
+            res["error_message"] = str(exc)
+        out.append(res)
+    return out
+
+
+@api(ApiKey.CREATE_TOPICS)
+async def create_topics(ctx, body):
+    return {"throttle_time_ms": 0,
+            "topics": await _run(_create_topics, ctx.broker, body, ctx.version)}
+
+
+def _delete_topics(broker, names):
+    out = []
+    for name in names:
+        try:
+            if name in INTERNAL_TOPICS:
+                raise InvalidTopicError(f"{name!r} is internal")
+            broker.delete_topic(name)
+            out.append({"name": name, "error_code": 0})
+        except KlogError as exc:
+            out.append({"name": name, "error_code": error_code(exc)})
+    return out
+
+
+@api(ApiKey.DELETE_TOPICS)
+async def delete_topics(ctx, body):
+    return {"throttle_time_ms": 0,
+            "responses": await _run(_delete_topics, ctx.broker, body["topic_names"])}
+
+
+TOPIC, BROKER = 2, 4
+
+
+def _config_str(v):
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+@api(ApiKey.DESCRIBE_CONFIGS)
+async def describe_configs(ctx, body):
+    broker = ctx.broker
+    results = []
+    for r in body["resources"]:
+        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
+               "resource_name": r["resource_name"], "configs": []}
+        keys = r.get("configuration_keys")
+        try:
+            if r["resource_type"] == TOPIC:
+                config = broker.describe_topic(r["resource_name"]).config
+                overrides = broker.topic_overrides(r["resource_name"])
+            elif r["resource_type"] == BROKER:
+                config, overrides = {}, {}
+            else:
+                raise ConfigError(f"resource type {r['resource_type']} is not supported")
+            for name, value in sorted(config.items()):
+                if keys is not None and name not in keys:
+                    continue
+                res["configs"].append({
+                    "name": name, "value": _config_str(value), "read_only": False,
+                    "config_source": 1 if name in overrides else 5, "is_sensitive": False,
+                    "synonyms": [], "config_type": 0, "documentation": None})
+        except KlogError as exc:
+            res["error_code"] = error_code(exc)
+            res["error_message"] = str(exc)
+        results.append(res)
+    return {"throttle_time_ms": 0, "results": results}
+
+
+def _alter_configs(broker, body):
+    from klog.broker import _canonical_config
+    out = []
+    for r in body["resources"]:
+        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
+               "resource_name": r["resource_name"]}
+        try:
+            if r["resource_type"] != TOPIC:
+                raise ConfigError("only topic configs can be altered")
+            changes = {}
+            for c in r["configs"]:
+                op = c["config_operation"]
+                if op == 0:
+                    changes[c["name"]] = c["value"]
+                elif op == 1:
+                    changes[c["name"]] = None
+                else:
+                    raise ConfigError(f"config operation {op} (APPEND/SUBTRACT) is not supported")
+            if body.get("validate_only"):
+                merged = broker.topic_overrides(r["resource_name"])
+                for k, v in changes.items():
+                    merged.pop(k, None) if v is None else merged.update({k: v})
+                broker.config.topic_config(_canonical_config(merged))
+            else:
+                broker.alter_topic_config(r["resource_name"], changes)
+        except (KlogError, ValueError, TypeError) as exc:
+            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
+            res["error_message"] = str(exc)
+        out.append(res)
+    return out
+
+
+@api(ApiKey.INCREMENTAL_ALTER_CONFIGS)
+async def incremental_alter_configs(ctx, body):
+    return {"throttle_time_ms": 0, "responses": await _run(_alter_configs, ctx.broker, body)}
+
+
+def _delete_records(broker, topics):
+    out = []
+    for t in topics:
+        parts = []
+        for p in t["partitions"]:
+            res = {"partition_index": p["partition_index"], "low_watermark": -1, "error_code": 0}
+            try:
+                log = broker.log(t["name"], p["partition_index"])
+                offset = log.log_end_offset if p["offset"] == -1 else p["offset"]
+                res["low_watermark"] = log.delete_before(offset)
+            except KlogError as exc:
+                res["error_code"] = error_code(exc)
+            parts.append(res)
+        out.append({"name": t["name"], "partitions": parts})
+    return out
+
+
+@api(ApiKey.DELETE_RECORDS)
+async def delete_records(ctx, body):
+    return {"throttle_time_ms": 0, "topics": await _run(_delete_records, ctx.broker, body["topics"])}
+
+
+class ProducerIdAllocator:
+    """Unique producer ids (time-seeded, so ids are not reused after a restart).
+    No idempotent de-duplication yet: batches are stored as sent."""
+
+    def __init__(self):
+        self._ids = itertools.count(time.time_ns() // 1_000_000)
+        self._lock = threading.Lock()
+
+    def next(self):
+        with self._lock:
+            return next(self._ids)
+
+
+@api(ApiKey.INIT_PRODUCER_ID)
+async def init_producer_id(ctx, body):
+    if body.get("transactional_id") is not None:
+        return {"throttle_time_ms": 0, "error_code": EC.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "producer_id": -1, "producer_epoch": -1}
+    pid, epoch = body.get("producer_id", -1), body.get("producer_epoch", -1)
+    if pid >= 0 and 0 <= epoch < 32767:
+        return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid,
+                "producer_epoch": epoch + 1}
+    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": ctx.server.producer_ids.next(),
+            "producer_epoch": 0}
+
+
+@api(ApiKey.OFFSET_FOR_LEADER_EPOCH)
+async def offset_for_leader_epoch(ctx, body):
+    topics = []
+    for t in body["topics"]:
+        parts = []
+        for p in t["partitions"]:
+            res = {"error_code": 0, "partition": p["partition"], "leader_epoch": 0, "end_offset": -1}
+            try:
+                res["end_offset"] = ctx.broker.log(t["topic"], p["partition"]).log_end_offset
+            except KlogError as exc:
+                res["error_code"] = error_code(exc)
+                res["leader_epoch"] = -1
+            parts.append(res)
+        topics.append({"topic": t["topic"], "partitions": parts})
+    return {"throttle_time_ms": 0, "topics": topics}

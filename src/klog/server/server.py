@@ -1,0 +1,309 @@
+"""An asyncio Kafka-protocol server over one klog Broker.
+
+One task per connection reads size-prefixed frames (``FrameSplitter``, 100 MiB cap) and answers
+the requests of that connection one at a time, in order. Handlers live in klog.server.handlers.
+
+Bad input never takes the server down: a frame over the cap, an undecodable request or an
+unknown API key closes that connection (logged); an unsupported version of ApiVersions gets
+error 35 with a v0 body (KIP-511); an unsupported version of another API closes the connection,
+as Kafka does.
+
+Fetch long-polls without a thread per waiter: one watcher thread blocks in
+``Broker.wait_for_append`` and wakes the waiting fetches on the event loop.
+
+Shutdown (SIGTERM/SIGINT, or ``stop()``): stop accepting, drop idle connections, let requests in
+flight finish (fetch waits are cut short) for up to ``grace`` seconds, then close the broker.
+"""
+import asyncio
+import logging
+import signal
+import threading
+
+from klog.protocol.buffer import WriteBuffer
+from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, UnsupportedVersionError
+from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
+from klog.protocol.messages import ApiKey
+from klog.server import handlers
+
+log = logging.getLogger("klog.server")
+
+
+def _parse_hostport(text, default_port=9092):
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _Connection:
+    __slots__ = ("task", "writer", "busy", "peer")
+
+    def __init__(self, writer, peer):
+        self.task = None
+        self.writer = writer
+        self.busy = False
+        self.peer = peer
+
+
+class Server:
+    """``Server(broker, host, port, advertised=None)``; ``await start()``, ``await stop()``."""
+
+    def __init__(self, broker, host="127.0.0.1", port=9092, advertised=None,
+                 max_frame_size=DEFAULT_MAX_FRAME, grace=10.0):
+        self.broker = broker
+        self.host = host
+        self.port = port
+        self.advertised = advertised          # (host, port) or None: the bound address
+        self.max_frame_size = max_frame_size
+        self.grace = grace
+        self.cluster_id = "klog-" + broker.data_dir.replace("/", "_")[-16:]
+        self.stopping = False
+        self._server = None
+        self._conns = set()
+        self._waiters = set()
+        self._watcher = None
+        self._loop = None
+        self._stopped = None
+        self.producer_ids = handlers.ProducerIdAllocator()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self):
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.advertised is None:
+            self.advertised = (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1",
+                               self.port)
+        self._watcher = threading.Thread(target=self._watch_appends, name="klog-server-appends",
+                                         daemon=True)
+        self._watcher.start()
+        log.info("klog serving on %s:%d (advertised %s:%d)", self.host, self.port, *self.advertised)
+        return self
+
+    async def wait_stopped(self):
+        await self._stopped.wait()
+
+    async def stop(self):
+        if self.stopping:
+            await self._stopped.wait()
+            return
+        self.stopping = True
+        self._server.close()
+        self._wake()
+        for conn in list(self._conns):
+            if not conn.busy:
+                conn.task.cancel()
+        tasks = [c.task for c in self._conns]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        except (asyncio.TimeoutError, Exception):
+            pass
+        await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
+        if self._watcher is not None:
+            self._watcher.join(2)
+        self._stopped.set()
+
+    # -- appends → fetch wake-ups ------------------------------------------------------------------
+    def _watch_appends(self):
+        broker = self.broker
+        seq = broker.append_seq
+        while not self.stopping and not broker.closed:
+            broker.wait_for_append(seq, 0.2)
+            new = broker.append_seq
+            if new != seq:
+                seq = new
+                try:
+                    self._loop.call_soon_threadsafe(self._wake)
+                except RuntimeError:   # loop closed
+                    return
+
+    def _wake(self):
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_for_append(self, seen_seq, timeout):
+        """Wait (on the loop) until something is appended after ``seen_seq`` was read."""
+        if self.broker.append_seq != seen_seq or self.stopping or timeout <= 0:
+            return
+        fut = self._loop.create_future()
+        self._waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+    # -- connections -------------------------------------------------------------------------------
+    async def _serve(self, reader, writer):
+        peer = writer.get_extra_info("peername")
+        conn = _Connection(writer, peer)
+        conn.task = asyncio.current_task()
+        if self.stopping:
+            writer.close()
+            return
+        self._conns.add(conn)
+        splitter = FrameSplitter(self.max_frame_size)
+        try:
+            while not self.stopping:
+                data = await reader.read(262144)
+                if not data:
+                    break
+                conn.busy = True
+                try:
+                    frames = splitter.feed(data)
+                    for frame in frames:
+                        if not await self._handle_frame(conn, frame):
+                            return
+                finally:
+                    conn.busy = False
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: %s", peer, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("closing connection from %s after an internal error", peer)
+        finally:
+            self._conns.discard(conn)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _handle_frame(self, conn, frame):
+        """Answer one request; False to close the connection."""
+        try:
+            req = decode_request(frame)
+        except UnsupportedVersionError as exc:
+            hdr = exc.header
+            if hdr is not None and hdr.api_key == ApiKey.API_VERSIONS:
+                body = handlers.api_versions_body(0)
+                body["error_code"] = ErrorCode.UNSUPPORTED_VERSION
+                await self._send(conn, encode_response(ApiKey.API_VERSIONS, 0, hdr.correlation_id, body))
+                return True
+            log.warning("closing connection from %s: %s", conn.peer, exc)
+            return False
+        except UnknownApiError as exc:
+            log.warning("closing connection from %s: %s", conn.peer, exc)
+            return False
+        except ProtocolError as exc:
+            log.warning("closing connection from %s: malformed request: %s", conn.peer, exc)
+            return False
+        hdr = req.header
+        handler = handlers.HANDLERS.get(hdr.api_key)
+        if handler is None:
+            log.warning("closing connection from %s: no handler for API %d", conn.peer, hdr.api_key)
+            return False
+        ctx = handlers.Context(self, hdr, conn.peer)
+        try:
+            body = await handler(ctx, req.body)
+        except Exception:
+            log.exception("API %d v%d from %s failed", hdr.api_key, hdr.api_version, conn.peer)
+            return False
+        try:
+            if body is not None:
+                w = encode_response(hdr.api_key, hdr.api_version, hdr.correlation_id, body)
+                await self._send(conn, w)
+        finally:
+            ctx.release()
+        return True
+
+    async def _send(self, conn, w: WriteBuffer):
+        conn.writer.writelines(w.buffers())
+        await conn.writer.drain()
+
+
+class ServerThread:
+    """A Server on its own event loop in a background thread (tests, embedding).
+
+    ``ServerThread(data_dir, config=None, port=0).start()``; ``.port``; ``.stop()``."""
+
+    def __init__(self, data_dir, config=None, host="127.0.0.1", port=0, **kwargs):
+        import klog
+
+        self.broker = klog.open(data_dir, config)
+        self.server = Server(self.broker, host, port, **kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="klog-server", daemon=True)
+        self._ready = threading.Event()
+        self._error = None
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.server.start())
+        except BaseException as exc:  # noqa: BLE001
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_until_complete(self.server.wait_stopped())
+        self._loop.close()
+
+    def start(self):
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            self.broker.close()
+            raise self._error
+        return self
+
+    @property
+    def port(self):
+        return self.server.port
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.server.port}"
+
+    def stop(self):
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
+            self._thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None):
+    """Serve until SIGTERM/SIGINT (``klog serve``)."""
+    import klog
+
+    host, port = _parse_hostport(listen)
+    adv = _parse_hostport(advertised, port) if advertised else None
+    try:
+        import uvloop  # type: ignore
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def main():
+        broker = klog.open(data_dir, config)
+        try:
+            server = Server(broker, host, port, adv)
+            await server.start()
+        except BaseException:
+            broker.close()
+            raise
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+        print(f"klog serving on {host}:{server.port}", flush=True)
+        await server.wait_stopped()
+
+    asyncio.run(main())

@@ -1,0 +1,195 @@
+"""Raw-socket tests: protocol edge cases and hardening (bad input closes one connection only)."""
+import socket
+import struct
+import time
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from klog.protocol.frames import decode_response, encode_request
+from klog.protocol.messages import REQUESTS, ApiKey
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _connect(server):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return s
+
+
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def _call(s, api_key, version, body, cid=1):
+    s.sendall(encode_request(api_key, version, cid, "raw", body).getvalue())
+    size = struct.unpack(">i", _recv_exact(s, 4))[0]
+    got_cid, resp = decode_response(api_key, version, memoryview(_recv_exact(s, size)))
+    assert got_cid == cid
+    return resp
+
+
+def _closed(s, timeout=5):
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _still_serves(server):
+    s = _connect(server)
+    try:
+        r = _call(s, ApiKey.API_VERSIONS, 3, {"client_software_name": "t",
+                                               "client_software_version": "1"})
+        assert r["error_code"] == 0
+    finally:
+        s.close()
+
+
+def test_api_versions_advertises_every_handler(server):
+    s = _connect(server)
+    r = _call(s, ApiKey.API_VERSIONS, 0, {})
+    got = {k["api_key"]: (k["min_version"], k["max_version"]) for k in r["api_keys"]}
+    assert got == {k: (m.min_version, m.max_version) for k, m in REQUESTS.items()}
+    s.close()
+
+
+def test_api_versions_unsupported_version_gets_error_35_v0_body(server):
+    s = _connect(server)
+    # ApiVersions v99: header v2 (flexible), empty tagged fields, then a body we do not parse.
+    payload = struct.pack(">hhih", 18, 99, 7, 1) + b"x" + b"\x00" + b"\x00\x00"
+    s.sendall(struct.pack(">i", len(payload)) + payload)
+    size = struct.unpack(">i", _recv_exact(s, 4))[0]
+    cid, body = decode_response(ApiKey.API_VERSIONS, 0, memoryview(_recv_exact(s, size)))
+    assert cid == 7 and body["error_code"] == 35 and body["api_keys"]
+    s.close()
+
+
+def test_metadata_null_and_empty_topic_lists(server):
+    s = _connect(server)
+    _call(s, ApiKey.METADATA, 4, {"topics": [{"name": "auto1"}], "allow_auto_topic_creation": True})
+    r = _call(s, ApiKey.METADATA, 1, {"topics": None})
+    assert [t["name"] for t in r["topics"]] == ["auto1"]
+    assert r["brokers"][0]["port"] == server.port and r["controller_id"] == 0
+    assert _call(s, ApiKey.METADATA, 1, {"topics": []})["topics"] == []
+    assert [t["name"] for t in _call(s, ApiKey.METADATA, 0, {"topics": []})["topics"]] == ["auto1"]
+    r = _call(s, ApiKey.METADATA, 4, {"topics": [{"name": "nope"}], "allow_auto_topic_creation": False})
+    assert r["topics"][0]["error_code"] == 3
+    s.close()
+
+
+def test_produce_acks0_no_response_and_errors(server):
+    s = _connect(server)
+    _call(s, ApiKey.METADATA, 4, {"topics": [{"name": "a0"}]})
+    body = {"transactional_id": None, "acks": 0, "timeout_ms": 1000,
+            "topic_data": [{"name": "a0", "partition_data": [{"index": 0, "records": b"garbage!"}]}]}
+    s.sendall(encode_request(ApiKey.PRODUCE, 7, 5, "raw", body).getvalue())
+    # The next answer on the connection is for the next request, not the acks=0 produce.
+    body["acks"] = 1
+    r = _call(s, ApiKey.PRODUCE, 7, body, cid=6)
+    assert r["responses"][0]["partition_responses"][0]["error_code"] == 2   # CORRUPT_MESSAGE
+    body["topic_data"][0]["partition_data"][0]["index"] = 9
+    r = _call(s, ApiKey.PRODUCE, 7, body, cid=8)
+    assert r["responses"][0]["partition_responses"][0]["error_code"] == 3
+    s.close()
+
+
+def test_fetch_offset_out_of_range_and_list_offsets(server):
+    p = KafkaProducer(bootstrap_servers=server.address, enable_idempotence=False)
+    for i in range(5):
+        p.send("oor", b"x%d" % i, timestamp_ms=1_000_000 + i * 1000)
+    p.flush()
+    p.close()
+    s = _connect(server)
+    r = _call(s, ApiKey.FETCH, 11, {
+        "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+        "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+        "topics": [{"topic": "oor", "partitions": [
+            {"partition": 0, "fetch_offset": 99, "log_start_offset": -1,
+             "partition_max_bytes": 1 << 20}]}],
+        "forgotten_topics_data": [], "rack_id": ""})
+    part = r["responses"][0]["partitions"][0]
+    assert r["session_id"] == 0
+    assert part["error_code"] == 1 and part["high_watermark"] == 5 and part["log_start_offset"] == 0
+    r = _call(s, ApiKey.LIST_OFFSETS, 5, {"replica_id": -1, "isolation_level": 0, "topics": [
+        {"name": "oor", "partitions": [{"partition_index": 0, "timestamp": t}
+                                       for t in (-1, -2, 1_002_500, 9_999_999)]}]})
+    offsets = [p["offset"] for p in r["topics"][0]["partitions"]]
+    assert offsets == [5, 0, 3, -1]
+    s.close()
+
+
+def test_garbage_frame_closes_only_that_connection(server):
+    bad = _connect(server)
+    bad.sendall(struct.pack(">i", 6) + b"\xff\xff\xff\xff\xff\xff")
+    assert _closed(bad)
+    _still_serves(server)
+
+
+def test_truncated_body_closes_connection(server):
+    bad = _connect(server)
+    payload = encode_request(ApiKey.METADATA, 4, 1, "x", {"topics": [{"name": "abc"}]}).getvalue()[4:]
+    payload = payload[:-4]   # cut the body short
+    bad.sendall(struct.pack(">i", len(payload)) + payload)
+    assert _closed(bad)
+    _still_serves(server)
+
+
+def test_oversized_frame_declaration_closes_connection(server):
+    bad = _connect(server)
+    bad.sendall(struct.pack(">i", 200 * 1024 * 1024) + b"\x00" * 16)
+    assert _closed(bad)
+    neg = _connect(server)
+    neg.sendall(struct.pack(">i", -5))
+    assert _closed(neg)
+    _still_serves(server)
+
+
+def test_unknown_api_key_closes_connection_while_client_works(server):
+    p = KafkaProducer(bootstrap_servers=server.address, enable_idempotence=False)
+    p.send("live", b"before").get(timeout=10)
+    bad = _connect(server)
+    payload = struct.pack(">hhih", 999, 0, 1, -1)
+    bad.sendall(struct.pack(">i", len(payload)) + payload)
+    assert _closed(bad)
+    p.send("live", b"after").get(timeout=10)
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=server.address, enable_auto_commit=False)
+    tp = TopicPartition("live", 0)
+    c.assign([tp])
+    c.seek(tp, 0)
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        for recs in c.poll(200).values():
+            got += [r.value for r in recs]
+    assert got == [b"before", b"after"]
+    c.close()
+
+
+def test_unsupported_version_of_other_api_closes_connection(server):
+    bad = _connect(server)
+    payload = struct.pack(">hhih", ApiKey.METADATA, 77, 1, -1) + b"\x00"
+    bad.sendall(struct.pack(">i", len(payload)) + payload)
+    assert _closed(bad)
+    _still_serves(server)
+
+
+def test_init_producer_id_and_offset_for_leader_epoch(server):
+    s = _connect(server)
+    a = _call(s, ApiKey.INIT_PRODUCER_ID, 2, {"transactional_id": None, "transaction_timeout_ms": 1000})
+    b = _call(s, ApiKey.INIT_PRODUCER_ID, 2, {"transactional_id": None, "transaction_timeout_ms": 1000})
+    assert a["error_code"] == b["error_code"] == 0 and a["producer_id"] != b["producer_id"]
+    _call(s, ApiKey.METADATA, 4, {"topics": [{"name": "ep"}]})
+    r = _call(s, ApiKey.OFFSET_FOR_LEADER_EPOCH, 3, {"replica_id": -1, "topics": [
+        {"topic": "ep", "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}]})
+    part = r["topics"][0]["partitions"][0]
+    assert part["error_code"] == 0 and part["leader_epoch"] == 0 and part["end_offset"] == 0
+    s.close()
