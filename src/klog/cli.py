@@ -16,9 +16,16 @@ from rich.table import Table
 import klog
 from klog.errors import KlogError
 
+class _Out(Console):
+    def on_broken_pipe(self):
+        # rich would exit 1; let _guard stop quietly with status 0 (klog topic list | head -1).
+        self.quiet = True
+        raise BrokenPipeError
+
+
 err = Console(stderr=True, soft_wrap=True)
 # Piped output keeps whole column names (a terminal's width would truncate them).
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+out = _Out(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 
 
 class Failure(click.ClickException):
@@ -44,12 +51,12 @@ def _guard(fn):
     return run
 
 
-def _configs(pairs):
+def _configs(pairs, what="config"):
     """['k=v', ...] → {k: v} (values stay strings: klog parses them like Kafka's tools do)."""
     config = {}
     for pair in pairs:
         if "=" not in pair:
-            raise Failure(f"config {pair!r} is not key=value")
+            raise Failure(f"{what} {pair!r} is not key=value")
         k, v = pair.split("=", 1)
         config[k.strip()] = v.strip()
     return config
@@ -138,9 +145,18 @@ def topic_describe(ctx, name, all_configs):
 def topic_alter(ctx, name, configs, deletes, partitions):
     if not configs and not deletes and partitions is None:
         raise Failure("nothing to change: give -c KEY=VALUE, -d KEY or -p N")
+    from klog.config import SETTINGS
+
+    unknown = [k for k in deletes if k not in SETTINGS]
+    if unknown:
+        raise Failure(f"unknown config {unknown[0]!r}")
     broker = _broker(ctx, create=False)
     changes = _configs(configs)
     changes.update({k: None for k in deletes})
+    current = broker.partition_count(name)
+    if partitions is not None and partitions <= current:   # before any change is written
+        raise Failure(f"topic {name!r} has {current} partitions; the new count {partitions} "
+                      "must be larger (partitions can be added, never removed)")
     if changes:
         broker.alter_topic_config(name, changes)
     if partitions is not None:
@@ -168,10 +184,20 @@ def topic_delete(ctx, name):
 @_guard
 def produce(ctx, topic_name, key_delimiter, headers, partition, compression):
     """Produce lines from stdin, one record per line."""
-    hdrs = [(k, v.encode()) for k, v in _configs(headers).items()] or None
+    hdrs = [(k, v.encode()) for k, v in _configs(headers, "header").items()] or None
+    if key_delimiter == "":
+        raise Failure("-K needs a non-empty key delimiter")
     broker = _broker(ctx)
+    if partition is not None:
+        known = topic_name in broker.list_topics(internal=True)
+        n_parts = broker.partition_count(topic_name) if known else broker.config["num.partitions"]
+        if partition >= n_parts:
+            raise Failure(f"topic {topic_name!r} has partitions 0..{n_parts - 1}, not {partition}"
+                          if known else f"unknown topic {topic_name!r} (auto-created topics have "
+                          f"partitions 0..{n_parts - 1}, not {partition})")
     producer = broker.producer({"compression.type": compression, "linger.ms": 50})
     count = 0
+    batches = {}
     stdin = click.get_binary_stream("stdin")
     for raw in stdin:
         line = raw.rstrip(b"\r\n")
@@ -180,9 +206,15 @@ def produce(ctx, topic_name, key_delimiter, headers, partition, compression):
             delim = key_delimiter.encode()
             if delim in line:
                 key, line = line.split(delim, 1)
-        producer.send(topic_name, line, key=key, partition=partition, headers=hdrs)
+        future = producer.send(topic_name, line, key=key, partition=partition, headers=hdrs)
+        batches[id(future.batch)] = future   # a batch is appended (or refused) as a whole
         count += 1
     producer.close()
+    # send() only queues: a refused append (a keyless record on a compacted topic, a record over
+    # max.message.bytes) shows up on the futures, and must not be reported as produced.
+    failed = [f.exception() for f in batches.values() if f.exception() is not None]
+    if failed:
+        raise Failure(f"records not written to {topic_name}: {failed[0]}")
     err.print(f"produced {count} record(s) to {topic_name}", highlight=False)
 
 
@@ -190,9 +222,9 @@ def _offset_spec(spec):
     """kcat's -o: beginning | end | N | -N (N before the end) | @timestamp_ms."""
     if spec in ("beginning", "end", "stored"):
         return spec, None
-    if spec.startswith("@") and spec[1:].lstrip("-").isdigit():
+    if re.fullmatch(r"@-?[0-9]+", spec):
         return "time", int(spec[1:])
-    if spec.lstrip("-").isdigit():
+    if re.fullmatch(r"-?[0-9]+", spec):
         n = int(spec)
         return ("relative", n) if n < 0 else ("absolute", n)
     raise Failure(f"bad offset {spec!r}: use beginning, end, N, -N or @timestamp_ms")
@@ -249,7 +281,8 @@ def consume(ctx, topic_name, offset_spec, partition, exit_at_end, count, fmt, gr
         _seek(consumer, broker, tps, mode, arg)
     shown = 0
     while True:
-        records = consumer.poll(timeout_ms=200 if exit_at_end else 1000)
+        records = consumer.poll(timeout_ms=200 if exit_at_end else 1000,
+                                max_records=min(count - shown, 500) if count else None)
         for r in records:
             if as_json:
                 line = json.dumps({"topic": r.topic, "partition": r.partition, "offset": r.offset,
@@ -269,7 +302,8 @@ def consume(ctx, topic_name, offset_spec, partition, exit_at_end, count, fmt, gr
             shown += 1
             if count and shown >= count:
                 return
-        if exit_at_end and not records and _at_end(consumer, broker, consumer.assignment()):
+        if exit_at_end and not records and consumer.assignment() and \
+                _at_end(consumer, broker, consumer.assignment()):
             return
 
 
@@ -364,16 +398,18 @@ def group_describe(ctx, group_id):
 @group.command("reset-offsets")
 @click.argument("group_id", metavar="GROUP")
 @click.option("--topic", "topic_name", required=True, help="topic whose offsets to reset")
-@click.option("--to-earliest", "to", flag_value="earliest", help="to the log start")
-@click.option("--to-latest", "to", flag_value="latest", help="to the log end")
+@click.option("--to-earliest", is_flag=True, help="to the log start")
+@click.option("--to-latest", is_flag=True, help="to the log end")
 @click.option("--to-offset", "to_offset", type=int, default=None, help="to this offset")
 @click.option("--to-datetime", "to_time", type=int, default=None, metavar="TIMESTAMP_MS",
               help="to the first offset at or after this time")
 @click.pass_context
 @_guard
-def group_reset_offsets(ctx, group_id, topic_name, to, to_offset, to_time):
+def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_offset, to_time):
     """Reset a group's committed offsets (the group must have no active members)."""
-    chosen = [x for x in (to, to_offset, to_time) if x is not None]
+    # Separate flags: sharing one destination let --to-earliest --to-latest pass (the last won).
+    to = "earliest" if to_earliest else "latest" if to_latest else None
+    chosen = [x for x in (to_earliest or None, to_latest or None, to_offset, to_time) if x is not None]
     if len(chosen) != 1:
         raise Failure("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime")
     broker = _broker(ctx, create=False)
@@ -527,9 +563,9 @@ def bench_e2e(ctx, topic_name, records, rate):
                 producer.send(topic_name, time.perf_counter_ns().to_bytes(8, "big") + pad)
             sent += per_tick
             progress.update(task, completed=min(sent, records))
-            delay = start + sent / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+            # Sleep even when behind (sleep(0)): a thread that never yields keeps the GIL from
+            # the producer's sender thread for up to Python's 5 ms switch interval.
+            time.sleep(max(0.0, start + sent / rate - time.perf_counter()))
         reader.join(60)
     producer.close()
     consumer.close()
@@ -548,6 +584,24 @@ def _size(n):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+
+
+@cli.command()
+@click.option("--data-dir", "serve_data_dir", default=None,
+              help="broker data directory (default: the global --data-dir)")
+@click.option("--listen", default="127.0.0.1:9092", show_default=True, help="HOST:PORT to bind")
+@click.option("--advertised-listener", default=None,
+              help="HOST:PORT clients are told to connect to (default: the bound address)")
+@click.pass_context
+@_guard
+def serve(ctx, serve_data_dir, listen, advertised_listener):
+    """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT."""
+    import logging
+
+    from klog.server import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(serve_data_dir or ctx.obj["data_dir"], listen, advertised_listener)
 
 
 def main():
