@@ -3,7 +3,7 @@
 Each handler answers every version in REQUESTS[api_key]'s range (what ApiVersions advertises).
 """
 import asyncio
-import itertools
+import os
 import threading
 import time
 import uuid
@@ -16,6 +16,7 @@ from klog.errors import (
 from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
+from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from klog.structs import TopicPartition
 
 HANDLERS = {}
@@ -68,6 +69,10 @@ def error_code(exc):
         return EC.INVALID_CONFIG
     if isinstance(exc, LogClosedError):
         return EC.KAFKA_STORAGE_ERROR
+    if isinstance(exc, OutOfOrderSequenceError):
+        return EC.OUT_OF_ORDER_SEQUENCE_NUMBER
+    if isinstance(exc, InvalidProducerEpochError):
+        return EC.INVALID_PRODUCER_EPOCH
     return EC.UNKNOWN_SERVER_ERROR
 
 
@@ -149,7 +154,8 @@ def _produce(broker, topic_data):
                 log = broker.log(name, p["index"])
                 if records is None or len(records) == 0:
                     raise CorruptRecordError("no records")
-                res["base_offset"] = log.append_batch(records)
+                # An idempotent retry of an appended batch: success with its original offset.
+                res["base_offset"], _dup = log.append_idempotent(records)
                 res["log_start_offset"] = log.log_start_offset
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
@@ -398,6 +404,9 @@ async def delete_groups(ctx, body):
 
 
 # -- admin -----------------------------------------------------------------------------------------
+MAX_PARTITIONS = 10_000   # per topic, for topics created over the network
+
+
 def _create_topics(broker, body, version):
     from klog.broker import _canonical_config
     out = []
@@ -415,6 +424,9 @@ def _create_topics(broker, body, version):
             else:
                 n = t["num_partitions"]
                 n = broker.config["num.partitions"] if n == -1 else n
+                if n > MAX_PARTITIONS:   # a client-chosen int32: do not open 2**31 logs
+                    raise InvalidPartitionsError(
+                        f"partition count {n} exceeds this server's limit of {MAX_PARTITIONS}")
                 config = {c["name"]: c["value"] for c in t["configs"] if c["value"] is not None}
                 if body.get("validate_only"):
                     from klog.metadata import validate_topic_name
@@ -562,16 +574,53 @@ async def delete_records(ctx, body):
 
 
 class ProducerIdAllocator:
-    """Unique producer ids (time-seeded, so ids are not reused after a restart).
-    No idempotent de-duplication yet: batches are stored as sent."""
+    """Unique producer ids, never reused after a restart: ids are handed out from blocks whose
+    end is first written durably to ``<data_dir>/producer-id-block`` (tmp, fsync, rename), and
+    a new process starts past the last block (and past the time in ms, as before)."""
 
-    def __init__(self):
-        self._ids = itertools.count(time.time_ns() // 1_000_000)
+    BLOCK = 1000
+    FILE = "producer-id-block"
+
+    def __init__(self, data_dir=None):
+        self._data_dir = data_dir
+        self._next = None
+        self._block_end = None
         self._lock = threading.Lock()
 
-    def next(self):
+    def _reserve(self, data_dir):
+        """Durably claim the next block. Caller holds _lock."""
+        if self._next is None:
+            start = time.time_ns() // 1_000_000
+            try:
+                with open(os.path.join(data_dir, self.FILE), "rb") as f:
+                    start = max(start, int(f.read().strip() or 0))
+            except (OSError, ValueError):
+                pass
+            self._next = start
+        end = self._next + self.BLOCK
+        path = os.path.join(data_dir, self.FILE)
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{end}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+        self._block_end = end
+
+    def next(self, data_dir=None):
+        data_dir = data_dir or self._data_dir
         with self._lock:
-            return next(self._ids)
+            if data_dir is None:
+                # No directory to persist to: time-seeded only.
+                if self._next is None:
+                    self._next = time.time_ns() // 1_000_000
+                pid = self._next
+                self._next += 1
+                return pid
+            if self._block_end is None or self._next >= self._block_end:
+                self._reserve(data_dir)
+            pid = self._next
+            self._next += 1
+            return pid
 
 
 @api(ApiKey.INIT_PRODUCER_ID)
@@ -583,8 +632,8 @@ async def init_producer_id(ctx, body):
     if pid >= 0 and 0 <= epoch < 32767:
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid,
                 "producer_epoch": epoch + 1}
-    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": ctx.server.producer_ids.next(),
-            "producer_epoch": 0}
+    pid = await _run(ctx.server.producer_ids.next, ctx.broker.data_dir)
+    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": 0}
 
 
 @api(ApiKey.OFFSET_FOR_LEADER_EPOCH)

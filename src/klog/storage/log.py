@@ -38,6 +38,7 @@ from klog.storage.files import (
     base_offset_of, fsync_dir, remove_durably, segment_name,
 )
 from klog.storage import cleaner
+from klog.storage.producer_state import ProducerState, remove_snapshot
 from klog.storage.segment import LogSegment
 
 
@@ -67,6 +68,7 @@ class Log:
         self._listeners = ()         # called after each append, outside the lock
         self._flusher = None
         self._stop_flusher = threading.Event()
+        self._producers = ProducerState()   # idempotent de-duplication, under _lock
 
     # -- opening and closing -----------------------------------------------------------------
     @classmethod
@@ -113,7 +115,9 @@ class Log:
         self._end = active.next_offset
         self._log_start = min(max(log_start, self._segments[0].base_offset), self._end)
         self._recovery_point = min(self._recovery_point, self._end)
-        self._checkpoint()
+        if checkpoint != {"recovery-point": self._recovery_point, "log-start-offset": self._log_start}:
+            self._checkpoint()  # only when it changed: opening many clean logs stays cheap
+        self._producers.load(self.path, self._segments, self._end)
 
     def _scan_directory(self):
         """Base offsets of the segments on disk; index files without a .log are removed. An
@@ -194,6 +198,10 @@ class Log:
                         seg.flush()
                     self._recovery_point = self._end
                     self._checkpoint()
+                    try:
+                        self._producers.write_snapshot(self.path, self._end)
+                    except OSError:
+                        pass   # optional: the next open walks the batch headers instead
                     active = self._segments[-1]
                     active.seal()
                     active.flush()
@@ -289,16 +297,31 @@ class Log:
         The batch is validated (length, magic, CRC, record framing and offsets, decompressing a
         compressed batch to check it, as Kafka's broker does) and stored byte for byte but for
         its base offset. Invalid input raises CorruptRecordError and writes nothing.
+        An idempotent producer's retry of an appended batch returns the original base offset
+        and appends nothing (see append_idempotent).
         """
+        return self.append_idempotent(batch)[0]
+
+    def append_idempotent(self, batch):
+        """As append_batch, but returns ``(base_offset, duplicate)``. A batch with a producer id
+        is checked against that producer's state under the log's lock: a retry of one of its
+        last 5 batches gives ``(original base offset, True)``; a sequence gap raises
+        OutOfOrderSequenceError, an older epoch InvalidProducerEpochError (klog.storage.
+        producer_state)."""
         validate_batch(batch, True, True)
         check_records(batch, decompress)
         if "compact" in self.config.cleanup_policy and not read_header(batch).is_control:
             _require_keys(self.path, (r.key for r in decode_records(batch, -1, decompress)))
         if self.config.message_timestamp_type == "LogAppendTime":
             batch = set_log_append_time(batch, now_ms())
-        return self._append(batch)
+        header = read_header(batch)
+        if header.producer_id < 0:
+            return self._append(batch), False
+        dup = []
+        base = self._append(batch, header, dup)
+        return base, bool(dup)
 
-    def _append(self, batch):
+    def _append(self, batch, header=None, dup=None):
         size = len(batch) if not isinstance(batch, memoryview) else batch.nbytes
         if size > self.config.max_message_bytes:
             raise RecordTooLargeError(
@@ -307,12 +330,19 @@ class Log:
         last_delta = _last_offset_delta(batch)
         with self._lock:
             self._check_writable()
+            if header is not None:
+                original = self._producers.check(header)
+                if original is not None:
+                    dup.append(True)
+                    return original
             base = self._end
             now = now_ms()
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
             active.append(batch, base, now)
+            if header is not None:
+                self._producers.update(header, base)
             self._end = base + last_delta + 1
             self._unflushed += last_delta + 1
             flush_due = (self._unflushed >= self.config.flush_messages
@@ -519,7 +549,15 @@ class Log:
             fsync_dir(self.path)
             self._recovery_point = min(self._recovery_point, self._end)
             self._checkpoint()
+            self._rebuild_producers()
             return self._end
+
+    def _rebuild_producers(self):
+        """After a truncation: forget the snapshot, replay the remaining batch headers."""
+        if remove_snapshot(self.path):
+            fsync_dir(self.path)   # a stale snapshot must not come back after a crash
+        self._producers = ProducerState()
+        self._producers.load(self.path, self._segments, self._end)
 
     def _reset_at(self, offset):
         """Drop every segment and start empty at ``offset``."""
@@ -530,6 +568,7 @@ class Log:
         fsync_dir(self.path)
         self._log_start = self._end = self._recovery_point = offset
         self._checkpoint()
+        self._rebuild_producers()
         return offset
 
     def delete_before(self, offset):

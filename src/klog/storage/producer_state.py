@@ -1,0 +1,142 @@
+"""Idempotent-producer state of one partition (Kafka's ProducerStateManager, no transactions).
+
+Per producer id: its epoch and the last ``RETAINED`` batches it appended, as
+(first sequence, last sequence, base offset). A batch whose (epoch, first, last) equals one of
+them is a retry of an acknowledged batch: the log answers with the original base offset and
+appends nothing. Otherwise the first sequence must follow the last one (int32 wrap-around), the
+epoch must not go back, and a new epoch must start at sequence 0.
+
+Persistence: the state is rebuilt on open by walking the batch headers (no record decoding);
+``producer.snapshot`` (written atomically at close, JSON) holds the state up to an offset so
+only the batches after it are walked. A snapshot beyond the log end (truncated log) is ignored.
+"""
+import json
+import os
+
+from klog.errors import KlogError
+from klog.storage.files import fsync_dir
+
+RETAINED = 5
+INT32_MAX = 2**31 - 1
+SNAPSHOT = "producer.snapshot"
+
+
+class OutOfOrderSequenceError(KlogError):
+    """A batch's sequence does not follow the producer's last one (Kafka error 45)."""
+
+
+class InvalidProducerEpochError(KlogError):
+    """A batch from an older epoch of its producer id (Kafka error 47)."""
+
+
+def increment_sequence(seq, n):
+    """``seq + n`` wrapping past INT32_MAX to 0, as Kafka's DefaultRecordBatch.incrementSequence."""
+    if seq > INT32_MAX - n:
+        return n - (INT32_MAX - seq) - 1
+    return seq + n
+
+
+class ProducerState:
+    """Mutable per-partition state; the owning Log serialises access under its lock."""
+
+    def __init__(self):
+        self.producers = {}   # pid -> [epoch, [(first_seq, last_seq, base_offset), ...]]
+
+    def check(self, header):
+        """For an idempotent batch header: the original base offset if it is a duplicate, None
+        if it may be appended; raises OutOfOrderSequenceError / InvalidProducerEpochError."""
+        pid, epoch, first = header.producer_id, header.producer_epoch, header.base_sequence
+        if pid < 0 or first < 0 or header.is_control:
+            return None
+        entry = self.producers.get(pid)
+        if entry is None:
+            return None   # unknown producer: accept any sequence (Kafka >= 2.5)
+        cur_epoch, batches = entry
+        if epoch < cur_epoch:
+            raise InvalidProducerEpochError(
+                f"producer {pid}: epoch {epoch} is older than the current epoch {cur_epoch}")
+        if epoch > cur_epoch:
+            if first != 0:
+                raise OutOfOrderSequenceError(
+                    f"producer {pid}: new epoch {epoch} must start at sequence 0, not {first}")
+            return None
+        last = increment_sequence(first, header.last_offset_delta)
+        for f, l, base in batches:
+            if f == first and l == last:
+                return base
+        if batches and first != increment_sequence(batches[-1][1], 1):
+            raise OutOfOrderSequenceError(
+                f"producer {pid} epoch {epoch}: sequence {first}, expected "
+                f"{increment_sequence(batches[-1][1], 1)}")
+        return None
+
+    def update(self, header, base_offset):
+        """Record an appended batch (``header`` as sent; ``base_offset`` as assigned)."""
+        pid, first = header.producer_id, header.base_sequence
+        if pid < 0 or first < 0 or header.is_control:
+            return
+        epoch = header.producer_epoch
+        last = increment_sequence(first, header.last_offset_delta)
+        entry = self.producers.get(pid)
+        if entry is None or entry[0] != epoch:
+            entry = self.producers[pid] = [epoch, []]
+        entry[1].append((first, last, base_offset))
+        if len(entry[1]) > RETAINED:
+            del entry[1][0]
+
+    # -- rebuilding and persisting -----------------------------------------------------------
+    def scan_segment(self, segment, from_offset):
+        """Replay the headers of ``segment``'s batches whose last offset >= ``from_offset``."""
+        from klog._native.batch import read_header
+        buf = segment.log
+        pos, size = 0, segment.size
+        if from_offset > segment.base_offset:
+            pos = segment.position_of(from_offset)
+        while pos < size:
+            h = read_header(buf, pos)
+            if h.last_offset >= from_offset:
+                self.update(h, h.base_offset)
+            pos += h.size
+
+    def load(self, directory, segments, log_end):
+        """Rebuild from the snapshot in ``directory`` (if usable) and the segments after it."""
+        start = segments[0].base_offset if segments else 0
+        path = os.path.join(directory, SNAPSHOT)
+        try:
+            with open(path, "rb") as f:
+                snap = json.loads(f.read())
+            offset = int(snap["offset"])
+            if offset <= log_end:
+                self.producers = {int(pid): [e[0], [tuple(b) for b in e[1]]]
+                                  for pid, e in snap["producers"].items()}
+                start = offset
+            else:
+                # The log was cut below the snapshot: it describes batches that are gone.
+                if remove_snapshot(directory):
+                    fsync_dir(directory)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            self.producers = {}
+        for seg in segments:
+            if seg.next_offset > start and not seg.is_empty:
+                self.scan_segment(seg, start)
+
+    def write_snapshot(self, directory, offset):
+        """Atomically write the state as of log end ``offset`` (tmp file, fsync, rename)."""
+        path = os.path.join(directory, SNAPSHOT)
+        tmp = path + ".tmp"
+        data = json.dumps({"offset": offset, "producers": {
+            str(pid): [e[0], [list(b) for b in e[1]]] for pid, e in self.producers.items()}})
+        with open(tmp, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def remove_snapshot(directory):
+    """Delete the snapshot; True if there was one."""
+    try:
+        os.unlink(os.path.join(directory, SNAPSHOT))
+        return True
+    except FileNotFoundError:
+        return False
