@@ -100,12 +100,14 @@ def test_truncate_under_a_live_view_is_refused(tmp_path, where):
     want = bytes(view)
     end, segments = log.log_end_offset, log.segments
     records = [(r.offset, r.value) for r in log.records()]
-    files = sorted(os.listdir(d))
+    # (a background flush of a rolled segment may be rewriting log.checkpoint: skip its temp file)
+    listing = lambda: sorted(f for f in os.listdir(d) if not f.endswith(".tmp"))  # noqa: E731
+    files = listing()
     with pytest.raises(BufferError):
         log.truncate_to(cut)
     assert (log.log_end_offset, log.segments) == (end, segments)
     assert [(r.offset, r.value) for r in log.records()] == records
-    assert sorted(os.listdir(d)) == files
+    assert listing() == files
     assert bytes(view) == want
     assert log.append([b"after refusal"]) == end
     assert [r.value for r in log.records(end)] == [b"after refusal"]
