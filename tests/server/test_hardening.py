@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import klog
-from klog.protocol.frames import decode_response, encode_request
+from klog.protocol.frames import encode_request
 from klog.protocol.messages import REQUESTS, ApiKey
+
+from .rawclient import call as _raw_call
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,22 +28,8 @@ def _connect(server, timeout=IO_TIMEOUT):
     return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
 
 
-def _recv_exact(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return bytes(buf)
-
-
 def _call(s, api_key, version, body, cid=1):
-    s.sendall(encode_request(api_key, version, cid, "healthy", body).getvalue())
-    size = struct.unpack(">i", _recv_exact(s, 4))[0]
-    got_cid, resp = decode_response(api_key, version, memoryview(_recv_exact(s, size)))
-    assert got_cid == cid
-    return resp
+    return _raw_call(s, api_key, version, body, cid, "healthy")
 
 
 class Healthy:

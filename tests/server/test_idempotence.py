@@ -2,7 +2,6 @@
 import os
 import shutil
 import socket
-import struct
 import threading
 import time
 
@@ -11,7 +10,6 @@ import pytest
 import confluent_kafka as ck
 
 from klog._native.batch import build_batch
-from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
 from klog.server import ServerThread
 from klog.storage.log import Log
@@ -19,27 +17,15 @@ from klog.storage.producer_state import (
     InvalidProducerEpochError, OutOfOrderSequenceError, increment_sequence,
 )
 
+from .rawclient import call as _raw_call
+
 pytestmark = pytest.mark.timeout(60)
 
 CONFIG = {"num.partitions": 1}
 
 
-def _recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
 def _call(s, api_key, version, body, cid=1):
-    s.sendall(encode_request(api_key, version, cid, "raw", body).getvalue())
-    size = struct.unpack(">i", _recv_exact(s, 4))[0]
-    got_cid, resp = decode_response(api_key, version, memoryview(_recv_exact(s, size)))
-    assert got_cid == cid
-    return resp
+    return _raw_call(s, api_key, version, body, cid, "raw")
 
 
 def _connect(port):

@@ -9,6 +9,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import REQUESTS, ApiKey
 
+from .rawclient import call as _raw_call, recv_exact as _recv_exact
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -17,22 +19,8 @@ def _connect(server):
     return s
 
 
-def _recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
 def _call(s, api_key, version, body, cid=1):
-    s.sendall(encode_request(api_key, version, cid, "raw", body).getvalue())
-    size = struct.unpack(">i", _recv_exact(s, 4))[0]
-    got_cid, resp = decode_response(api_key, version, memoryview(_recv_exact(s, size)))
-    assert got_cid == cid
-    return resp
+    return _raw_call(s, api_key, version, body, cid, "raw")
 
 
 def _closed(s, timeout=5):
