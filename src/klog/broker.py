@@ -10,7 +10,6 @@ produce and fetch on different partitions never contend here.
 import os
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 
 from klog.config import BrokerConfig, LogConfig

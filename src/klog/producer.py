@@ -17,7 +17,7 @@ from klog._native import accumulator
 from klog._native.accumulator import Accumulator, RecordFuture, chunk_ends
 from klog.clientconfig import PRODUCER, parse
 from klog.config import LONG_MAX
-from klog.errors import LogClosedError, UnknownTopicOrPartitionError
+from klog.errors import UnknownTopicOrPartitionError
 from klog.partitioner import Partitioner
 
 RecordMetadata = namedtuple("RecordMetadata", "topic partition offset timestamp")

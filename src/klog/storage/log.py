@@ -35,7 +35,7 @@ from klog.errors import (
 from klog.storage.checkpoint import read_checkpoint, write_checkpoint
 from klog.storage.files import (
     CHECKPOINT, CLEAN_SHUTDOWN, INDEX_SUFFIX, LOCK, LOG_SUFFIX, TIME_INDEX_SUFFIX,
-    base_offset_of, fsync_dir, remove_durably, segment_name,
+    base_offset_of, fsync_dir, remove_durably,
 )
 from klog.storage import cleaner
 from klog.storage.producer_state import ProducerState, remove_snapshot
