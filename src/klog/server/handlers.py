@@ -50,29 +50,26 @@ class Context:
         self.views.clear()
 
 
+# klog's exceptions → Kafka error codes, most specific first.
+ERROR_CODES = (
+    (UnknownTopicOrPartitionError, EC.UNKNOWN_TOPIC_OR_PARTITION),
+    (CorruptRecordError, EC.CORRUPT_MESSAGE),
+    (RecordTooLargeError, EC.MESSAGE_TOO_LARGE),
+    (OffsetOutOfRangeError, EC.OFFSET_OUT_OF_RANGE),
+    (InvalidTopicError, EC.INVALID_TOPIC_EXCEPTION),
+    (TopicExistsError, EC.TOPIC_ALREADY_EXISTS),
+    (InvalidPartitionsError, EC.INVALID_PARTITIONS),
+    (ConfigError, EC.INVALID_CONFIG),
+    (LogClosedError, EC.KAFKA_STORAGE_ERROR),
+    (OutOfOrderSequenceError, EC.OUT_OF_ORDER_SEQUENCE_NUMBER),
+    (InvalidProducerEpochError, EC.INVALID_PRODUCER_EPOCH),
+)
+
+
 def error_code(exc):
-    if isinstance(exc, UnknownTopicOrPartitionError):
-        return EC.UNKNOWN_TOPIC_OR_PARTITION
-    if isinstance(exc, CorruptRecordError):
-        return EC.CORRUPT_MESSAGE
-    if isinstance(exc, RecordTooLargeError):
-        return EC.MESSAGE_TOO_LARGE
-    if isinstance(exc, OffsetOutOfRangeError):
-        return EC.OFFSET_OUT_OF_RANGE
-    if isinstance(exc, InvalidTopicError):
-        return EC.INVALID_TOPIC_EXCEPTION
-    if isinstance(exc, TopicExistsError):
-        return EC.TOPIC_ALREADY_EXISTS
-    if isinstance(exc, InvalidPartitionsError):
-        return EC.INVALID_PARTITIONS
-    if isinstance(exc, ConfigError):
-        return EC.INVALID_CONFIG
-    if isinstance(exc, LogClosedError):
-        return EC.KAFKA_STORAGE_ERROR
-    if isinstance(exc, OutOfOrderSequenceError):
-        return EC.OUT_OF_ORDER_SEQUENCE_NUMBER
-    if isinstance(exc, InvalidProducerEpochError):
-        return EC.INVALID_PRODUCER_EPOCH
+    for cls, code in ERROR_CODES:
+        if isinstance(exc, cls):
+            return code
     return EC.UNKNOWN_SERVER_ERROR
 
 
