@@ -46,9 +46,8 @@ if mode == "produce":
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 elif mode == "consume":
     c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "wire-bench",
-                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                     "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 10485760})
-    c.subscribe(["bench"])
+                     "enable.auto.commit": False})
+    c.assign([ck.TopicPartition("bench", 0, 0)])
     got, t0 = 0, None
     while got < n:
         msgs = c.consume(10000, 5.0)
@@ -61,11 +60,10 @@ elif mode == "latency":
     rate = int(sys.argv[4])
     p = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "acks": 1,
                      "enable.idempotence": False})
-    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "wire-lat", "auto.offset.reset": "latest",
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "wire-lat",
                      "fetch.wait.max.ms": 10, "enable.auto.commit": False})
-    c.subscribe(["latency"])
-    while not c.assignment():
-        c.poll(0.1)
+    c.assign([ck.TopicPartition("latency", 0, ck.OFFSET_END)])
+    c.consume(1, 1.0)  # let the assignment settle on the log end
     lat, sent, per_tick = [], 0, max(1, rate // 1000)
     start = time.perf_counter()
     while sent < n or len(lat) < n:
