@@ -1,30 +1,36 @@
 """klog: a Kafka-style commit log for Python with a Cython core.
 
-Storage (this release): ``klog.Log`` is one partition's durable log of Kafka RecordBatch v2
-batches; ``encode_batch`` / ``decode_batch`` build and read that format.
+``klog.open(data_dir)`` gives an embedded broker (topics, producers, consumers and consumer
+groups); ``klog.Log`` is one partition's durable log of Kafka RecordBatch v2 batches;
+``encode_batch`` / ``decode_batch`` build and read that format; ``klog serve`` speaks the Kafka
+wire protocol.
 """
 from klog import errors
-from klog._native.batch import BatchHeader, Record, read_header
-from klog.codec import codec_id, decompress
+from klog._native.batch import (
+    BatchHeader, ConsumerRecord, Record, build_batch, decode_records, read_header,
+)
+from klog.broker import Broker, PartitionDescription, TopicDescription
+from klog.codec import codec_id, compressor, decompress
 from klog.config import LogConfig
+from klog.consumer import Consumer
 from klog.errors import (
     ConfigError, CorruptIndexError, CorruptLogError, CorruptRecordError, KlogError,
     LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError,
 )
-from klog.storage.log import Log
-from klog.broker import Broker, PartitionDescription, TopicDescription
-from klog.structs import OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
-from klog.consumer import Consumer
-from klog._native.batch import ConsumerRecord
 from klog.group.errors import (
     CommitFailedError, GroupError, IllegalStateError, InvalidGroupIdError,
     NoOffsetForPartitionError, RebalanceInProgressError,
 )
+from klog.producer import BatchMetadata, Producer, RecordMetadata
+from klog.storage.log import Log
+from klog.structs import OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "open", "Broker", "TopicDescription", "PartitionDescription", "Log", "LogConfig", "Record", "BatchHeader", "encode_batch", "decode_batch", "read_header",
+    "open", "Broker", "TopicDescription", "PartitionDescription", "Producer", "RecordMetadata",
+    "BatchMetadata", "Log", "LogConfig", "Record", "BatchHeader", "encode_batch", "decode_batch",
+    "read_header",
     "errors", "KlogError", "CorruptRecordError", "CorruptLogError", "CorruptIndexError",
     "OffsetOutOfRangeError", "RecordTooLargeError", "ConfigError", "LogLockedError",
     "LogClosedError", "LogOfflineError",
@@ -42,9 +48,6 @@ def open(data_dir, config=None):
 
 def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0, compression=None):
     """Build one RecordBatch v2 (bytes) from ``values``; see ``Log.append`` for the arguments."""
-    from klog._native.batch import build_batch
-    from klog.codec import compressor
-
     codec = codec_id(compression)
     return build_batch(values, keys, timestamps, headers, base_offset, codec,
                        compressor(codec) if codec else None)
@@ -52,6 +55,4 @@ def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0
 
 def decode_batch(buf):
     """Validate and decode every batch in ``buf`` into a list of ``Record``."""
-    from klog._native.batch import decode_records
-
     return decode_records(buf, -1, decompress)

@@ -648,28 +648,6 @@ def read_header(buf, Py_ssize_t pos=0):
         load_i16(p + PRODUCER_EPOCH), load_i32(p + BASE_SEQUENCE), load_i32(p + RECORD_COUNT)))
 
 
-def decode_chunk(buf, int64_t min_offset=-1, decompress=None):
-    """Decode the whole batches in ``buf``: (records with offset >= min_offset, next offset).
-
-    Control batches (transaction markers) are skipped, as consumers skip them; the next offset is
-    one past the last batch's last offset, so a reader resumes there even across gaps.
-    """
-    cdef _Buffer b = _Buffer(buf)
-    cdef const unsigned char* p = <const unsigned char*>b.view.buf
-    cdef Py_ssize_t left = b.view.len, size
-    cdef int64_t next_offset = min_offset
-    cdef list out = []
-    while left > 0:
-        check_batch(p, left, False)
-        size = load_i32(p + LENGTH) + LOG_OVERHEAD
-        if not (load_i16(p + ATTRIBUTES) & CONTROL_FLAG):
-            decode_into(p, size, min_offset, decompress, out)
-        next_offset = load_i64(p + BASE_OFFSET) + load_i32(p + LAST_OFFSET_DELTA) + 1
-        p += size
-        left -= size
-    return out, next_offset
-
-
 def set_log_append_time(batch, int64_t timestamp):
     """A copy of ``batch`` stamped with LogAppendTime: the attribute bit, maxTimestamp (readers
     then give every record this timestamp) and a recomputed CRC."""
