@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import klog
 from klog._native.batch import (
-    BatchHeader, Record, build_batch, check_records, decode_chunk, decode_records, read_header,
+    BatchHeader, Record, RecordReader, build_batch, check_records, decode_records, read_header,
     set_log_append_time, validate_batch,
 )
 from klog.codec import codec_id, decompress
@@ -243,11 +243,18 @@ def test_records_in_several_concatenated_batches():
     assert klog.decode_batch(b"") == []
 
 
-def test_decode_records_min_offset_and_decode_chunk():
+def read_chunk(buf, start=-1):
+    """What Log.records and the consumer do with one chunk: (records, next offset)."""
+    chunks = [buf]
+    reader = RecordReader(lambda offset: chunks.pop() if chunks else None, start, decompress)
+    return list(reader), reader.next_offset
+
+
+def test_decode_records_min_offset_and_record_reader():
     a = klog.encode_batch([b"a0", b"a1", b"a2"], base_offset=10)
     b = klog.encode_batch([b"b0"], base_offset=13)
     assert [r.offset for r in decode_records(a + b, 12, decompress)] == [12, 13]
-    recs, next_offset = decode_chunk(a + b, 11, decompress)
+    recs, next_offset = read_chunk(a + b, 11)
     assert [r.offset for r in recs] == [11, 12, 13]
     assert next_offset == 14
 
@@ -491,7 +498,7 @@ def assert_corrupt(buf, *, records=True):
     with pytest.raises(CorruptRecordError):
         klog.decode_batch(buf)
     with pytest.raises(CorruptRecordError):
-        list(decode_chunk(buf, -1, decompress)[0])
+        read_chunk(buf)
     if records:
         with pytest.raises(CorruptRecordError):
             check_records(buf)
@@ -509,7 +516,7 @@ def test_every_truncation_is_rejected(batch):
         with pytest.raises(CorruptRecordError):
             check_records(piece)
         with pytest.raises(CorruptRecordError):
-            decode_chunk(piece, -1, decompress)
+            read_chunk(piece)
 
 
 def test_truncation_with_consistent_length_and_crc_is_rejected():
@@ -787,7 +794,7 @@ def test_property_round_trip(records, base_offset, compression):
 
 def _only_corrupt_record_errors(buf):
     for fn in (klog.decode_batch, validate_batch, check_records,
-               lambda b: decode_chunk(b, -1, decompress), lambda b: validate_batch(b, False, False),
+               read_chunk, lambda b: validate_batch(b, False, False),
                lambda b: set_log_append_time(b, 1)):
         try:
             fn(buf)

@@ -724,6 +724,9 @@ cdef class RecordReader:
             self.max_ts = load_i64(self.p + MAX_TIMESTAMP)
             self.log_append_time = (attributes & TIMESTAMP_TYPE_FLAG) != 0
             self.remaining = load_i32(self.p + RECORD_COUNT)
+            if self.remaining < 0:
+                raise CorruptRecordError(
+                    f"record batch at offset {self.base_offset} declares {self.remaining} records")
             last = self.base_offset + load_i32(self.p + LAST_OFFSET_DELTA)
             if last < self.next_offset or attributes & CONTROL_FLAG or self.remaining <= 0:
                 self.next_offset = max(self.next_offset, last + 1)
