@@ -18,6 +18,7 @@ from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from klog.structs import TopicPartition
+from klog.storage.files import write_atomic
 
 HANDLERS = {}
 
@@ -572,49 +573,34 @@ async def delete_records(ctx, body):
 
 class ProducerIdAllocator:
     """Unique producer ids, never reused after a restart: ids are handed out from blocks whose
-    end is first written durably to ``<data_dir>/producer-id-block`` (tmp, fsync, rename), and
-    a new process starts past the last block (and past the time in ms, as before)."""
+    end is first written durably to ``<data_dir>/producer-id-block``, and a new process starts
+    past the last block (and past the time in ms)."""
 
     BLOCK = 1000
     FILE = "producer-id-block"
 
-    def __init__(self, data_dir=None):
-        self._data_dir = data_dir
+    def __init__(self, data_dir):
+        self._path = os.path.join(data_dir, self.FILE)
         self._next = None
         self._block_end = None
         self._lock = threading.Lock()
 
-    def _reserve(self, data_dir):
+    def _reserve(self):
         """Durably claim the next block. Caller holds _lock."""
         if self._next is None:
-            start = time.time_ns() // 1_000_000
+            self._next = time.time_ns() // 1_000_000
             try:
-                with open(os.path.join(data_dir, self.FILE), "rb") as f:
-                    start = max(start, int(f.read().strip() or 0))
+                with open(self._path, "rb") as f:
+                    self._next = max(self._next, int(f.read().strip() or 0))
             except (OSError, ValueError):
                 pass
-            self._next = start
-        end = self._next + self.BLOCK
-        path = os.path.join(data_dir, self.FILE)
-        with open(path + ".tmp", "w") as f:
-            f.write(f"{end}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
-        self._block_end = end
+        self._block_end = self._next + self.BLOCK
+        write_atomic(self._path, f"{self._block_end}\n".encode())
 
-    def next(self, data_dir=None):
-        data_dir = data_dir or self._data_dir
+    def next(self):
         with self._lock:
-            if data_dir is None:
-                # No directory to persist to: time-seeded only.
-                if self._next is None:
-                    self._next = time.time_ns() // 1_000_000
-                pid = self._next
-                self._next += 1
-                return pid
             if self._block_end is None or self._next >= self._block_end:
-                self._reserve(data_dir)
+                self._reserve()
             pid = self._next
             self._next += 1
             return pid
@@ -629,7 +615,7 @@ async def init_producer_id(ctx, body):
     if pid >= 0 and 0 <= epoch < 32767:
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid,
                 "producer_epoch": epoch + 1}
-    pid = await _run(ctx.server.producer_ids.next, ctx.broker.data_dir)
+    pid = await _run(ctx.server.producer_ids.next)
     return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": 0}
 
 

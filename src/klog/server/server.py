@@ -64,7 +64,7 @@ class Server:
         self._watcher = None
         self._loop = None
         self._stopped = None
-        self.producer_ids = handlers.ProducerIdAllocator()
+        self.producer_ids = handlers.ProducerIdAllocator(broker.data_dir)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):
