@@ -102,7 +102,7 @@ def run_client(*args, timeout=600):
 
 def start_server(data_dir, port):
     proc = subprocess.Popen([sys.executable, "-m", "klog", "--data-dir", data_dir, "serve",
-                             "--listen", f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL)
+                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

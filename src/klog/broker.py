@@ -63,6 +63,7 @@ class Broker:
         self._appended = threading.Condition(threading.Lock())
         self._append_seq = 0   # bumped on every append; waiters compare against it
         self._waiting = 0
+        self._append_listeners = ()   # fn() after every append (the wire server's fetch wake-up)
         try:
             self._load()
             if "__consumer_offsets" in self._topics:
@@ -100,6 +101,17 @@ class Broker:
         if self._waiting:
             with self._appended:
                 self._appended.notify_all()
+        for fn in self._append_listeners:
+            fn()
+
+    def add_append_listener(self, fn):
+        """Call ``fn()`` after every append to any partition, in the appending thread."""
+        with self._lock:
+            self._append_listeners = self._append_listeners + (fn,)
+
+    def remove_append_listener(self, fn):
+        with self._lock:
+            self._append_listeners = tuple(f for f in self._append_listeners if f is not fn)
 
     @property
     def append_seq(self):
@@ -217,6 +229,9 @@ class Broker:
     def list_topics(self, internal=False):
         with self._lock:
             return sorted(n for n in self._topics if internal or n not in INTERNAL_TOPICS)
+
+    def has_topic(self, name):
+        return name in self._topics
 
     def describe_topic(self, name):
         with self._lock:

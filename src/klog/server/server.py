@@ -8,8 +8,9 @@ unknown API key closes that connection (logged); an unsupported version of ApiVe
 error 35 with a v0 body (KIP-511); an unsupported version of another API closes the connection,
 as Kafka does.
 
-Fetch long-polls without a thread per waiter: one watcher thread blocks in
-``Broker.wait_for_append`` and wakes the waiting fetches on the event loop.
+Fetch long-polls without a thread per waiter: an append listener on the broker wakes the
+waiting fetches, directly when the append ran on the loop (Produce), else through
+``call_soon_threadsafe`` (embedded producers in the same process, group offset commits).
 
 Shutdown (SIGTERM/SIGINT, or ``stop()``): stop accepting, drop idle connections, let requests in
 flight finish (fetch waits are cut short) for up to ``grace`` seconds, then close the broker.
@@ -61,8 +62,9 @@ class Server:
         self._server = None
         self._conns = set()
         self._waiters = set()
-        self._watcher = None
         self._loop = None
+        self._loop_thread = None
+        self._wake_scheduled = False
         self._stopped = None
         self.producer_ids = handlers.ProducerIdAllocator(broker.data_dir)
 
@@ -76,9 +78,8 @@ class Server:
         if self.advertised is None:
             self.advertised = (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1",
                                self.port)
-        self._watcher = threading.Thread(target=self._watch_appends, name="klog-server-appends",
-                                         daemon=True)
-        self._watcher.start()
+        self._loop_thread = threading.get_ident()
+        self.broker.add_append_listener(self._on_append)
         log.info("klog serving on %s:%d (advertised %s:%d)", self.host, self.port, *self.advertised)
         return self
 
@@ -106,26 +107,27 @@ class Server:
             await asyncio.wait_for(self._server.wait_closed(), 2)
         except (asyncio.TimeoutError, Exception):
             pass
+        self.broker.remove_append_listener(self._on_append)
         await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
-        if self._watcher is not None:
-            self._watcher.join(2)
         self._stopped.set()
 
     # -- appends → fetch wake-ups ------------------------------------------------------------------
-    def _watch_appends(self):
-        broker = self.broker
-        seq = broker.append_seq
-        while not self.stopping and not broker.closed:
-            broker.wait_for_append(seq, 0.2)
-            new = broker.append_seq
-            if new != seq:
-                seq = new
-                try:
-                    self._loop.call_soon_threadsafe(self._wake)
-                except RuntimeError:   # loop closed
-                    return
+    def _on_append(self):
+        # Called by the appending thread. One wake-up per loop iteration is enough, however many
+        # batches a request appended.
+        if not self._waiters or self._wake_scheduled:
+            return
+        self._wake_scheduled = True
+        try:
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._wake)
+            else:
+                self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:   # loop closed
+            pass
 
     def _wake(self):
+        self._wake_scheduled = False
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
@@ -133,11 +135,11 @@ class Server:
 
     async def wait_for_append(self, seen_seq, timeout):
         """Wait (on the loop) until something is appended after ``seen_seq`` was read."""
-        if self.broker.append_seq != seen_seq or self.stopping or timeout <= 0:
-            return
         fut = self._loop.create_future()
-        self._waiters.add(fut)
+        self._waiters.add(fut)   # before the check: an append in another thread then sees us
         try:
+            if self.broker.append_seq != seen_seq or self.stopping or timeout <= 0:
+                return
             await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             pass

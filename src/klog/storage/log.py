@@ -241,6 +241,11 @@ class Log:
         return self._log_start
 
     @property
+    def fsyncs_on_append(self):
+        """True when an append may fsync before returning (flush.messages or flush.ms set)."""
+        return self.config.flush_messages < LONG_MAX or self.config.flush_ms < LONG_MAX
+
+    @property
     def log_end_offset(self):
         return self._end
 
