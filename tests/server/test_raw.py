@@ -89,6 +89,23 @@ def test_produce_acks0_no_response_and_errors(server):
     s.close()
 
 
+def test_produce_with_two_batches_for_one_partition_is_refused(server):
+    """Kafka's rule for Produce v3+: exactly one batch per partition (INVALID_RECORD, 87)."""
+    from klog._native.batch import build_batch
+
+    s = _connect(server)
+    _call(s, ApiKey.METADATA, 4, {"topics": [{"name": "two"}]})
+    one = build_batch([b"a"])
+    body = {"transactional_id": None, "acks": 1, "timeout_ms": 1000,
+            "topic_data": [{"name": "two", "partition_data": [{"index": 0, "records": one + one}]}]}
+    r = _call(s, ApiKey.PRODUCE, 7, body)["responses"][0]["partition_responses"][0]
+    assert r["error_code"] == 87 and r["base_offset"] == -1
+    body["topic_data"][0]["partition_data"][0]["records"] = one
+    r = _call(s, ApiKey.PRODUCE, 7, body, cid=2)["responses"][0]["partition_responses"][0]
+    assert (r["error_code"], r["base_offset"]) == (0, 0)   # nothing of the refused request stored
+    s.close()
+
+
 def test_fetch_offset_out_of_range_and_list_offsets(server):
     p = KafkaProducer(bootstrap_servers=server.address, enable_idempotence=False)
     for i in range(5):
@@ -180,4 +197,67 @@ def test_init_producer_id_and_offset_for_leader_epoch(server):
         {"topic": "ep", "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}]})
     part = r["topics"][0]["partitions"][0]
     assert part["error_code"] == 0 and part["leader_epoch"] == 0 and part["end_offset"] == 0
+    s.close()
+
+
+def _fetch_body(topic, offset, max_wait_ms):
+    return {"replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1, "max_bytes": 1 << 20,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": topic, "partitions": [
+                {"partition": 0, "fetch_offset": offset, "log_start_offset": -1,
+                 "partition_max_bytes": 1 << 20}]}],
+            "forgotten_topics_data": [], "rack_id": ""}
+
+
+@pytest.mark.parametrize("appender", ["wire", "embedded-thread"])
+def test_waiting_fetch_wakes_on_append(server, appender):
+    """A fetch waiting out max_wait_ms for min_bytes returns as soon as a record is appended,
+    whether by a Produce on another connection (appended on the event loop) or by an embedded
+    producer in another thread of the same process."""
+    import threading
+
+    from klog._native.batch import build_batch
+
+    server.broker.create_topic("wake", 1)
+    s = _connect(server)
+    s.settimeout(20)
+    s.sendall(encode_request(ApiKey.FETCH, 11, 7, "raw", _fetch_body("wake", 0, 10_000)).getvalue())
+    time.sleep(0.3)   # the fetch is parked by now
+
+    def append():
+        if appender == "wire":
+            p = _connect(server)
+            body = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
+                {"name": "wake", "partition_data": [{"index": 0, "records": build_batch([b"hi"])}]}]}
+            assert _call(p, ApiKey.PRODUCE, 7, body)["responses"][0]["partition_responses"][0][
+                "error_code"] == 0
+            p.close()
+        else:
+            with server.broker.producer() as prod:
+                prod.send("wake", b"hi", partition=0).get()
+
+    t0 = time.monotonic()
+    threading.Thread(target=append).start()
+    size = struct.unpack(">i", _recv_exact(s, 4))[0]
+    waited = time.monotonic() - t0
+    _, r = decode_response(ApiKey.FETCH, 11, memoryview(_recv_exact(s, size)))
+    part = r["responses"][0]["partitions"][0]
+    assert part["high_watermark"] == 1 and bytes(part["records"])
+    assert waited < 5, f"fetch answered after {waited:.1f} s: woken by its timeout, not the append"
+    s.close()
+
+
+def test_produce_to_fsyncing_topic_is_durable_on_ack(server):
+    """A topic with flush.messages=1: the produce is acknowledged once the batch is fsynced
+    (the append runs off the event loop so the fsync does not stall other connections)."""
+    from klog._native.batch import build_batch
+
+    server.broker.create_topic("synced", 1, {"flush.messages": 1})
+    s = _connect(server)
+    body = {"transactional_id": None, "acks": -1, "timeout_ms": 1000, "topic_data": [
+        {"name": "synced", "partition_data": [{"index": 0, "records": build_batch([b"a", b"b"])}]}]}
+    r = _call(s, ApiKey.PRODUCE, 7, body)["responses"][0]["partition_responses"][0]
+    assert r["error_code"] == 0
+    log = server.broker.log("synced", 0)
+    assert log.recovery_point == log.log_end_offset == 2
     s.close()

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+from klog._native.batch import validate_batch
 from klog.errors import (
     ConfigError, CorruptRecordError, InvalidPartitionsError, InvalidTopicError, KlogError,
     LogClosedError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
@@ -170,6 +171,12 @@ def _produce(broker, topic_data):
                 log = broker.log(name, p["index"])
                 if records is None or len(records) == 0:
                     raise CorruptRecordError("no records")
+                if validate_batch(records, False, False) != len(records):
+                    # Kafka's rule for Produce v3+; its clients never send more than one.
+                    res["error_code"] = EC.INVALID_RECORD
+                    res["error_message"] = "only one record batch per partition is allowed"
+                    parts.append(res)
+                    continue
                 # An idempotent retry of an appended batch: success with its original offset.
                 res["base_offset"], _dup = log.append_idempotent(records)
                 res["log_start_offset"] = log.log_start_offset
