@@ -592,16 +592,19 @@ def _size(n):
 @click.option("--listen", default="127.0.0.1:9092", show_default=True, help="HOST:PORT to bind")
 @click.option("--advertised-listener", default=None,
               help="HOST:PORT clients are told to connect to (default: the bound address)")
+@click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
+              help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")
 @click.pass_context
 @_guard
-def serve(ctx, serve_data_dir, listen, advertised_listener):
+def serve(ctx, serve_data_dir, listen, advertised_listener, configs):
     """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT."""
     import logging
 
     from klog.server import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(serve_data_dir or ctx.obj["data_dir"], listen, advertised_listener)
+    run(serve_data_dir or ctx.obj["data_dir"], listen, advertised_listener,
+        _configs(configs, "broker setting") or None)
 
 
 def main():

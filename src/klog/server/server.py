@@ -33,6 +33,8 @@ def _parse_hostport(text, default_port=9092):
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port in 0..65535")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
