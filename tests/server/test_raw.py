@@ -261,3 +261,35 @@ def test_produce_to_fsyncing_topic_is_durable_on_ack(server):
     log = server.broker.log("synced", 0)
     assert log.recovery_point == log.log_end_offset == 2
     s.close()
+
+
+def test_unsent_splits_gathered_buffers_at_any_byte():
+    from klog.server.server import _unsent
+
+    bufs = [b"abc", bytearray(b"defg"), memoryview(b"hij")]
+    for sent in range(11):
+        assert b"".join(bytes(b) for b in _unsent(bufs, sent)) == b"abcdefghij"[sent:]
+
+
+def test_large_fetch_to_a_slow_reader_arrives_intact(server):
+    """A 24 MiB fetch response is more than the socket takes at once: the part the kernel
+    doesn't take from the zero-copy write goes through the transport, in order."""
+    from klog._native.batch import build_batch
+
+    server.broker.create_topic("big", 1, {"max.message.bytes": 2 << 20})
+    log = server.broker.log("big", 0)
+    for i in range(24):
+        log.append_batch(build_batch([bytes([i]) * 1000] * 1000))
+    expected = bytes(log.read(0, 64 << 20))
+    s = _connect(server)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    body = _fetch_body("big", 0, 0)
+    body["max_bytes"] = body["topics"][0]["partitions"][0]["partition_max_bytes"] = 64 << 20
+    s.sendall(encode_request(ApiKey.FETCH, 11, 3, "raw", body).getvalue())
+    time.sleep(0.5)   # the server's first write fills the socket buffers; the rest waits
+    size = struct.unpack(">i", _recv_exact(s, 4))[0]
+    _, r = decode_response(ApiKey.FETCH, 11, memoryview(_recv_exact(s, size)))
+    assert bytes(r["responses"][0]["partitions"][0]["records"]) == expected
+    assert len(expected) > 20 << 20
+    _still_serves(server)
+    s.close()

@@ -17,6 +17,7 @@ flight finish (fetch waits are cut short) for up to ``grace`` seconds, then clos
 """
 import asyncio
 import logging
+import os
 import signal
 import threading
 
@@ -38,14 +39,28 @@ def _parse_hostport(text, default_port=9092):
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+
+
+def _unsent(buffers, sent):
+    """What is left of ``buffers`` after the first ``sent`` bytes went out."""
+    for i, b in enumerate(buffers):
+        n = memoryview(b).nbytes
+        if sent < n:
+            return [memoryview(b).cast("B")[sent:], *buffers[i + 1:]] if sent else buffers[i:]
+        sent -= n
+    return []
+
+
 class _Connection:
-    __slots__ = ("task", "writer", "busy", "peer")
+    __slots__ = ("task", "writer", "busy", "peer", "fd")
 
     def __init__(self, writer, peer):
         self.task = None
         self.writer = writer
         self.busy = False
         self.peer = peer
+        self.fd = writer.get_extra_info("socket").fileno()
 
 
 class Server:
@@ -225,8 +240,20 @@ class Server:
         return True
 
     async def _send(self, conn, w: WriteBuffer):
-        conn.writer.writelines(w.buffers())
-        await conn.writer.drain()
+        buffers = w.buffers()
+        writer = conn.writer
+        if writer.transport.get_write_buffer_size() == 0 and len(buffers) <= _IOV_MAX:
+            # Zero-copy: the kernel gathers the header bytes and the segment views straight
+            # from the mapping (asyncio's writelines would first join them into one bytes).
+            # Only what the socket doesn't take now goes through the transport's buffer.
+            try:
+                sent = os.writev(conn.fd, buffers)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            buffers = _unsent(buffers, sent)
+        if buffers:
+            writer.writelines(buffers)
+        await writer.drain()
 
 
 class ServerThread:
