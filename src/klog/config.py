@@ -237,6 +237,17 @@ class BrokerConfig:
     def __getitem__(self, name):
         return self.settings[name]
 
+    def describe(self):
+        """Kafka names → (value, set here rather than defaulted), for DescribeConfigs."""
+        out = {name: (value, value != BROKER_SETTINGS[name].default)
+               for name, value in self.settings.items() if value is not None}
+        for broker_name, topic_name in BROKER_TO_TOPIC.items():
+            if topic_name in self.topic_defaults:
+                out[broker_name] = (self.topic_defaults[topic_name], True)
+            else:
+                out[broker_name] = (SETTINGS[topic_name].default, False)
+        return out
+
     def topic_config(self, overrides=None):
         """A topic's LogConfig: Kafka's defaults, then the broker's ``log.*`` defaults, then the
         topic's own overrides."""

@@ -521,18 +521,24 @@ async def describe_configs(ctx, body):
         keys = r.get("configuration_keys")
         try:
             if r["resource_type"] == TOPIC:
-                config = broker.describe_topic(r["resource_name"]).config
                 overrides = broker.topic_overrides(r["resource_name"])
+                described = {name: (value, name in overrides) for name, value in
+                             broker.describe_topic(r["resource_name"]).config.items()}
+                set_source, read_only = 1, False        # DYNAMIC_TOPIC_CONFIG
             elif r["resource_type"] == BROKER:
-                config, overrides = {}, {}
+                if r["resource_name"] not in ("", str(broker.config["broker.id"])):
+                    raise ConfigError(f"no broker {r['resource_name']!r} here (this is broker "
+                                      f"{broker.config['broker.id']})")
+                described = broker.config.describe()
+                set_source, read_only = 4, True         # STATIC_BROKER_CONFIG, fixed at start
             else:
                 raise ConfigError(f"resource type {r['resource_type']} is not supported")
-            for name, value in sorted(config.items()):
+            for name, (value, is_set) in sorted(described.items()):
                 if keys is not None and name not in keys:
                     continue
                 res["configs"].append({
-                    "name": name, "value": _config_str(value), "read_only": False,
-                    "config_source": 1 if name in overrides else 5, "is_sensitive": False,
+                    "name": name, "value": _config_str(value), "read_only": read_only,
+                    "config_source": set_source if is_set else 5, "is_sensitive": False,
                     "synonyms": [], "config_type": 0, "documentation": None})
         except KlogError as exc:
             res["error_code"] = error_code(exc)
