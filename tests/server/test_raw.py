@@ -293,3 +293,32 @@ def test_large_fetch_to_a_slow_reader_arrives_intact(server):
     assert len(expected) > 20 << 20
     _still_serves(server)
     s.close()
+
+
+def test_pipelined_produces_answered_in_order_and_not_held_by_a_waiting_fetch(server):
+    """Requests read together: the produce answers go out together, in order, and before a
+    fetch behind them starts waiting out its max_wait_ms."""
+    from klog._native.batch import build_batch
+
+    server.broker.create_topic("pipe", 1)
+    s = _connect(server)
+    s.settimeout(20)
+
+    def produce(cid):
+        body = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
+            {"name": "pipe", "partition_data": [{"index": 0, "records": build_batch([b"%d" % cid])}]}]}
+        return encode_request(ApiKey.PRODUCE, 7, cid, "raw", body).getvalue()
+
+    fetch = encode_request(ApiKey.FETCH, 11, 99, "raw", _fetch_body("pipe", 20, 3000)).getvalue()
+    s.sendall(b"".join(produce(cid) for cid in range(1, 21)) + fetch)
+    t0 = time.monotonic()
+    for cid in range(1, 21):
+        size = struct.unpack(">i", _recv_exact(s, 4))[0]
+        got_cid, r = decode_response(ApiKey.PRODUCE, 7, memoryview(_recv_exact(s, size)))
+        part = r["responses"][0]["partition_responses"][0]
+        assert (got_cid, part["error_code"], part["base_offset"]) == (cid, 0, cid - 1)
+    assert time.monotonic() - t0 < 2, "produce answers waited for the fetch behind them"
+    size = struct.unpack(">i", _recv_exact(s, 4))[0]
+    got_cid, _ = decode_response(ApiKey.FETCH, 11, memoryview(_recv_exact(s, size)))
+    assert got_cid == 99
+    s.close()

@@ -21,7 +21,6 @@ import os
 import signal
 import threading
 
-from klog.protocol.buffer import WriteBuffer
 from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, UnsupportedVersionError
 from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
 from klog.protocol.messages import ApiKey
@@ -53,7 +52,7 @@ def _unsent(buffers, sent):
 
 
 class _Connection:
-    __slots__ = ("task", "writer", "busy", "peer", "fd")
+    __slots__ = ("task", "writer", "busy", "peer", "fd", "pending")
 
     def __init__(self, writer, peer):
         self.task = None
@@ -61,6 +60,7 @@ class _Connection:
         self.busy = False
         self.peer = peer
         self.fd = writer.get_extra_info("socket").fileno()
+        self.pending = []   # Produce responses held back to go out with the next write
 
 
 class Server:
@@ -181,9 +181,14 @@ class Server:
                 conn.busy = True
                 try:
                     frames = splitter.feed(data)
-                    for frame in frames:
-                        if not await self._handle_frame(conn, frame):
+                    last = len(frames) - 1
+                    for i, frame in enumerate(frames):
+                        if not await self._handle_frame(conn, frame, i < last):
+                            if conn.pending:   # answers to the requests before the bad one
+                                await self._send(conn, [])
                             return
+                    if conn.pending:
+                        await self._send(conn, [])
                 finally:
                     conn.busy = False
         except ProtocolError as exc:
@@ -201,8 +206,9 @@ class Server:
             except Exception:
                 pass
 
-    async def _handle_frame(self, conn, frame):
-        """Answer one request; False to close the connection."""
+    async def _handle_frame(self, conn, frame, more):
+        """Answer one request; False to close the connection. ``more``: further requests of
+        this connection are already read (a pipelining producer)."""
         try:
             req = decode_request(frame)
         except UnsupportedVersionError as exc:
@@ -210,7 +216,8 @@ class Server:
             if hdr is not None and hdr.api_key == ApiKey.API_VERSIONS:
                 body = handlers.api_versions_body(0)
                 body["error_code"] = ErrorCode.UNSUPPORTED_VERSION
-                await self._send(conn, encode_response(ApiKey.API_VERSIONS, 0, hdr.correlation_id, body))
+                await self._send(conn, encode_response(ApiKey.API_VERSIONS, 0, hdr.correlation_id,
+                                                       body).buffers())
                 return True
             log.warning("closing connection from %s: %s", conn.peer, exc)
             return False
@@ -221,6 +228,8 @@ class Server:
             log.warning("closing connection from %s: malformed request: %s", conn.peer, exc)
             return False
         hdr = req.header
+        if conn.pending and hdr.api_key != ApiKey.PRODUCE:
+            await self._send(conn, [])   # this one may wait (a fetch): don't hold answers back
         handler = handlers.HANDLERS.get(hdr.api_key)
         if handler is None:
             log.warning("closing connection from %s: no handler for API %d", conn.peer, hdr.api_key)
@@ -234,13 +243,19 @@ class Server:
         try:
             if body is not None:
                 w = encode_response(hdr.api_key, hdr.api_version, hdr.correlation_id, body)
-                await self._send(conn, w)
+                if more and hdr.api_key == ApiKey.PRODUCE:
+                    # A producer with many requests in flight: gather their responses into one
+                    # write (a syscall costs as much as decoding a small request here).
+                    conn.pending.extend(w.buffers())
+                else:
+                    await self._send(conn, w.buffers())
         finally:
             ctx.release()
         return True
 
-    async def _send(self, conn, w: WriteBuffer):
-        buffers = w.buffers()
+    async def _send(self, conn, buffers):
+        if conn.pending:
+            buffers, conn.pending = conn.pending + buffers, []
         writer = conn.writer
         if writer.transport.get_write_buffer_size() == 0 and len(buffers) <= _IOV_MAX:
             # Zero-copy: the kernel gathers the header bytes and the segment views straight
