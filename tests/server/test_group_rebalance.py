@@ -97,6 +97,21 @@ def _check_values(records):
     assert not bad, f"records with a value that does not match their partition/offset: {bad}"
 
 
+def _check_resumed(server, group, topic, survivor, before, resume_at, end):
+    """After a takeover: the survivor's records past index ``before`` are exactly offsets
+    ``resume_at[p]``..``end - 1`` of every partition p (nothing twice, nothing skipped), and the
+    group's committed offset reaches ``end`` everywhere."""
+    expected = sorted((p, i) for p, first in resume_at.items() for i in range(first, end))
+    _wait_for(lambda: len(survivor.records()) - before >= len(expected), 20,
+              f"{len(expected)} records after the takeover", [survivor])
+    after = survivor.records()[before:]
+    _check_values(after)
+    assert _offsets(after) == expected
+    _wait_for(lambda: _server_committed(server, group, topic) == dict.fromkeys(ALL, end), 10,
+              f"offset {end} committed on every partition", [survivor])
+    assert len(survivor.records()) - before == len(expected)   # nothing late either
+
+
 def _check_split(members, server, group):
     """Both members hold partitions: they must be disjoint, cover the topic, 2 each."""
     a, b = (m.assigned for m in members)
@@ -421,7 +436,7 @@ def test_leaving_consumer_hands_partitions_over(server):
     b = _Confluent("b", server, group, topic, commit_below=7)   # commits up to offset 7 of 10
     try:
         _split(server, group, a, b)
-        a_parts, b_parts = a.assigned, b.assigned
+        a_parts = a.assigned
         _produce(server, topic, 0, 10)
         _consume_all([a, b], [(p, i) for p in ALL for i in range(10)])
         want = {p: 10 if p in a_parts else 7 for p in ALL}
@@ -436,16 +451,8 @@ def test_leaving_consumer_hands_partitions_over(server):
         assert b.assigned == frozenset()                  # b's on_revoke ran on close
 
         _produce(server, topic, 10, 5)
-        expected = [(p, i) for p in a_parts for i in range(10, 15)] + \
-                   [(p, i) for p in b_parts for i in range(7, 15)]
-        _wait_for(lambda: len(a.records()) - before >= len(expected), 20,
-                  f"{len(expected)} records after the leave", [a])
-        after = a.records()[before:]
-        _check_values(after)
-        assert _offsets(after) == sorted(expected)
-        _wait_for(lambda: _server_committed(server, group, topic) == dict.fromkeys(ALL, 15), 10,
-                  "offset 15 committed on every partition", [a])
-        assert len(a.records()) - before == len(expected)   # nothing twice, nothing late
+        _check_resumed(server, group, topic, a, before,
+                       {p: 10 if p in a_parts else 7 for p in ALL}, 15)
         state, _, _, member_ids = server.broker.group_coordinator.group_state(group)
         assert state == "Stable" and len(member_ids) == 1
     finally:
@@ -493,18 +500,10 @@ def test_dead_member_expires_and_survivor_takes_over(server, tmp_path):
         # its session times out (its last heartbeat was at most 0.5 s before the kill).
         assert t1 - t0 > DEAD_SESSION_MS / 1000 - 2, t1 - t0
 
-        expected = [(p, i) for p in a_parts for i in range(10, 15)] + \
-                   [(p, i) for p in dead_parts for i in range(5, 15)]
-        _wait_for(lambda: len(a.records()) - before >= len(expected), 20,
-                  f"{len(expected)} records after the kill", [a])
-        after = a.records()[before:]
-        _check_values(after)
-        assert _offsets(after) == sorted(expected)
+        _check_resumed(server, group, topic, a, before,
+                       {p: 10 if p in a_parts else 5 for p in ALL}, 15)
         seen = {(p, off) for p, off, _ in a.records() + child.records()}
         assert seen == {(p, i) for p in ALL for i in range(15)}
-        _wait_for(lambda: _server_committed(server, group, topic) == dict.fromkeys(ALL, 15), 10,
-                  "offset 15 committed on every partition", [a])
-        assert len(a.records()) - before == len(expected)
     finally:
         _stop_all([a, child])
     a.check()
@@ -529,7 +528,7 @@ def test_kafka_python_and_confluent_share_group(server):
         assert (desc.protocol_type, desc.protocol) == ("consumer", "range")
         assert server.broker.group_coordinator.group_state(group)[2].startswith("kp-")
         assert {k.assigned, c.assigned} == {frozenset({0, 1}), frozenset({2, 3})}   # range
-        k_parts, c_parts = k.assigned, c.assigned
+        k_parts = k.assigned
         _produce(server, topic, 0, 8)
         _consume_all([k, c], [(p, i) for p in ALL for i in range(8)])
         want = {p: 8 if p in k_parts else 5 for p in ALL}
@@ -543,16 +542,8 @@ def test_kafka_python_and_confluent_share_group(server):
         assert t1 - t0 < LIVE_SESSION_MS / 1000 / 2
 
         _produce(server, topic, 8, 4)
-        expected = [(p, i) for p in k_parts for i in range(8, 12)] + \
-                   [(p, i) for p in c_parts for i in range(5, 12)]
-        _wait_for(lambda: len(k.records()) - before >= len(expected), 20,
-                  f"{len(expected)} records after the leave", [k])
-        after = k.records()[before:]
-        _check_values(after)
-        assert _offsets(after) == sorted(expected)
-        _wait_for(lambda: _server_committed(server, group, topic) == dict.fromkeys(ALL, 12), 10,
-                  "offset 12 committed on every partition", [k])
-        assert len(k.records()) - before == len(expected)
+        _check_resumed(server, group, topic, k, before,
+                       {p: 8 if p in k_parts else 5 for p in ALL}, 12)
     finally:
         _stop_all([k, c])
     k.check()
