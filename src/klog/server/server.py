@@ -2,6 +2,8 @@
 
 One task per connection reads size-prefixed frames (``FrameSplitter``, 100 MiB cap) and answers
 the requests of that connection one at a time, in order. Handlers live in klog.server.handlers.
+Answers go out with ``os.writev`` (a fetch's segment views included, not copied); the answers to
+Produce requests that were read together share one write.
 
 Bad input never takes the server down: a frame over the cap, an undecodable request or an
 unknown API key closes that connection (logged); an unsupported version of ApiVersions gets
