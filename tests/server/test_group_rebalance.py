@@ -112,6 +112,24 @@ def _check_resumed(server, group, topic, survivor, before, resume_at, end):
     assert len(survivor.records()) - before == len(expected)   # nothing late either
 
 
+def _consume_then_leave(server, group, topic, stay, go, count):
+    """``count`` records to every partition, consumed by the two members with their commits
+    in; then ``go`` closes and ``stay`` must own every partition well before a session could
+    expire. Returns where ``stay`` must resume each partition, and how many records it had."""
+    stay_parts = stay.assigned
+    _produce(server, topic, 0, count)
+    _consume_all([stay, go], [(p, i) for p in ALL for i in range(count)])
+    resume_at = {p: count if p in stay_parts else go.commit_below for p in ALL}
+    _wait_for(lambda: _server_committed(server, group, topic) == resume_at, 10,
+              f"commits {resume_at}", [stay, go])
+    before = len(stay.records())
+    t0 = time.monotonic()
+    go.leave()
+    t1 = _wait_for(lambda: stay.assigned == ALL, 15, f"{stay.name} to own every partition", [stay])
+    assert t1 - t0 < LIVE_SESSION_MS / 1000 / 2     # the LeaveGroup did it, not an expiry
+    return resume_at, before
+
+
 def _check_split(members, server, group):
     """Both members hold partitions: they must be disjoint, cover the topic, 2 each."""
     a, b = (m.assigned for m in members)
@@ -436,23 +454,10 @@ def test_leaving_consumer_hands_partitions_over(server):
     b = _Confluent("b", server, group, topic, commit_below=7)   # commits up to offset 7 of 10
     try:
         _split(server, group, a, b)
-        a_parts = a.assigned
-        _produce(server, topic, 0, 10)
-        _consume_all([a, b], [(p, i) for p in ALL for i in range(10)])
-        want = {p: 10 if p in a_parts else 7 for p in ALL}
-        _wait_for(lambda: _server_committed(server, group, topic) == want, 10,
-                  f"commits {want}", [a, b])
-        before = len(a.records())
-
-        t0 = time.monotonic()
-        b.leave()
-        t1 = _wait_for(lambda: a.assigned == ALL, 15, "a to own every partition", [a])
-        assert t1 - t0 < LIVE_SESSION_MS / 1000 / 2     # the LeaveGroup did it, not an expiry
+        resume_at, before = _consume_then_leave(server, group, topic, a, b, 10)
         assert b.assigned == frozenset()                  # b's on_revoke ran on close
-
         _produce(server, topic, 10, 5)
-        _check_resumed(server, group, topic, a, before,
-                       {p: 10 if p in a_parts else 7 for p in ALL}, 15)
+        _check_resumed(server, group, topic, a, before, resume_at, 15)
         state, _, _, member_ids = server.broker.group_coordinator.group_state(group)
         assert state == "Stable" and len(member_ids) == 1
     finally:
@@ -528,22 +533,9 @@ def test_kafka_python_and_confluent_share_group(server):
         assert (desc.protocol_type, desc.protocol) == ("consumer", "range")
         assert server.broker.group_coordinator.group_state(group)[2].startswith("kp-")
         assert {k.assigned, c.assigned} == {frozenset({0, 1}), frozenset({2, 3})}   # range
-        k_parts = k.assigned
-        _produce(server, topic, 0, 8)
-        _consume_all([k, c], [(p, i) for p in ALL for i in range(8)])
-        want = {p: 8 if p in k_parts else 5 for p in ALL}
-        _wait_for(lambda: _server_committed(server, group, topic) == want, 10,
-                  f"commits {want}", [k, c])
-        before = len(k.records())
-
-        t0 = time.monotonic()
-        c.leave()
-        t1 = _wait_for(lambda: k.assigned == ALL, 15, "kafka-python to own every partition", [k])
-        assert t1 - t0 < LIVE_SESSION_MS / 1000 / 2
-
+        resume_at, before = _consume_then_leave(server, group, topic, k, c, 8)
         _produce(server, topic, 8, 4)
-        _check_resumed(server, group, topic, k, before,
-                       {p: 8 if p in k_parts else 5 for p in ALL}, 12)
+        _check_resumed(server, group, topic, k, before, resume_at, 12)
     finally:
         _stop_all([k, c])
     k.check()
