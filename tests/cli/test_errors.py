@@ -44,8 +44,6 @@ CASES = [
     ("produce-bad-header", "plain", ["produce", "t", "-H", "nokv"], "a\n", 1, r"header 'nokv' is not key=value"),
     ("produce-empty-delimiter", "plain", ["produce", "t", "-K", ""], "a\n", 1, r"-K"),
     ("produce-bad-codec", "plain", ["produce", "t", "-z", "brotli"], "a\n", 2, r"'-z' / '--compression'"),
-    ("produce-keyless-to-compacted", "plain", ["produce", "compacted"], "a\n", 1, r"without a key"),
-    ("produce-too-large", "plain", ["produce", "small"], "x" * 2000 + "\n", 1, r"max\.message\.bytes"),
     # consume
     ("consume-unknown-topic", "plain", ["consume", "nope", "-e"], None, 1, r"unknown topic 'nope'"),
     ("consume-bad-partition", "plain", ["consume", "t", "-p", "99", "-e"], None, 1, r"partitions 0\.\.1, not 99"),
