@@ -9,13 +9,16 @@ previous one has left the pipe (FIONREAD == 0): at most one record is in flight,
 reader goes away that one is known not to have been taken. The cost is one wake-up of the
 reader per record; it is paid only on a pipe with tracking on (a consumer group).
 """
+import contextlib
 import errno
 import fcntl
 import os
 import select
+import signal
 import stat
 import struct
 import termios
+import threading
 import time
 
 _FLUSH_BYTES = 1 << 16
@@ -33,6 +36,7 @@ class Stdout:
         self._size = 0
         self._tokens = []
         self._in_flight = None
+        self._ctrl_c = _CtrlC()
         if self.paced:
             self._poll = select.poll()
             self._poll.register(fd, select.POLLOUT)   # POLLERR: the read end is closed
@@ -40,8 +44,9 @@ class Stdout:
     def write(self, data, token):
         if self.paced:
             self._wait_taken()
-            _write_all(self.fd, data)
-            self._in_flight = token
+            with self._ctrl_c.held():
+                _write_all(self.fd, data)
+                self._in_flight = token
             return
         self._buf.append(data)
         self._tokens.append(token)
@@ -53,11 +58,12 @@ class Stdout:
         """Write what is buffered; on a pipe, note (without waiting) whether the record in
         flight has been read."""
         if self._buf:
-            _write_all(self.fd, b"".join(self._buf))
-            tokens = self._tokens
-            self._buf, self._tokens, self._size = [], [], 0
-            for t in tokens:
-                self._on_taken(t)
+            with self._ctrl_c.held():
+                _write_all(self.fd, b"".join(self._buf))
+                tokens = self._tokens
+                self._buf, self._tokens, self._size = [], [], 0
+                for t in tokens:
+                    self._on_taken(t)
         if self._in_flight is not None and self._unread() == 0:
             self._taken()
 
@@ -68,8 +74,10 @@ class Stdout:
             self._taken()
 
     def _taken(self):
-        token, self._in_flight = self._in_flight, None
-        self._on_taken(token)
+        # Report first, forget second: a Ctrl-C between the two leaves a record reported twice
+        # (harmless), never one read and not reported.
+        self._on_taken(self._in_flight)
+        self._in_flight = None
 
     def _unread(self):
         return struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"))[0]
@@ -85,6 +93,36 @@ class Stdout:
             time.sleep(delay)
             delay = min(delay * 2, 0.005)
         self._taken()
+
+
+class _CtrlC:
+    """A SIGINT handler that raises KeyboardInterrupt except inside ``held()``, where it waits
+    for the end of the block: a KeyboardInterrupt raised as write() returns would lose the fact
+    that the bytes went out. (Blocking the signal is not enough: another thread takes it.)"""
+
+    def __init__(self):
+        self.depth = 0
+        self.pending = False
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.depth:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
 
 
 def _write_all(fd, data):
