@@ -885,25 +885,85 @@ def _size(n):
         n /= 1024
 
 
+def _hostport(value, what):
+    """HOST:PORT with a port in 0..65535 (IPv6 in brackets)."""
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):([0-9]{1,5})", value or "")
+    if not m or int(m.group(2)) > 65535:
+        raise Failure(f"{what} {value!r} is not HOST:PORT with a port in 0..65535 "
+                      "(e.g. 127.0.0.1:9092)")
+    return value
+
+
+def _check_bind(listen):
+    """Bind the address once before anything is opened, so a port in use or an unknown host is
+    one line and no data directory is created."""
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise Failure(f"cannot listen on {listen}: unknown host {host!r} ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise Failure(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
 @cli.command()
 @click.option("--data-dir", "serve_data_dir", default=None,
-              help="broker data directory (default: the global --data-dir)")
-@click.option("--listen", default="127.0.0.1:9092", show_default=True, help="HOST:PORT to bind")
+              help="broker data directory (default: the global --data-dir, else log.dirs of --config)")
+@click.option("--listen", default=None,
+              help="HOST:PORT to bind [default: listeners of --config, else 127.0.0.1:9092]")
 @click.option("--advertised-listener", default=None,
               help="HOST:PORT clients are told to connect to (default: the bound address)")
-@click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="a Kafka server.properties file (klog.properties); -c and the flags above win")
+@click.option("-c", "--config-value", "configs", multiple=True, metavar="KEY=VALUE",
               help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")
 @click.pass_context
 @_guard
-def serve(ctx, serve_data_dir, listen, advertised_listener, configs):
-    """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT."""
+def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs):
+    """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT.
+
+    --config reads Kafka's server.properties format: listeners (the PLAINTEXT one) and
+    advertised.listeners become --listen / --advertised-listener, log.dirs the data directory,
+    and broker settings klog knows are applied. Kafka settings klog has no use for (threads,
+    replication, TLS, ...) are a warning; any other key is an error naming file and line."""
     import logging
 
+    from klog import server_properties
     from klog.server import run
 
+    settings = {}
+    if config_file is not None:
+        props = server_properties.load(config_file)
+        for warning in props.warnings:
+            err.print(f"warning: {escape(warning)}", highlight=False)
+        settings.update(props.settings)
+        listen = listen or props.listen
+        advertised_listener = advertised_listener or props.advertised
+        global_dir = click.get_current_context().parent.get_parameter_source("data_dir")
+        if serve_data_dir is None and props.data_dir and \
+                global_dir not in (click.core.ParameterSource.COMMANDLINE,
+                                   click.core.ParameterSource.ENVIRONMENT):
+            serve_data_dir = props.data_dir
+    settings.update(_configs(configs, "broker setting"))
+    listen = _hostport(listen or "127.0.0.1:9092", "--listen")
+    if advertised_listener is not None:
+        _hostport(advertised_listener, "--advertised-listener")
+    data_dir = serve_data_dir or ctx.obj["data_dir"]
+    from klog.config import BrokerConfig
+
+    BrokerConfig.from_dict(settings)            # a bad setting is an error before anything opens
+    _check_data_dir(data_dir, create=True)
+    _check_bind(listen)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(serve_data_dir or ctx.obj["data_dir"], listen, advertised_listener,
-        _configs(configs, "broker setting") or None)
+    run(data_dir, listen, advertised_listener, settings or None)
 
 
 def main():
