@@ -921,7 +921,7 @@ def _check_bind(listen):
               help="HOST:PORT to bind [default: listeners of --config, else 127.0.0.1:9092]")
 @click.option("--advertised-listener", default=None,
               help="HOST:PORT clients are told to connect to (default: the bound address)")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="a Kafka server.properties file (klog.properties); -c and the flags above win")
 @click.option("-c", "--config-value", "configs", multiple=True, metavar="KEY=VALUE",
               help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")

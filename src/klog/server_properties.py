@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from klog import properties
-from klog.config import BROKER_SETTINGS, BROKER_TO_TOPIC
+from klog.config import BROKER_SETTINGS, BROKER_TO_TOPIC, SETTINGS
 from klog.errors import KlogError
 
 # Kafka broker settings that have no meaning for klog (one process, one replica, PLAINTEXT).
@@ -67,6 +67,11 @@ def load(path):
                     "give exactly one")
             result.data_dir = dirs[0]
         elif key in BROKER_SETTINGS or key in BROKER_TO_TOPIC:
+            setting = BROKER_SETTINGS.get(key) or SETTINGS[BROKER_TO_TOPIC.get(key)]
+            try:
+                setting.parse(value)
+            except (KlogError, ValueError, TypeError) as exc:
+                raise ServerPropertiesError(f"{where}: {exc}") from None
             result.settings[key] = value
         elif key in IGNORED or key.startswith(IGNORED_PREFIXES):
             result.warnings.append(f"{where}: ignoring {key!r}: a Kafka setting klog does not use")
