@@ -453,9 +453,15 @@ def _kcat_json(tstypes):
             doc["headers"] = [x for k, v in r.headers for x in (k, _surrogate(v))]
         doc["key"] = _surrogate(r.key)
         doc["payload"] = _surrogate(r.value)
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode(
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        return _UPPER_HEX.sub(lambda m: m.group(1) + m.group(2).upper(), text).encode(
             "utf-8", "surrogateescape") + b"\n"
     return render
+
+
+# kcat writes control characters as \u001B, json.dumps as \u001b (a \u after an even run of
+# backslashes is an escape; after an odd one it is text).
+_UPPER_HEX = re.compile(r"(?<!\\)((?:\\\\)*\\u)([0-9a-f]{4})")
 
 
 def _klog_json(r):
