@@ -1,6 +1,7 @@
 .PHONY: dev build-reqs compile debug test bench clean
 
 PYTHON ?= python
+PYTEST_ARGS ?=
 # The build requirements of pyproject.toml, for builds in place (no build isolation there).
 BUILD_REQS = "setuptools>=77.0.3" "Cython>=3.0.10,<3.4"
 
@@ -21,8 +22,9 @@ compile: build-reqs
 debug: build-reqs
 	KLOG_DEBUG=1 $(PYTHON) setup.py build_ext --inplace --force -j 2
 
+# make test PYTEST_ARGS="-x tests/native": rebuild what changed, then those tests
 test: compile
-	PYTHONPATH=src $(PYTHON) -m pytest
+	PYTHONPATH=src $(PYTHON) -m pytest $(PYTEST_ARGS)
 
 bench: compile
 	PYTHONPATH=src $(PYTHON) bench/storage_bench.py
