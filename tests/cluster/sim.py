@@ -108,6 +108,9 @@ class Cluster:
         self.inflight: list[Message] = []
         self.acked: dict[int, object] = {}       # offset -> value, acknowledged to a client
         self.committed: list[tuple[int, object]] = []   # the prefix below some replica's HW
+        # What was acknowledged and committed when each leader epoch was decided: a leader must
+        # hold that much. (A decision delivered late makes a zombie that can commit nothing.)
+        self._known_at_decision: dict[int, tuple[dict, int]] = {0: ({}, 0)}
         self.violations: list[str] = []
         self.produced = 0
         self._controller_epoch_seen: dict[int, int] = {}   # controller node -> epoch it acts in
@@ -177,6 +180,7 @@ class Cluster:
                               (election.on_broker_started, live)):
             new = decide(zk.state, self.assignment, alive, epoch, unclean=self.unclean)
             if new is not None and zk.compare_and_set(new, zk.state.version, epoch) is not None:
+                self._known_at_decision[new.leader_epoch] = (dict(self.acked), len(self.committed))
                 changed = True
         if changed or bounced or self._controller_epoch_seen.get(cid) != epoch:
             self._controller_epoch_seen[cid] = epoch
@@ -189,11 +193,11 @@ class Cluster:
             self._tell_replicas(cid, self.zk.state)
 
     def _tell_replicas(self, cid: int, state: LeaderAndIsr) -> None:
-        # Addressed to the registration the controller knows: a broker that restarted since
-        # rejects it (STALE_BROKER_EPOCH, KIP-380) and waits for one meant for it.
-        for b in self.assignment:
-            if b in self.zk.sessions:
-                self._send(cid, b, "leader_and_isr", state, self.zk.sessions[b])
+        # Addressed to the registration the controller has processed: a broker that restarted
+        # since rejects it (STALE_BROKER_EPOCH, KIP-380) until the controller has handled the
+        # bounce (as a failure, then a start) and written a newer decision.
+        for b, broker_epoch in self._controller_view.items():
+            self._send(cid, b, "leader_and_isr", state, broker_epoch)
 
     # -- brokers --------------------------------------------------------------------------------
 
@@ -349,11 +353,12 @@ class Cluster:
 
     def _check_new_leader(self, node: Node) -> None:
         entries = node.log.entries
-        for offset, value in self.acked.items():
+        acked, committed = self._known_at_decision[node.replica.leader_epoch]
+        for offset, value in acked.items():
             if offset >= len(entries) or entries[offset][1] != value:
                 self.violation(f"broker {node.id} leads epoch {node.replica.leader_epoch} "
                                f"without acknowledged {value} at offset {offset}")
-        for offset, entry in enumerate(self.committed):
+        for offset, entry in enumerate(self.committed[:committed]):
             if offset >= len(entries) or entries[offset] != entry:
                 self.violation(f"broker {node.id} leads without committed {entry} at {offset}")
                 break

@@ -34,26 +34,29 @@ def settle_leadership(c: Cluster, ms=None):
 
 # -- KIP-101 -----------------------------------------------------------------------------------
 
-def test_kip101_follower_restart_keeps_records_beyond_its_high_watermark():
-    """Scenario 1: B fetched m1, m2 but never learned the HW that commits them; B restarts and
-    then A dies. Truncating to the HW on restart (Kafka before KIP-101) would lose m2."""
-    c = Cluster(brokers=2, min_isr=1)
+def test_kip101_follower_keeps_records_beyond_its_high_watermark_on_a_new_epoch():
+    """Scenario 1: B holds m1, m2 but never learned the HW that commits them. A new epoch
+    arrives (C failed) and B follows again; then A dies and B is elected. Truncating to the HW
+    when becoming a follower (Kafka before KIP-101) would lose both acknowledged records."""
+    c = Cluster(brokers=3, min_isr=1)
     c.produce(0)
     c.produce(0)
+    for b in (2, 3):
+        c.fetch(b)
+    c.deliver_all()                      # B and C hold m1, m2; the answers carried HW 0
     c.fetch(2)
-    c.deliver_all()                      # B holds m1, m2; the answer carried HW 0
-    c.fetch(2)
-    c.deliver(0)                         # A learns B's end: HW 2, both acknowledged ...
+    c.deliver(0)                         # A learns B's end ...
+    c.deliver(0)                         # ... B hears HW 0 (C's end was still unknown)
+    c.fetch(3)
+    c.deliver(0)                         # A learns C's end: HW 2, both acknowledged ...
+    c.deliver(0, drop=True)              # ... but C never hears of it
     c.check()
     assert c.acked == {0: "v1", 1: "v2"}
-    c.deliver(0, drop=True)              # ... but B never hears of it
     assert c.nodes[2].replica.high_watermark == 0
 
-    c.crash(2)
-    c.restart(2)
-    c.run_controller()
-    c.deliver_all()                      # B is told it follows A again
-    c.check()
+    c.crash(3)
+    settle_leadership(c)                 # epoch 1: ISR (1, 2), B follows again
+    assert c.zk.state.isr == (1, 2) and c.nodes[2].replica.leader_epoch == 1
     c.crash(1)
     settle_leadership(c)
 
