@@ -84,6 +84,11 @@ class ProducerState:
         if len(entry[1]) > RETAINED:
             del entry[1][0]
 
+    def active(self):
+        """[(producer id, epoch, last sequence)] of every producer with state here
+        (DescribeProducers)."""
+        return [(pid, e[0], e[1][-1][1] if e[1] else -1) for pid, e in self.producers.items()]
+
     # -- rebuilding and persisting -----------------------------------------------------------
     def scan_segment(self, segment, from_offset):
         """Replay the headers of ``segment``'s batches whose last offset >= ``from_offset``."""
