@@ -258,9 +258,10 @@ class Broker:
         with self._lock:
             return dict(self._record(name).config)
 
-    def alter_topic_config(self, name, changes):
+    def alter_topic_config(self, name, changes, validate_only=False):
         """Set topic configs; a value of None removes the override (back to the default).
-        Applies to the topic's open logs at once (new segments use new sizes)."""
+        Applies to the topic's open logs at once (new segments use new sizes). With
+        ``validate_only``: every check, no change."""
         if not isinstance(changes, dict):
             raise TypeError("changes must be a dict of Kafka topic-config names")
         with self._lock:
@@ -279,6 +280,8 @@ class Broker:
                     raise InternalTopicError(
                         f"topic {name!r} is internal: its cleanup.policy stays {before!r} "
                         f"(asked for {log_config.cleanup_policy!r})")
+            if validate_only:
+                return
             topics = dict(self._topics)
             topics[name] = TopicRecord(name, record.partitions, overrides, record.topic_id)
             self._store.save(topics)
@@ -311,8 +314,9 @@ class Broker:
             for (name, _), log in self._logs.items():
                 log.update_config(config.topic_config(self._topics[name].config))
 
-    def add_partitions(self, name, total):
-        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks)."""
+    def add_partitions(self, name, total, validate_only=False):
+        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
+        With ``validate_only``: every check, no change."""
         with self._lock:
             self._check_open()
             record = self._record(name)
@@ -324,6 +328,8 @@ class Broker:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {record.partitions} partitions; the new count {total} "
                     "must be larger (partitions can be added, never removed)")
+            if validate_only:
+                return
             topics = dict(self._topics)
             grown = topics[name] = TopicRecord(name, total, record.config, record.topic_id)
             self._store.save(topics)

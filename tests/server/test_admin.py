@@ -78,11 +78,11 @@ def test_append_and_subtract_list_valued_topic_config(server):
     _incremental(admin, A.ResourceType.TOPIC, "cfg-list", ("cleanup.policy", "delete", Op.SUBTRACT)).result(10)
     entry = _describe(admin, A.ResourceType.TOPIC, "cfg-list")["cleanup.policy"]
     assert entry.value == "compact" and entry.source == A.ConfigSource.DYNAMIC_TOPIC_CONFIG.value
-    # Kafka: APPEND / SUBTRACT on a config that is not a list is INVALID_CONFIG
-    for op in (Op.APPEND, Op.SUBTRACT):
+    # Kafka: APPEND / SUBTRACT on a config that is not a list is INVALID_REQUEST, with this text
+    for op, verb in ((Op.APPEND, "append"), (Op.SUBTRACT, "subtract")):
         err = _error(_incremental(admin, A.ResourceType.TOPIC, "cfg-list", ("retention.ms", "5", op)))
-        assert err.code() == ck.KafkaError.INVALID_CONFIG, err
-        assert "retention.ms" in err.str()
+        assert err.code() == ck.KafkaError.INVALID_REQUEST, err
+        assert f"Config value {verb} is not allowed for config key: retention.ms" in err.str()
     assert _describe(admin, A.ResourceType.TOPIC, "cfg-list")["retention.ms"].is_default
 
 
@@ -434,6 +434,10 @@ def test_internal_topic_cannot_be_deleted_grown_or_recleaned_over_the_wire(serve
                   ("cleanup.policy", "delete", Op.APPEND)]:
         err = _error(_incremental(admin, A.ResourceType.TOPIC, name, entry))
         assert err.code() == ck.KafkaError.INVALID_REQUEST and "cleanup.policy" in err.str(), entry
+    res = A.ConfigResource(A.ResourceType.TOPIC, name, incremental_configs=[
+        A.ConfigEntry("cleanup.policy", "delete", incremental_operation=Op.SET)])
+    err = _error(admin.incremental_alter_configs([res], validate_only=True)[res])
+    assert err.code() == ck.KafkaError.INVALID_REQUEST
     # subtracting its only policy leaves an empty one: not a valid value in the first place
     err = _error(_incremental(admin, A.ResourceType.TOPIC, name, ("cleanup.policy", "compact", Op.SUBTRACT)))
     assert err.code() == ck.KafkaError.INVALID_CONFIG

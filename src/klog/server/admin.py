@@ -4,8 +4,9 @@ DescribeProducers. Registered in klog.server.handlers.HANDLERS like the others.
 
 Error codes follow Kafka's brokers: a bad topic config value is INVALID_CONFIG, a bad or
 read-only broker config INVALID_REQUEST (Kafka's ConfigAdminManager turns every broker-config
-validation failure into InvalidRequestException, KAFKA-13609), an unsupported resource type
-INVALID_REQUEST (ConfigHelper: "Unsupported resource type").
+validation failure into InvalidRequestException, KAFKA-13609), APPEND/SUBTRACT on a config that
+is not a list INVALID_REQUEST (ConfigAdminManager), an unsupported resource type INVALID_REQUEST
+(ConfigHelper: "Unsupported resource type").
 """
 import os
 import shutil
@@ -38,9 +39,11 @@ class InvalidRequestError(KlogError):
     error_code = EC.INVALID_REQUEST
 
 
-class ListOperationError(ConfigError):
-    """APPEND or SUBTRACT on a config that is not a list (Kafka: INVALID_CONFIG)."""
-    error_code = EC.INVALID_CONFIG
+class ListOperationError(KlogError):
+    """APPEND or SUBTRACT on a config that is not a list. Kafka's brokers refuse it before
+    anything else with InvalidRequestException (ConfigAdminManager; asserted by Kafka's
+    PlaintextAdminIntegrationTest), so INVALID_REQUEST."""
+    error_code = EC.INVALID_REQUEST
 
 
 class InvalidReplicaAssignmentError(KlogError):
@@ -79,7 +82,7 @@ def config_string(v):
 
 
 # -- DescribeConfigs -------------------------------------------------------------------------------
-def _describe_resource(broker, r, version, synonyms, documentation):
+def _describe_resource(broker, r, synonyms, documentation):
     kind, name = r["resource_type"], r["resource_name"]
     if kind == TOPIC:
         entries = broker.dynamic_config.describe_topic(broker.describe_topic(name).config,
@@ -111,8 +114,7 @@ async def describe_configs(ctx, body):
         res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
                "resource_name": r["resource_name"], "configs": []}
         try:
-            res["configs"] = _describe_resource(ctx.broker, r, ctx.version,
-                                                body.get("include_synonyms", False),
+            res["configs"] = _describe_resource(ctx.broker, r, body.get("include_synonyms", False),
                                                 body.get("include_documentation", False))
         except KlogError as exc:
             res["error_code"] = _code(exc, r["resource_type"])
@@ -123,7 +125,8 @@ async def describe_configs(ctx, body):
 
 # -- IncrementalAlterConfigs / AlterConfigs --------------------------------------------------------
 def _list_op(op, key, setting, current, value):
-    """APPEND / SUBTRACT on a list-valued config; Kafka refuses them on other types."""
+    """APPEND / SUBTRACT on a list-valued config (Kafka: old list, then the new parts not in it /
+    without the given parts); other types are refused."""
     verb = "append" if op == APPEND else "subtract"
     if setting is None or not setting.list_valued:
         raise ListOperationError(f"Config value {verb} is not allowed for config key: {key}")
@@ -172,17 +175,6 @@ def _broker_setting(broker, key):
     return broker.config.setting(key)
 
 
-def _alter_topic(broker, name, changes, validate_only):
-    from klog.broker import _canonical_config
-    if validate_only:
-        merged = broker.topic_overrides(name)
-        for k, v in changes.items():
-            merged.pop(k, None) if v is None else merged.update({k: v})
-        broker.config.topic_config(_canonical_config(merged))
-    else:
-        broker.alter_topic_config(name, changes)
-
-
 def _alter_resource(broker, r, validate_only, incremental):
     kind, name = r["resource_type"], r["resource_name"]
     if kind == TOPIC:
@@ -191,7 +183,7 @@ def _alter_resource(broker, r, validate_only, incremental):
             changes = _incremental_changes(r, lambda k: effective.get(k), _topic_setting)
         else:   # the legacy API replaces every override of the resource
             changes = _replacement(r, broker.topic_overrides(name))
-        _alter_topic(broker, name, changes, validate_only)
+        broker.alter_topic_config(name, changes, validate_only)
     elif kind == BROKER:
         cluster_default = _broker_scope(broker, name)
         if incremental:
@@ -289,13 +281,7 @@ def _create_partitions(broker, body):
                         f"Increasing the number of partitions by {count - current} but "
                         f"{len(ids)} assignments provided.")
                 check_replica_assignment(broker, ids, "new partition")
-            if body.get("validate_only"):
-                from klog.metadata import is_internal
-                if is_internal(name):
-                    from klog.errors import InternalTopicError
-                    raise InternalTopicError(f"topic {name!r} is internal: its partition count cannot change")
-            else:
-                broker.add_partitions(name, count)
+            broker.add_partitions(name, count, body.get("validate_only", False))
         except KlogError as exc:
             res["error_code"] = _code(exc)
             res["error_message"] = str(exc)
