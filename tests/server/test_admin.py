@@ -388,7 +388,7 @@ def test_describe_producers(server):
     _create(admin, A.NewTopic("prod", 1, 1))
     p = ck.Producer({"bootstrap.servers": server.address, "enable.idempotence": True})
     for i in range(7):
-        p.produce("prod", b"m%d" % i, partition=0)
+        p.produce("prod", b"m%d" % i, partition=0, timestamp=1_700_000_000_000 + i)
     assert p.flush(15) == 0
     k = KafkaAdminClient(bootstrap_servers=server.address)
     try:
@@ -396,6 +396,7 @@ def test_describe_producers(server):
         state = k.describe_producers([tp])[tp]
         (ps,) = state.active_producers
         assert ps.producer_id >= 0 and ps.producer_epoch == 0 and ps.last_sequence == 6
+        assert ps.last_timestamp == 1_700_000_000_006
         with pytest.raises(kerr.UnknownTopicOrPartitionError):
             k.describe_producers([TopicPartition("prod", 5)], broker_id=0)
     finally:

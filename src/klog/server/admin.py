@@ -388,8 +388,8 @@ async def describe_producers(ctx, body):
                 log = ctx.broker.log(t["name"], p)
                 res["active_producers"] = [
                     {"producer_id": pid, "producer_epoch": epoch, "last_sequence": seq,
-                     "last_timestamp": -1, "coordinator_epoch": -1, "current_txn_start_offset": -1}
-                    for pid, epoch, seq in sorted(log.active_producers())]
+                     "last_timestamp": ts, "coordinator_epoch": -1, "current_txn_start_offset": -1}
+                    for pid, epoch, seq, ts in sorted(log.active_producers())]
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
                 res["error_message"] = str(exc)

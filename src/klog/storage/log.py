@@ -407,8 +407,8 @@ class Log:
             pass
 
     def active_producers(self):
-        """[(producer id, epoch, last sequence)] of the idempotent producers this partition
-        remembers."""
+        """[(producer id, epoch, last sequence, last timestamp)] of the idempotent producers
+        this partition remembers."""
         with self._lock:
             return self._producers.active()
 
