@@ -11,6 +11,8 @@ is not a list INVALID_REQUEST (ConfigAdminManager), an unsupported resource type
 import os
 import shutil
 
+from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, config_string
+from klog.config import BROKER_SETTINGS, BROKER_TO_TOPIC, SETTINGS, unknown_config
 from klog.errors import ConfigError, InvalidPartitionsError, KlogError
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
@@ -74,11 +76,6 @@ def _unsupported(resource_type):
     return InvalidRequestError(
         f"resource type {RESOURCE_NAMES.get(resource_type, resource_type)} is not supported "
         "(klog has TOPIC and BROKER configs)")
-
-
-def config_string(v):
-    from klog.broker_config import config_string as s
-    return s(v)
 
 
 # -- DescribeConfigs -------------------------------------------------------------------------------
@@ -161,15 +158,12 @@ def _incremental_changes(r, current, setting_of):
 
 
 def _topic_setting(key):
-    from klog.config import SETTINGS
     if key not in SETTINGS:
-        from klog.config import unknown_config
         raise unknown_config(key, SETTINGS)
     return SETTINGS[key]
 
 
 def _broker_setting(broker, key):
-    from klog.config import BROKER_SETTINGS, BROKER_TO_TOPIC, unknown_config
     if key not in BROKER_SETTINGS and key not in BROKER_TO_TOPIC:
         raise unknown_config(key, list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC), "broker config")
     return broker.config.setting(key)
@@ -190,7 +184,6 @@ def _alter_resource(broker, r, validate_only, incremental):
             changes = _incremental_changes(r, broker.config.value,
                                            lambda k: _broker_setting(broker, k))
         else:
-            from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER
             layer = broker.dynamic_config.layer_values(CLUSTER_DEFAULT if cluster_default else PER_BROKER)
             changes = _replacement(r, layer)
         broker.alter_broker_config(changes, cluster_default, validate_only)
