@@ -1,8 +1,11 @@
 """Broker: a data directory of topics, each split into partitions, each partition a Log.
 
 Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
-topics and their configs (see klog.metadata), ``.lock`` owned by the one process that has the
-directory open. Nothing below the Broker knows about topics; nothing above it touches files.
+topics and their configs (see klog.metadata), ``klog-broker-config.json`` for dynamic broker
+configs (see klog.broker_config), ``.lock`` owned by the one process that has the directory open.
+Internal topics (klog.metadata.INTERNAL_TOPICS) cannot be deleted, grown or given another
+cleanup policy, whoever asks (InternalTopicError). Nothing below the Broker knows about topics;
+nothing above it touches files.
 
 Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
 produce and fetch on different partitions never contend here.
