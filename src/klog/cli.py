@@ -117,8 +117,8 @@ def _table(header, rows):
     (a narrow terminal wraps the line) instead of becoming 'orders.p…'."""
     rows = [[str(c) for c in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for row in [header, *rows]:   # one space in, as rich's were: apart from "NAME  value" lines
+        click.echo((" " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths))).rstrip())
 
 
 def _json_out(doc):
@@ -551,9 +551,18 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
     def on_revoke(partitions):
         sink.flush()
         commit(set(partitions))
+        for tp in partitions:        # another member may move them on before they come back
+            delivered.pop(tp, None)
+            committed.pop(tp, None)
+
+    def on_assign(partitions):
+        # Where the group starts (its committed offset, or the reset position) is delivered
+        # as far as nothing has been printed: a new group at -o end commits the log end.
+        for tp in partitions:
+            delivered.setdefault(tp, consumer.position(tp))
 
     if group:
-        consumer.subscribe(topic_names, on_revoke=on_revoke)
+        consumer.subscribe(topic_names, on_assign=on_assign, on_revoke=on_revoke)
     else:
         consumer.assign(tps)
         _seek(consumer, broker, tps, mode, arg)
