@@ -249,7 +249,7 @@ class GroupMember:
         return self.state in (PREPARING, COMPLETING) or self._rejoin is not None
 
     def close(self):
-        """Leave the group (LeaveGroup) and stop heartbeating."""
+        """Leave the group (LeaveGroup; not for a static member) and stop heartbeating."""
         with self._lock:
             if self._closed:
                 return
@@ -260,8 +260,10 @@ class GroupMember:
             self._heartbeats.join()
 
     def _leave(self, reason):
-        """Caller holds _lock."""
-        if self.member_id:
+        """Caller holds _lock. A static member (``group.instance.id``) does not send LeaveGroup,
+        as Java's and librdkafka's: its partitions wait for it until its session times out, so
+        a restart within ``session.timeout.ms`` gets them back without a rebalance (KIP-345)."""
+        if self.member_id and self.group_instance_id is None:
             self.coordinator.leave_group(self.group_id, [(self.member_id, self.group_instance_id)],
                                          reason=reason)
         self._reset(reason)
