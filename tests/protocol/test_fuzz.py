@@ -1,5 +1,7 @@
 """Hostile input: decoders raise ProtocolError and nothing else, and never allocate
-from a declared length (CVE-2022-34917)."""
+from a declared length (CVE-2022-34917). Whatever does decode must mean what its bytes say:
+encoding the decoded message gives back the input, except in the ways checked by
+``_same_but_canonical`` (booleans other than 0/1 read as true; bytes after the message ignored)."""
 import random
 import struct
 import time
@@ -16,18 +18,31 @@ FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_
 KEYS = sorted(REQUESTS)
 
 
+def _same_but_canonical(again, payload):
+    """The oracle: ``again`` (the decoded message, encoded) is ``payload`` up to its length,
+    but for boolean bytes other than 0 and 1, which read as true and are written as 1."""
+    assert len(again) <= len(payload), (again.hex(), payload.hex())
+    for i, (a, b) in enumerate(zip(again, payload)):
+        assert a == b or (a == 1 and b > 1), f"byte {i}: decoded+encoded {a}, input {b}"
+
+
 def _decode_req(payload):
     try:
-        decode_request(payload)
+        req = decode_request(payload)
     except ProtocolError:
-        pass
+        return
+    h = req.header
+    again = encode_request(h.api_key, h.api_version, h.correlation_id, h.client_id,
+                           req.body).getvalue()[4:]
+    _same_but_canonical(again, payload)
 
 
 def _decode_resp(api_key, version, payload):
     try:
-        decode_response(api_key, version, payload)
+        cid, body = decode_response(api_key, version, payload)
     except ProtocolError:
-        pass
+        return
+    _same_but_canonical(encode_response(api_key, version, cid, body).getvalue()[4:], payload)
 
 
 def _header(api_key, version, flexible):
@@ -61,7 +76,8 @@ def test_truncated_valid_frames_raise(api_key, data):
     schema = REQUESTS[api_key]
     version = data.draw(st.integers(schema.min_version, schema.max_version))
     payload = _valid_request(random.Random(data.draw(st.integers(0, 2**32))), api_key, version)
-    decode_request(payload)  # the full frame is fine
+    req = decode_request(payload)  # the full frame is fine, and means what was encoded
+    assert encode_request(api_key, version, 1, "fuzz", req.body).getvalue()[4:] == payload
     cut = data.draw(st.integers(0, len(payload) - 1))
     try:
         decode_request(payload[:cut])
@@ -101,12 +117,17 @@ def test_huge_declared_lengths_spliced_in(api_key, data):
 def test_unknown_api_keys_and_versions(api_key, version, rest):
     payload = struct.pack(">hhi", api_key, version, 5) + b"\xff\xff" + rest
     try:
-        decode_request(payload)
+        req = decode_request(payload)
     except (UnknownApiError, UnsupportedVersionError) as e:
         assert e.header is not None and e.header.correlation_id == 5
     except ProtocolError:
         # known API, supported version, garbage body
         assert api_key in REQUESTS and REQUESTS[api_key].supports(version)
+    else:   # a supported key and version whose body decodes: it must round-trip
+        assert (req.header.api_key, req.header.api_version, req.header.client_id) == \
+            (api_key, version, None)
+        _same_but_canonical(encode_request(api_key, version, 5, None, req.body).getvalue()[4:],
+                            payload)
 
 
 @FUZZ
