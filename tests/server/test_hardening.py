@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import klog
-from klog.protocol.frames import encode_request
+from klog.protocol.errors import ProtocolError, UnsupportedVersionError
+from klog.protocol.frames import decode_request, decode_response, encode_request
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.server import ServerThread
 
@@ -82,8 +83,10 @@ def _send(s, data, shut_wr):
     return True
 
 
-def _frames_until_close_or_sentinel(s, deadline):
-    """Read response frames until EOF/reset ("closed") or the sentinel's answer ("answered")."""
+def _frames_until_close_or_sentinel(s, deadline, frames=None):
+    """Read response frames until EOF/reset ("closed") or the sentinel's answer ("answered").
+    ``frames``: a list that gets each response payload (size prefix removed) before the
+    sentinel's."""
     buf = bytearray()
     while True:
         while len(buf) >= 8:
@@ -91,9 +94,12 @@ def _frames_until_close_or_sentinel(s, deadline):
             assert 4 <= size < 64 << 20, f"bad response frame size {size}"
             if len(buf) < 4 + size:
                 break
+            payload = bytes(buf[4:4 + size])
             del buf[:4 + size]
             if cid == SENTINEL_CID:
                 return "answered"
+            if frames is not None:
+                frames.append(payload)
         left = deadline - time.monotonic()
         assert left > 0, "connection neither answered nor closed: wedged"
         s.settimeout(left)
@@ -175,6 +181,42 @@ def _frame(payload):
     return struct.pack(">i", len(payload)) + payload
 
 
+def _expected_answer(payload):
+    """What the server must do with one fuzzed frame: ("close",), ("silent",) for an acks=0
+    Produce, or ("answer", api_key, version, correlation id)."""
+    try:
+        req = decode_request(payload)
+    except UnsupportedVersionError as exc:
+        hdr = exc.header
+        if hdr is not None and hdr.api_key == ApiKey.API_VERSIONS:
+            return ("answer", ApiKey.API_VERSIONS, 0, hdr.correlation_id)   # error 35, v0 body
+        return ("close",)
+    except ProtocolError:
+        return ("close",)
+    hdr = req.header
+    if hdr.api_key == ApiKey.PRODUCE and req.body.get("acks") == 0:
+        return ("silent",)
+    return ("answer", hdr.api_key, hdr.api_version, hdr.correlation_id)
+
+
+def _check_answer(expected, outcome, frames, answered):
+    """The positive oracle of the fuzz test: a request that decodes is answered, with its own
+    correlation id and a response that decodes, and the connection stays usable; one that does
+    not decode closes the connection unanswered."""
+    if expected[0] == "close":
+        assert (outcome, frames) == ("closed", []), (expected, outcome, frames)
+        return
+    assert outcome == "answered", (expected, outcome)
+    if expected[0] == "silent":
+        assert frames == [], frames
+        return
+    _, api_key, version, cid = expected
+    assert len(frames) == 1, (expected, frames)
+    got_cid, _ = decode_response(api_key, version, memoryview(frames[0]))
+    assert got_cid == cid
+    answered.append(api_key)
+
+
 _GARBAGE_PRODUCE = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
     {"name": "fuzzed", "partition_data": [{"index": 0, "records": b"not a record batch"}]}]}
 
@@ -183,6 +225,7 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
     healthy = Healthy(server)
     healthy.round_trip()
     outcomes = []
+    answered = []   # API keys of the fuzzed requests answered (and checked)
 
     @settings(max_examples=60, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -200,8 +243,13 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
             if kind == "framed":
                 # A whole frame, then a sentinel ApiVersions: the connection must answer the
                 # sentinel (after an error response or none) or close; it must not wedge.
+                # Which of the two, and what the answer says, follows from the frame.
+                expected = _expected_answer(data[4:])
+                frames = []
                 if _send(s, data + _sentinel(), shut_wr=False):
-                    outcomes.append(_frames_until_close_or_sentinel(s, deadline))
+                    outcome = _frames_until_close_or_sentinel(s, deadline, frames)
+                    outcomes.append(outcome)
+                    _check_answer(expected, outcome, frames, answered)
             elif kind == "huge":
                 # Refused on the size prefix alone, before the payload could ever arrive.
                 if _send(s, data, shut_wr=False):
@@ -218,6 +266,7 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
     # The explicit examples get error responses (35; CORRUPT_MESSAGE; none for acks=0) and the
     # connection stays usable for the sentinel.
     assert outcomes.count("answered") >= 3, outcomes
+    assert len(answered) >= 3, answered   # the oracle checked real answers, not only closes
     healthy.close()
     # A fresh client after the storm, too.
     fresh = Healthy(server)
