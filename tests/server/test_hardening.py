@@ -604,3 +604,32 @@ def test_queued_max_request_bytes_bounds_memory_of_partial_frames(tmp_path):
             s.close()
         proc.terminate()
         proc.wait(30)
+
+
+def test_request_memory_pool_waits_then_grants_in_order():
+    import asyncio
+
+    from klog.server.limits import RequestMemoryPool
+
+    async def scenario():
+        pool = RequestMemoryPool(100)
+        await pool.reserve(150)            # nothing reserved: one frame over the cap still goes
+        assert pool.reserved == 150
+        second = asyncio.ensure_future(pool.reserve(60))
+        third = asyncio.ensure_future(pool.reserve(30))
+        cancelled = asyncio.ensure_future(pool.reserve(10))
+        await asyncio.sleep(0)
+        assert not second.done() and not third.done() and pool.waiting == 3
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        pool.release(150)                  # both waiters fit now (90 <= 100)
+        await asyncio.wait_for(asyncio.gather(second, third), 1)
+        assert pool.reserved == 90 and pool.waiting == 0
+        pool.release(60)
+        pool.release(30)
+        assert pool.reserved == 0
+        unbounded = RequestMemoryPool(-1)
+        await unbounded.reserve(1 << 40)
+        await unbounded.reserve(1 << 40)
+
+    asyncio.run(scenario())
