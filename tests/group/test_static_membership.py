@@ -167,3 +167,38 @@ def test_static_member_missing_a_rebalance_is_kept(coordinator):
     assert time.monotonic() - t0 >= 0.25                # waited for a until the timeout
     assert rb.generation_id == gen + 1
     assert ids["a"] in c.group_state("g")[3]
+
+
+def test_embedded_consumer_fenced_by_a_second_one_with_its_instance_id(broker):
+    """The fenced consumer's next poll raises FencedInstanceIdError (fatal, as Java's) instead
+    of rejoining and fencing the newer one in turn."""
+    import pytest
+
+    broker.create_topic("t", 2)
+
+    def consumer():
+        c = broker.consumer("emb", {"group.instance.id": "same", "session.timeout.ms": 10_000,
+                                    "heartbeat.interval.ms": 50})
+        c.subscribe(["t"])
+        return c
+
+    def poll_until(c, cond, what):
+        deadline = time.monotonic() + T
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            c.poll(20)
+
+    first = consumer()
+    poll_until(first, lambda: len(first.assignment()) == 2, "the first consumer's assignment")
+    second = consumer()
+    poll_until(second, lambda: len(second.assignment()) == 2, "the second consumer's assignment")
+    deadline = time.monotonic() + T
+    with pytest.raises(E.FencedInstanceIdError, match="same"):
+        while time.monotonic() < deadline:
+            first.poll(20)
+    generation = broker.group_coordinator.group_state("emb")[1]
+    for _ in range(10):                     # the newer one keeps its place, undisturbed
+        second.poll(20)
+    assert len(second.assignment()) == 2
+    assert broker.group_coordinator.group_state("emb")[:2] == (STABLE, generation)
+    second.close()

@@ -78,6 +78,7 @@ class GroupMember:
         self._stop = threading.Event()
         self._heartbeats = None
         self._closed = False
+        self._fenced = None              # set by a FENCED_INSTANCE_ID heartbeat answer: fatal
 
     # -- the owner's thread ----------------------------------------------------------------------
     def poll(self, deadline):
@@ -92,6 +93,9 @@ class GroupMember:
             with self._lock:
                 if self._closed:
                     raise E.IllegalStateError(f"member of group {self.group_id!r} is closed")
+                if self._fenced is not None:
+                    # As Java: fatal. Rejoining would fence the member that fenced this one.
+                    raise E.FencedInstanceIdError(self._fenced)
                 if self.state == STABLE and self._rejoin is None:
                     return True
                 future = self._future
@@ -306,6 +310,10 @@ class GroupMember:
                     if self.state == STABLE and self._rejoin is None:
                         self._rejoin = "the group is rebalancing"
                 elif code in (E.UNKNOWN_MEMBER_ID, E.ILLEGAL_GENERATION, E.FENCED_INSTANCE_ID):
+                    if code == E.FENCED_INSTANCE_ID:
+                        self._fenced = (
+                            f"group {self.group_id!r}: another member joined with "
+                            f"group.instance.id {self.group_instance_id!r}; this one is fenced")
                     log.info("group %s: member %s lost its membership: heartbeat got %s",
                              self.group_id, self.member_id, E.error_name(code))
                     self._reset(f"heartbeat: {E.error_name(code)}",
