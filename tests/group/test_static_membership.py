@@ -26,8 +26,10 @@ def wait_for(predicate, what, timeout=T):
 
 def form_static_group(c, instances=("a", "b"), session=10_000, rebalance=10_000):
     """A Stable group of static members; returns ({instance: member id}, generation, leader).
-    Members whose answer came in before the others joined rejoin, as a client would."""
-    futures = {i: join(c, instance=i, session=session, rebalance=rebalance) for i in instances}
+    Members whose answer came in before the others joined rejoin, as a client would.
+    ``session``: one for all, or {instance: session}."""
+    sessions = session if isinstance(session, dict) else dict.fromkeys(instances, session)
+    futures = {i: join(c, instance=i, session=sessions[i], rebalance=rebalance) for i in instances}
     ids = {}
     deadline = time.monotonic() + T
     while True:
@@ -42,7 +44,7 @@ def form_static_group(c, instances=("a", "b"), session=10_000, rebalance=10_000)
         if c.group_state("g")[0] == PREPARING_REBALANCE:
             for i, f in list(futures.items()):
                 if f.done():
-                    futures[i] = join(c, ids[i], i, session=session, rebalance=rebalance)
+                    futures[i] = join(c, ids[i], i, session=sessions[i], rebalance=rebalance)
         assert time.monotonic() < deadline, "the static group did not form"
         time.sleep(0.005)
     leader, gen = results[0].leader_id, results[0].generation_id
@@ -147,13 +149,14 @@ def test_leave_group_by_instance_id_rebalances(coordinator):
 
 def test_static_member_session_expiry_rebalances(coordinator):
     c = coordinator
-    ids, gen, _ = form_static_group(c, session=300)
+    # a's session is 300 ms, b's 60 s: only a can expire, however slowly this test runs.
+    ids, gen, _ = form_static_group(c, session={"a": 300, "b": 60_000})
     # b heartbeats; a went silent (a crashed process that never came back).
     wait_for(lambda: c.heartbeat("g", gen, ids["b"], "b") == E.REBALANCE_IN_PROGRESS,
              "a's session to expire")
     assert ids["a"] not in c.group_state("g")[3]
     assert join(c, ids["a"], "a", session=300).result(T).error == E.UNKNOWN_MEMBER_ID
-    rb = join(c, ids["b"], "b", session=300).result(T)
+    rb = join(c, ids["b"], "b", session=60_000).result(T)
     assert rb.generation_id == gen + 1
 
 
