@@ -235,6 +235,8 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
     @example(("framed", encode_request(ApiKey.PRODUCE, 7, 8, "x", dict(_GARBAGE_PRODUCE, acks=0))
                         .getvalue()))
     @example(("framed", encode_request(ApiKey.PRODUCE, 7, 8, "x", _GARBAGE_PRODUCE).getvalue()))
+    @example(("framed", encode_request(ApiKey.METADATA, 4, 9, "x", {
+        "topics": [], "allow_auto_topic_creation": False}).getvalue()))
     def one(case):
         kind, data = case
         s = _connect(server)
@@ -263,9 +265,9 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
         healthy.round_trip()
 
     one()
-    # The explicit examples get error responses (35; CORRUPT_MESSAGE; none for acks=0) and the
-    # connection stays usable for the sentinel.
-    assert outcomes.count("answered") >= 3, outcomes
+    # The explicit examples get answers (35; CORRUPT_MESSAGE; none for acks=0; metadata) and
+    # the connection stays usable for the sentinel.
+    assert outcomes.count("answered") >= 4, outcomes
     assert len(answered) >= 3, answered   # the oracle checked real answers, not only closes
     healthy.close()
     # A fresh client after the storm, too.
