@@ -27,6 +27,8 @@ from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, Unsu
 from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
 from klog.protocol.messages import ApiKey
 from klog.server import handlers
+from klog.server.conditions import ConditionLog
+from klog.server.listener import Listener
 
 log = logging.getLogger("klog.server")
 
@@ -86,13 +88,13 @@ class Server:
         self._wake_scheduled = False
         self._stopped = None
         self.producer_ids = handlers.ProducerIdAllocator(broker.data_dir)
+        self.conditions = ConditionLog(log)   # recurring failures: a line per condition
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  reuse_address=True)
+        self._server = await Listener.start(self._serve, self.host, self.port, self.conditions)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.advertised is None:
             self.advertised = (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1",
