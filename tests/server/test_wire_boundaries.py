@@ -241,3 +241,38 @@ def test_produce_to_several_topics_and_partitions(server, conn):
         assert [r.value for r in decode_records(got["records"])] == [
             r.value for r in decode_records(b)]
     assert server.broker.log("multi-b", 0).log_end_offset == 0
+
+
+# -- ListOffsets -----------------------------------------------------------------------------------
+def list_offsets(port, topic, stamps, version=8):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        r = call(s, ApiKey.LIST_OFFSETS, version, {"replica_id": -1, "isolation_level": 0,
+                 "topics": [{"name": topic, "partitions": [
+                     {"partition_index": 0, "current_leader_epoch": -1, "timestamp": t}
+                     for t in stamps]}]})
+    parts = r["topics"][0]["partitions"]
+    assert all(p["error_code"] == 0 for p in parts)
+    return [(p["offset"], p["timestamp"]) for p in parts]
+
+
+def test_list_offsets_max_timestamp_and_found_timestamps_survive_restart(tmp_path):
+    from klog.server import ServerThread
+
+    with ServerThread(tmp_path / "data") as server:
+        server.broker.create_topic("lo", 1, {"segment.bytes": 1024})
+        log = server.broker.log("lo", 0)
+        assert list_offsets(server.port, "lo", [-3, -1, -2, 0]) == [(-1, -1), (0, -1), (0, -1),
+                                                                   (-1, -1)]
+        for stamps in ([1000, 2000, 3000], [6000, 4000, 6000], [5000]):   # offsets 0-2, 3-5, 6
+            log.append([b"v" * 300] * len(stamps), timestamps=stamps)
+        assert len(log.segments) > 1
+        # -3: the first record with the largest timestamp; by time: the first record at or
+        # after it, with ITS timestamp; -1 latest, -2 earliest, -4 earliest local (v8).
+        assert list_offsets(server.port, "lo", [-3, 2500, 4500, 6000, 6001, -1, -2, -4]) == [
+            (3, 6000), (2, 3000), (3, 6000), (3, 6000), (-1, -1), (7, -1), (0, -1), (0, -1)]
+        assert list_offsets(server.port, "lo", [-3, 2500], version=7) == [(3, 6000), (2, 3000)]
+        log.delete_before(4)
+        assert list_offsets(server.port, "lo", [-3, 2500, -2, -4]) == [
+            (5, 6000), (4, 4000), (4, -1), (4, -1)]
+    with ServerThread(tmp_path / "data") as server:
+        assert list_offsets(server.port, "lo", [-3, 2500, -1]) == [(5, 6000), (4, 4000), (7, -1)]
