@@ -192,8 +192,8 @@ def test_full_disk_answers_storage_error_and_recovers(small_fs, tmp_path):
         with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
             codes, acked = [], {0: 0, 1: 0}
             for i in range(400):   # ~8 MiB would be needed: the disk fills first
-                codes = produce_codes(call(s, ApiKey.PRODUCE, 9, produce_body("full", [0, 1], batch),
-                                           cid=i))
+                r = call(s, ApiKey.PRODUCE, 9, produce_body("full", [0, 1], batch), cid=i)
+                codes = produce_codes(r)
                 assert [p for p, _ in codes] == [0, 1]   # every partition answered, each time
                 for p, code in codes:
                     acked[p] += code == 0

@@ -236,7 +236,8 @@ def test_produce_to_several_topics_and_partitions(server, conn):
     for (t, p), b in sent.items():
         base = 2 if (t, p) == ("multi-b", 1) else 0
         got = fetch(conn, [(t, p, base, 1 << 20)])[(t, p)]
-        assert got["error_code"] == 0 and got["high_watermark"] == base + read_header(b).record_count
+        assert got["error_code"] == 0
+        assert got["high_watermark"] == base + read_header(b).record_count
         assert bytes(got["records"])[8:] == bytes(b)[8:]
         assert [r.value for r in decode_records(got["records"])] == [
             r.value for r in decode_records(b)]

@@ -77,9 +77,6 @@ def error_code(exc):
     return EC.UNKNOWN_SERVER_ERROR
 
 
-log = logging.getLogger("klog.server")
-
-
 def _storage_error(conditions, api_name, topic, partition, exc):
     """An OSError from the disk (ENOSPC, EIO, EMFILE...) while serving one partition: that
     partition is answered KAFKA_STORAGE_ERROR, as Kafka turns an IOException into a
