@@ -160,7 +160,7 @@ def main():
         ("bare protocol producer, pre-built batches (server ceiling)", mrate(r["produce_raw"]), "", "", ""),
         ("confluent-kafka consumer", mrate(r["consume"]), mrate(r["consume_mock"]), redis_r, ">= 2 M/s"),
         (f"confluent-kafka consumer with default settings (subscribe, consume(10000)), "
-         f"{n // 1000} k records: librdkafka's 1 s fetch.queue.backoff.ms paces it",
+         f"{n / 1e6:g} M records: librdkafka's 1 s fetch.queue.backoff.ms paces it",
          mrate(r["consume_default"]), "", "", "report"),
         (f"the same over {r['mock_kept'] // 1000} k records, what the mock cluster keeps "
          "(its local queue never fills)", mrate(r["consume_default_small"]),
