@@ -5,6 +5,10 @@ the requests of that connection one at a time, in order. Handlers live in klog.s
 Answers go out with ``os.writev`` (a fetch's segment views included, not copied); the answers to
 Produce requests that were read together share one write.
 
+Connections are accepted by klog.server.listener (when the process is out of file handles: a
+rate-limited log line and a back-off, not a spin). Storage failures answer the partition
+concerned KAFKA_STORAGE_ERROR (klog.server.handlers), logged once per condition (ConditionLog).
+
 Bad input never takes the server down: a frame over the cap, an undecodable request or an
 unknown API key closes that connection (logged); an unsupported version of ApiVersions gets
 error 35 with a v0 body (KIP-511); an unsupported version of another API closes the connection,
