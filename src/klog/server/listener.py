@@ -53,6 +53,7 @@ class Listener:
         self.sockets = sockets
         self._conditions = conditions
         self._tasks = []
+        self._connections = set()
         self._closed = False
 
     @classmethod
@@ -81,7 +82,9 @@ class Listener:
                 await asyncio.sleep(backoff)
                 continue
             backoff = 0.0
-            loop.create_task(self._connection(conn))
+            task = loop.create_task(self._connection(conn))
+            self._connections.add(task)   # a task nobody references may be collected mid-way
+            task.add_done_callback(self._connections.discard)
 
     async def _connection(self, conn):
         try:
