@@ -111,6 +111,9 @@ class Controller:
             except NotControllerError as e:
                 log.warning("broker %d: no longer the controller (%s)", self.broker_id, e)
                 self._resign_locally()
+                # If /controller is still ours, free it: a new election (with a new epoch) must
+                # be able to happen, by us or another broker.
+                self.store.release_controller()
                 result = e
             except Exception as e:       # a failed pass must not kill the controller thread
                 log.exception("controller event %s failed", getattr(fn, "__name__", fn))
