@@ -171,7 +171,8 @@ def machine():
         pass
     return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
             f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-            f"CRC-32C hardware path: {native_crc.HARDWARE}")
+            f"CRC-32C hardware path: {native_crc.HARDWARE}, "
+            f"load average {os.getloadavg()[0]:.1f} when the run started")
 
 
 WRITER = r"""
