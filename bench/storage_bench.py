@@ -14,6 +14,7 @@ here stay below the kernel's dirty-page limits (printed), so the disk is not wha
 bench/append_path.py for the ways of writing it.
 """
 import argparse
+import functools
 import json
 import os
 import platform
@@ -159,6 +160,7 @@ def json_events(n, seed=7):
     return out
 
 
+@functools.lru_cache(maxsize=None)   # one description per run: the load when it started
 def machine():
     cpu = "unknown"
     try:
