@@ -279,7 +279,8 @@ def write_markdown(rows):
     out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     replace_section("broker", out)
     replace_section("broker-figures", [
-        "Embedded broker, `python bench/broker_bench.py`:", "",
+        "Embedded broker, `python bench/broker_bench.py` (min / median / max over runs; "
+        f"{machine()}; {time.strftime('%Y-%m-%d', time.gmtime())}):", "",
         "| benchmark | klog | SQLite (WAL) | Redis Streams | target |", "|---|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]], "README.md")
 

@@ -50,7 +50,7 @@ def spread(samples):
 
 def fmt_spread(samples, scale=1e6, unit="M records/s", digits=2):
     lo, med, hi = spread(samples)
-    return f"{lo / scale:.{digits}f} / {med / scale:.{digits}f} / {hi / scale:.{digits}f} {unit}"
+    return f"{lo / scale:.{digits}f} / {med / scale:.{digits}f} / {hi / scale:.{digits}f} {unit}".rstrip()
 
 
 def page_cache_note():
@@ -240,7 +240,8 @@ def main():
             os.unlink(dbpath)
             curve.append((batch, rates, s_rate))
         for batch, rates, s_rate in curve[-2:]:
-            rows.append((f"batch append, {batch:,} distinct x 100 B per batch (min / median / max)".replace(",", " "),
+            rows.append((f"batch append, {batch:,} distinct x 100 B per batch (min / median / max)".replace(
+                         f"{batch:,}", f"{batch:,}".replace(",", " ")),
                          fmt_spread(rates), f"{s_rate / 1e6:.2f} M records/s", ">= 10 M records/s"))
         synced = []
         for _ in range(runs):
@@ -424,7 +425,8 @@ def write_markdown(rows, curve):
     out += [f"| {b} | {fmt_spread(k, 1e6, '')} | {s / 1e6:.3f} |" for b, k, s in curve]
     replace_section("storage", out)
     replace_section("storage-figures", [
-        "Storage core, `python bench/storage_bench.py`:", "",
+        "Storage core, `python bench/storage_bench.py` (min / median / max over runs; "
+        f"{machine()}; {time.strftime('%Y-%m-%d', time.gmtime())}):", "",
         "| benchmark | klog | SQLite / peer | target |", "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]], "README.md")
 
