@@ -174,9 +174,10 @@ def test_background_thread_waits_backoff_ms(tmp_path):
             time.sleep(0.02)
         assert len(list(log.records())) == 1
         deadline = time.monotonic() + 20
-        while broker.log_cleaner.first_dirty("state", 0) is None and time.monotonic() < deadline:
+        while (broker.log_cleaner.first_dirty("state", 0) != log.segments[-1]
+               and time.monotonic() < deadline):
             time.sleep(0.02)
-        assert broker.log_cleaner.first_dirty("state", 0) == log.segments[-1]
+        assert broker.log_cleaner.first_dirty("state", 0) == log.segments[-1] == 100
 
 
 CRASH = textwrap.dedent("""
@@ -237,3 +238,52 @@ def test_crash_between_cleaned_segments_and_checkpoint_loses_nothing(tmp_path):
             assert keyed_view(list(log.records())) == expected
             assert len(list(log.records())) == 40
         assert read_cleaner_checkpoint(data / CHECKPOINT_FILE) == {("state", 0): 600}
+
+
+def test_max_compaction_lag_rolls_the_active_segment(tmp_path):
+    lag = 5_000
+    with klog.open(tmp_path, QUIET) as broker:
+        broker.create_topic("state", 1, dict(TOPIC, **{"max.compaction.lag.ms": lag}))
+        log = broker.log("state", 0)
+        append(log, [3] * 10, b"v", ts=1_000)       # all in the active segment
+        assert log.segments == [0]
+        assert broker.clean_logs(now=1_000 + lag) == {}
+        assert log.segments == [0]                  # not older than the lag yet: no roll
+        result = broker.clean_logs(now=1_000 + lag + 1)[("state", 0)]
+        assert log.segments == [0, 10] and result.records_removed == 9
+        assert [r.value[:4] for r in log.records()] == [b"v-3."]
+
+
+def test_close_stops_a_pass_between_batches(tmp_path, monkeypatch):
+    """A broker closing does not wait for a whole pass: the pass stops at its next batch, its
+    uncommitted group is discarded, and the log is intact."""
+    import threading
+    with klog.open(tmp_path, QUIET) as broker:
+        broker.create_topic("state", 1, TOPIC)
+        log = broker.log("state", 0)
+        append(log, [k % 5 for k in range(300)], b"v")
+        log.roll()
+        written = list(log.records())
+        entered, release = threading.Event(), threading.Event()
+        real = cleaner.CleanedSegment.append
+
+        def slow_append(seg, *args, **kw):
+            entered.set()
+            release.wait(10)
+            return real(seg, *args, **kw)
+        monkeypatch.setattr(cleaner.CleanedSegment, "append", slow_append)
+        runner = threading.Thread(target=broker.clean_logs, kwargs={"now": NOW})
+        runner.start()
+        assert entered.wait(10)
+        closer = threading.Thread(target=broker.log_cleaner.close)
+        closer.start()
+        deadline = time.monotonic() + 10
+        while not broker.log_cleaner._stop.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+        runner.join(10)
+        closer.join(10)
+        assert not runner.is_alive() and not closer.is_alive()
+        assert list(log.records()) == written
+        assert [n for n in os.listdir(log.path) if n.endswith((".cleaned", ".swap"))] == []
+        assert broker.log_cleaner.first_dirty("state", 0) is None

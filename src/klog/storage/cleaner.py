@@ -92,6 +92,10 @@ _pass_locks_guard = threading.Lock()
 _idle = weakref.WeakKeyDictionary()         # Log -> _IdleMemo of its last pass with nothing to do
 
 
+class CleanerStopped(Exception):
+    """The pass was asked to stop (the broker is closing); nothing it had not committed stays."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CleanResult:
     """What one pass did. Counts and sizes cover the groups it rewrote."""
@@ -272,10 +276,12 @@ def _pass_lock(log):
         return lock
 
 
-def clean(log, now=None, first_dirty=None):
+def clean(log, now=None, first_dirty=None, stopping=None):
     """Compact ``log`` once (see the module doc); returns a CleanResult. ``now`` (ms) decides
     tombstone expiry and min.compaction.lag.ms; ``first_dirty`` is the cleaner checkpoint (None:
-    the whole log is dirty). A log whose cleanup.policy lacks ``compact`` is left alone."""
+    the whole log is dirty); ``stopping()`` true makes the pass give up between batches (raising
+    CleanerStopped; groups already swapped in stay). A log whose cleanup.policy lacks
+    ``compact`` is left alone."""
     now = now_ms() if now is None else now
     with _pass_lock(log):
         with log._lock:
@@ -301,13 +307,13 @@ def clean(log, now=None, first_dirty=None):
                 return CleanResult(dirty_end=dirty_end, first_dirty=dirty_end,
                                    next_tombstone_expiry=memo.next_expiry)
             _idle.pop(log, None)
-            return _clean(log, config, infos, dirty_end, now, first_dirty)
+            return _clean(log, config, infos, dirty_end, now, first_dirty, stopping)
         finally:
             for info in infos:
                 info.view.release()
 
 
-def _clean(log, config, infos, dirty_end, now, first_dirty):
+def _clean(log, config, infos, dirty_end, now, first_dirty, stopping=None):
     if not infos:
         return CleanResult()
     bases = [info.base for info in infos]
@@ -343,7 +349,7 @@ def _clean(log, config, infos, dirty_end, now, first_dirty):
     if not plan:
         _idle[log] = _IdleMemo(infos, config, next_expiry)
     for group in plan:
-        stats = _clean_group(log, config, group, latest, now)
+        stats = _clean_group(log, config, group, latest, now, stopping)
         if stats is None:
             aborted = True
             break  # the log changed under us (retention, truncation, close): next pass
@@ -423,7 +429,7 @@ def _plan_groups(infos, config):
     return groups
 
 
-def _clean_group(log, config, group, latest, now):
+def _clean_group(log, config, group, latest, now, stopping=None):
     """Write the group's cleaned segment and swap it in; the stats, or None if the log changed."""
     directory = log.path
     first, last = group[0].base, group[-1].base
@@ -431,7 +437,8 @@ def _clean_group(log, config, group, latest, now):
                  records_removed=0, tombstones_removed=0,
                  bytes_before=sum(i.size for i in group), bytes_after=0)
     try:
-        stats["bytes_after"] = _write_cleaned(directory, config, group, latest, stats, now)
+        stats["bytes_after"] = _write_cleaned(directory, config, group, latest, stats, now,
+                                              stopping)
         with log._flush_lock, log._lock:
             index = _find_group(log, group)
             if index is None:
@@ -471,7 +478,7 @@ def _find_group(log, group):
     return i
 
 
-def _write_cleaned(directory, config, group, latest, stats, now):
+def _write_cleaned(directory, config, group, latest, stats, now, stopping=None):
     """Write the group's kept records to ``<first>.log.cleaned`` (+ indexes) and make them
     durable; returns the new segment's size."""
     first = group[0].base
@@ -485,6 +492,8 @@ def _write_cleaned(directory, config, group, latest, stats, now):
     try:
         for info in group:
             for pos, h in _batches(info):
+                if stopping is not None and stopping():
+                    raise CleanerStopped(f"{directory}: cleaning stopped")
                 raw = info.view[pos:pos + h.size]
                 if h.is_control:
                     validate_batch(raw, True, True)

@@ -8,7 +8,9 @@ something) and cleans, dirtiest first, each log whose cleanup.policy holds ``com
   bytes / (clean + dirty bytes) of the cleanable range. The cleanable range is the sealed
   segments up to the first one younger than ``min.compaction.lag.ms``; its clean part lies below
   the first dirty offset (the checkpoint), its dirty part above. Sizes only: nothing is read;
-- or the first batch of the oldest dirty sealed segment is older than ``max.compaction.lag.ms``;
+- or the first batch of the oldest dirty segment is older than ``max.compaction.lag.ms``. An
+  active segment that old is rolled first (Kafka rolls it by ``min(segment.ms,
+  max.compaction.lag.ms)``), so no record waits longer than the lag and a backoff;
 - or a tombstone kept by the log's last pass has outlived ``delete.retention.ms`` (Kafka's
   KIP-534: quiet logs drop their tombstones too). Known in memory only: after a restart a log's
   old tombstones wait for its next pass.
@@ -29,11 +31,11 @@ which costs one full pass per log. A deleted topic's entries go at once (``forge
 created again under the same name starts dirty.
 
 Not done: ``Log.truncate_to`` (no caller yet; replication will have one) must lower the checkpoint
-like Kafka's maybeTruncateCheckpoint; and Kafka rolls the active segment once it is older than
-``max.compaction.lag.ms``, klog rolls it by ``segment.ms`` only.
+like Kafka's maybeTruncateCheckpoint.
 
 Concurrency: one round at a time (``_round_lock``); the checkpoint map and file under ``_lock``,
-which is held only for bookkeeping, never during a pass.
+which is held only for bookkeeping, never during a pass. ``close()`` stops a pass between
+batches (its uncommitted group is discarded), so closing a broker does not wait for a whole pass.
 """
 import logging
 import os
@@ -86,6 +88,22 @@ def log_to_clean(key, log_, checkpointed, now):
             if oldest is None and seg.size:
                 oldest = read_header(seg.log, 0).max_timestamp
     return LogToClean(key, log_, first_dirty, clean_bytes, dirty_bytes, oldest)
+
+
+def roll_if_lagging(log_, now):
+    """Roll the active segment if its first batch is older than max.compaction.lag.ms (and no
+    min.compaction.lag.ms keeps it); True if it rolled."""
+    config = log_.config
+    with log_._lock:
+        active = log_._segments[-1]
+        if active.is_empty:
+            return False
+        first_ms = read_header(active.log, 0).max_timestamp
+        if (now - first_ms <= config.max_compaction_lag_ms
+                or now - active.max_timestamp < config.min_compaction_lag_ms):
+            return False
+        log_.roll()
+        return True
 
 
 def valid_first_dirty(segments, checkpointed):
@@ -188,6 +206,8 @@ class LogCleaner:
             except Exception:   # closed or offline meanwhile: its own users hear about it
                 continue
             config = lg.config
+            if roll_if_lagging(lg, now):
+                ltc = log_to_clean(key, lg, checkpoints.get(key), now)
             lagging = (ltc.oldest_dirty_ms is not None
                        and now - ltc.oldest_dirty_ms > config.max_compaction_lag_ms)
             expiring = self._tombstone_expiry.get(key, float("inf")) <= now
@@ -207,7 +227,9 @@ class LogCleaner:
                 if self._stop.is_set():
                     break
                 try:
-                    result = cleaner.clean(ltc.log, now, ltc.first_dirty)
+                    result = cleaner.clean(ltc.log, now, ltc.first_dirty, self._stop.is_set)
+                except cleaner.CleanerStopped:
+                    break
                 except Exception as exc:
                     log.warning("cleaning %s-%s failed: %s", *ltc.key, exc)
                     continue
