@@ -98,27 +98,36 @@ class DelayProxy:
     async def _handle(self, c_reader, c_writer):
         with self.stats.lock:
             self.stats.connections += 1
+        writers = [c_writer]
+        self._writers.add(c_writer)
         try:
-            t_reader, t_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            with self.stats.lock:
-                self.stats.failed_connects += 1
-            c_writer.close()
-            return
-        self._writers |= {c_writer, t_writer}
-        cut = asyncio.Event()
-        up = self.direction in ("up", "both")
-        down = self.direction in ("down", "both")
-        tasks = [asyncio.ensure_future(self._pipe(c_reader, t_writer, up, cut)),
-                 asyncio.ensure_future(self._pipe(t_reader, c_writer, down, cut))]
-        cutter = asyncio.ensure_future(cut.wait())
-        await asyncio.wait([asyncio.gather(*tasks), cutter], return_when=asyncio.FIRST_COMPLETED)
-        cutter.cancel()
-        for t in tasks:
-            t.cancel()
-        for w in (c_writer, t_writer):
-            self._writers.discard(w)
-            w.close()
+            try:
+                t_reader, t_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                with self.stats.lock:
+                    self.stats.failed_connects += 1
+                return
+            writers.append(t_writer)
+            self._writers.add(t_writer)
+            cut = asyncio.Event()
+            up = self.direction in ("up", "both")
+            down = self.direction in ("down", "both")
+            tasks = [asyncio.ensure_future(self._pipe(c_reader, t_writer, up, cut)),
+                     asyncio.ensure_future(self._pipe(t_reader, c_writer, down, cut))]
+            cutter = asyncio.ensure_future(cut.wait())
+            try:
+                await asyncio.wait([asyncio.gather(*tasks), cutter],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cutter.cancel()
+                for t in tasks:
+                    t.cancel()
+        finally:
+            # Whatever ends the pair (EOF, a cut, stop()), both sockets close now: a transport
+            # left open would outlive the loop and hang its peer.
+            for w in writers:
+                self._writers.discard(w)
+                w.close()
 
     async def _serve(self):
         self._server = await asyncio.start_server(self._handle, *self.listen, reuse_address=True)
@@ -151,10 +160,16 @@ class DelayProxy:
             self._server.close()
         for w in list(self._writers):
             w.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # A connection accepted just before close() starts its handler later: repeat until
+        # nothing else is left, so no coroutine outlives the loop.
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if not tasks:
+                break
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def stop(self):
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
