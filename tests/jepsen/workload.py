@@ -42,8 +42,11 @@ def _quiet(_err):          # librdkafka's "broker down" errors are expected unde
     pass
 
 
+QUIET = {"error_cb": _quiet, "log_level": 2}   # keep the run's log readable under faults
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int, replication: int, timeout: float):
-    admin = AdminClient({"bootstrap.servers": bootstrap, "error_cb": _quiet})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **QUIET})
     deadline = time.monotonic() + timeout
     while True:
         fut = admin.create_topics([NewTopic(topic, partitions, replication)],
@@ -83,7 +86,7 @@ class Run:
         a = self.a
         conf = {"bootstrap.servers": a.bootstrap, "acks": a.acks, "linger.ms": 5,
                 "message.timeout.ms": a.send_timeout_ms, "request.timeout.ms": 3000,
-                "reconnect.backoff.max.ms": 500, "error_cb": _quiet}
+                "reconnect.backoff.max.ms": 500, **QUIET}
         if a.acks == "all":
             conf["enable.idempotence"] = True
         prod = Producer(conf)
@@ -184,7 +187,7 @@ class Run:
     def confluent_assign(self, name: str):
         a = self.a
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"{name}-unused",
-                      "enable.auto.commit": False, "error_cb": _quiet,
+                      "enable.auto.commit": False, **QUIET,
                       "reconnect.backoff.max.ms": 500})
         c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
         for p in range(a.partitions):
@@ -239,7 +242,7 @@ class Run:
             c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group,
                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
                           "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-                          "error_cb": _quiet, "reconnect.backoff.max.ms": 500})
+                          **QUIET, "reconnect.backoff.max.ms": 500})
 
             def on_assign(consumer, parts):
                 try:
@@ -298,7 +301,7 @@ def final_read(a) -> int:
     with HistoryWriter(a.out) as h:
         deadline = time.monotonic() + a.timeout
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "final-read",
-                      "enable.auto.commit": False, "error_cb": _quiet})
+                      "enable.auto.commit": False, **QUIET})
         ends = {}
         for p in range(a.partitions):
             while True:
