@@ -44,7 +44,9 @@ class Target:
         self.n = nodes
         self.use_netns = netns
         self.proxy_conf = proxy            # DelayProxy keyword arguments, or None
-        self.settings = {"group.initial.rebalance.delay.ms": 0, "num.partitions": 1,
+        # num.partitions = the workload's: a topic auto-created again after a wipe (positive
+        # controls) has the partitions the clients expect.
+        self.settings = {"group.initial.rebalance.delay.ms": 0, "num.partitions": 3,
                          **(settings or {})}
         self.node_args = node_args or (lambda i: [])
         self.faults = FaultLog()

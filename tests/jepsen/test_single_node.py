@@ -68,7 +68,7 @@ def test_positive_control_acks0_across_a_wiped_restart_reports_lost_writes(tmp_p
     with Target(str(tmp_path)) as t:
         out = runner.run(t, ["kill9_wipe"], duration=8.0, seed=4,
                          workload_args=["--acks", "0"],
-                         nemesis_args={"interval": 3.0, "max_faults": 1})
+                         nemesis_args={"interval": 3.0, "max_faults": 1}, final_timeout=20)
     r = out.report
     assert r.faults == {"kill9_wipe": 1}, out.describe()
     assert r.violations["lost_write"] > 0, out.describe()

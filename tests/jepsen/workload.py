@@ -114,6 +114,11 @@ class Run:
                     break
                 except BufferError:
                     prod.poll(0.1)
+                except KafkaException as exc:     # refused before it left: certainly not stored
+                    pending.discard(v)
+                    self.h.write("send", name, p=p, v=v, status="fail",
+                                 error=exc.args[0].name())
+                    break
             prod.poll(0)
             seq += 1
             self.pace()
@@ -189,7 +194,7 @@ class Run:
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"{name}-unused",
                       "enable.auto.commit": False, **QUIET,
                       "reconnect.backoff.max.ms": 500})
-        c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
+        c.assign([TopicPartition(a.topic, p, 0) for p in ends])
         for p in range(a.partitions):
             self.h.write("seek", name, p=p, offset=0)
         last: dict[int, int] = {}
@@ -302,16 +307,15 @@ def final_read(a) -> int:
         deadline = time.monotonic() + a.timeout
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "final-read",
                       "enable.auto.commit": False, **QUIET})
-        ends = {}
+        ends, missing = {}, {}
         for p in range(a.partitions):
-            while True:
+            while p not in ends and p not in missing:
                 try:
                     ends[p] = c.get_watermark_offsets(TopicPartition(a.topic, p), timeout=5)[1]
-                    break
-                except KafkaException:
+                except KafkaException as exc:
                     if time.monotonic() > deadline:
-                        raise
-        c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
+                        missing[p] = exc.args[0].name()     # nothing to read: the run says so
+        c.assign([TopicPartition(a.topic, p, 0) for p in ends])
         pos = dict.fromkeys(ends, 0)
         while any(pos[p] < ends[p] for p in ends) and time.monotonic() < deadline:
             for m in c.consume(500, 0.5):
@@ -323,8 +327,8 @@ def final_read(a) -> int:
             h.write("end", "final", p=p, offset=end)
         c.close()
         short = {p: (pos[p], ends[p]) for p in ends if pos[p] < ends[p]}
-        print(json.dumps({"ends": ends, "short": short}), flush=True)
-        return 1 if short else 0
+        print(json.dumps({"ends": ends, "short": short, "missing": missing}), flush=True)
+        return 1 if short or missing else 0
 
 
 def main(argv=None) -> int:
