@@ -40,6 +40,7 @@ class Report:
     violations: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKS, 0))
     examples: dict[str, list] = field(default_factory=lambda: defaultdict(list))
     faults: dict[str, int] = field(default_factory=dict)
+    clients: dict[str, int] = field(default_factory=dict)   # operations per client (proc)
 
     def add(self, check: str, example, n: int = 1):
         self.violations[check] += n
@@ -54,7 +55,9 @@ class Report:
         ops = " ".join(f"{k}={v}" for k, v in sorted(self.ops.items()))
         faults = " ".join(f"{k}={v}" for k, v in sorted(self.faults.items())) or "none"
         bad = " ".join(f"{k}={v}" for k, v in self.violations.items())
-        lines = [f"ops: {ops}", f"faults: {faults}", f"violations: {bad} (total {self.total})"]
+        clients = " ".join(f"{k}={v}" for k, v in sorted(self.clients.items()))
+        lines = [f"ops: {ops}", f"clients: {clients}", f"faults: {faults}",
+                 f"violations: {bad} (total {self.total})"]
         for k, ex in self.examples.items():
             if ex:
                 lines.append(f"  {k}: {ex}")
@@ -73,6 +76,7 @@ def check(ops: list[dict]) -> Report:
     for status in ("ok", "fail", "unknown"):
         r.ops[f"send_{status}"] = sum(1 for o in sends if o["status"] == status)
     for o in ops:
+        r.clients[o["proc"]] = r.clients.get(o["proc"], 0) + 1
         if o["op"] == "fault":
             r.faults[o["kind"]] = r.faults.get(o["kind"], 0) + 1
 

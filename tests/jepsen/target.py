@@ -87,8 +87,12 @@ class Target:
             raise
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:        # never hide the test's own failure behind cleanup's
+                raise
 
     def start(self):
         os.makedirs(self.workdir, exist_ok=True)

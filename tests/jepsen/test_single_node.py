@@ -24,6 +24,9 @@ def assert_clean(out, faults_expected):
     # the run did something: most sends acknowledged, every one of them read back at the end
     assert r.ops["send_ok"] >= 200 and r.ops["send_ok"] >= 0.8 * r.ops["send"], out.describe()
     assert r.ops["final"] >= r.ops["send_ok"] and r.ops["poll"] > 0 and r.ops["commit"] > 0
+    # every client of the rotation took part (a crashed thread would leave a hole here)
+    for client in ("cp0", "cp1", "kp0", "ca0", "ka0", "cs0"):
+        assert r.clients.get(client, 0) >= 100, out.describe()
 
 
 def proxy_dropped(target) -> int:

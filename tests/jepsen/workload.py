@@ -194,7 +194,7 @@ class Run:
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": f"{name}-unused",
                       "enable.auto.commit": False, **QUIET,
                       "reconnect.backoff.max.ms": 500})
-        c.assign([TopicPartition(a.topic, p, 0) for p in ends])
+        c.assign([TopicPartition(a.topic, p, 0) for p in range(a.partitions)])
         for p in range(a.partitions):
             self.h.write("seek", name, p=p, offset=0)
         last: dict[int, int] = {}
@@ -287,6 +287,13 @@ def run(a) -> int:
         if a.kafka_python:
             clients += [("kp0", r.kafka_python_producer), ("ka0", r.kafka_python_assign)]
         clients += [("ca0", r.confluent_assign), ("cs0", r.confluent_subscribe)]
+        crashed = []
+        default_hook = threading.excepthook
+
+        def hook(args):                 # a client that dies makes the run fail, loudly
+            crashed.append(args.thread.name if args.thread else "?")
+            default_hook(args)
+        threading.excepthook = hook
         threads = [threading.Thread(target=fn, args=(name,), name=name, daemon=True)
                    for name, fn in clients]
         for t in threads:
@@ -296,8 +303,8 @@ def run(a) -> int:
         for t in threads:
             t.join(a.flush_timeout + 30)
         stuck = [t.name for t in threads if t.is_alive()]
-        print(json.dumps({"sent": r.sent, "stuck": stuck}), flush=True)
-        return 1 if stuck else 0
+        print(json.dumps({"sent": r.sent, "stuck": stuck, "crashed": crashed}), flush=True)
+        return 1 if stuck or crashed else 0
 
 
 def final_read(a) -> int:
