@@ -124,6 +124,15 @@ class PowerLossMount:
         self.cut_power(prefix_seed)
         self.reboot()
 
+    def cut_power_after(self, changes):
+        """Cut the power just before the (changes+1)-th state change from now (see
+        powerloss_fs.py): a crash point inside a sequence of writes, renames and fsyncs."""
+        self._command(f"cut-after {changes}")
+
+    def trace(self, on=True):
+        """Record the state changes from now on (``stats()["trace"]``), or stop."""
+        self._command("trace" if on else "trace off")
+
     def sync(self):
         self._command("sync")
 

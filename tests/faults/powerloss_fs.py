@@ -34,8 +34,12 @@ directory entries stay strict in that mode too.
 Control: one command per line on stdin, one answer line on stdout (``ok ...`` or ``error ...``):
 
     cut [prefix SEED]   power loss now (see above); answers ``ok cut``
+    cut-after N         power loss just before the (N+1)-th state change from now (a write,
+                        truncate, fallocate, create, mkdir, unlink, rmdir, rename, fsync or
+                        fsyncdir), which fails with EIO: a crash point inside a sequence
+    trace [off]         record (start afresh) / stop recording the state changes, for stats
     sync                make everything durable, like sync(2)
-    stats               ``ok {json}``: operation counts, whether the power is off
+    stats               ``ok {json}``: operation counts, whether the power is off, the trace
     exit                unmount and exit (also on EOF of stdin: the test process died)
 
 and ``ready`` each time a mount is live (after FUSE's init). Run:
@@ -95,6 +99,11 @@ def _apply(data, size, op):
     return max(size, op[1])    # "a": fallocate grows the length, the content reads as zeros
 
 
+# What a power cut can interrupt: the operations that change state (counted by "cut-after").
+CHANGES = frozenset({"mkdir", "rmdir", "create", "write", "truncate", "fallocate", "fsync",
+                     "fsyncdir", "unlink", "rename"})
+
+
 class PowerLossFS(mfusepy.Operations):
     use_ns = True
 
@@ -106,6 +115,8 @@ class PowerLossFS(mfusepy.Operations):
         self._next_fh = 1
         self.off = False       # the power is off: everything fails with EIO until remounted
         self.counts = {}
+        self.cut_after = None  # cut the power before the next this-many-plus-one-th change
+        self.trace = None      # [[op, path]] of the changes since "trace", when on
 
     # -- the model ---------------------------------------------------------------------------------
     def _new(self, is_dir, mode):
@@ -160,10 +171,19 @@ class PowerLossFS(mfusepy.Operations):
         node.mtime = time.time_ns()
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _count(self, name):
+    def _count(self, name, path=None):
         if self.off:
             raise mfusepy.FuseOSError(errno.EIO)
         self.counts[name] = self.counts.get(name, 0) + 1
+        if name in CHANGES:
+            if self.cut_after is not None:
+                self.cut_after -= 1
+                if self.cut_after < 0:     # power lost just before this change
+                    self.cut_after = None
+                    self.cut()
+                    raise mfusepy.FuseOSError(errno.EIO)
+            if self.trace is not None:
+                self.trace.append([name, path])
 
     def _lookup(self, path):
         node = self.root
@@ -235,14 +255,14 @@ class PowerLossFS(mfusepy.Operations):
 
     def fsyncdir(self, path, datasync, fh):
         with _lock:
-            self._count("fsyncdir")
+            self._count("fsyncdir", path)
             node = self._node(path, fh)
             node.dur_entries = dict(node.entries)
             return 0
 
     def mkdir(self, path, mode):
         with _lock:
-            self._count("mkdir")
+            self._count("mkdir", path)
             parent, name = self._parent(path)
             if name in parent.entries:
                 raise mfusepy.FuseOSError(errno.EEXIST)
@@ -252,7 +272,7 @@ class PowerLossFS(mfusepy.Operations):
 
     def rmdir(self, path):
         with _lock:
-            self._count("rmdir")
+            self._count("rmdir", path)
             parent, name = self._parent(path)
             node = parent.entries.get(name)
             if node is None:
@@ -266,7 +286,7 @@ class PowerLossFS(mfusepy.Operations):
 
     def create(self, path, mode, flags=0):
         with _lock:
-            self._count("create")
+            self._count("create", path)
             parent, name = self._parent(path)
             node = parent.entries.get(name)
             if node is None:
@@ -308,13 +328,13 @@ class PowerLossFS(mfusepy.Operations):
 
     def write(self, path, data, offset, fh):
         with _lock:
-            self._count("write")
+            self._count("write", path)
             self._change(self._node(path, fh), ("w", offset, bytes(data)))
             return len(data)
 
     def truncate(self, path, length, fh=None):
         with _lock:
-            self._count("truncate")
+            self._count("truncate", path)
             node = self._node(path, fh)
             if node.is_dir:
                 raise mfusepy.FuseOSError(errno.EISDIR)
@@ -323,7 +343,7 @@ class PowerLossFS(mfusepy.Operations):
 
     def fallocate(self, path, mode, offset, size, fh):
         with _lock:
-            self._count("fallocate")
+            self._count("fallocate", path)
             if mode != 0:
                 raise mfusepy.FuseOSError(errno.EOPNOTSUPP)
             node = self._node(path, fh)
@@ -333,13 +353,13 @@ class PowerLossFS(mfusepy.Operations):
 
     def fsync(self, path, datasync, fh):
         with _lock:
-            self._count("fsync")
+            self._count("fsync", path)
             self._persist(self._node(path, fh))
             return 0
 
     def unlink(self, path):
         with _lock:
-            self._count("unlink")
+            self._count("unlink", path)
             parent, name = self._parent(path)
             node = parent.entries.get(name)
             if node is None:
@@ -352,7 +372,7 @@ class PowerLossFS(mfusepy.Operations):
 
     def rename(self, old, new):
         with _lock:
-            self._count("rename")
+            self._count("rename", f"{old} -> {new}")
             src_dir, src_name = self._parent(old)
             dst_dir, dst_name = self._parent(new)
             node = src_dir.entries.get(src_name)
@@ -411,11 +431,18 @@ def _control(fs, mountpoint, stop):
                 if words[0] == "cut":
                     fs.cut(int(words[2]) if len(words) > 2 and words[1] == "prefix" else None)
                     answer = "ok cut"
+                elif words[0] == "cut-after":
+                    fs.cut_after = int(words[1])
+                    answer = "ok armed"
+                elif words[0] == "trace":
+                    fs.trace = [] if len(words) < 2 or words[1] != "off" else None
+                    answer = "ok trace"
                 elif words[0] == "sync":
                     fs.sync_all()
                     answer = "ok sync"
                 elif words[0] == "stats":
-                    answer = "ok " + json.dumps({"off": fs.off, "counts": fs.counts})
+                    answer = "ok " + json.dumps({"off": fs.off, "counts": fs.counts,
+                                                 "trace": fs.trace})
                 elif words[0] == "exit":
                     break
                 else:

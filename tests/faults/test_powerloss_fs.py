@@ -160,3 +160,19 @@ def test_sync_makes_everything_durable(power):
     power.sync()
     power.lose_power()
     assert read(f"{d}/a/b/f") == b"synced by sync()"
+
+
+def test_cut_after_counts_state_changes(power):
+    """cut-after N: N changes happen, the next one fails with EIO and the power is off; the
+    state is the durable one at that instant."""
+    d = power.path
+    power.trace()
+    power.cut_power_after(3)
+    write(f"{d}/a", b"1", sync=True)            # create, write, fsync: 3 changes
+    with pytest.raises(OSError) as err:
+        fsync_dir(d)                            # the 4th: refused, the cut happens before it
+    assert err.value.errno == errno.EIO
+    stats = power.stats()
+    assert stats["off"] and [op for op, _ in stats["trace"]] == ["create", "write", "fsync"]
+    power.reboot()
+    assert os.listdir(d) == []                  # the directory fsync never happened
