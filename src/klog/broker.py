@@ -18,7 +18,7 @@ from klog.errors import (
     UnknownTopicOrPartitionError,
 )
 from klog.metadata import INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, validate_topic_name
-from klog.storage.files import fsync_dir
+from klog.storage.files import fsync_dir, makedirs_durably
 from klog.storage.log import Log, _lock_directory
 
 DELETED_SUFFIX = ".deleted"
@@ -47,7 +47,7 @@ class Broker:
     def __init__(self, data_dir, config=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
-        os.makedirs(self.data_dir, exist_ok=True)
+        makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
         try:
             self._lock_fd = _lock_directory(self.data_dir)
         except LogLockedError as exc:
