@@ -465,3 +465,27 @@ def test_compaction_swaps_survive_power_loss(power):
     # open) and committed .swap files (finished on open).
     assert {".cleaned", ".swap"} <= left_behind, left_behind
 
+
+# -- a regression test for a bug found above, without FUSE -------------------------------------------
+@pytest.mark.parametrize("tail", [8192, 100])
+def test_rolled_segment_whose_trim_was_lost_opens(tmp_path, tail):
+    """A rolled segment is trimmed (its reserved zeros cut) at the roll, but that ftruncate is
+    durable only after a later fdatasync, while the recovery point already covers the segment
+    (flush.messages=1 moved it past every batch). A power loss in between leaves the segment
+    with its zero tail below the recovery point: it must open, not fail as lost data.
+    (Found by test_acknowledged_appends_survive_power_loss.)"""
+    from faultkit import crash_copy, seg_file, segment_bases
+    d = tmp_path / "log"
+    log = klog.Log.open(d, {"segment.bytes": 1024, "flush.messages": 1})
+    for i in range(60):
+        log.append([b"value %d" % i])
+    crash = crash_copy(log, str(tmp_path / "crash"))
+    log.close()
+    first = segment_bases(crash)[0]
+    with open(seg_file(crash, first), "ab") as f:   # the reserve the lost trim had cut
+        f.write(bytes(tail))
+    with klog.Log.open(crash, {"segment.bytes": 1024}) as log:
+        assert [r.value for r in log.records()] == [b"value %d" % i for i in range(60)]
+        assert len(log.segments) > 2
+    with klog.Log.open(crash, {"segment.bytes": 1024}) as log:     # trimmed for good
+        assert os.path.getsize(seg_file(crash, first)) < 1024 + 100

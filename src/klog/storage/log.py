@@ -156,6 +156,13 @@ class Log:
                 expected = next_base
                 continue
             problem = seg.recover(max(expected, seg.base_offset))
+            if (problem is not None and problem[1] == "zeros" and next_base is not None
+                    and problem[2] == next_base):
+                # A rolled segment whose trim of the reserved tail was not durable yet at a
+                # power loss: its batches end exactly where the next segment begins. Cut the zeros.
+                seg.log.truncate(problem[0])
+                seg.log.flush()
+                problem = None
             if problem is None:
                 if next_base is not None and seg.next_offset > next_base:
                     problem = (seg.size, "offsets", seg.next_offset, next_base)
