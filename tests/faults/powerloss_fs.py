@@ -114,6 +114,7 @@ class PowerLossFS(mfusepy.Operations):
         self.handles = {}      # fh -> Inode (kept alive after unlink, as the kernel's open files)
         self._next_fh = 1
         self.off = False       # the power is off: everything fails with EIO until remounted
+        self.mounted = False   # this mount got FUSE's init
         self.counts = {}
         self.cut_after = None  # cut the power before the next this-many-plus-one-th change
         self.trace = None      # [[op, path]] of the changes since "trace", when on
@@ -222,6 +223,7 @@ class PowerLossFS(mfusepy.Operations):
 
     # -- FUSE operations (every one under the module lock: the control thread cuts power) ----------
     def init_with_config(self, conn, config):
+        self.mounted = True
         say("ready")
 
     def getattr(self, path, fh=None):
@@ -462,10 +464,18 @@ def main():
     while not stop.is_set():
         with _lock:
             fs.off = False       # the reboot: power is back, the durable state is what is left
+            fs.mounted = False
         # Single-threaded: the model needs no finer locking, and klog's few threads don't need
         # parallel FUSE requests. hard_remove: unlinked open files get no .fuse_hidden names.
-        _FUSE(fs, mountpoint, foreground=True, nothreads=True, hard_remove=True,
-              fsname="powerloss", subtype="powerloss")
+        try:
+            _FUSE(fs, mountpoint, foreground=True, nothreads=True, hard_remove=True,
+                  fsname="powerloss", subtype="powerloss")
+        except RuntimeError as exc:
+            # The kernel sometimes ends a session at unmount with ECONNABORTED rather than
+            # ENODEV; after a live mount that is just the unmount. Failing to mount is not.
+            if not fs.mounted:
+                raise
+            print(f"powerloss_fs: the session ended with {exc!r} (unmounted)", file=sys.stderr)
         say("unmounted")
 
 
