@@ -124,10 +124,12 @@ class PowerLossMount:
         self.cut_power(prefix_seed)
         self.reboot()
 
-    def cut_power_after(self, changes):
+    def cut_power_after(self, changes, prefix_seed=None):
         """Cut the power just before the (changes+1)-th state change from now (see
-        powerloss_fs.py): a crash point inside a sequence of writes, renames and fsyncs."""
-        self._command(f"cut-after {changes}")
+        powerloss_fs.py): a crash point inside a sequence of writes, renames and fsyncs.
+        ``prefix_seed`` as for cut_power."""
+        self._command(f"cut-after {changes}"
+                      + ("" if prefix_seed is None else f" prefix {prefix_seed}"))
 
     def trace(self, on=True):
         """Record the state changes from now on (``stats()["trace"]``), or stop."""

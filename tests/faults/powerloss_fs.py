@@ -34,7 +34,8 @@ directory entries stay strict in that mode too.
 Control: one command per line on stdin, one answer line on stdout (``ok ...`` or ``error ...``):
 
     cut [prefix SEED]   power loss now (see above); answers ``ok cut``
-    cut-after N         power loss just before the (N+1)-th state change from now (a write,
+    cut-after N [prefix SEED]
+                        power loss just before the (N+1)-th state change from now (a write,
                         truncate, fallocate, create, mkdir, unlink, rmdir, rename, fsync or
                         fsyncdir), which fails with EIO: a crash point inside a sequence
     trace [off]         record (start afresh) / stop recording the state changes, for stats
@@ -117,6 +118,7 @@ class PowerLossFS(mfusepy.Operations):
         self.mounted = False   # this mount got FUSE's init
         self.counts = {}
         self.cut_after = None  # cut the power before the next this-many-plus-one-th change
+        self.cut_seed = None   # ... keeping a random prefix of unsynced writes (see cut)
         self.trace = None      # [[op, path]] of the changes since "trace", when on
 
     # -- the model ---------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ class PowerLossFS(mfusepy.Operations):
                 self.cut_after -= 1
                 if self.cut_after < 0:     # power lost just before this change
                     self.cut_after = None
-                    self.cut()
+                    self.cut(self.cut_seed)
                     raise mfusepy.FuseOSError(errno.EIO)
             if self.trace is not None:
                 self.trace.append([name, path])
@@ -435,6 +437,7 @@ def _control(fs, mountpoint, stop):
                     answer = "ok cut"
                 elif words[0] == "cut-after":
                     fs.cut_after = int(words[1])
+                    fs.cut_seed = int(words[3]) if len(words) > 3 and words[2] == "prefix" else None
                     answer = "ok armed"
                 elif words[0] == "trace":
                     fs.trace = [] if len(words) < 2 or words[1] != "off" else None

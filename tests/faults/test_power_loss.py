@@ -117,14 +117,16 @@ class Writer:
             assert time.monotonic() < deadline, "the killed writer's stdout stays open"
 
 
-def crash_round(power, code, args, acks, changes, rng, broken=False):
+def crash_round(power, code, args, acks, changes, rng, broken=False, prefix=False):
     """Start a writer, let it acknowledge ``acks`` steps, then cut the power just before one of
     its next ``changes`` file-system changes (chosen at random: a write, fsync, create, rename,
-    directory fsync...), kill the writer, reboot. Returns the writer's lines."""
+    directory fsync...), kill the writer, reboot. ``prefix``: each file keeps a random prefix of
+    its unsynced writes (torn tails) instead of none. Returns the writer's lines."""
     w = Writer(code, *args, broken=broken)
     try:
         w.wait_for(lambda lines: sum(1 for x in lines if x[0] == "ack") >= acks)
-        power.cut_power_after(rng.randrange(changes))
+        power.cut_power_after(rng.randrange(changes),
+                              prefix_seed=rng.randrange(2**31) if prefix else None)
         deadline = time.monotonic() + 60
         while not power.stats()["off"]:
             if w.proc.poll() is not None and not power.stats()["off"]:
@@ -187,7 +189,8 @@ def check_appends(directory, acked, tried):
 def test_acknowledged_appends_survive_power_loss(power, broken):
     """flush.messages=1: every append that returned before the power loss is there after it at
     its offset, offsets contiguous, and the log opens (recovery cuts only unacknowledged data).
-    The log directory does not exist before the first writer: its creation must be durable too."""
+    The log directory does not exist before the first writer: its creation must be durable too.
+    Every other round keeps a random prefix of each file's unsynced writes (a torn tail)."""
     d = os.path.join(power.path, "data", "log")
     os.mkdir(os.path.join(power.path, "data"))
     power.sync()              # the parent of the log directory is durable, as a data dir would be
@@ -196,7 +199,8 @@ def test_acknowledged_appends_survive_power_loss(power, broken):
     problems = []
     for rnd in range(ROUNDS):
         lines = crash_round(power, APPENDER, (d, rnd, rng.randrange(2**31)),
-                            acks=rng.randint(20, 80), changes=16, rng=rng, broken=broken)
+                            acks=rng.randint(20, 80), changes=16, rng=rng, broken=broken,
+                            prefix=rnd % 2 == 1)
         for line in lines:
             if line[0] == "ack":
                 base, seq, n = map(int, line[1:])
