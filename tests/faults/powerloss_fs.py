@@ -23,6 +23,12 @@ The model (strictest POSIX: nothing persists without an fsync, as LazyFS does by
   again (``python powerloss_fs.py`` remounts after each unmount: that is the reboot, which also
   drops the kernel's page, dentry and attribute caches of the mount).
 
+What reaches the model when: FUSE runs without its writeback cache here, so every write(2) and
+pwrite(2) is handed to this process before it returns (the kernel's page cache of the mount is
+write-through); a store into a writable shared mapping would reach it only at writeback (msync,
+munmap), and so counts as written then. klog maps its files read-only and writes with pwrite.
+O_DIRECT and sync_file_range get no special treatment (not used by klog).
+
 Not modelled: torn pages or sectors inside one write (a write is all or nothing), reordering of
 writes within a file, metadata other than names and content (modes, times, xattrs are not
 durable state), hard links and symlinks (not supported: ENOSYS), and a file system that
