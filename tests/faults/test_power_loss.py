@@ -6,7 +6,9 @@ changes volatile; see its docstring for the model). Each round: a writer process
 mount and prints a line per acknowledged operation; the test cuts the power (from that instant
 nothing more reaches "disk", and the writer's file operations fail with EIO), SIGKILLs the
 writer, reboots the mount (only the durable state is left) and opens the data directory in this
-process with fresh Log / Broker objects.
+process with fresh Log / Broker objects. The cut falls just before a random one of the writer's
+next file-system changes (powerloss_fs ``cut-after``); in odd rounds each file also keeps a random
+prefix of its unsynced writes (torn tails, half-written temp files) instead of none.
 
 An ``ack`` line printed after the cut still counts: the writer only prints it once every file
 operation of that step returned success, and every operation after the cut fails, so the step's
@@ -179,8 +181,12 @@ def check_appends(directory, acked, tried):
         problems.append(f"{len(lost)} of {len(acked)} acknowledged records lost, e.g. "
                         f"{sorted(lost.items(), key=lambda kv: kv[1])[:5]}")
     values = {v for _, v in got}
-    if values - set(acked) - tried:
-        problems.append(f"records never sent: {sorted(values - set(acked) - tried)[:5]}")
+    sent = set().union(*tried) if tried else set()
+    if values - set(acked) - sent:
+        problems.append(f"records never sent: {sorted(values - set(acked) - sent)[:5]}")
+    torn = [sorted(batch & values) for batch in tried if 0 < len(batch & values) < len(batch)]
+    if torn:
+        problems.append(f"batches only partly there: {torn[:3]}")
     return problems
 
 
@@ -189,13 +195,12 @@ def check_appends(directory, acked, tried):
 def test_acknowledged_appends_survive_power_loss(power, broken):
     """flush.messages=1: every append that returned before the power loss is there after it at
     its offset, offsets contiguous, and the log opens (recovery cuts only unacknowledged data).
-    The log directory does not exist before the first writer: its creation must be durable too.
-    Every other round keeps a random prefix of each file's unsynced writes (a torn tail)."""
+    The log directory does not exist before the first writer: its creation must be durable too."""
     d = os.path.join(power.path, "data", "log")
     os.mkdir(os.path.join(power.path, "data"))
     power.sync()              # the parent of the log directory is durable, as a data dir would be
     rng = random.Random(f"appends:{broken}")
-    acked, tried = {}, set()
+    acked, tried = {}, []     # tried: the values of every batch sent, one set a batch
     problems = []
     for rnd in range(ROUNDS):
         lines = crash_round(power, APPENDER, (d, rnd, rng.randrange(2**31)),
@@ -208,7 +213,7 @@ def test_acknowledged_appends_survive_power_loss(power, broken):
                     acked[b"r%d-%d" % (rnd, seq + j)] = base + j
             elif line[0] == "try":
                 seq, n = map(int, line[1:])
-                tried.update(b"r%d-%d" % (rnd, seq + j) for j in range(n))
+                tried.append({b"r%d-%d" % (rnd, seq + j) for j in range(n)})
         problems = check_appends(d, acked, tried)
         if problems:
             break
@@ -289,9 +294,9 @@ def test_checkpoints_are_old_or_new_after_power_loss(power, broken):
     power.sync()
     rng = random.Random(f"checkpoints:{broken}")
     state, problems = None, []
-    for _ in range(ROUNDS):
+    for rnd in range(ROUNDS):
         lines = crash_round(power, CHECKPOINTER, (d,), acks=rng.randint(5, 25), changes=16,
-                            rng=rng, broken=broken)
+                            rng=rng, broken=broken, prefix=rnd % 2 == 1)
         problems, state = check_checkpoint(d, lines, state)
         if problems:
             break
@@ -355,7 +360,8 @@ def test_created_topics_survive_power_loss(power, broken):
     created, produced, problems = set(), set(), []
     for rnd in range(ROUNDS):
         lines = crash_round(power, TOPIC_CREATOR, (data_dir, rnd), acks=rng.randint(2, 6),
-                            changes=60, rng=rng, broken=broken)
+                            changes=60, rng=rng, broken=broken,
+                            prefix=rnd % 2 == 1)
         created |= {line[1] for line in lines if line[0] in ("created", "ack")}
         produced |= {line[1] for line in lines if line[0] == "ack"}
         problems = check_topics(data_dir, created, produced)
