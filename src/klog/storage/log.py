@@ -32,7 +32,7 @@ from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
     CorruptLogError, LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError,
-    CorruptRecordError, RecordTooLargeError,
+    CorruptRecordError, RecordTooLargeError, FencedLeaderEpochError,
 )
 from klog.storage.checkpoint import read_checkpoint, write_checkpoint
 from klog.storage.files import (
@@ -295,12 +295,14 @@ class Log:
     def become_leader(self, epoch):
         """Append as leader ``epoch`` from now on (Kafka's Partition.makeLeader): the epoch
         starts at the log end offset. Epochs never go back: one below the latest epoch in the
-        log raises ValueError. Returns True if the epoch cache changed (and was written)."""
+        log raises FencedLeaderEpochError. Returns True if the epoch cache changed (and was
+        written)."""
         with self._lock:
             self._check_writable()
             if epoch < self._epochs.latest_epoch or epoch < 0:
-                raise ValueError(f"{self.path}: leader epoch {epoch} is below the log's latest "
-                                 f"epoch {self._epochs.latest_epoch}; epochs never go back")
+                raise FencedLeaderEpochError(
+                    f"{self.path}: leader epoch {epoch} is below the log's latest "
+                    f"epoch {self._epochs.latest_epoch}; epochs never go back")
             self._leader_epoch = epoch
             return self._epochs.assign(epoch, self._end)
 
