@@ -1,8 +1,11 @@
 """Broker: a data directory of topics, each split into partitions, each partition a Log.
 
 Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
-topics and their configs (see klog.metadata), ``.lock`` owned by the one process that has the
-directory open. Nothing below the Broker knows about topics; nothing above it touches files.
+topics and their configs (see klog.metadata), ``klog-broker-config.json`` for dynamic broker
+configs (see klog.broker_config), ``.lock`` owned by the one process that has the directory open.
+Internal topics (klog.metadata.INTERNAL_TOPICS) cannot be deleted, grown or given another
+cleanup policy, whoever asks (InternalTopicError). Nothing below the Broker knows about topics;
+nothing above it touches files.
 
 Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
 produce and fetch on different partitions never contend here.
@@ -12,12 +15,15 @@ import shutil
 import threading
 from dataclasses import dataclass, replace
 
+from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
-    BrokerLockedError, InvalidPartitionsError, LogLockedError, TopicExistsError,
-    UnknownTopicOrPartitionError,
+    BrokerLockedError, InternalTopicError, InvalidPartitionsError, LogLockedError,
+    TopicExistsError, UnknownTopicOrPartitionError,
 )
-from klog.metadata import INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, validate_topic_name
+from klog.metadata import (
+    INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
+)
 from klog.storage.files import fsync_dir
 from klog.storage.log import Log, _lock_directory
 from klog.storage.partition_metadata import ensure_topic_id, remove_stray
@@ -67,6 +73,8 @@ class Broker:
         self._waiting = 0
         self._append_listeners = ()   # fn() after every append (the wire server's fetch wake-up)
         try:
+            self._dynamic = DynamicBrokerConfig(self.data_dir, self.config)
+            self.config = self._dynamic.effective()
             self._load()
             if "__consumer_offsets" in self._topics:
                 self.group_coordinator   # replays committed offsets now; fails closed if damaged
@@ -222,6 +230,8 @@ class Broker:
         with self._lock:
             self._check_open()
             record = self._record(name)
+            if is_internal(name):   # the committed offsets (or transactions) would be lost
+                raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
             topics = dict(self._topics)
             del topics[name]
             self._store.retire_leader_epoch(max(
@@ -266,9 +276,10 @@ class Broker:
         with self._lock:
             return dict(self._record(name).config)
 
-    def alter_topic_config(self, name, changes):
+    def alter_topic_config(self, name, changes, validate_only=False):
         """Set topic configs; a value of None removes the override (back to the default).
-        Applies to the topic's open logs at once (new segments use new sizes)."""
+        Applies to the topic's open logs at once (new segments use new sizes). With
+        ``validate_only``: every check, no change."""
         if not isinstance(changes, dict):
             raise TypeError("changes must be a dict of Kafka topic-config names")
         with self._lock:
@@ -281,6 +292,14 @@ class Broker:
                 else:
                     overrides.update(_canonical_config({key: value}))
             log_config = self.config.topic_config(overrides)  # validates everything
+            if is_internal(name):
+                before = self.config.topic_config(record.config).cleanup_policy
+                if log_config.cleanup_policy != before:   # its readers need every key's latest
+                    raise InternalTopicError(
+                        f"topic {name!r} is internal: its cleanup.policy stays {before!r} "
+                        f"(asked for {log_config.cleanup_policy!r})")
+            if validate_only:
+                return
             topics = dict(self._topics)
             topics[name] = replace(record, config=overrides)
             self._store.save(topics)
@@ -290,16 +309,45 @@ class Broker:
                 if log is not None:
                     log.update_config(log_config)
 
-    def add_partitions(self, name, total):
-        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks)."""
+    # -- broker configs ------------------------------------------------------------------------------
+    @property
+    def dynamic_config(self):
+        """The DynamicBrokerConfig layers (for describing where each value comes from)."""
+        return self._dynamic
+
+    def alter_broker_config(self, changes, cluster_default=False, validate_only=False):
+        """Set dynamic broker configs (Kafka's names; a value of None removes the setting), for
+        this broker or as the cluster-wide default. Persisted atomically, then applied to the
+        running broker: open logs whose topics do not override a changed default take it at once.
+        ConfigError (ReadOnlyConfigError for a config Kafka cannot change at run time)."""
+        if not isinstance(changes, dict):
+            raise TypeError("changes must be a dict of Kafka broker-config names")
+        with self._lock:
+            self._check_open()
+            scope = CLUSTER_DEFAULT if cluster_default else PER_BROKER
+            config = self._dynamic.alter(scope, changes, validate_only)
+            if validate_only:
+                return
+            self.config = config
+            for (name, _), log in self._logs.items():
+                log.update_config(config.topic_config(self._topics[name].config))
+
+    def add_partitions(self, name, total, validate_only=False):
+        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
+        With ``validate_only``: every check, no change."""
         with self._lock:
             self._check_open()
             record = self._record(name)
+            if is_internal(name):   # groups (transactions) are mapped to its partitions by hash
+                raise InternalTopicError(
+                    f"topic {name!r} is internal: its partition count cannot change")
             _check_partition_count(total)
             if total <= record.partitions:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {record.partitions} partitions; the new count {total} "
                     "must be larger (partitions can be added, never removed)")
+            if validate_only:
+                return
             topics = dict(self._topics)
             grown = topics[name] = replace(record, partitions=total)
             self._store.save(topics)

@@ -5,7 +5,7 @@ the strings Kafka tools pass ("1048576", "true"). Unknown names and bad values r
 naming the key, the value and what was expected.
 """
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from klog.errors import ConfigError
 
@@ -57,6 +57,25 @@ class Setting:
             v = ",".join(parts)
         return v
 
+    @property
+    def list_valued(self):
+        """A comma-separated list (Kafka's ConfigDef.Type.LIST): APPEND/SUBTRACT apply."""
+        return self.name in LIST_CONFIGS
+
+    @property
+    def config_type(self):
+        """Kafka's DescribeConfigs ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6,
+        LIST 7."""
+        if self.list_valued:
+            return 7
+        if self.kind is bool:
+            return 1
+        if self.kind is float:
+            return 6
+        if self.kind is int:
+            return 5 if self.maximum == LONG_MAX else 3
+        return 2
+
     def expected(self):
         if self.choices:
             return "one of " + ", ".join(self.choices)
@@ -84,6 +103,7 @@ def unknown_config(key, known, what="config"):
 
 
 DAY_MS = 24 * 3600 * 1000
+LIST_CONFIGS = frozenset({"cleanup.policy", "log.cleanup.policy"})
 SETTINGS = {s.name: s for s in [
     Setting("segment.bytes", int, 1 << 30, 1024, INT_MAX, doc="roll a new segment past this size"),
     Setting("segment.ms", int, 7 * DAY_MS, 1, LONG_MAX, doc="roll a segment this old"),
@@ -186,6 +206,17 @@ BROKER_TO_TOPIC = {
     "unclean.leader.election.enable": "unclean.leader.election.enable",
 }
 
+# A topic config's broker synonyms, most specific first (Kafka's ServerTopicConfigSynonyms), and
+# the broker name that carries Kafka's default value when no synonym is set anywhere.
+TOPIC_SYNONYMS = {t: [b] for b, t in BROKER_TO_TOPIC.items()}
+TOPIC_SYNONYMS["retention.ms"] = ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
+DEFAULT_SYNONYM = {t: (names[-1] if t != "retention.ms" else "log.retention.hours")
+                   for t, names in TOPIC_SYNONYMS.items()}
+
+# Broker configs that Kafka lets DescribeConfigs/IncrementalAlterConfigs change on a running
+# broker (DynamicLogConfig's reconfigurable topic-default synonyms); the rest are read-only.
+DYNAMIC_BROKER_CONFIGS = frozenset(BROKER_TO_TOPIC)
+
 BROKER_SETTINGS = {s.name: s for s in [
     Setting("num.partitions", int, 1, 1, 1_000_000),
     Setting("auto.create.topics.enable", bool, True),
@@ -210,6 +241,7 @@ class BrokerConfig:
     """Validated broker settings plus the topic-config defaults that ``log.*`` names set."""
     settings: dict
     topic_defaults: dict
+    given: dict = field(default_factory=dict)   # the names and values as passed in
 
     @classmethod
     def from_dict(cls, config=None):
@@ -232,10 +264,23 @@ class BrokerConfig:
             elif "log.retention.hours" in config:
                 hours = settings["log.retention.hours"]
                 defaults["retention.ms"] = -1 if hours < 0 else hours * 3_600_000
-        return cls(settings, defaults)
+        return cls(settings, defaults, dict(config))
 
     def __getitem__(self, name):
         return self.settings[name]
+
+    def setting(self, name):
+        """The Setting that validates broker config ``name``."""
+        if name in BROKER_SETTINGS:
+            return BROKER_SETTINGS[name]
+        return SETTINGS[BROKER_TO_TOPIC[name]]
+
+    def value(self, name):
+        """The effective value of broker config ``name`` (a ``log.*`` name: the topic default)."""
+        if name in BROKER_SETTINGS:
+            return self.settings[name]
+        topic_name = BROKER_TO_TOPIC[name]
+        return self.topic_defaults.get(topic_name, SETTINGS[topic_name].default)
 
     def describe(self):
         """Kafka names → (value, set here rather than defaulted), for DescribeConfigs."""

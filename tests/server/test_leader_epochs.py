@@ -127,8 +127,8 @@ def test_offset_for_leader_epoch_below_the_first_epoch(server):
     log.become_leader(6)
     s = _sock(server)
     try:
-        # Kafka's rule: the requested epoch with the start offset of the first epoch above it.
-        assert _ofle(s, "ofle-low", 1) == (0, 1, 0)
+        # Below the first epoch: undefined (KIP-101), the asker falls back to its high watermark.
+        assert _ofle(s, "ofle-low", 1) == (0, -1, -1)
         assert _ofle(s, "ofle-low", 5) == (0, 4, 2)
         assert _ofle(s, "ofle-low", -1) == (0, -1, -1)
     finally:

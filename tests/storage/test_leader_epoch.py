@@ -37,7 +37,7 @@ def file_text(path):
 
 
 # -- the cache alone, against Kafka's LeaderEpochFileCache rules -------------------------------------
-def test_end_offset_for_follows_kafka_rules(tmp_path):
+def test_end_offset_for_follows_kip101_rules(tmp_path):
     cache = LeaderEpochCache(str(tmp_path), [(1, 0), (3, 100), (6, 250)])
     leo = 300
     assert cache.end_offset_for(6, leo) == (6, 300)        # the latest epoch: the log end
@@ -46,7 +46,7 @@ def test_end_offset_for_follows_kafka_rules(tmp_path):
     assert cache.end_offset_for(5, leo) == (3, 250)
     assert cache.end_offset_for(1, leo) == (1, 100)
     assert cache.end_offset_for(2, leo) == (1, 100)
-    assert cache.end_offset_for(0, leo) == (0, 0)          # below the first: its start
+    assert cache.end_offset_for(0, leo) == (-1, -1)        # below the first: undefined
     assert cache.end_offset_for(7, leo) == (-1, -1)        # above every epoch: undefined
     assert cache.end_offset_for(-1, leo) == (-1, -1)
     assert LeaderEpochCache(str(tmp_path)).end_offset_for(0, 5) == (-1, -1)
@@ -148,7 +148,7 @@ def test_delete_before_clamps_the_first_start_offset(path):
         assert log.leader_epochs == [(0, 10), (1, 20)]
         log.delete_before(25)
         assert log.leader_epochs == [(1, 25)]
-        assert log.end_offset_for_epoch(0) == (0, 25)
+        assert log.end_offset_for_epoch(0) == (-1, -1)     # epoch 0's records are gone
     assert read_checkpoint(os.path.join(path, FILE)) == [(1, 25)]
 
 

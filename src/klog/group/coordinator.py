@@ -998,6 +998,60 @@ class GroupCoordinator:
                     del self._groups[group_id]
         return out
 
+    def delete_offsets(self, group_id, partitions):
+        """OffsetDelete: remove the committed offsets of ``partitions`` (TopicPartitions).
+        Returns (group error, {TopicPartition: error}). Kafka's rules: an Empty group loses
+        them; a consumer group with members keeps those of topics it is subscribed to
+        (GROUP_SUBSCRIBED_TO_TOPIC) and loses the rest; any other group with members answers
+        NON_EMPTY_GROUP; an unknown or dead group GROUP_ID_NOT_FOUND."""
+        wanted = [as_topic_partition(tp) for tp in partitions]
+        if not group_id:
+            return E.INVALID_GROUP_ID, {}
+        if self._closed:
+            return E.COORDINATOR_NOT_AVAILABLE, {}
+        with self._lock:
+            g = self._groups.get(group_id)
+            if g is None:
+                return E.GROUP_ID_NOT_FOUND, {}
+            with _Locked(g):
+                if g.state == DEAD:
+                    return E.GROUP_ID_NOT_FOUND, {}
+                result = {tp: E.NONE for tp in wanted}
+                if g.state != EMPTY:
+                    if g.protocol_type != "consumer":
+                        return E.NON_EMPTY_GROUP, {}
+                    subscribed = self._subscribed_topics(g)
+                    for tp in wanted:
+                        if subscribed is None or tp.topic in subscribed:
+                            result[tp] = E.GROUP_SUBSCRIBED_TO_TOPIC
+                doomed = [tp for tp, err in result.items() if err == E.NONE and tp in g.offsets]
+                if not doomed:
+                    return E.NONE, result
+                records = [(encode_offset_key(g.group_id, tp.topic, tp.partition), None)
+                           for tp in doomed]
+                try:
+                    self._store.append(g.group_id, records)
+                except (KlogError, OSError) as exc:
+                    log.warning("group %s: could not delete offsets: %s", g.group_id, exc)
+                    return E.COORDINATOR_NOT_AVAILABLE, {}
+                for tp in doomed:
+                    g.offsets.pop(tp, None)
+                return E.NONE, result
+
+    @staticmethod
+    def _subscribed_topics(group):
+        """The topics the members of a consumer group subscribe to; None if a member's
+        subscription cannot be read (then every topic counts as subscribed, as in Kafka)."""
+        from klog.group.protocol import decode_subscription
+
+        topics = set()
+        for m in group.members.values():
+            try:
+                topics.update(decode_subscription(m.metadata(group.protocol_name)).topics)
+            except (KlogError, ValueError, TypeError):
+                return None
+        return topics
+
     def _kill(self, group, expired):
         """Tombstone ``expired`` offsets and, if none are left, the group itself (→ Dead)."""
         records = [(encode_offset_key(group.group_id, tp.topic, tp.partition), None)

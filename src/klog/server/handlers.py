@@ -10,7 +10,7 @@ import uuid
 
 from klog._native.batch import validate_batch
 from klog.errors import (
-    ConfigError, CorruptRecordError, InvalidPartitionsError, InvalidTopicError, KlogError,
+    ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
     LogClosedError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
     FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
@@ -57,6 +57,7 @@ class Context:
 # klog's exceptions → Kafka error codes, most specific first.
 ERROR_CODES = (
     (UnknownTopicOrPartitionError, EC.UNKNOWN_TOPIC_OR_PARTITION),
+    (InternalTopicError, EC.INVALID_REQUEST),
     (CorruptRecordError, EC.CORRUPT_MESSAGE),
     (RecordTooLargeError, EC.MESSAGE_TOO_LARGE),
     (OffsetOutOfRangeError, EC.OFFSET_OUT_OF_RANGE),
@@ -165,12 +166,18 @@ async def metadata(ctx, body):
         else:   # may create it: metadata files are written and fsynced
             topics.append(await _run(_topic_metadata, broker, name, auto))
     host, port = ctx.server.advertised
+    from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
+    if body.get("include_topic_authorized_operations"):   # no authorizer: every operation
+        for t in topics:
+            t["topic_authorized_operations"] = TOPIC_OPERATIONS if t["error_code"] == 0 else INT32_MIN
     return {
         "throttle_time_ms": 0,
         "brokers": [{"node_id": 0, "host": host, "port": port, "rack": None}],
         "cluster_id": ctx.server.cluster_id,
         "controller_id": 0,
         "topics": topics,
+        "cluster_authorized_operations": CLUSTER_OPERATIONS
+        if body.get("include_cluster_authorized_operations") else INT32_MIN,
     }
 
 
@@ -479,11 +486,23 @@ def _create_topics(broker, body, version):
             if t["replication_factor"] not in (-1, 1):
                 res["error_code"] = EC.INVALID_REPLICATION_FACTOR
                 res["error_message"] = "klog has one broker: replication factor must be 1"
-            elif t["assignments"]:
-                res["error_code"] = EC.INVALID_REPLICA_ASSIGNMENT
-                res["error_message"] = "replica assignments are not supported"
+            elif t["assignments"] and (t["replication_factor"] != -1 or t["num_partitions"] != -1):
+                # Kafka: with an explicit assignment both must be -1 (INVALID_REQUEST)
+                res["error_code"] = EC.INVALID_REQUEST
+                res["error_message"] = ("num_partitions and replication_factor must be -1 when "
+                                        "a replica assignment is given")
             else:
                 n = t["num_partitions"]
+                if t["assignments"]:
+                    from klog.server.admin import InvalidReplicaAssignmentError, check_replica_assignment
+                    parts = sorted(a["partition_index"] for a in t["assignments"])
+                    if parts != list(range(len(parts))):
+                        raise InvalidReplicaAssignmentError(
+                            f"partitions in the replica assignment must be 0..{len(parts) - 1}, "
+                            f"not {parts}")
+                    check_replica_assignment(broker, [a["broker_ids"] for a in sorted(
+                        t["assignments"], key=lambda a: a["partition_index"])], "partition")
+                    n = len(parts)
                 n = broker.config["num.partitions"] if n == -1 else n
                 if n > MAX_PARTITIONS:   # a client-chosen int32: do not open 2**31 logs
                     raise InvalidPartitionsError(
@@ -501,7 +520,8 @@ def _create_topics(broker, body, version):
                     res["topic_id"] = uuid.UUID(broker.create_topic(name, n, config).topic_id)
                 res["num_partitions"], res["replication_factor"] = n, 1
         except (KlogError, ValueError, TypeError) as exc:
-            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
+            res["error_code"] = getattr(exc, "error_code", None) or (
+                error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG)
             res["error_message"] = str(exc)
         out.append(res)
     return out
@@ -517,9 +537,7 @@ def _delete_topics(broker, names):
     out = []
     for name in names:
         try:
-            if name in INTERNAL_TOPICS:
-                raise InvalidTopicError(f"{name!r} is internal")
-            broker.delete_topic(name)
+            broker.delete_topic(name)   # refuses internal topics (InternalTopicError)
             out.append({"name": name, "error_code": 0})
         except KlogError as exc:
             out.append({"name": name, "error_code": error_code(exc)})
@@ -558,92 +576,6 @@ async def delete_topics(ctx, body):
                 "responses": await _run(_delete_topics_by_state, ctx.broker, body["topics"])}
     return {"throttle_time_ms": 0,
             "responses": await _run(_delete_topics, ctx.broker, body["topic_names"])}
-
-
-TOPIC, BROKER = 2, 4
-
-
-def _config_str(v):
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return ",".join(map(str, v))
-    return str(v)
-
-
-@api(ApiKey.DESCRIBE_CONFIGS)
-async def describe_configs(ctx, body):
-    broker = ctx.broker
-    results = []
-    for r in body["resources"]:
-        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
-               "resource_name": r["resource_name"], "configs": []}
-        keys = r.get("configuration_keys")
-        try:
-            if r["resource_type"] == TOPIC:
-                overrides = broker.topic_overrides(r["resource_name"])
-                described = {name: (value, name in overrides) for name, value in
-                             broker.describe_topic(r["resource_name"]).config.items()}
-                set_source, read_only = 1, False        # DYNAMIC_TOPIC_CONFIG
-            elif r["resource_type"] == BROKER:
-                if r["resource_name"] not in ("", str(broker.config["broker.id"])):
-                    raise ConfigError(f"no broker {r['resource_name']!r} here (this is broker "
-                                      f"{broker.config['broker.id']})")
-                described = broker.config.describe()
-                set_source, read_only = 4, True         # STATIC_BROKER_CONFIG, fixed at start
-            else:
-                raise ConfigError(f"resource type {r['resource_type']} is not supported")
-            for name, (value, is_set) in sorted(described.items()):
-                if keys is not None and name not in keys:
-                    continue
-                res["configs"].append({
-                    "name": name, "value": _config_str(value), "read_only": read_only,
-                    "config_source": set_source if is_set else 5, "is_sensitive": False,
-                    "synonyms": [], "config_type": 0, "documentation": None})
-        except KlogError as exc:
-            res["error_code"] = error_code(exc)
-            res["error_message"] = str(exc)
-        results.append(res)
-    return {"throttle_time_ms": 0, "results": results}
-
-
-def _alter_configs(broker, body):
-    from klog.broker import _canonical_config
-    out = []
-    for r in body["resources"]:
-        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
-               "resource_name": r["resource_name"]}
-        try:
-            if r["resource_type"] != TOPIC:
-                raise ConfigError("only topic configs can be altered")
-            changes = {}
-            for c in r["configs"]:
-                op = c["config_operation"]
-                if op == 0:
-                    changes[c["name"]] = c["value"]
-                elif op == 1:
-                    changes[c["name"]] = None
-                else:
-                    raise ConfigError(f"config operation {op} (APPEND/SUBTRACT) is not supported")
-            if body.get("validate_only"):
-                merged = broker.topic_overrides(r["resource_name"])
-                for k, v in changes.items():
-                    merged.pop(k, None) if v is None else merged.update({k: v})
-                broker.config.topic_config(_canonical_config(merged))
-            else:
-                broker.alter_topic_config(r["resource_name"], changes)
-        except (KlogError, ValueError, TypeError) as exc:
-            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
-            res["error_message"] = str(exc)
-        out.append(res)
-    return out
-
-
-@api(ApiKey.INCREMENTAL_ALTER_CONFIGS)
-async def incremental_alter_configs(ctx, body):
-    return {"throttle_time_ms": 0, "responses": await _run(_alter_configs, ctx.broker, body)}
 
 
 def _delete_records(broker, topics):
@@ -720,3 +652,6 @@ async def init_producer_id(ctx, body):
 async def offset_for_leader_epoch(ctx, body):
     return {"throttle_time_ms": 0,
             "topics": epochs.offsets_for_leader_epochs(ctx.broker, body["topics"], error_code)}
+
+
+from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)

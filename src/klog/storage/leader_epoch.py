@@ -71,18 +71,17 @@ class LeaderEpochCache:
         """``(epoch', end_offset)`` for a requested epoch, as Kafka's LeaderEpochFileCache
         .endOffsetFor answers OffsetForLeaderEpoch: epoch' is the largest known epoch <= the
         requested one and end_offset the start of the first epoch above it (the log end offset
-        for the latest epoch). An epoch above every known one, or -1, gives (-1, -1). An epoch
-        below the first known one gives (requested, first start offset): the data of older
-        epochs is gone, and a follower should continue from there."""
+        for the latest epoch). An epoch above every known one, below the first known one, or
+        -1 gives (-1, -1): no epoch of ours can vouch for the asker's records (KIP-101's rule,
+        the one klog.cluster's replica model assumes; Kafka's code since KIP-279 answers a
+        too-old epoch with (requested, first start offset) instead)."""
         if epoch == UNDEFINED_EPOCH or not self._epochs:
             return UNDEFINED_EPOCH, UNDEFINED_OFFSET
         if epoch == self._epochs[-1]:
             return epoch, log_end_offset
         higher = bisect.bisect_right(self._epochs, epoch)
-        if higher == len(self._epochs):
+        if higher == len(self._epochs) or higher == 0:
             return UNDEFINED_EPOCH, UNDEFINED_OFFSET
-        if higher == 0:
-            return epoch, self._starts[0]
         return self._epochs[higher - 1], self._starts[higher]
 
     def epoch_for(self, offset):

@@ -473,6 +473,12 @@ class Log:
         except (LogClosedError, LogOfflineError):
             pass
 
+    def active_producers(self):
+        """[(producer id, epoch, last sequence, last timestamp)] of the idempotent producers
+        this partition remembers."""
+        with self._lock:
+            return self._producers.active()
+
     def update_config(self, config):
         """Use a new LogConfig from now on: new segments get its sizes, retention and flush
         policy apply at once."""
