@@ -5,10 +5,14 @@ import shutil
 import struct
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import klog
 from klog._native.batch import build_batch, read_header
 from klog.storage.leader_epoch import FILE, LeaderEpochCache, read_checkpoint
+
+from .helpers import examples
 
 SMALL = {"segment.bytes": 1024, "index.interval.bytes": 100, "retention.ms": -1}
 
@@ -206,3 +210,63 @@ def test_entries_past_a_torn_tail_are_trimmed_on_open(path, tmp_path):
         log.append([b"d"])
         assert stored_epochs(log) == [(0, 0), (3, 1)]
     assert read_checkpoint(os.path.join(snap, FILE)) == [(0, 0), (1, 3)]
+
+
+# -- property: the cache always agrees with the epochs stamped in the batches ------------------------
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("append"), st.integers(1, 4)),
+    st.tuples(st.just("lead"), st.integers(0, 2)),          # become leader of epoch + n
+    st.tuples(st.just("truncate"), st.integers(1, 8)),       # truncate_to(end - n)
+    st.tuples(st.just("delete_before"), st.integers(1, 8)),  # delete_before(start + n)
+    st.tuples(st.just("roll"), st.none()),
+    st.tuples(st.just("reopen"), st.none()),
+    st.tuples(st.just("lose_checkpoint"), st.none()),        # reopen without the file
+), min_size=4, max_size=30)
+
+
+def check_against_batches(log):
+    entries = log.leader_epochs
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(entries, entries[1:])), entries
+    if entries:
+        assert log.log_start_offset <= entries[0][1] and entries[-1][1] <= log.log_end_offset
+    stamped = stored_epochs(log)
+    assert [e for _, e in stamped] == sorted(e for _, e in stamped)   # epochs never go back
+    for base, epoch in stamped:
+        first = max(base, log.log_start_offset)   # a batch may straddle the log start
+        assert log.epoch_for_offset(first) == epoch, (base, epoch, entries)
+        # OffsetForLeaderEpoch: the epoch that wrote a batch ends after it
+        assert log.end_offset_for_epoch(epoch)[0] == epoch
+        assert log.end_offset_for_epoch(epoch)[1] > first
+
+
+@examples(40)
+@given(ops=OPS)
+@example(ops=[("append", 3), ("lead", 1), ("append", 3), ("truncate", 4), ("append", 1)])
+@example(ops=[("append", 2), ("lead", 2), ("roll", None), ("append", 2), ("delete_before", 3),
+              ("reopen", None), ("lose_checkpoint", None), ("lead", 1), ("append", 1)])
+def test_cache_agrees_with_the_stamped_batches(tmp_path_factory, ops):
+    path = str(tmp_path_factory.mktemp("prop") / "p-0")
+    log = klog.Log.open(path, SMALL)
+    try:
+        for op, arg in ops:
+            if op == "append":
+                log.append([b"v" * 30] * arg)
+            elif op == "lead":
+                log.become_leader(log.leader_epoch + arg)
+            elif op == "truncate":
+                log.truncate_to(max(0, log.log_end_offset - arg))
+            elif op == "delete_before":
+                log.delete_before(min(log.log_end_offset, log.log_start_offset + arg))
+            elif op == "roll":
+                log.roll()
+            else:
+                before = log.leader_epochs
+                log.close()
+                if op == "lose_checkpoint" and os.path.exists(os.path.join(path, FILE)):
+                    os.unlink(os.path.join(path, FILE))
+                log = klog.Log.open(path, SMALL)
+                if op == "reopen":
+                    assert log.leader_epochs == before
+            check_against_batches(log)
+    finally:
+        log.close()
