@@ -83,6 +83,7 @@ def test_truncate_from_end_and_start(tmp_path):
     assert not cache.truncate_from_start(50)
     assert file_text(str(tmp_path)) == "0\n1\n3 120\n"
     assert cache.epoch_for(119) == -1 and cache.epoch_for(120) == 3 and cache.epoch_for(10**9) == 3
+    assert cache.start_offset(3) == 120 and cache.start_offset(1) == -1 and cache.start_offset(9) == -1
 
 
 # -- the log ---------------------------------------------------------------------------------------
@@ -137,6 +138,10 @@ def test_truncate_to_removes_entries_at_or_after_the_new_end(path):
         log.append([b"d"])                     # still leader 2: its epoch starts again at 6
         assert log.leader_epochs == [(0, 0), (1, 3), (2, 6)]
         log.truncate_to(3)
+        assert log.leader_epochs == [(0, 0)]
+        log.become_leader(4)                   # an epoch that began at the end, no data yet
+        assert log.leader_epochs == [(0, 0), (4, 3)]
+        assert log.truncate_to(3) == 3         # nothing to cut but the epoch entry (Kafka's rule)
         assert log.leader_epochs == [(0, 0)]
     assert read_checkpoint(os.path.join(path, FILE)) == [(0, 0)]
 

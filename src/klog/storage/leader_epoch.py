@@ -84,6 +84,11 @@ class LeaderEpochCache:
             return UNDEFINED_EPOCH, UNDEFINED_OFFSET
         return self._epochs[higher - 1], self._starts[higher]
 
+    def start_offset(self, epoch):
+        """Where ``epoch`` starts, or -1 when the cache does not hold it."""
+        i = bisect.bisect_left(self._epochs, epoch)
+        return self._starts[i] if i < len(self._epochs) and self._epochs[i] == epoch else -1
+
     def epoch_for(self, offset):
         """The epoch that wrote ``offset`` (the latest epoch for the log end offset), or -1."""
         i = bisect.bisect_right(self._starts, offset)

@@ -600,10 +600,13 @@ class Log:
     # -- removing data ---------------------------------------------------------------------------------
     def truncate_to(self, offset):
         """Remove the batches holding offsets >= ``offset``; returns the new log end offset (the
-        start of the batch holding ``offset``: batches are never split)."""
+        start of the batch holding ``offset``: batches are never split). Leader-epoch entries
+        starting at or after ``offset`` go even when no batch does (as Kafka: a follower may hold
+        an epoch that began at its log end, which the leader never had)."""
         with self._flush_lock, self._lock:
             self._check_writable()
             if offset >= self._end:
+                self._epochs.truncate_from_end(offset)
                 return self._end
             if offset < 0:
                 raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
