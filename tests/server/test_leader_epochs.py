@@ -276,10 +276,12 @@ def test_confluent_consumer_keeps_consuming_across_restart_and_recreate(tmp_path
         srv.broker.log(topic, 0).become_leader(2)   # a non-zero epoch the client must track
         _produce(srv, topic, [b"a%d" % i for i in range(10)])
         c = ck.Consumer({"bootstrap.servers": srv.address, "group.id": "g1",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          **RECONNECT})
         c.subscribe([topic])
         assert _drain(c, 10) == [b"a%d" % i for i in range(10)]
+        # Committed, so a rejoin after the restart resumes here rather than at the earliest.
+        c.commit(asynchronous=False)
         srv.stop()
         srv = ServerThread(data, {"num.partitions": 1}, port=port).start()
         _produce(srv, topic, [b"b%d" % i for i in range(10)])
