@@ -20,6 +20,7 @@ Concurrency: every method is thread-safe. Appends, truncation, retention and rol
 import bisect
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,9 @@ from klog.storage.files import (
 from klog.storage import cleaner
 from klog.storage.producer_state import ProducerState, remove_snapshot
 from klog.storage.segment import LogSegment
+
+
+_logger = logging.getLogger("klog.storage")
 
 
 def now_ms():
@@ -99,25 +103,65 @@ class Log:
         if clean:
             # From here on a crash must trigger recovery again.
             remove_durably(marker)
-        checkpoint = read_checkpoint(os.path.join(self.path, CHECKPOINT))
+        checkpoint_path = os.path.join(self.path, CHECKPOINT)
+        checkpoint = read_checkpoint(checkpoint_path)
         self._recovery_point = checkpoint.get("recovery-point", 0)
         log_start = checkpoint.get("log-start-offset", 0)
+        if self._recovery_point < 0 or log_start < 0:
+            raise CorruptLogError(
+                f"{checkpoint_path}: negative offsets (recovery-point {self._recovery_point}, "
+                f"log-start-offset {log_start}); the checkpoint is damaged: refusing to open")
         bases = self._scan_directory()
         if not bases:
             self._segments = [LogSegment.create(self.path, log_start, self.config)]
         else:
             self._segments = [LogSegment(self.path, b, self.config, active=(b == bases[-1]))
                               for b in bases]
+            clean = self._check_checkpoint(checkpoint_path) and clean
             if not (clean and self._load_clean()):
                 self._recover()
         self._bases = [s.base_offset for s in self._segments]
         active = self._segments[-1]
         self._end = active.next_offset
-        self._log_start = min(max(log_start, self._segments[0].base_offset), self._end)
+        if log_start > self._end:
+            # Every record below the log start was deleted (DeleteRecords, retention); a start
+            # past the end would leave an empty log over data that was never deleted, or is a
+            # damaged checkpoint. Either way an operator decides, not the open.
+            raise CorruptLogError(
+                f"{checkpoint_path}: log-start-offset {log_start} is past the end of the data "
+                f"(offset {self._end}, the end of {active.path(LOG_SUFFIX)}): refusing to open. "
+                "If segment files were removed, put them back; if the checkpoint is wrong, "
+                "delete it (the log then starts at its first segment)")
+        self._log_start = max(log_start, self._segments[0].base_offset)
         self._recovery_point = min(self._recovery_point, self._end)
         if checkpoint != {"recovery-point": self._recovery_point, "log-start-offset": self._log_start}:
             self._checkpoint()  # only when it changed: opening many clean logs stays cheap
-        self._producers.load(self.path, self._segments, self._end)
+        try:
+            self._producers.load(self.path, self._segments, self._end)
+        except CorruptRecordError as exc:   # a reader's walk (position_of) met damaged framing
+            raise CorruptLogError(f"{exc}; found rebuilding the idempotent-producer state of a "
+                                  "segment that was not revalidated: refusing to open") from None
+
+    def _check_checkpoint(self, checkpoint_path):
+        """Hold the recovery point against the segments before trusting it. When the last
+        segment is whole batches to its end, its headers tell where the log ends; a recovery
+        point past that cannot be true (a crash inside truncate_to, between the cut and the
+        checkpoint, leaves one): recovery then starts from the last segment's base (a safe
+        rebuild, logged), and the log is revalidated rather than loaded as clean. Returns False
+        then. Zeros or damage after the data are left to recovery, which refuses to open when
+        the recovery point says they were flushed."""
+        last = self._segments[-1]
+        if self._recovery_point <= last.base_offset:
+            return True
+        end = last.framed_end()
+        if end is None or self._recovery_point <= end:
+            return True
+        _logger.warning(
+            "%s: recovery-point %d is past the end of the data (offset %d, the end of %s); "
+            "not trusting it: revalidating from offset %d", checkpoint_path,
+            self._recovery_point, end, last.path(LOG_SUFFIX), last.base_offset)
+        self._recovery_point = last.base_offset
+        return False
 
     def _scan_directory(self):
         """Base offsets of the segments on disk; index files without a .log are removed. An
@@ -170,8 +214,8 @@ class Log:
                         f"(expected offset {next_offset}"
                         + (f", found offset {found}" if found is not None else "")
                         + f"); the log was flushed up to offset "
-                        f"{self._recovery_point}, so this is lost data, not a torn write: "
-                        "refusing to open")
+                        f"{self._recovery_point} (recovery-point in {CHECKPOINT}), so this is "
+                        "lost data, not a torn write: refusing to open")
                 seg.log.truncate(pos)
                 seg.log.flush()
                 for later in segments[i + 1:]:

@@ -110,6 +110,15 @@ class LogSegment:
         self.indexer.bytes_since_entry = self.log.size - position
         return True
 
+    def framed_end(self):
+        """The offset after the last batch, if the file is whole batches to its last byte by
+        their headers (no CRC check); else None (damage, or zeros after the data: only recovery
+        can tell a torn tail from lost data)."""
+        walker = Indexer(self.offset_index, self.time_index, 0, self.base_offset, build=False)
+        if walker.scan(self.log, 0, self.log.size, False) is not None:
+            return None
+        return walker.next_offset
+
     def recover(self, expected_base):
         """Validate every batch and rebuild both indexes. Returns None if the whole file is valid,
         else (position, reason, next_offset, found): where valid data ends, why, the offset that
