@@ -77,12 +77,11 @@ cdef class MappedFile:
             raise os_error(errno, path)
         self.size = self.reserved = self.synced = st.st_size
         self.capacity = page_ceil(max(capacity, st.st_size)) if writable else st.st_size
-        if self.capacity == 0:
-            return
-        addr = mmap(NULL, self.capacity, PROT_READ, MAP_SHARED, self.fd, 0)
-        if addr == MAP_FAILED:
-            raise os_error(errno, path)
-        self.base = <unsigned char*>addr
+        if self.capacity:
+            addr = mmap(NULL, self.capacity, PROT_READ, MAP_SHARED, self.fd, 0)
+            if addr == MAP_FAILED:
+                raise os_error(errno, path)
+            self.base = <unsigned char*>addr
         if not writable:
             c_close(self.fd)
             self.fd = -1

@@ -491,6 +491,12 @@ class Log:
                 raise LogOfflineError(f"{self.path}: flush failed, log taken offline: {exc}") from exc
             with self._lock:
                 self._recovery_point = max(self._recovery_point, min(end, self._end))
+                # Rolled segments are now durable: read-only from here on, so a partition
+                # holds file descriptors for its active segment only.
+                live = set(map(id, self._segments[:-1])) if not self._closed else ()
+                for seg in segments:
+                    if id(seg) in live and not seg.active:
+                        seg.release_write()
                 try:
                     self._checkpoint()
                 except OSError:
@@ -586,9 +592,9 @@ class Log:
                 # The batch holding ``offset`` also holds the log start: nothing visible is left,
                 # and the end must not fall below the start.
                 return self._reset_at(self._log_start)
-            if target.base_offset < offset and target.log.exports:
+            if target.base_offset < offset and target.log_views:
                 # Checked before anything is deleted, so a refused truncation changes nothing.
-                raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log.exports} views of this "
+                raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log_views} views of this "
                                   "segment are still alive; release them before truncating")
             while self._segments[-1].base_offset >= offset:
                 seg = self._segments.pop()

@@ -31,6 +31,7 @@ class LogSegment:
         self.time_index = None
         self.indexer = None
         self.created_ms = None
+        self._retired_logs = []   # earlier mappings of the .log that views still hold
         self._map(active)
 
     # -- files -----------------------------------------------------------------------------
@@ -143,18 +144,48 @@ class LogSegment:
         """Remap a sealed segment writable (to truncate it or to append to it again)."""
         if self.log.writable:
             return
-        for f in (self.log, self.offset_index.file, self.time_index.file):
+        if self.log_views:
+            raise BufferError(f"{self.path(LOG_SUFFIX)}: {self.log_views} views of this segment "
+                              "are still alive")
+        for f in (self.offset_index.file, self.time_index.file):
             if f.exports:
                 raise BufferError(f"{f.path}: views of this segment are still alive")
         state = self.indexer
         self.close()
         self._map(True)
+        self._restore(state)
+        self.active = True
+
+    def release_write(self):
+        """A sealed segment whose bytes are all durable: reopen it read-only, which keeps no file
+        descriptor (see MappedFile). Views of the writable mapping stay valid (each keeps its
+        mapping alive). Returns True if it was reopened."""
+        if self.active or not self.log.writable:
+            return False
+        files = (self.log, self.offset_index.file, self.time_index.file)
+        if any(f.synced != f.size or f.reserved != f.size for f in files):
+            return False   # not flushed (or not trimmed) yet: the next flush comes back here
+        state = self.indexer
+        self.close()
+        if self.log.exports:
+            # Views of the writable mapping outlive it; truncation must still see them.
+            self._retired_logs.append(self.log)
+        self._map(False)
+        self._restore(state)
+        return True
+
+    @property
+    def log_views(self):
+        """Zero-copy views alive over this segment's .log, of any of its mappings."""
+        self._retired_logs = [f for f in self._retired_logs if f.exports]
+        return self.log.exports + sum(f.exports for f in self._retired_logs)
+
+    def _restore(self, state):
         self.indexer.next_offset = state.next_offset
         self.indexer.end = state.end
         self.indexer.max_timestamp = state.max_timestamp
         self.indexer.offset_of_max_timestamp = state.offset_of_max_timestamp
         self.indexer.bytes_since_entry = state.bytes_since_entry
-        self.active = True
 
     # -- writing -----------------------------------------------------------------------------
     def should_roll(self, size, last_offset, now_ms):
