@@ -7,12 +7,16 @@ Directory layout (one Log per directory)::
     .clean-shutdown                                   present only after a clean close
     .lock                                             flock()ed by the owning process
 
-Durability: appends land in the page cache through the mapping; ``flush.messages`` /
-``flush.ms`` (default: never, as Kafka) decide when they are fsynced. After each flush the recovery
+Durability: appends land in the page cache (pwrite into space reserved with posix_fallocate;
+readers see them through read-only mappings); ``flush.messages`` / ``flush.ms`` (default: never,
+as Kafka) decide when they are fsynced. After each flush the recovery
 point (every offset below it is on disk) is checkpointed. Opening without the clean-shutdown
 marker revalidates every segment from the recovery point on: a torn or garbage tail is cut off,
 later segments are deleted; damage below the recovery point is data we promised to keep, so the
-open fails with CorruptLogError naming file, byte and offsets.
+open fails with CorruptLogError naming file, byte and offsets. Every walk over batches checks
+a length before stepping over it (see klog.storage.framing), and the checkpoint is held against
+the segments (a log start past the data is refused, a recovery point past intact data is not
+trusted).
 
 Concurrency: every method is thread-safe. Appends, truncation, retention and rolls hold
 ``_lock``; flushes hold ``_flush_lock`` and fsync outside ``_lock`` so appends continue meanwhile.

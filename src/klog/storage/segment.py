@@ -1,8 +1,11 @@
 """LogSegment: one ``<base>.log`` with its ``.index`` and ``.timeindex``.
 
 On disk: the .log holds RecordBatch v2 bytes back to back, exactly as produced and served; the
-indexes are Kafka's sparse entry formats (see klog._native.index). The active segment is mapped
-writable with its space reserved ahead of the data; a sealed one is trimmed to its real size.
+indexes are Kafka's sparse entry formats (see klog._native.index). The active segment's files
+have space reserved ahead of the data (posix_fallocate) and are appended with pwrite; every
+segment is read through a read-only mapping (klog._native.mmapfile). Rolling trims a segment to
+its real size; once its bytes are flushed it is reopened read-only, which keeps no file
+descriptor, so a partition holds descriptors for its active segment only.
 
 After a crash the .log may be longer than its data (reserved zeros) or end in a torn batch, and
 the indexes may be stale: ``recover`` revalidates every batch (length, magic, CRC, offsets) and
