@@ -11,8 +11,17 @@ After a crash the .log may be longer than its data (reserved zeros) or end in a 
 the indexes may be stale: ``recover`` revalidates every batch (length, magic, CRC, offsets) and
 rebuilds both indexes, stopping at the first bad byte. Concurrency: the owning Log serializes
 appends, truncation and rolls; reads may run alongside an append.
+
+Open files: a sealed, read-only segment is mapped on first use and kept in a process-wide LRU
+(``OPEN_SEGMENTS``, ``MAX_OPEN_SEGMENTS`` segments); the least recently used ones are unmapped,
+and mapped again when read. A read-only mapping holds no file descriptor, so this bounds the
+mappings (vm.max_map_count) and address space, not descriptors. Views handed out keep their own
+mapping alive (and still count against truncation, see ``log_views``); a reader in the middle of
+a walk holds its own reference, so eviction never pulls a mapping from under it.
 """
+import collections
 import os
+import threading
 
 from klog._native.batch import decode_records, read_header
 from klog._native.index import OffsetIndex, TimeIndex
@@ -23,17 +32,59 @@ from klog.errors import CorruptIndexError
 from klog.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_name
 
 
+MAX_OPEN_SEGMENTS = 8192   # sealed segments mapped at once, per process (<= 3 mappings each)
+
+
+class OpenSegments:
+    """LRU of the sealed segments whose files are mapped; evicting one unmaps it (its views
+    keep their own mappings). ``lock`` also guards every map / unmap of a segment's files."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.lock = threading.RLock()
+        self._lru = collections.OrderedDict()
+
+    def touch(self, seg):
+        with self.lock:
+            key = id(seg)
+            if key in self._lru:
+                self._lru.move_to_end(key)
+                return
+            self._lru[key] = seg
+            while len(self._lru) > self.capacity:
+                _, old = self._lru.popitem(last=False)
+                old._unmap_sealed()
+
+    def discard(self, seg):
+        with self.lock:
+            self._lru.pop(id(seg), None)
+
+    def resize(self, capacity):
+        with self.lock:
+            self.capacity = max(1, capacity)
+            while len(self._lru) > self.capacity:
+                _, old = self._lru.popitem(last=False)
+                old._unmap_sealed()
+
+    def __len__(self):
+        return len(self._lru)
+
+
+OPEN_SEGMENTS = OpenSegments(MAX_OPEN_SEGMENTS)
+
+
 class LogSegment:
     def __init__(self, directory, base_offset, config, active):
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
         self.active = active
-        self.log = None
-        self.offset_index = None
-        self.time_index = None
-        self.indexer = None
+        self._files = None          # (MappedFile, OffsetIndex, TimeIndex) while mapped
+        self._size = 0              # the .log's size while unmapped
+        self.indexer = None         # a sealed segment's state lives on while it is unmapped
         self.created_ms = None
+        self.index_lost = False
+        self._deleted = False
         self._retired_logs = []   # earlier mappings of the .log that views still hold
         self._map(active)
 
@@ -41,25 +92,76 @@ class LogSegment:
     def path(self, suffix):
         return os.path.join(self.directory, segment_name(self.base_offset, suffix))
 
+    @property
+    def log(self):
+        return self._mapped()[0]
+
+    @property
+    def offset_index(self):
+        return self._mapped()[1]
+
+    @property
+    def time_index(self):
+        return self._mapped()[2]
+
+    def _mapped(self):
+        files = self._files
+        if files is None:
+            with OPEN_SEGMENTS.lock:
+                files = self._files
+                if files is None:
+                    if self._deleted:
+                        raise FileNotFoundError(f"{self.path(LOG_SUFFIX)}: segment was deleted")
+                    self._map(False)
+                    files = self._files
+        elif not files[0].writable:
+            OPEN_SEGMENTS.touch(self)
+        return files
+
     def _map(self, writable):
         cfg = self.config
         capacity = cfg.segment_bytes + cfg.max_message_bytes if writable else 0
-        self.index_lost = False
-        if os.path.exists(self.path(LOG_SUFFIX)):
-            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                if not os.path.exists(self.path(suffix)):
-                    # A lost index file: start it empty; load_clean refuses, so it is rebuilt.
-                    open(self.path(suffix), "ab").close()
-                    self.index_lost = True
-        self.log = MappedFile(self.path(LOG_SUFFIX), writable, capacity)
-        self.offset_index = OffsetIndex(self.path(INDEX_SUFFIX), self.base_offset,
-                                        cfg.segment_index_bytes, writable)
-        self.time_index = TimeIndex(self.path(TIME_INDEX_SUFFIX), self.base_offset,
-                                    cfg.segment_index_bytes, writable)
-        self.indexer = Indexer(self.offset_index, self.time_index, cfg.index_interval_bytes,
-                               self.base_offset)
-        if writable and cfg.preallocate and self.log.size == 0:
-            self.log.preallocate()
+        with OPEN_SEGMENTS.lock:
+            if os.path.exists(self.path(LOG_SUFFIX)):
+                for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                    if not os.path.exists(self.path(suffix)):
+                        # A lost index file: start it empty; load_clean refuses, so it is rebuilt.
+                        open(self.path(suffix), "ab").close()
+                        self.index_lost = True
+            log = MappedFile(self.path(LOG_SUFFIX), writable, capacity)
+            offset_index = OffsetIndex(self.path(INDEX_SUFFIX), self.base_offset,
+                                       cfg.segment_index_bytes, writable)
+            time_index = TimeIndex(self.path(TIME_INDEX_SUFFIX), self.base_offset,
+                                   cfg.segment_index_bytes, writable)
+            self._files = (log, offset_index, time_index)
+            if writable or self.indexer is None:
+                state = self.indexer
+                self.indexer = Indexer(offset_index, time_index, cfg.index_interval_bytes,
+                                       self.base_offset)
+                if state is not None:
+                    self._restore(state)
+            else:   # mapped again after an eviction: the same state object, new files
+                self.indexer.offset_index = offset_index
+                self.indexer.time_index = time_index
+            if writable:
+                OPEN_SEGMENTS.discard(self)
+                if cfg.preallocate and log.size == 0:
+                    log.preallocate()
+            else:
+                OPEN_SEGMENTS.touch(self)
+
+    def _unmap_sealed(self):
+        """Evicted from OPEN_SEGMENTS: drop the mappings (read-only: no descriptor to close)."""
+        with OPEN_SEGMENTS.lock:
+            files = self._files
+            if files is None or files[0].writable:
+                return
+            if files[0].exports:
+                self._retired_logs.append(files[0])
+            self._size = files[0].size
+            self._files = None
+            self.indexer.offset_index = None
+            self.indexer.time_index = None
 
     @classmethod
     def create(cls, directory, base_offset, config):
@@ -73,7 +175,8 @@ class LogSegment:
 
     @property
     def size(self):
-        return self.log.size
+        files = self._files
+        return files[0].size if files is not None else self._size
 
     @property
     def next_offset(self):
@@ -85,7 +188,7 @@ class LogSegment:
 
     @property
     def is_empty(self):
-        return self.log.size == 0
+        return self.size == 0
 
     # -- loading -----------------------------------------------------------------------------
     def load_clean(self):
@@ -153,10 +256,10 @@ class LogSegment:
         for f in (self.offset_index.file, self.time_index.file):
             if f.exports:
                 raise BufferError(f"{f.path}: views of this segment are still alive")
-        state = self.indexer
-        self.close()
-        self._map(True)
-        self._restore(state)
+        with OPEN_SEGMENTS.lock:
+            self._mapped()
+            self.close()
+            self._map(True)   # a new Indexer over the writable files, with the state restored
         self.active = True
 
     def release_write(self):
@@ -168,20 +271,22 @@ class LogSegment:
         files = (self.log, self.offset_index.file, self.time_index.file)
         if any(f.synced != f.size or f.reserved != f.size for f in files):
             return False   # not flushed (or not trimmed) yet: the next flush comes back here
-        state = self.indexer
-        self.close()
-        if self.log.exports:
-            # Views of the writable mapping outlive it; truncation must still see them.
-            self._retired_logs.append(self.log)
-        self._map(False)
-        self._restore(state)
+        with OPEN_SEGMENTS.lock:
+            old = self.log
+            self.close()
+            if old.exports:
+                # Views of the writable mapping outlive it; truncation must still see them.
+                self._retired_logs.append(old)
+            self._map(False)   # the same Indexer (its state), now over read-only files
         return True
 
     @property
     def log_views(self):
         """Zero-copy views alive over this segment's .log, of any of its mappings."""
         self._retired_logs = [f for f in self._retired_logs if f.exports]
-        return self.log.exports + sum(f.exports for f in self._retired_logs)
+        files = self._files
+        return (files[0].exports if files is not None else 0) + sum(
+            f.exports for f in self._retired_logs)
 
     def _restore(self, state):
         self.indexer.next_offset = state.next_offset
@@ -271,10 +376,15 @@ class LogSegment:
             f.flush()
 
     def close(self):
-        for f in (self.log, self.offset_index, self.time_index):
-            f.close()
+        with OPEN_SEGMENTS.lock:
+            OPEN_SEGMENTS.discard(self)
+            files = self._files
+            if files is not None:
+                for f in (files[0], files[1].file, files[2].file):
+                    f.close()
 
     def delete(self):
+        self._deleted = True
         self.close()
         for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
             try:
