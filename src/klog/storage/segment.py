@@ -36,8 +36,10 @@ MAX_OPEN_SEGMENTS = 8192   # sealed segments mapped at once, per process (<= 3 m
 
 
 class OpenSegments:
-    """LRU of the sealed segments whose files are mapped; evicting one unmaps it (its views
-    keep their own mappings). ``lock`` also guards every map / unmap of a segment's files."""
+    """The sealed segments whose files are mapped, least recently used first (the CLOCK
+    approximation: a read only sets the segment's ``_referenced`` flag, no lock; eviction gives a
+    flagged segment a second chance). Evicting one unmaps it (its views keep their own
+    mappings). ``lock`` also guards every map / unmap of a segment's files."""
 
     def __init__(self, capacity):
         self.capacity = capacity
@@ -45,15 +47,20 @@ class OpenSegments:
         self._lru = collections.OrderedDict()
 
     def touch(self, seg):
+        """Register a segment just mapped; evict beyond ``capacity``."""
         with self.lock:
-            key = id(seg)
-            if key in self._lru:
-                self._lru.move_to_end(key)
-                return
-            self._lru[key] = seg
-            while len(self._lru) > self.capacity:
-                _, old = self._lru.popitem(last=False)
-                old._unmap_sealed()
+            self._lru[id(seg)] = seg
+            self._lru.move_to_end(id(seg))
+            self._evict()
+
+    def _evict(self):
+        while len(self._lru) > self.capacity:
+            key, old = self._lru.popitem(last=False)
+            if old._referenced:
+                old._referenced = False   # used since it was last looked at: a second chance
+                self._lru[key] = old
+                continue
+            old._unmap_sealed()
 
     def discard(self, seg):
         with self.lock:
@@ -62,9 +69,7 @@ class OpenSegments:
     def resize(self, capacity):
         with self.lock:
             self.capacity = max(1, capacity)
-            while len(self._lru) > self.capacity:
-                _, old = self._lru.popitem(last=False)
-                old._unmap_sealed()
+            self._evict()
 
     def __len__(self):
         return len(self._lru)
@@ -85,6 +90,7 @@ class LogSegment:
         self.created_ms = None
         self.index_lost = False
         self._deleted = False
+        self._referenced = False    # read since OPEN_SEGMENTS last looked (see there)
         self._retired_logs = []   # earlier mappings of the .log that views still hold
         self._map(active)
 
@@ -112,10 +118,9 @@ class LogSegment:
                 if files is None:
                     if self._deleted:
                         raise FileNotFoundError(f"{self.path(LOG_SUFFIX)}: segment was deleted")
-                    self._map(False)
-                    files = self._files
-        elif not files[0].writable:
-            OPEN_SEGMENTS.touch(self)
+                    files = self._map(False)
+        else:
+            self._referenced = True
         return files
 
     def _map(self, writable):
@@ -148,7 +153,9 @@ class LogSegment:
                 if cfg.preallocate and log.size == 0:
                     log.preallocate()
             else:
+                self._referenced = True   # about to be read: not the one to evict now
                 OPEN_SEGMENTS.touch(self)
+            return self._files
 
     def _unmap_sealed(self):
         """Evicted from OPEN_SEGMENTS: drop the mappings (read-only: no descriptor to close)."""
