@@ -1,8 +1,11 @@
 """Broker: a data directory of topics, each split into partitions, each partition a Log.
 
 Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
-topics and their configs (see klog.metadata), ``.lock`` owned by the one process that has the
-directory open. Nothing below the Broker knows about topics; nothing above it touches files.
+topics and their configs (see klog.metadata), ``klog-broker-config.json`` for dynamic broker
+configs (see klog.broker_config), ``.lock`` owned by the one process that has the directory open.
+Internal topics (klog.metadata.INTERNAL_TOPICS) cannot be deleted, grown or given another
+cleanup policy, whoever asks (InternalTopicError). Nothing below the Broker knows about topics;
+nothing above it touches files.
 
 Creating topics and partitions is all or nothing: the partition directories are created and
 opened first, the metadata is written last; if any partition fails (EMFILE, ENOSPC) the ones
@@ -22,14 +25,18 @@ import shutil
 import threading
 from dataclasses import dataclass
 
+from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
-    BrokerLockedError, InvalidPartitionsError, LogLockedError, PartitionLimitError,
-    TopicExistsError, UnknownTopicOrPartitionError,
+    BrokerLockedError, InternalTopicError, InvalidPartitionsError, LogLockedError,
+    PartitionLimitError, TopicExistsError, UnknownTopicOrPartitionError,
 )
 from klog.fdlimit import FDS_PER_PARTITION, default_max_partitions, raise_open_file_limit
-from klog.metadata import INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, validate_topic_name
+from klog.metadata import (
+    INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
+)
 from klog.storage.files import fsync_dir
+from klog.storage.log_cleaner import LogCleaner
 from klog.storage.log import Log, _lock_directory
 
 DELETED_SUFFIX = ".deleted"
@@ -78,6 +85,8 @@ class Broker:
         self._waiting = 0
         self._append_listeners = ()   # fn() after every append (the wire server's fetch wake-up)
         try:
+            self._dynamic = DynamicBrokerConfig(self.data_dir, self.config)
+            self.config = self._dynamic.effective()
             self._load()
             if "__consumer_offsets" in self._topics:
                 self.group_coordinator   # replays committed offsets now; fails closed if damaged
@@ -88,6 +97,11 @@ class Broker:
         self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
                                          daemon=True)
         self._manager.start()
+        self._cleaner = None   # compaction, on its own thread (klog.storage.log_cleaner)
+        if self.config["log.cleaner.enable"]:
+            self._cleaner = LogCleaner(self.data_dir, self.logs,
+                                       self.config["log.cleaner.backoff.ms"])
+            self._cleaner.start()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _load(self):
@@ -160,6 +174,8 @@ class Broker:
         self._stop.set()
         if self._manager is not threading.current_thread():
             self._manager.join()
+        if self._cleaner is not None:
+            self._cleaner.close()
         for service in reversed(self._services):
             service.close()
         with self._lock:
@@ -229,6 +245,8 @@ class Broker:
         with self._lock:
             self._check_open()
             record = self._record(name)
+            if is_internal(name):   # the committed offsets (or transactions) would be lost
+                raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
             topics = dict(self._topics)
             del topics[name]
             self._store.save(topics)
@@ -243,6 +261,8 @@ class Broker:
                     os.rename(path, doomed)
                     shutil.rmtree(doomed, ignore_errors=True)
             fsync_dir(self.data_dir)
+            if self._cleaner is not None:
+                self._cleaner.forget(name)
             services = list(self._services)
         self._topic_changed(services, name)
 
@@ -271,9 +291,10 @@ class Broker:
         with self._lock:
             return dict(self._record(name).config)
 
-    def alter_topic_config(self, name, changes):
+    def alter_topic_config(self, name, changes, validate_only=False):
         """Set topic configs; a value of None removes the override (back to the default).
-        Applies to the topic's open logs at once (new segments use new sizes)."""
+        Applies to the topic's open logs at once (new segments use new sizes). With
+        ``validate_only``: every check, no change."""
         if not isinstance(changes, dict):
             raise TypeError("changes must be a dict of Kafka topic-config names")
         with self._lock:
@@ -286,6 +307,14 @@ class Broker:
                 else:
                     overrides.update(_canonical_config({key: value}))
             log_config = self.config.topic_config(overrides)  # validates everything
+            if is_internal(name):
+                before = self.config.topic_config(record.config).cleanup_policy
+                if log_config.cleanup_policy != before:   # its readers need every key's latest
+                    raise InternalTopicError(
+                        f"topic {name!r} is internal: its cleanup.policy stays {before!r} "
+                        f"(asked for {log_config.cleanup_policy!r})")
+            if validate_only:
+                return
             topics = dict(self._topics)
             topics[name] = TopicRecord(name, record.partitions, overrides, record.topic_id)
             self._store.save(topics)
@@ -295,17 +324,46 @@ class Broker:
                 if log is not None:
                     log.update_config(log_config)
 
-    def add_partitions(self, name, total):
-        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks)."""
+    # -- broker configs ------------------------------------------------------------------------------
+    @property
+    def dynamic_config(self):
+        """The DynamicBrokerConfig layers (for describing where each value comes from)."""
+        return self._dynamic
+
+    def alter_broker_config(self, changes, cluster_default=False, validate_only=False):
+        """Set dynamic broker configs (Kafka's names; a value of None removes the setting), for
+        this broker or as the cluster-wide default. Persisted atomically, then applied to the
+        running broker: open logs whose topics do not override a changed default take it at once.
+        ConfigError (ReadOnlyConfigError for a config Kafka cannot change at run time)."""
+        if not isinstance(changes, dict):
+            raise TypeError("changes must be a dict of Kafka broker-config names")
+        with self._lock:
+            self._check_open()
+            scope = CLUSTER_DEFAULT if cluster_default else PER_BROKER
+            config = self._dynamic.alter(scope, changes, validate_only)
+            if validate_only:
+                return
+            self.config = config
+            for (name, _), log in self._logs.items():
+                log.update_config(config.topic_config(self._topics[name].config))
+
+    def add_partitions(self, name, total, validate_only=False):
+        """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
+        With ``validate_only``: every check, no change."""
         with self._lock:
             self._check_open()
             record = self._record(name)
+            if is_internal(name):   # groups (transactions) are mapped to its partitions by hash
+                raise InternalTopicError(
+                    f"topic {name!r} is internal: its partition count cannot change")
             _check_partition_count(total)
             if total <= record.partitions:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {record.partitions} partitions; the new count {total} "
                     "must be larger (partitions can be added, never removed)")
             self._check_budget(name, total - record.partitions)
+            if validate_only:
+                return
             topics = dict(self._topics)
             grown = topics[name] = TopicRecord(name, total, record.config, record.topic_id)
             self._create_partitions(grown, record.partitions, total, topics)
@@ -455,8 +513,8 @@ class Broker:
             self.enforce_retention()
 
     def enforce_retention(self, now=None):
-        """Apply retention (and, for compacted topics, cleaning) to every log once. Returns the
-        number of segments deleted."""
+        """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
+        the number of segments deleted."""
         deleted = 0
         for (topic, _), log in self.logs():
             if log.closed:
@@ -464,11 +522,22 @@ class Broker:
             try:
                 if "delete" in log.config.cleanup_policy:
                     deleted += log.enforce_retention(now)
-                if "compact" in log.config.cleanup_policy and self.config["log.cleaner.enable"]:
-                    log.clean(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted
+
+    def clean_logs(self, now=None):
+        """One round of the log cleaner (what its thread does every log.cleaner.backoff.ms):
+        clean the compacted logs past min.cleanable.dirty.ratio or max.compaction.lag.ms.
+        Returns {(topic, partition): CleanResult}; {} when log.cleaner.enable is false."""
+        if self._cleaner is None:
+            return {}
+        return self._cleaner.clean_once(now)
+
+    @property
+    def log_cleaner(self):
+        """The LogCleaner (None when log.cleaner.enable is false)."""
+        return self._cleaner
 
     def __repr__(self):
         return f"<Broker {self.data_dir!r} topics={len(self._topics)}>"

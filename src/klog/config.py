@@ -5,7 +5,7 @@ the strings Kafka tools pass ("1048576", "true"). Unknown names and bad values r
 naming the key, the value and what was expected.
 """
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from klog.errors import ConfigError
 
@@ -57,6 +57,25 @@ class Setting:
             v = ",".join(parts)
         return v
 
+    @property
+    def list_valued(self):
+        """A comma-separated list (Kafka's ConfigDef.Type.LIST): APPEND/SUBTRACT apply."""
+        return self.name in LIST_CONFIGS
+
+    @property
+    def config_type(self):
+        """Kafka's DescribeConfigs ConfigType: BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6,
+        LIST 7."""
+        if self.list_valued:
+            return 7
+        if self.kind is bool:
+            return 1
+        if self.kind is float:
+            return 6
+        if self.kind is int:
+            return 5 if self.maximum == LONG_MAX else 3
+        return 2
+
     def expected(self):
         if self.choices:
             return "one of " + ", ".join(self.choices)
@@ -84,6 +103,7 @@ def unknown_config(key, known, what="config"):
 
 
 DAY_MS = 24 * 3600 * 1000
+LIST_CONFIGS = frozenset({"cleanup.policy", "log.cleanup.policy"})
 SETTINGS = {s.name: s for s in [
     Setting("segment.bytes", int, 1 << 30, 1024, INT_MAX, doc="roll a new segment past this size"),
     Setting("segment.ms", int, 7 * DAY_MS, 1, LONG_MAX, doc="roll a segment this old"),
@@ -186,6 +206,17 @@ BROKER_TO_TOPIC = {
     "unclean.leader.election.enable": "unclean.leader.election.enable",
 }
 
+# A topic config's broker synonyms, most specific first (Kafka's ServerTopicConfigSynonyms), and
+# the broker name that carries Kafka's default value when no synonym is set anywhere.
+TOPIC_SYNONYMS = {t: [b] for b, t in BROKER_TO_TOPIC.items()}
+TOPIC_SYNONYMS["retention.ms"] = ["log.retention.ms", "log.retention.minutes", "log.retention.hours"]
+DEFAULT_SYNONYM = {t: (names[-1] if t != "retention.ms" else "log.retention.hours")
+                   for t, names in TOPIC_SYNONYMS.items()}
+
+# Broker configs that Kafka lets DescribeConfigs/IncrementalAlterConfigs change on a running
+# broker (DynamicLogConfig's reconfigurable topic-default synonyms); the rest are read-only.
+DYNAMIC_BROKER_CONFIGS = frozenset(BROKER_TO_TOPIC)
+
 BROKER_SETTINGS = {s.name: s for s in [
     Setting("num.partitions", int, 1, 1, 1_000_000),
     Setting("auto.create.topics.enable", bool, True),
@@ -195,11 +226,30 @@ BROKER_SETTINGS = {s.name: s for s in [
     Setting("offsets.topic.num.partitions", int, 50, 1, 1_000_000),
     Setting("offsets.retention.minutes", int, 7 * 24 * 60, 1, INT_MAX),
     Setting("offsets.topic.segment.bytes", int, 100 << 20, 1024, INT_MAX),
-    # Kafka's default is 3000; embedded apps start and stop groups often, so klog waits less.
-    Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX),
+    # Kafka's default is 3000, and `klog serve` (and ServerThread) use it: klog.server's
+    # SERVE_DEFAULTS. Embedded apps start and stop groups often, so the embedded broker waits 0.
+    Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX,
+            doc="the first rebalance of an empty group waits this long for more members, again "
+                "for each member that joins meanwhile, up to the rebalance timeout (Kafka: "
+                "3000; klog serve: 3000; embedded broker: 0)"),
     Setting("group.min.session.timeout.ms", int, 6000, 0, INT_MAX),
     Setting("group.max.session.timeout.ms", int, 1_800_000, 0, INT_MAX),
     Setting("broker.id", int, 0, 0, INT_MAX),
+    # Connection limits of `klog serve` (klog.server.limits); the embedded broker ignores them.
+    Setting("max.connections", int, INT_MAX, 0, INT_MAX,
+            doc="connections open at once; one more is closed right after accept (Kafka "
+                "instead stops accepting until one closes)"),
+    Setting("max.connections.per.ip", int, INT_MAX, 0, INT_MAX,
+            doc="connections open at once from one IP address; more are closed after accept"),
+    Setting("max.connections.per.ip.overrides", str, "",
+            doc="per-IP exceptions to max.connections.per.ip: 'IP:COUNT,IP:COUNT'"),
+    Setting("connections.max.idle.ms", int, 600_000, 1, LONG_MAX,
+            doc="close a connection that neither sent nor received for this long; one waiting "
+                "for its answer (a long-poll Fetch, a rebalance) is not idle"),
+    Setting("queued.max.request.bytes", int, 256 << 20, -1, LONG_MAX,
+            doc="bytes of requests being received, over all connections; at the cap the "
+                "server stops reading from sockets with incomplete frames until memory is "
+                "released; -1: no cap (Kafka's default, klog's is 256 MiB)"),
     Setting("log.retention.hours", int, 168, -1, INT_MAX),
     Setting("log.retention.minutes", int, None, -1, INT_MAX),
     # klog's own: the most partitions (all topics, internal ones included) this broker holds;
@@ -214,6 +264,7 @@ class BrokerConfig:
     """Validated broker settings plus the topic-config defaults that ``log.*`` names set."""
     settings: dict
     topic_defaults: dict
+    given: dict = field(default_factory=dict)   # the names and values as passed in
 
     @classmethod
     def from_dict(cls, config=None):
@@ -236,10 +287,23 @@ class BrokerConfig:
             elif "log.retention.hours" in config:
                 hours = settings["log.retention.hours"]
                 defaults["retention.ms"] = -1 if hours < 0 else hours * 3_600_000
-        return cls(settings, defaults)
+        return cls(settings, defaults, dict(config))
 
     def __getitem__(self, name):
         return self.settings[name]
+
+    def setting(self, name):
+        """The Setting that validates broker config ``name``."""
+        if name in BROKER_SETTINGS:
+            return BROKER_SETTINGS[name]
+        return SETTINGS[BROKER_TO_TOPIC[name]]
+
+    def value(self, name):
+        """The effective value of broker config ``name`` (a ``log.*`` name: the topic default)."""
+        if name in BROKER_SETTINGS:
+            return self.settings[name]
+        topic_name = BROKER_TO_TOPIC[name]
+        return self.topic_defaults.get(topic_name, SETTINGS[topic_name].default)
 
     def describe(self):
         """Kafka names → (value, set here rather than defaulted), for DescribeConfigs."""

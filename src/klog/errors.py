@@ -66,5 +66,16 @@ class PartitionLimitError(InvalidPartitionsError):
     Redpanda answers for its per-core and file-descriptor partition limits."""
 
 
+class InternalTopicError(KlogError):
+    """An operation that would break an internal topic (``__consumer_offsets``,
+    ``__transaction_state``): deleting it, growing it, or changing its cleanup policy.
+
+    Kafka's brokers leave this to the caller (kafka-topics.sh refuses with "Topic X is a kafka
+    internal topic and is not allowed to be marked for deletion"); klog refuses at the Broker
+    so every entry point (CLI, wire, embedded API) is covered. Over the wire it is
+    INVALID_REQUEST (42), the code Kafka uses for a well-formed request it will not carry out."""
+    error_code = 42
+
+
 class BrokerLockedError(LogLockedError):
     """Another process owns the data directory."""

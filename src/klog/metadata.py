@@ -19,7 +19,13 @@ FILE = "klog-metadata.json"
 VERSION = 1
 MAX_TOPIC_LENGTH = 249
 LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
-INTERNAL_TOPICS = frozenset({"__consumer_offsets"})
+# Kafka's Topic.INTERNAL_TOPICS: the one list of internal topic names.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
+
+
+def is_internal(name):
+    """Whether ``name`` is one of the internal topics (hidden from listings, protected)."""
+    return name in INTERNAL_TOPICS
 
 
 def validate_topic_name(name):

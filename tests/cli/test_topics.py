@@ -3,7 +3,7 @@ import os
 
 import klog
 
-from .conftest import committed, fields, ok, records, run, seed, table
+from .conftest import committed, failed, fields, ok, records, run, seed, table
 
 
 def test_create_with_partitions_and_configs(data_dir):
@@ -96,3 +96,17 @@ def test_delete(data_dir):
     # the name is free again, with no old records
     ok(run("topic", "create", "gone", data_dir=data_dir))
     assert records(data_dir, "gone") == []
+
+
+def test_internal_topic_cannot_be_deleted_grown_or_recleaned(data_dir):
+    with klog.open(data_dir) as broker:
+        broker.create_topic("t", 1)
+        broker.group_coordinator.commit_offsets("g", "", -1, {("t", 0): 1})
+    failed(run("topic", "delete", "__consumer_offsets", data_dir=data_dir), match="internal")
+    failed(run("topic", "alter", "__consumer_offsets", "-c", "cleanup.policy=delete", data_dir=data_dir),
+           match="internal.*cleanup.policy")
+    failed(run("topic", "alter", "__consumer_offsets", "-p", "60", data_dir=data_dir), match="internal")
+    with klog.open(data_dir) as broker:
+        assert broker.partition_count("__consumer_offsets") == 50
+        assert broker.describe_topic("__consumer_offsets").config["cleanup.policy"] == "compact"
+        assert broker.group_coordinator.fetch_offsets("g").offsets

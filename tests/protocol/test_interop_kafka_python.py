@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from kafka.protocol.admin import configs, groups, topics
+from kafka.protocol.admin import cluster, configs, groups, topics, transactions
 from kafka.protocol.consumer import fetch, group, offsets
 from kafka.protocol.metadata import api_versions, find_coordinator, metadata
 from kafka.protocol.producer import produce, transaction
@@ -41,12 +41,19 @@ KP = {
     32: (configs.DescribeConfigsRequest, configs.DescribeConfigsResponse),
     42: (groups.DeleteGroupsRequest, groups.DeleteGroupsResponse),
     44: (configs.IncrementalAlterConfigsRequest, configs.IncrementalAlterConfigsResponse),
+    33: (configs.AlterConfigsRequest, configs.AlterConfigsResponse),
+    35: (cluster.DescribeLogDirsRequest, cluster.DescribeLogDirsResponse),
+    37: (topics.CreatePartitionsRequest, topics.CreatePartitionsResponse),
+    47: (group.OffsetDeleteRequest, group.OffsetDeleteResponse),
+    60: (cluster.DescribeClusterRequest, cluster.DescribeClusterResponse),
+    61: (transactions.DescribeProducersRequest, transactions.DescribeProducersResponse),
 }
 
 # kafka-python renames / retypes a few int32 bitfields (its json_patch hooks).
 RENAMES = {
     ("MetadataResponse", "topic_authorized_operations"): "authorized_operations",
     ("MetadataResponse", "cluster_authorized_operations"): "authorized_operations",
+    ("DescribeClusterResponse", "cluster_authorized_operations"): "authorized_operations",
 }
 BITFIELDS = {"topic_authorized_operations", "cluster_authorized_operations", "authorized_operations"}
 

@@ -230,7 +230,7 @@ FETCH_RESPONSE = Message(
 )
 
 LIST_OFFSETS_REQUEST = Message(
-    "ListOffsetsRequest", 2, "1-7", 6,
+    "ListOffsetsRequest", 2, "1-8", 6,
     F("replica_id", INT32),
     F("isolation_level", INT8, "2+"),
     F("topics", Array(Struct(
@@ -246,7 +246,7 @@ LIST_OFFSETS_REQUEST = Message(
 )
 
 LIST_OFFSETS_RESPONSE = Message(
-    "ListOffsetsResponse", 2, "1-7", 6,
+    "ListOffsetsResponse", 2, "1-8", 6,
     F("throttle_time_ms", INT32, "2+"),
     F("topics", Array(Struct(
         "ListOffsetsTopicResponse",
@@ -818,3 +818,194 @@ def request_schema(api_key: int) -> Message | None:
 
 def response_schema(api_key: int) -> Message | None:
     return RESPONSES.get(api_key)
+
+
+# -- admin APIs (Kafka 4.x message definitions) ------------------------------------------------------
+# | AlterConfigs (33)      | 0-2 | 2  |   | DescribeLogDirs (35)   | 1-4 | 2  |
+# | CreatePartitions (37)  | 0-3 | 2  |   | OffsetDelete (47)      | 0   | -  |
+# | DescribeCluster (60)   | 0-2 | 0  |   | DescribeProducers (61) | 0   | 0  |
+ALTER_CONFIGS_REQUEST = Message(
+    "AlterConfigsRequest", 33, "0-2", 2,
+    F("resources", Array(Struct(
+        "AlterConfigsResource",
+        F("resource_type", INT8),
+        F("resource_name", STRING),
+        F("configs", Array(Struct(
+            "AlterableConfig",
+            F("name", STRING),
+            F("value", STRING, "0+", nullable="0+"),
+        ))),
+    ))),
+    F("validate_only", BOOL),
+)
+
+ALTER_CONFIGS_RESPONSE = Message(
+    "AlterConfigsResponse", 33, "0-2", 2,
+    F("throttle_time_ms", INT32),
+    F("responses", Array(Struct(
+        "AlterConfigsResourceResponse",
+        F("error_code", INT16),
+        F("error_message", STRING, "0+", nullable="0+"),
+        F("resource_type", INT8),
+        F("resource_name", STRING),
+    ))),
+)
+
+DESCRIBE_LOG_DIRS_REQUEST = Message(
+    "DescribeLogDirsRequest", 35, "1-4", 2,
+    F("topics", Array(Struct(
+        "DescribableLogDirTopic",
+        F("topic", STRING),
+        F("partitions", Array(INT32)),
+    )), "0+", nullable="0+"),
+)
+
+DESCRIBE_LOG_DIRS_RESPONSE = Message(
+    "DescribeLogDirsResponse", 35, "1-4", 2,
+    F("throttle_time_ms", INT32),
+    F("error_code", INT16, "3+"),
+    F("results", Array(Struct(
+        "DescribeLogDirsResult",
+        F("error_code", INT16),
+        F("log_dir", STRING),
+        F("topics", Array(Struct(
+            "DescribeLogDirsTopic",
+            F("name", STRING),
+            F("partitions", Array(Struct(
+                "DescribeLogDirsPartition",
+                F("partition_index", INT32),
+                F("partition_size", INT64),
+                F("offset_lag", INT64),
+                F("is_future_key", BOOL),
+            ))),
+        ))),
+        F("total_bytes", INT64, "4+", default="-1"),
+        F("usable_bytes", INT64, "4+", default="-1"),
+    ))),
+)
+
+CREATE_PARTITIONS_REQUEST = Message(
+    "CreatePartitionsRequest", 37, "0-3", 2,
+    F("topics", Array(Struct(
+        "CreatePartitionsTopic",
+        F("name", STRING),
+        F("count", INT32),
+        F("assignments", Array(Struct(
+            "CreatePartitionsAssignment",
+            F("broker_ids", Array(INT32)),
+        )), "0+", nullable="0+"),
+    ))),
+    F("timeout_ms", INT32),
+    F("validate_only", BOOL),
+)
+
+CREATE_PARTITIONS_RESPONSE = Message(
+    "CreatePartitionsResponse", 37, "0-3", 2,
+    F("throttle_time_ms", INT32),
+    F("results", Array(Struct(
+        "CreatePartitionsTopicResult",
+        F("name", STRING),
+        F("error_code", INT16),
+        F("error_message", STRING, "0+", nullable="0+", default="null"),
+    ))),
+)
+
+OFFSET_DELETE_REQUEST = Message(
+    "OffsetDeleteRequest", 47, "0", None,
+    F("group_id", STRING),
+    F("topics", Array(Struct(
+        "OffsetDeleteRequestTopic",
+        F("name", STRING),
+        F("partitions", Array(Struct(
+            "OffsetDeleteRequestPartition",
+            F("partition_index", INT32),
+        ))),
+    ))),
+)
+
+OFFSET_DELETE_RESPONSE = Message(
+    "OffsetDeleteResponse", 47, "0", None,
+    F("error_code", INT16),
+    F("throttle_time_ms", INT32),
+    F("topics", Array(Struct(
+        "OffsetDeleteResponseTopic",
+        F("name", STRING),
+        F("partitions", Array(Struct(
+            "OffsetDeleteResponsePartition",
+            F("partition_index", INT32),
+            F("error_code", INT16),
+        ))),
+    ))),
+)
+
+DESCRIBE_CLUSTER_REQUEST = Message(
+    "DescribeClusterRequest", 60, "0-2", 0,
+    F("include_cluster_authorized_operations", BOOL),
+    F("endpoint_type", INT8, "1+", default="1"),
+    F("include_fenced_brokers", BOOL, "2+"),
+)
+
+DESCRIBE_CLUSTER_RESPONSE = Message(
+    "DescribeClusterResponse", 60, "0-2", 0,
+    F("throttle_time_ms", INT32),
+    F("error_code", INT16),
+    F("error_message", STRING, "0+", nullable="0+", default="null"),
+    F("endpoint_type", INT8, "1+", default="1"),
+    F("cluster_id", STRING),
+    F("controller_id", INT32, "0+", default="-1"),
+    F("brokers", Array(Struct(
+        "DescribeClusterBroker",
+        F("broker_id", INT32),
+        F("host", STRING),
+        F("port", INT32),
+        F("rack", STRING, "0+", nullable="0+", default="null"),
+        F("is_fenced", BOOL, "2+"),
+    ))),
+    F("cluster_authorized_operations", INT32, "0+", default="-2147483648"),
+)
+
+DESCRIBE_PRODUCERS_REQUEST = Message(
+    "DescribeProducersRequest", 61, "0", 0,
+    F("topics", Array(Struct(
+        "TopicRequest",
+        F("name", STRING),
+        F("partition_indexes", Array(INT32)),
+    ))),
+)
+
+DESCRIBE_PRODUCERS_RESPONSE = Message(
+    "DescribeProducersResponse", 61, "0", 0,
+    F("throttle_time_ms", INT32),
+    F("topics", Array(Struct(
+        "TopicResponse",
+        F("name", STRING),
+        F("partitions", Array(Struct(
+            "PartitionResponse",
+            F("partition_index", INT32),
+            F("error_code", INT16),
+            F("error_message", STRING, "0+", nullable="0+", default="null"),
+            F("active_producers", Array(Struct(
+                "ProducerState",
+                F("producer_id", INT64),
+                F("producer_epoch", INT32),
+                F("last_sequence", INT32, "0+", default="-1"),
+                F("last_timestamp", INT64, "0+", default="-1"),
+                F("coordinator_epoch", INT32),
+                F("current_txn_start_offset", INT64, "0+", default="-1"),
+            ))),
+        ))),
+    ))),
+)
+
+for _m in (ALTER_CONFIGS_REQUEST, DESCRIBE_LOG_DIRS_REQUEST, CREATE_PARTITIONS_REQUEST,
+           OFFSET_DELETE_REQUEST, DESCRIBE_CLUSTER_REQUEST, DESCRIBE_PRODUCERS_REQUEST):
+    REQUESTS[_m.api_key] = _m
+for _m in (ALTER_CONFIGS_RESPONSE, DESCRIBE_LOG_DIRS_RESPONSE, CREATE_PARTITIONS_RESPONSE,
+           OFFSET_DELETE_RESPONSE, DESCRIBE_CLUSTER_RESPONSE, DESCRIBE_PRODUCERS_RESPONSE):
+    RESPONSES[_m.api_key] = _m
+ApiKey.ALTER_CONFIGS = ALTER_CONFIGS_REQUEST.api_key
+ApiKey.DESCRIBE_LOG_DIRS = DESCRIBE_LOG_DIRS_REQUEST.api_key
+ApiKey.CREATE_PARTITIONS = CREATE_PARTITIONS_REQUEST.api_key
+ApiKey.OFFSET_DELETE = OFFSET_DELETE_REQUEST.api_key
+ApiKey.DESCRIBE_CLUSTER = DESCRIBE_CLUSTER_REQUEST.api_key
+ApiKey.DESCRIBE_PRODUCERS = DESCRIBE_PRODUCERS_REQUEST.api_key

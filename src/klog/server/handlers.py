@@ -3,6 +3,7 @@
 Each handler answers every version in REQUESTS[api_key]'s range (what ApiVersions advertises).
 """
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -10,8 +11,8 @@ import uuid
 
 from klog._native.batch import validate_batch
 from klog.errors import (
-    ConfigError, CorruptRecordError, InvalidPartitionsError, InvalidTopicError, KlogError,
-    LogClosedError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
+    ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
+    LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
 )
 from klog.metadata import INTERNAL_TOPICS
@@ -55,6 +56,7 @@ class Context:
 # klog's exceptions → Kafka error codes, most specific first.
 ERROR_CODES = (
     (UnknownTopicOrPartitionError, EC.UNKNOWN_TOPIC_OR_PARTITION),
+    (InternalTopicError, EC.INVALID_REQUEST),
     (CorruptRecordError, EC.CORRUPT_MESSAGE),
     (RecordTooLargeError, EC.MESSAGE_TOO_LARGE),
     (OffsetOutOfRangeError, EC.OFFSET_OUT_OF_RANGE),
@@ -63,6 +65,7 @@ ERROR_CODES = (
     (InvalidPartitionsError, EC.INVALID_PARTITIONS),
     (ConfigError, EC.INVALID_CONFIG),
     (LogClosedError, EC.KAFKA_STORAGE_ERROR),
+    (LogOfflineError, EC.KAFKA_STORAGE_ERROR),
     (OutOfOrderSequenceError, EC.OUT_OF_ORDER_SEQUENCE_NUMBER),
     (InvalidProducerEpochError, EC.INVALID_PRODUCER_EPOCH),
 )
@@ -73,6 +76,17 @@ def error_code(exc):
         if isinstance(exc, cls):
             return code
     return EC.UNKNOWN_SERVER_ERROR
+
+
+def _storage_error(conditions, api_name, topic, partition, exc):
+    """An OSError from the disk (ENOSPC, EIO, EMFILE...) while serving one partition: that
+    partition is answered KAFKA_STORAGE_ERROR, as Kafka turns an IOException into a
+    KafkaStorageException; the rest of the request and the connection go on. One log line per
+    (API, errno), rate-limited: a full disk fails every request, not just one."""
+    conditions.report((api_name, getattr(exc, "errno", None)), logging.ERROR,
+                      "%s %s-%s failed, answered KAFKA_STORAGE_ERROR: %s",
+                      api_name, topic, partition, exc)
+    return EC.KAFKA_STORAGE_ERROR
 
 
 def _run(fn, *args):
@@ -91,7 +105,7 @@ def _appends_may_block(broker, topic_data):
             try:
                 if broker.log(t["name"], p["index"]).fsyncs_on_append:
                     return True
-            except KlogError:
+            except (KlogError, OSError):
                 pass   # answered with an error, no append
     return False
 
@@ -148,17 +162,23 @@ async def metadata(ctx, body):
         else:   # may create it: metadata files are written and fsynced
             topics.append(await _run(_topic_metadata, broker, name, auto))
     host, port = ctx.server.advertised
+    from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
+    if body.get("include_topic_authorized_operations"):   # no authorizer: every operation
+        for t in topics:
+            t["topic_authorized_operations"] = TOPIC_OPERATIONS if t["error_code"] == 0 else INT32_MIN
     return {
         "throttle_time_ms": 0,
         "brokers": [{"node_id": 0, "host": host, "port": port, "rack": None}],
         "cluster_id": ctx.server.cluster_id,
         "controller_id": 0,
         "topics": topics,
+        "cluster_authorized_operations": CLUSTER_OPERATIONS
+        if body.get("include_cluster_authorized_operations") else INT32_MIN,
     }
 
 
 # -- Produce ---------------------------------------------------------------------------------------
-def _produce(broker, topic_data):
+def _produce(broker, topic_data, conditions):
     out = []
     for t in topic_data:
         name = t["name"]
@@ -183,6 +203,9 @@ def _produce(broker, topic_data):
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
                 res["error_message"] = str(exc)[:500]
+            except OSError as exc:
+                res["error_code"] = _storage_error(conditions, "Produce to", name, p["index"], exc)
+                res["error_message"] = str(exc)[:500]
             parts.append(res)
         out.append({"name": name, "partition_responses": parts})
     return out
@@ -197,10 +220,11 @@ async def produce(ctx, body):
             for p in t["partition_data"]]} for t in body["topic_data"]]
     else:
         topic_data = body["topic_data"]
+        conditions = ctx.server.conditions
         if _appends_may_block(ctx.broker, topic_data):
-            responses = await _run(_produce, ctx.broker, topic_data)
+            responses = await _run(_produce, ctx.broker, topic_data, conditions)
         else:
-            responses = _produce(ctx.broker, topic_data)
+            responses = _produce(ctx.broker, topic_data, conditions)
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
     return {"responses": responses, "throttle_time_ms": 0}
@@ -208,6 +232,10 @@ async def produce(ctx, body):
 
 # -- Fetch -----------------------------------------------------------------------------------------
 def _fetch_once(ctx, body):
+    """One pass over the requested partitions. KIP-74: the response holds at most ``max_bytes``
+    of records and each partition at most its ``partition_max_bytes``, except that the first
+    batch of the whole response is sent even if it is larger, so a consumer always progresses;
+    once anything is in, a batch that does not fit is left for the next fetch."""
     broker = ctx.broker
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total = 0
@@ -216,9 +244,11 @@ def _fetch_once(ctx, body):
     for t in body["topics"]:
         parts = []
         for p in t["partitions"]:
+            # Never a null record set, not even with an error: librdkafka 2.x rejects the whole
+            # response then ("invalid MessageSetSize -1") and never sees OFFSET_OUT_OF_RANGE.
             res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
                    "last_stable_offset": -1, "log_start_offset": -1,
-                   "aborted_transactions": [], "records": None}
+                   "aborted_transactions": [], "records": b""}
             try:
                 log = broker.log(t["topic"], p["partition"])
                 start, end = log.log_start_offset, log.log_end_offset
@@ -227,17 +257,23 @@ def _fetch_once(ctx, body):
                 if not start <= offset <= end:
                     res["error_code"] = EC.OFFSET_OUT_OF_RANGE
                     error = True
-                elif offset < end and (budget > 0 or total == 0):
-                    limit = max(1, min(p["partition_max_bytes"], budget))
-                    view = log.read(offset, limit)
-                    ctx.views.append(view)
-                    res["records"] = view
-                    total += view.nbytes
-                    budget -= view.nbytes
-                else:
-                    res["records"] = b""
+                elif offset < end:
+                    limit = min(p["partition_max_bytes"], budget)
+                    if total == 0 or limit > 0:
+                        view = log.read(offset, max(1, limit))
+                        if total and view.nbytes > limit:
+                            view.release()   # its first batch alone is over what is left
+                        else:
+                            ctx.views.append(view)
+                            res["records"] = view
+                            total += view.nbytes
+                            budget -= view.nbytes
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+                error = True
+            except OSError as exc:
+                res["error_code"] = _storage_error(ctx.server.conditions, "Fetch from",
+                                                   t["topic"], p["partition"], exc)
                 error = True
             parts.append(res)
         responses.append({"topic": t["topic"], "partitions": parts})
@@ -274,16 +310,20 @@ async def list_offsets(ctx, body):
                 log = ctx.broker.log(t["name"], p["partition_index"])
                 if ts == -1:
                     res["offset"] = log.log_end_offset
-                elif ts == -2:
+                elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
                     res["offset"] = log.log_start_offset
-                elif ts == -3:   # max timestamp (v7): not tracked per record; latest record
-                    res["offset"] = max(log.log_start_offset, log.log_end_offset - 1)
                 else:
-                    found = log.offset_for_time(ts)   # index lookups and a short scan
+                    # -3, max timestamp (v7, KIP-734): the first record with the largest
+                    # timestamp; else the first record at or after ``ts``. Both answer with the
+                    # record's own timestamp, or -1 and -1 when there is none.
+                    found = log.max_timestamp_record() if ts == -3 else log.record_for_time(ts)
                     if found is not None:
-                        res["offset"], res["timestamp"] = found, ts
+                        res["offset"], res["timestamp"] = found
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+            except OSError as exc:
+                res["error_code"] = _storage_error(ctx.server.conditions, "ListOffsets of",
+                                                   t["name"], p["partition_index"], exc)
             parts.append(res)
         topics.append({"name": t["name"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
@@ -445,11 +485,23 @@ def _create_topics(broker, body, version):
             if t["replication_factor"] not in (-1, 1):
                 res["error_code"] = EC.INVALID_REPLICATION_FACTOR
                 res["error_message"] = "klog has one broker: replication factor must be 1"
-            elif t["assignments"]:
-                res["error_code"] = EC.INVALID_REPLICA_ASSIGNMENT
-                res["error_message"] = "replica assignments are not supported"
+            elif t["assignments"] and (t["replication_factor"] != -1 or t["num_partitions"] != -1):
+                # Kafka: with an explicit assignment both must be -1 (INVALID_REQUEST)
+                res["error_code"] = EC.INVALID_REQUEST
+                res["error_message"] = ("num_partitions and replication_factor must be -1 when "
+                                        "a replica assignment is given")
             else:
                 n = t["num_partitions"]
+                if t["assignments"]:
+                    from klog.server.admin import InvalidReplicaAssignmentError, check_replica_assignment
+                    parts = sorted(a["partition_index"] for a in t["assignments"])
+                    if parts != list(range(len(parts))):
+                        raise InvalidReplicaAssignmentError(
+                            f"partitions in the replica assignment must be 0..{len(parts) - 1}, "
+                            f"not {parts}")
+                    check_replica_assignment(broker, [a["broker_ids"] for a in sorted(
+                        t["assignments"], key=lambda a: a["partition_index"])], "partition")
+                    n = len(parts)
                 n = broker.config["num.partitions"] if n == -1 else n
                 if n > MAX_PARTITIONS:   # a client-chosen int32: do not open 2**31 logs
                     raise InvalidPartitionsError(
@@ -467,7 +519,8 @@ def _create_topics(broker, body, version):
                     broker.create_topic(name, n, config)
                 res["num_partitions"], res["replication_factor"] = n, 1
         except (KlogError, ValueError, TypeError) as exc:
-            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
+            res["error_code"] = getattr(exc, "error_code", None) or (
+                error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG)
             res["error_message"] = str(exc)
         out.append(res)
     return out
@@ -483,9 +536,7 @@ def _delete_topics(broker, names):
     out = []
     for name in names:
         try:
-            if name in INTERNAL_TOPICS:
-                raise InvalidTopicError(f"{name!r} is internal")
-            broker.delete_topic(name)
+            broker.delete_topic(name)   # refuses internal topics (InternalTopicError)
             out.append({"name": name, "error_code": 0})
         except KlogError as exc:
             out.append({"name": name, "error_code": error_code(exc)})
@@ -498,93 +549,7 @@ async def delete_topics(ctx, body):
             "responses": await _run(_delete_topics, ctx.broker, body["topic_names"])}
 
 
-TOPIC, BROKER = 2, 4
-
-
-def _config_str(v):
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return ",".join(map(str, v))
-    return str(v)
-
-
-@api(ApiKey.DESCRIBE_CONFIGS)
-async def describe_configs(ctx, body):
-    broker = ctx.broker
-    results = []
-    for r in body["resources"]:
-        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
-               "resource_name": r["resource_name"], "configs": []}
-        keys = r.get("configuration_keys")
-        try:
-            if r["resource_type"] == TOPIC:
-                overrides = broker.topic_overrides(r["resource_name"])
-                described = {name: (value, name in overrides) for name, value in
-                             broker.describe_topic(r["resource_name"]).config.items()}
-                set_source, read_only = 1, False        # DYNAMIC_TOPIC_CONFIG
-            elif r["resource_type"] == BROKER:
-                if r["resource_name"] not in ("", str(broker.config["broker.id"])):
-                    raise ConfigError(f"no broker {r['resource_name']!r} here (this is broker "
-                                      f"{broker.config['broker.id']})")
-                described = broker.config.describe()
-                set_source, read_only = 4, True         # STATIC_BROKER_CONFIG, fixed at start
-            else:
-                raise ConfigError(f"resource type {r['resource_type']} is not supported")
-            for name, (value, is_set) in sorted(described.items()):
-                if keys is not None and name not in keys:
-                    continue
-                res["configs"].append({
-                    "name": name, "value": _config_str(value), "read_only": read_only,
-                    "config_source": set_source if is_set else 5, "is_sensitive": False,
-                    "synonyms": [], "config_type": 0, "documentation": None})
-        except KlogError as exc:
-            res["error_code"] = error_code(exc)
-            res["error_message"] = str(exc)
-        results.append(res)
-    return {"throttle_time_ms": 0, "results": results}
-
-
-def _alter_configs(broker, body):
-    from klog.broker import _canonical_config
-    out = []
-    for r in body["resources"]:
-        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
-               "resource_name": r["resource_name"]}
-        try:
-            if r["resource_type"] != TOPIC:
-                raise ConfigError("only topic configs can be altered")
-            changes = {}
-            for c in r["configs"]:
-                op = c["config_operation"]
-                if op == 0:
-                    changes[c["name"]] = c["value"]
-                elif op == 1:
-                    changes[c["name"]] = None
-                else:
-                    raise ConfigError(f"config operation {op} (APPEND/SUBTRACT) is not supported")
-            if body.get("validate_only"):
-                merged = broker.topic_overrides(r["resource_name"])
-                for k, v in changes.items():
-                    merged.pop(k, None) if v is None else merged.update({k: v})
-                broker.config.topic_config(_canonical_config(merged))
-            else:
-                broker.alter_topic_config(r["resource_name"], changes)
-        except (KlogError, ValueError, TypeError) as exc:
-            res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
-            res["error_message"] = str(exc)
-        out.append(res)
-    return out
-
-
-@api(ApiKey.INCREMENTAL_ALTER_CONFIGS)
-async def incremental_alter_configs(ctx, body):
-    return {"throttle_time_ms": 0, "responses": await _run(_alter_configs, ctx.broker, body)}
-
-
-def _delete_records(broker, topics):
+def _delete_records(broker, topics, conditions):
     out = []
     for t in topics:
         parts = []
@@ -596,6 +561,9 @@ def _delete_records(broker, topics):
                 res["low_watermark"] = log.delete_before(offset)
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+            except OSError as exc:
+                res["error_code"] = _storage_error(conditions, "DeleteRecords of", t["name"],
+                                                   p["partition_index"], exc)
             parts.append(res)
         out.append({"name": t["name"], "partitions": parts})
     return out
@@ -603,7 +571,8 @@ def _delete_records(broker, topics):
 
 @api(ApiKey.DELETE_RECORDS)
 async def delete_records(ctx, body):
-    return {"throttle_time_ms": 0, "topics": await _run(_delete_records, ctx.broker, body["topics"])}
+    return {"throttle_time_ms": 0, "topics": await _run(_delete_records, ctx.broker, body["topics"],
+                                                        ctx.server.conditions)}
 
 
 class ProducerIdAllocator:
@@ -669,3 +638,6 @@ async def offset_for_leader_epoch(ctx, body):
             parts.append(res)
         topics.append({"topic": t["topic"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
+
+
+from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)

@@ -41,6 +41,7 @@ class ProducerState:
 
     def __init__(self):
         self.producers = {}   # pid -> [epoch, [(first_seq, last_seq, base_offset), ...]]
+        self.timestamps = {}  # pid -> max timestamp of its last batch (not in the snapshot)
 
     def check(self, header):
         """For an idempotent batch header: the original base offset if it is a duplicate, None
@@ -81,8 +82,15 @@ class ProducerState:
         if entry is None or entry[0] != epoch:
             entry = self.producers[pid] = [epoch, []]
         entry[1].append((first, last, base_offset))
+        self.timestamps[pid] = header.max_timestamp
         if len(entry[1]) > RETAINED:
             del entry[1][0]
+
+    def active(self):
+        """[(producer id, epoch, last sequence, last timestamp)] of every producer with state
+        here (DescribeProducers); the timestamp is -1 for batches known only from a snapshot."""
+        return [(pid, e[0], e[1][-1][1] if e[1] else -1, self.timestamps.get(pid, -1))
+                for pid, e in self.producers.items()]
 
     # -- rebuilding and persisting -----------------------------------------------------------
     def scan_segment(self, segment, from_offset):

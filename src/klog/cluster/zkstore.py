@@ -1,0 +1,349 @@
+"""klog's cluster state in ZooKeeper, in Kafka's (pre-KRaft) layout and JSON, through kazoo.
+
+ZooKeeper is the one consensus engine: every decision is a znode write that either lands on the
+version it was based on or fails. Paths, under a chroot (default ``/klog``):
+
+    /cluster/id                              {"version":"1","id":"<cluster id>"}
+    /controller                              ephemeral {"version":1,"brokerid":N,"timestamp":"ms"}
+    /controller_epoch                        "<epoch>"; its znode version fences controller writes
+    /brokers/ids/<id>                        ephemeral registration; broker epoch = its czxid
+    /brokers/topics/<topic>                  {"version":3,"topic_id":"<b64>","partitions":{"0":[1,2]}}
+    /brokers/topics/<topic>/partitions/<p>/state
+                                             {"controller_epoch":C,"leader":L,"version":1,
+                                              "leader_epoch":E,"isr":[...]}
+
+Writes by the controller are multi-ops that also check the ``/controller_epoch`` version, so a
+controller that lost its place (its session expired, another was elected) changes nothing
+(KAFKA-6082). A leader's own ISR change is a compare-and-set on the state znode; if its answer was
+lost and it retries, it re-reads and accepts a state equal to what it wrote (as Kafka does).
+
+Everything read from ZooKeeper is checked: a znode that does not parse is a
+``CorruptClusterStateError`` naming the path, never a crash or a silent default.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
+from kazoo.handlers.threading import KazooTimeoutError
+
+from klog.cluster.state import LeaderAndIsr
+from klog.errors import KlogError
+
+DEFAULT_CHROOT = "/klog"
+
+
+class ClusterStoreError(KlogError):
+    """Base of the errors about cluster state in ZooKeeper."""
+
+
+class ZooKeeperUnavailableError(ClusterStoreError):
+    """ZooKeeper could not be reached (down, wrong address, or too slow)."""
+
+
+class CorruptClusterStateError(ClusterStoreError):
+    """A znode holds something that is not what klog (or Kafka) writes there."""
+
+
+class NodeIdTakenError(ClusterStoreError):
+    """Another live broker is registered with this node id."""
+
+
+class NotControllerError(ClusterStoreError):
+    """A controller write was fenced: another controller has been elected since."""
+
+
+@dataclass(frozen=True)
+class ControllerEpoch:
+    """The epoch this broker controls in, and the ``/controller_epoch`` znode version that
+    fences its writes."""
+
+    epoch: int
+    zk_version: int
+
+
+@dataclass(frozen=True)
+class TopicAssignment:
+    topic_id: uuid.UUID
+    partitions: dict          # partition -> tuple of broker ids, the first preferred
+
+
+def parse_connect(connect: str) -> tuple[str, str]:
+    """``host:port[,host:port...][/chroot]`` -> (hosts, chroot); the chroot defaults to /klog."""
+    if not connect or connect.strip() != connect:
+        raise ValueError(f"zookeeper.connect {connect!r}: expected host:port[,host:port...][/chroot]")
+    hosts, slash, chroot = connect.partition("/")
+    chroot = "/" + chroot.rstrip("/") if slash else DEFAULT_CHROOT
+    for hp in hosts.split(","):
+        host, colon, port = hp.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"zookeeper.connect {connect!r}: {hp!r} is not host:port")
+    if chroot == "/" or "//" in chroot:
+        raise ValueError(f"zookeeper.connect {connect!r}: bad chroot {chroot!r}")
+    return hosts, chroot
+
+
+def _topic_id_text(topic_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
+
+
+def _topic_id_parse(text: str) -> uuid.UUID:
+    return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def _state_json(state: LeaderAndIsr) -> bytes:
+    return json.dumps({"controller_epoch": state.controller_epoch, "leader": state.leader,
+                       "version": 1, "leader_epoch": state.leader_epoch,
+                       "isr": list(state.isr)}).encode()
+
+
+class ClusterStore:
+    """A broker's view of the cluster in ZooKeeper. Thread-safe as kazoo is; no caching."""
+
+    def __init__(self, connect: str, *, session_timeout_ms: int = 6000,
+                 connect_timeout_s: float = 10.0):
+        self.hosts, self.chroot = parse_connect(connect)
+        self.connect = connect
+        self._zk = KazooClient(hosts=self.hosts, timeout=session_timeout_ms / 1000)
+        self._connect_timeout_s = connect_timeout_s
+
+    # -- session -------------------------------------------------------------------------------
+
+    def start(self) -> "ClusterStore":
+        try:
+            self._zk.start(timeout=self._connect_timeout_s)
+        except KazooTimeoutError:
+            self._zk.stop()
+            self._zk.close()
+            raise ZooKeeperUnavailableError(
+                f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s"
+            ) from None
+        for path in ("", "/brokers/ids", "/brokers/topics"):
+            self._zk.ensure_path(self.chroot + path)
+        return self
+
+    def close(self) -> None:
+        self._zk.stop()
+        self._zk.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def client(self) -> KazooClient:
+        return self._zk
+
+    def _path(self, *parts) -> str:
+        return "/".join((self.chroot, *map(str, parts)))
+
+    def _read_json(self, path: str):
+        data, stat = self._zk.get(path)
+        try:
+            value = json.loads(data.decode())
+        except (UnicodeDecodeError, ValueError) as e:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: not JSON ({e})") from None
+        return value, stat
+
+    # -- cluster id ----------------------------------------------------------------------------
+
+    def cluster_id(self) -> str:
+        """The cluster's id, created by the first broker that asks."""
+        path = self._path("cluster", "id")
+        new = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        try:
+            self._zk.create(path, json.dumps({"version": "1", "id": new}).encode(), makepath=True)
+        except NodeExistsError:
+            pass
+        value, _ = self._read_json(path)
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: no cluster id in {value!r}")
+        return value["id"]
+
+    # -- brokers -------------------------------------------------------------------------------
+
+    def register_broker(self, broker_id: int, host: str, port: int) -> int:
+        """Register this broker (ephemeral, gone with the session); returns its broker epoch."""
+        path = self._path("brokers", "ids", broker_id)
+        info = {"version": 5, "host": host, "port": port, "jmx_port": -1,
+                "endpoints": [f"PLAINTEXT://{host}:{port}"], "rack": None,
+                "timestamp": str(int(time.time() * 1000))}
+        try:
+            self._zk.create(path, json.dumps(info).encode(), ephemeral=True)
+        except NodeExistsError:
+            raise NodeIdTakenError(
+                f"node id {broker_id} is already registered in ZooKeeper {self.connect} by a live "
+                "broker; give each broker its own --node-id") from None
+        return self._zk.exists(path).czxid
+
+    def live_brokers(self) -> dict[int, tuple[int, dict]]:
+        """Registered brokers: id -> (broker epoch, registration)."""
+        out = {}
+        for child in self._zk.get_children(self._path("brokers", "ids")):
+            path = self._path("brokers", "ids", child)
+            if not child.isdigit():
+                raise CorruptClusterStateError(f"ZooKeeper node {path}: not a broker id")
+            try:
+                info, stat = self._read_json(path)
+            except NoNodeError:
+                continue              # its session ended while we listed
+            if not isinstance(info, dict) or not isinstance(info.get("port"), int):
+                raise CorruptClusterStateError(f"ZooKeeper node {path}: bad registration {info!r}")
+            out[int(child)] = (stat.czxid, info)
+        return out
+
+    # -- controller ----------------------------------------------------------------------------
+
+    def controller(self) -> Optional[int]:
+        path = self._path("controller")
+        try:
+            value, _ = self._read_json(path)
+        except NoNodeError:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("brokerid"), int):
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad controller {value!r}")
+        return value["brokerid"]
+
+    def elect_controller(self, broker_id: int) -> Optional[ControllerEpoch]:
+        """Try to become the controller: create ``/controller`` and bump ``/controller_epoch`` in
+        one multi-op. None when another broker holds it."""
+        epoch_path = self._path("controller_epoch")
+        self._zk.ensure_path(epoch_path)
+        while True:
+            data, stat = self._zk.get(epoch_path)
+            text = data.decode(errors="replace") or "0"
+            if not text.isdigit():
+                raise CorruptClusterStateError(f"ZooKeeper node {epoch_path}: {text!r} is not an epoch")
+            epoch = int(text) + 1
+            t = self._zk.transaction()
+            t.create(self._path("controller"), json.dumps(
+                {"version": 1, "brokerid": broker_id,
+                 "timestamp": str(int(time.time() * 1000))}).encode(), ephemeral=True)
+            t.set_data(epoch_path, str(epoch).encode(), version=stat.version)
+            created, bumped = t.commit()
+            if not isinstance(created, Exception) and not isinstance(bumped, Exception):
+                return ControllerEpoch(epoch, stat.version + 1)
+            if isinstance(created, NodeExistsError):
+                return None
+            if not isinstance(bumped, BadVersionError):
+                raise next(r for r in (created, bumped)
+                           if isinstance(r, Exception) and not isinstance(r, RolledBackError))
+            # Another controller came and went between our read and our write: read again.
+
+    def release_controller(self) -> None:
+        """Delete ``/controller`` if this session created it."""
+        path = self._path("controller")
+        try:
+            _, stat = self._zk.get(path)
+            if stat.ephemeralOwner == self._zk.client_id[0]:
+                self._zk.delete(path, version=stat.version)
+        except (NoNodeError, BadVersionError):
+            pass
+
+    def resign_controller(self, fence: ControllerEpoch) -> None:
+        """Delete ``/controller`` if this controller still holds it (controlled shutdown)."""
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.delete(self._path("controller"))
+        t.commit()
+
+    # -- topics and partition state ---------------------------------------------------------------
+
+    def create_topic(self, name: str, assignment: dict, states: dict,
+                     fence: ControllerEpoch, topic_id: Optional[uuid.UUID] = None) -> uuid.UUID:
+        """Create a topic with its assignment and the first state of each partition, all or
+        nothing, fenced by the controller epoch. Raises NodeExistsError if it exists."""
+        topic_id = topic_id or uuid.uuid4()
+        topic = {"version": 3, "topic_id": _topic_id_text(topic_id),
+                 "partitions": {str(p): list(r) for p, r in sorted(assignment.items())},
+                 "adding_replicas": {}, "removing_replicas": {}}
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.create(self._path("brokers", "topics", name), json.dumps(topic).encode())
+        t.create(self._path("brokers", "topics", name, "partitions"))
+        for p in sorted(assignment):
+            t.create(self._path("brokers", "topics", name, "partitions", p))
+            t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
+                     _state_json(states[p]))
+        self._commit(t, f"create topic {name}")
+        return topic_id
+
+    def topics(self) -> list[str]:
+        return sorted(self._zk.get_children(self._path("brokers", "topics")))
+
+    def topic(self, name: str) -> TopicAssignment:
+        path = self._path("brokers", "topics", name)
+        value, _ = self._read_json(path)
+        try:
+            topic_id = _topic_id_parse(value["topic_id"])
+            parts = {int(p): tuple(int(r) for r in replicas)
+                     for p, replicas in value["partitions"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad topic assignment "
+                                           f"({type(e).__name__}: {e})") from None
+        if not parts or any(not r for r in parts.values()):
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: a partition with no replicas")
+        return TopicAssignment(topic_id, parts)
+
+    def partition_state(self, topic: str, partition: int) -> LeaderAndIsr:
+        path = self._path("brokers", "topics", topic, "partitions", partition, "state")
+        value, stat = self._read_json(path)
+        try:
+            state = LeaderAndIsr(int(value["leader"]), int(value["leader_epoch"]),
+                                 tuple(int(r) for r in value["isr"]),
+                                 int(value["controller_epoch"]), stat.version)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad partition state "
+                                           f"({type(e).__name__}: {e})") from None
+        if state.leader_epoch < 0 or not state.isr:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad partition state {value!r}")
+        return state
+
+    def write_state_as_controller(self, topic: str, partition: int, new: LeaderAndIsr,
+                                  fence: ControllerEpoch) -> Optional[LeaderAndIsr]:
+        """A controller decision, written only if the state is still at ``new.version`` and this
+        controller still holds its epoch. None if the state moved on; NotControllerError if
+        fenced."""
+        path = self._path("brokers", "topics", topic, "partitions", partition, "state")
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.set_data(path, _state_json(new), version=new.version)
+        results = t.commit()
+        if isinstance(results[0], BadVersionError):
+            raise NotControllerError(f"controller epoch {fence.epoch} was fenced: another "
+                                     "controller has been elected")
+        if isinstance(results[1], BadVersionError):
+            return None
+        if any(isinstance(r, Exception) for r in results):
+            raise next(r for r in results if not isinstance(r, RolledBackError))
+        return replace(new, version=results[1].version)
+
+    def write_isr_as_leader(self, topic: str, partition: int,
+                            new: LeaderAndIsr) -> Optional[LeaderAndIsr]:
+        """A leader's ISR change by compare-and-set; None if the state moved on."""
+        path = self._path("brokers", "topics", topic, "partitions", partition, "state")
+        try:
+            stat = self._zk.set(path, _state_json(new), version=new.version)
+        except BadVersionError:
+            current = self.partition_state(topic, partition)
+            # A retry of a write that landed: same content, one version on.
+            if replace(current, version=new.version) == new:
+                return current
+            return None
+        return replace(new, version=stat.version)
+
+    def _commit(self, t, what: str) -> None:
+        results = t.commit()
+        errors = [r for r in results if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
+        if errors:
+            if isinstance(results[0], BadVersionError):
+                raise NotControllerError(f"{what}: fenced, another controller has been elected")
+            raise errors[0]
