@@ -293,7 +293,10 @@ async def list_offsets(ctx, body):
                 else:
                     found = log.offset_for_time(ts)   # index lookups and a short scan
                     if found is not None:
-                        res["offset"], res["timestamp"] = found, ts
+                        # Kafka answers with the found record's own timestamp, not the target
+                        record = next(log.records(found), None)
+                        res["offset"] = found
+                        res["timestamp"] = ts if record is None else record.timestamp
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
             parts.append(res)
