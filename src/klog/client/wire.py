@@ -211,6 +211,9 @@ class WireProducer:
     def __init__(self, client, config=None):
         self._client = client
         conf = dict(client.common)
+        # klog's default (Java's): keyed records land where Java clients put them, on both
+        # backends; librdkafka's own default is consistent_random (CRC32)
+        conf["partitioner"] = "murmur2_random"
         conf.update(_translate(config, PRODUCER, "producer", PRODUCER_RENAMES))
         self.config = conf
         self._p = _native(client, ck.Producer, conf, "producer")
@@ -572,7 +575,10 @@ class WireConsumer:
         tp = self._assigned(partition, "position()")
         pos = self._positions.get(tp)
         if pos is None:
-            pos = self._positions[tp] = self._initial_position(tp)
+            # Resolved now, as the embedded consumer does; librdkafka is told to start there,
+            # or a "latest" it resolves later would skip what was appended in between.
+            pos = self._initial_position(tp)
+            self.seek(tp, pos)
         return pos
 
     def _initial_position(self, tp):
