@@ -509,7 +509,9 @@ class WireConsumer:
                 return
             if err.code() == KE._AUTO_OFFSET_RESET:
                 tp = TopicPartition(msg.topic(), msg.partition())
-                if "no committed offset" in err.str().lower() or "no initial" in err.str().lower():
+                # librdkafka: "no previously committed offset available: ..." (the other case is
+                # an offset outside the log)
+                if "committed offset" in err.str().lower():
                     raise NoOffsetForPartitionError([tp])
                 raise error_for(1, f"{tp.topic}-{tp.partition}: {err.str()}")
             raise map_error(err, f"poll() {msg.topic()}-{msg.partition()}")
