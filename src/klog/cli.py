@@ -65,18 +65,32 @@ def _configs(pairs, what="config"):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", envvar="KLOG_DATA_DIR", default="./klog-data", show_default=True,
               help="broker data directory (env KLOG_DATA_DIR)")
+@click.option("-b", "--brokers", envvar="KLOG_BROKERS", default=None, metavar="HOST:PORT[,...]",
+              help="talk to a running klog serve or Kafka cluster instead of a data directory "
+                   "(env KLOG_BROKERS)")
 @click.version_option(klog.__version__, prog_name="klog")
 @click.pass_context
-def cli(ctx, data_dir):
+def cli(ctx, data_dir, brokers):
     """klog: a Kafka-style commit log, embedded."""
-    ctx.obj = {"data_dir": data_dir}
+    ctx.obj = {"data_dir": data_dir, "brokers": brokers}
 
 
 def _broker(ctx, create=True):
+    if ctx.obj.get("brokers"):
+        from klog.client.brokerview import BrokerView
+        servers = ctx.obj["brokers"]
+        servers = servers.split("://", 1)[1] if "://" in servers else servers
+        view = BrokerView(klog.connect(f"kafka://{servers}"))
+        ctx.call_on_close(view.close)
+        return view
     data_dir = ctx.obj["data_dir"]
     if not create and not os.path.isdir(data_dir):
         raise Failure(f"no klog data directory at {data_dir!r} (set --data-dir or KLOG_DATA_DIR)")
-    broker = klog.open(data_dir)
+    try:
+        broker = klog.open(data_dir)
+    except klog.errors.BrokerLockedError as exc:
+        raise Failure(f"{exc}. If a klog serve owns it, go through the server: "
+                      "klog -b HOST:PORT ...") from None
     ctx.call_on_close(broker.close)
     return broker
 
@@ -207,7 +221,8 @@ def produce(ctx, topic_name, key_delimiter, headers, partition, compression):
             if delim in line:
                 key, line = line.split(delim, 1)
         future = producer.send(topic_name, line, key=key, partition=partition, headers=hdrs)
-        batches[id(future.batch)] = future   # a batch is appended (or refused) as a whole
+        # a batch is appended (or refused) as a whole; a wire future stands for its record
+        batches[id(getattr(future, "batch", future))] = future
         count += 1
     producer.close()
     # send() only queues: a refused append (a keyless record on a compacted topic, a record over

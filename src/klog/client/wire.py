@@ -863,6 +863,14 @@ class WireClient:
             PartitionDescription(tp.partition, starts[tp].offset, ends[tp].offset, -1)
             for tp in tps], config, internal)
 
+    def topic_overrides(self, name):
+        """The configs set on the topic itself (not defaults), as the broker reports them."""
+        resource = cka.ConfigResource(cka.ResourceType.TOPIC, name)
+        entries = self._wait(self._admin.describe_configs(
+            [resource], request_timeout=REQUEST_TIMEOUT_S)[resource], f"configs of {name!r}")
+        return {k: _config_value(k, e.value) for k, e in entries.items()
+                if e.source == cka.ConfigSource.DYNAMIC_TOPIC_CONFIG.value}
+
     def alter_topic_config(self, name, changes, validate_only=False):
         if not isinstance(changes, dict):
             raise TypeError("changes must be a dict of Kafka topic-config names")
