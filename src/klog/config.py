@@ -226,11 +226,30 @@ BROKER_SETTINGS = {s.name: s for s in [
     Setting("offsets.topic.num.partitions", int, 50, 1, 1_000_000),
     Setting("offsets.retention.minutes", int, 7 * 24 * 60, 1, INT_MAX),
     Setting("offsets.topic.segment.bytes", int, 100 << 20, 1024, INT_MAX),
-    # Kafka's default is 3000; embedded apps start and stop groups often, so klog waits less.
-    Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX),
+    # Kafka's default is 3000, and `klog serve` (and ServerThread) use it: klog.server's
+    # SERVE_DEFAULTS. Embedded apps start and stop groups often, so the embedded broker waits 0.
+    Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX,
+            doc="the first rebalance of an empty group waits this long for more members, again "
+                "for each member that joins meanwhile, up to the rebalance timeout (Kafka: "
+                "3000; klog serve: 3000; embedded broker: 0)"),
     Setting("group.min.session.timeout.ms", int, 6000, 0, INT_MAX),
     Setting("group.max.session.timeout.ms", int, 1_800_000, 0, INT_MAX),
     Setting("broker.id", int, 0, 0, INT_MAX),
+    # Connection limits of `klog serve` (klog.server.limits); the embedded broker ignores them.
+    Setting("max.connections", int, INT_MAX, 0, INT_MAX,
+            doc="connections open at once; one more is closed right after accept (Kafka "
+                "instead stops accepting until one closes)"),
+    Setting("max.connections.per.ip", int, INT_MAX, 0, INT_MAX,
+            doc="connections open at once from one IP address; more are closed after accept"),
+    Setting("max.connections.per.ip.overrides", str, "",
+            doc="per-IP exceptions to max.connections.per.ip: 'IP:COUNT,IP:COUNT'"),
+    Setting("connections.max.idle.ms", int, 600_000, 1, LONG_MAX,
+            doc="close a connection that neither sent nor received for this long; one waiting "
+                "for its answer (a long-poll Fetch, a rebalance) is not idle"),
+    Setting("queued.max.request.bytes", int, 256 << 20, -1, LONG_MAX,
+            doc="bytes of requests being received, over all connections; at the cap the "
+                "server stops reading from sockets with incomplete frames until memory is "
+                "released; -1: no cap (Kafka's default, klog's is 256 MiB)"),
     Setting("log.retention.hours", int, 168, -1, INT_MAX),
     Setting("log.retention.minutes", int, None, -1, INT_MAX),
 ]}

@@ -36,14 +36,21 @@ def wait_for(predicate, timeout=T, what="condition"):
 
 
 def form_group(c, n, group="g", session=10_000, rebalance=10_000):
-    """n members in a Stable group; returns (member ids, generation)."""
+    """n members in a Stable group; returns (member ids, generation). ``session``: one for all,
+    or a list with each member's."""
+    sessions = session if isinstance(session, list) else [session] * n
     ids = []
+    session_of = {}
     generation = None
-    for _ in range(n):
-        futures = [join(c, group=group, session=session, rebalance=rebalance)]
-        futures += [join(c, m, group=group, session=session, rebalance=rebalance) for m in ids]
+    for k in range(n):
+        # The ids come back newest first: the member made in round k is ids[n - 1 - k].
+        new = sessions[n - 1 - k]
+        futures = [join(c, group=group, session=new, rebalance=rebalance)]
+        futures += [join(c, m, group=group, session=session_of[m], rebalance=rebalance)
+                    for m in ids]
         results = [f.result(T) for f in futures]
         assert all(r.error == E.NONE for r in results), results
+        session_of[results[0].member_id] = new
         ids = [r.member_id for r in results]
         generation = results[0].generation_id
         leader = results[0].leader_id
@@ -128,7 +135,7 @@ def test_only_the_leader_gets_members_and_followers_wait_for_its_sync(coordinato
     assert coordinator.heartbeat("g", ra.generation_id, rb.member_id) == E.NONE
 
     follower = coordinator.sync_group("g", rb.generation_id, rb.member_id)
-    time.sleep(0.05)
+    # Only the leader's sync (below) or a timer can complete it, and no timer is near.
     assert not follower.done()                     # waits for the leader
     leader = coordinator.sync_group("g", ra.generation_id, a, {a: b"A", rb.member_id: b"B"})
     assert leader.result(T).assignment == b"A"
@@ -195,25 +202,28 @@ def test_leave_while_awaiting_join_answers_it_with_unknown_member(coordinator):
 
 
 def test_session_expiry_removes_a_silent_member(coordinator):
-    (a, b), gen = form_group(coordinator, 2, session=200)
-    # b keeps heartbeating; a is silent and must be expired after ~200 ms.
+    # a's session is 200 ms, b's 60 s: only a can expire, however slowly this test runs.
+    (a, b), gen = form_group(coordinator, 2, session=[200, 60_000])
+    # b heartbeats; a is silent and must be expired after ~200 ms.
     deadline = time.monotonic() + T
     while coordinator.heartbeat("g", gen, b) == E.NONE:
         assert time.monotonic() < deadline, "a was never expired"
         time.sleep(0.02)
     assert coordinator.heartbeat("g", gen, b) == E.REBALANCE_IN_PROGRESS
-    r = join(coordinator, b, session=200).result(T)
+    r = join(coordinator, b, session=60_000).result(T)
     assert r.generation_id == gen + 1 and [m.member_id for m in r.members] == [b]
     assert coordinator.heartbeat("g", gen, a) == E.UNKNOWN_MEMBER_ID
 
 
 def test_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout(coordinator):
-    (a, b), gen = form_group(coordinator, 2, rebalance=300)
+    # A 1 s rebalance timeout: the two joins below are back to back, so both land within it
+    # however slowly this test runs; only b's absence is decided by the timeout.
+    (a, b), gen = form_group(coordinator, 2, rebalance=1000)
     t0 = time.monotonic()
-    fc = join(coordinator, rebalance=300)
-    fa = join(coordinator, a, rebalance=300)
+    fc = join(coordinator, rebalance=1000)
+    fa = join(coordinator, a, rebalance=1000)
     ra, rc = fa.result(T), fc.result(T)
-    assert time.monotonic() - t0 >= 0.25           # waited for b until the rebalance timeout
+    assert time.monotonic() - t0 >= 0.95           # waited for b until the rebalance timeout
     assert ra.generation_id == rc.generation_id == gen + 1
     leader = ra if ra.members else rc
     assert sorted(m.member_id for m in leader.members) == sorted([a, rc.member_id])
@@ -221,9 +231,10 @@ def test_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout(coordin
 
 
 def test_member_that_never_syncs_is_removed(coordinator):
-    (a, b), gen = form_group(coordinator, 2, rebalance=300)
-    fc = join(coordinator, rebalance=300)
-    futures = [join(coordinator, m, rebalance=300) for m in (a, b)]
+    # 1 s: the joins and syncs below are back to back and land well within it.
+    (a, b), gen = form_group(coordinator, 2, rebalance=1000)
+    fc = join(coordinator, rebalance=1000)
+    futures = [join(coordinator, m, rebalance=1000) for m in (a, b)]
     results = [f.result(T) for f in [fc] + futures]
     new_gen = results[0].generation_id
     leader = next(r for r in results if r.members)
@@ -240,22 +251,24 @@ def test_pending_member_expires_if_it_never_comes_back(coordinator):
     form_group(coordinator, 1)
     pending = join(coordinator, session=100, require=True).result(T)
     assert pending.error == E.MEMBER_ID_REQUIRED
-    time.sleep(0.3)
+    group = coordinator._group("g")   # (no public view of pending members)
+    wait_for(lambda: pending.member_id not in group.pending_members, what="the pending expiry")
     assert join(coordinator, pending.member_id, session=100).result(T).error == E.UNKNOWN_MEMBER_ID
 
 
 def test_initial_rebalance_delay_gathers_members_into_one_generation(tmp_path):
+    # A delay long enough that the second join comes within it however slowly this test runs
+    # (it is a timer away; the joins are back to back).
     with klog.open(tmp_path, {"group.min.session.timeout.ms": 10,
-                              "group.initial.rebalance.delay.ms": 300,
+                              "group.initial.rebalance.delay.ms": 1000,
                               "offsets.topic.num.partitions": 1}) as b:
         c = b.group_coordinator
         t0 = time.monotonic()
         fa = join(c, rebalance=5000)
-        time.sleep(0.1)
-        fb = join(c, rebalance=5000)
         assert not fa.done()
+        fb = join(c, rebalance=5000)
         ra, rb = fa.result(T), fb.result(T)
-        assert time.monotonic() - t0 >= 0.29
+        assert time.monotonic() - t0 >= 0.99
         assert ra.generation_id == rb.generation_id == 1
         assert len((ra.members or rb.members)) == 2
 

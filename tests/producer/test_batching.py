@@ -9,12 +9,12 @@ from .conftest import NEVER, batches, end_offsets, records, values, wait_until
 
 def test_large_linger_holds_records_until_flush(broker, producers):
     broker.create_topic("t", 1)
-    p = producers({"linger.ms": 500})
-    start = time.monotonic()
+    p = producers({"linger.ms": NEVER})
     f = p.send("t", b"held")
-    time.sleep(0.05)
-    if time.monotonic() - start < 0.4:  # (only meaningful if this thread was not descheduled)
-        assert end_offsets(broker, "t") == [0] and not f.done()
+    # Watched for a while (the sender thread gets many chances to run): with a linger that
+    # cannot expire during the test, however this thread is scheduled, nothing may go out.
+    assert wait_until(lambda: end_offsets(broker, "t") != [0] or f.done(), timeout=0.3) is None
+    assert end_offsets(broker, "t") == [0] and not f.done()
     p.flush()
     assert end_offsets(broker, "t") == [1] and f.done() and f.get().offset == 0
 

@@ -1,5 +1,7 @@
 """Hostile input: decoders raise ProtocolError and nothing else, and never allocate
-from a declared length (CVE-2022-34917)."""
+from a declared length (CVE-2022-34917). Whatever does decode must mean what its bytes say:
+encoding the decoded message gives back the input, except in the ways checked by
+``_same_but_canonical`` (booleans other than 0/1 read as true; bytes after the message ignored)."""
 import random
 import struct
 import time
@@ -16,18 +18,45 @@ FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_
 KEYS = sorted(REQUESTS)
 
 
+def _same_but_canonical(again, payload):
+    """The oracle: ``again`` (the decoded message, encoded) is ``payload`` up to its length,
+    but for what a lenient reader accepts and a writer never produces: boolean bytes other than
+    0 and 1 (read as true, written as 1) and overlong varints (trailing zero groups, as Kafka's
+    ByteUtils reads them; written in the fewest bytes)."""
+    i = j = 0   # positions in again and in payload
+    while i < len(again):
+        assert j < len(payload), f"re-encoded longer than the input ({again.hex()} vs {payload.hex()})"
+        a, b = again[i], payload[j]
+        if a == b or (a == 1 and b > 1):
+            i, j = i + 1, j + 1
+            continue
+        # An overlong varint: its last group written without the continuation bit, and in the
+        # input only zero groups after it.
+        assert b & 0x80 and a == b & 0x7F, f"byte {j}: decoded+encoded {a}, input {b}"
+        j += 1
+        while j < len(payload) and payload[j] == 0x80:
+            j += 1
+        assert j < len(payload) and payload[j] == 0, f"byte {j}: not an overlong varint"
+        i, j = i + 1, j + 1
+
+
 def _decode_req(payload):
     try:
-        decode_request(payload)
+        req = decode_request(payload)
     except ProtocolError:
-        pass
+        return
+    h = req.header
+    again = encode_request(h.api_key, h.api_version, h.correlation_id, h.client_id,
+                           req.body).getvalue()[4:]
+    _same_but_canonical(again, payload)
 
 
 def _decode_resp(api_key, version, payload):
     try:
-        decode_response(api_key, version, payload)
+        cid, body = decode_response(api_key, version, payload)
     except ProtocolError:
-        pass
+        return
+    _same_but_canonical(encode_response(api_key, version, cid, body).getvalue()[4:], payload)
 
 
 def _header(api_key, version, flexible):
@@ -61,7 +90,8 @@ def test_truncated_valid_frames_raise(api_key, data):
     schema = REQUESTS[api_key]
     version = data.draw(st.integers(schema.min_version, schema.max_version))
     payload = _valid_request(random.Random(data.draw(st.integers(0, 2**32))), api_key, version)
-    decode_request(payload)  # the full frame is fine
+    req = decode_request(payload)  # the full frame is fine, and means what was encoded
+    assert encode_request(api_key, version, 1, "fuzz", req.body).getvalue()[4:] == payload
     cut = data.draw(st.integers(0, len(payload) - 1))
     try:
         decode_request(payload[:cut])
@@ -101,12 +131,17 @@ def test_huge_declared_lengths_spliced_in(api_key, data):
 def test_unknown_api_keys_and_versions(api_key, version, rest):
     payload = struct.pack(">hhi", api_key, version, 5) + b"\xff\xff" + rest
     try:
-        decode_request(payload)
+        req = decode_request(payload)
     except (UnknownApiError, UnsupportedVersionError) as e:
         assert e.header is not None and e.header.correlation_id == 5
     except ProtocolError:
         # known API, supported version, garbage body
         assert api_key in REQUESTS and REQUESTS[api_key].supports(version)
+    else:   # a supported key and version whose body decodes: it must round-trip
+        assert (req.header.api_key, req.header.api_version, req.header.client_id) == \
+            (api_key, version, None)
+        _same_but_canonical(encode_request(api_key, version, 5, None, req.body).getvalue()[4:],
+                            payload)
 
 
 @FUZZ
@@ -162,3 +197,25 @@ def test_responses_roundtrip_through_klog_only():
             cid, got = decode_response(key, v, frame[4:])
             assert cid == 3
             assert encode_response(key, v, 3, got).getvalue() == frame
+
+
+def test_a_repeated_tag_is_refused_not_collapsed():
+    """Found by the round-trip oracle: a tag given twice (KIP-482 has them unique) used to
+    keep only the second value, so the request decoded to something its bytes do not say."""
+    from klog.protocol.errors import InvalidTaggedFieldError
+
+    # Heartbeat v4 (flexible): group "g", generation 1, member "m", no instance id, then body
+    # tags: two of them, both tag 0.
+    body = b"\x02g" + struct.pack(">i", 1) + b"\x02m" + b"\x00" + b"\x02" + b"\x00\x00" + b"\x00\x01\x00"
+    payload = _header(12, 4, True) + body
+    try:
+        decode_request(payload)
+    except InvalidTaggedFieldError as e:
+        assert "tagged field 0 appears twice" in str(e)
+    else:
+        raise AssertionError("a repeated tag was accepted")
+    # One of each is fine, and means what it says.
+    ok = _header(12, 4, True) + body[:-6] + b"\x02" + b"\x00\x00" + b"\x01\x01\x07"
+    req = decode_request(ok)
+    assert set(req.body["_unknown_tags"]) == {0, 1}
+    _decode_req(ok)

@@ -12,8 +12,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import klog
-from klog.protocol.frames import encode_request
+from klog.protocol.errors import ProtocolError, UnsupportedVersionError
+from klog.protocol.frames import decode_request, decode_response, encode_request
 from klog.protocol.messages import REQUESTS, ApiKey
+from klog.server import ServerThread
 
 from .rawclient import call as _raw_call
 
@@ -81,8 +83,10 @@ def _send(s, data, shut_wr):
     return True
 
 
-def _frames_until_close_or_sentinel(s, deadline):
-    """Read response frames until EOF/reset ("closed") or the sentinel's answer ("answered")."""
+def _frames_until_close_or_sentinel(s, deadline, frames=None):
+    """Read response frames until EOF/reset ("closed") or the sentinel's answer ("answered").
+    ``frames``: a list that gets each response payload (size prefix removed) before the
+    sentinel's."""
     buf = bytearray()
     while True:
         while len(buf) >= 8:
@@ -90,9 +94,12 @@ def _frames_until_close_or_sentinel(s, deadline):
             assert 4 <= size < 64 << 20, f"bad response frame size {size}"
             if len(buf) < 4 + size:
                 break
+            payload = bytes(buf[4:4 + size])
             del buf[:4 + size]
             if cid == SENTINEL_CID:
                 return "answered"
+            if frames is not None:
+                frames.append(payload)
         left = deadline - time.monotonic()
         assert left > 0, "connection neither answered nor closed: wedged"
         s.settimeout(left)
@@ -174,6 +181,42 @@ def _frame(payload):
     return struct.pack(">i", len(payload)) + payload
 
 
+def _expected_answer(payload):
+    """What the server must do with one fuzzed frame: ("close",), ("silent",) for an acks=0
+    Produce, or ("answer", api_key, version, correlation id)."""
+    try:
+        req = decode_request(payload)
+    except UnsupportedVersionError as exc:
+        hdr = exc.header
+        if hdr is not None and hdr.api_key == ApiKey.API_VERSIONS:
+            return ("answer", ApiKey.API_VERSIONS, 0, hdr.correlation_id)   # error 35, v0 body
+        return ("close",)
+    except ProtocolError:
+        return ("close",)
+    hdr = req.header
+    if hdr.api_key == ApiKey.PRODUCE and req.body.get("acks") == 0:
+        return ("silent",)
+    return ("answer", hdr.api_key, hdr.api_version, hdr.correlation_id)
+
+
+def _check_answer(expected, outcome, frames, answered):
+    """The positive oracle of the fuzz test: a request that decodes is answered, with its own
+    correlation id and a response that decodes, and the connection stays usable; one that does
+    not decode closes the connection unanswered."""
+    if expected[0] == "close":
+        assert (outcome, frames) == ("closed", []), (expected, outcome, frames)
+        return
+    assert outcome == "answered", (expected, outcome)
+    if expected[0] == "silent":
+        assert frames == [], frames
+        return
+    _, api_key, version, cid = expected
+    assert len(frames) == 1, (expected, frames)
+    got_cid, _ = decode_response(api_key, version, memoryview(frames[0]))
+    assert got_cid == cid
+    answered.append(api_key)
+
+
 _GARBAGE_PRODUCE = {"transactional_id": None, "acks": 1, "timeout_ms": 1000, "topic_data": [
     {"name": "fuzzed", "partition_data": [{"index": 0, "records": b"not a record batch"}]}]}
 
@@ -182,6 +225,7 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
     healthy = Healthy(server)
     healthy.round_trip()
     outcomes = []
+    answered = []   # API keys of the fuzzed requests answered (and checked)
 
     @settings(max_examples=60, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -191,6 +235,8 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
     @example(("framed", encode_request(ApiKey.PRODUCE, 7, 8, "x", dict(_GARBAGE_PRODUCE, acks=0))
                         .getvalue()))
     @example(("framed", encode_request(ApiKey.PRODUCE, 7, 8, "x", _GARBAGE_PRODUCE).getvalue()))
+    @example(("framed", encode_request(ApiKey.METADATA, 4, 9, "x", {
+        "topics": [], "allow_auto_topic_creation": False}).getvalue()))
     def one(case):
         kind, data = case
         s = _connect(server)
@@ -199,8 +245,13 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
             if kind == "framed":
                 # A whole frame, then a sentinel ApiVersions: the connection must answer the
                 # sentinel (after an error response or none) or close; it must not wedge.
+                # Which of the two, and what the answer says, follows from the frame.
+                expected = _expected_answer(data[4:])
+                frames = []
                 if _send(s, data + _sentinel(), shut_wr=False):
-                    outcomes.append(_frames_until_close_or_sentinel(s, deadline))
+                    outcome = _frames_until_close_or_sentinel(s, deadline, frames)
+                    outcomes.append(outcome)
+                    _check_answer(expected, outcome, frames, answered)
             elif kind == "huge":
                 # Refused on the size prefix alone, before the payload could ever arrive.
                 if _send(s, data, shut_wr=False):
@@ -214,9 +265,10 @@ def test_fuzzed_frames_get_error_or_close_and_server_keeps_serving(server):
         healthy.round_trip()
 
     one()
-    # The explicit examples get error responses (35; CORRUPT_MESSAGE; none for acks=0) and the
-    # connection stays usable for the sentinel.
-    assert outcomes.count("answered") >= 3, outcomes
+    # The explicit examples get answers (35; CORRUPT_MESSAGE; none for acks=0; metadata) and
+    # the connection stays usable for the sentinel.
+    assert outcomes.count("answered") >= 4, outcomes
+    assert len(answered) >= 3, answered   # the oracle checked real answers, not only closes
     healthy.close()
     # A fresh client after the storm, too.
     fresh = Healthy(server)
@@ -313,3 +365,274 @@ def test_hundreds_of_idle_connections_do_not_hurt_others(server):
         for s in idle:
             s.close()
         healthy.close()
+
+
+# -- connection and memory limits (klog.server.limits) ---------------------------------------------
+def _limited_server(tmp_path, **settings):
+    config = {"num.partitions": 1, "group.initial.rebalance.delay.ms": 0}
+    config.update({k.replace("_", "."): v for k, v in settings.items()})
+    return ServerThread(tmp_path / "limited", config).start()
+
+
+def _usable(s, cid=1):
+    """True if an ApiVersions round trip works, False if the server closed the connection."""
+    try:
+        return _call(s, ApiKey.API_VERSIONS, 0, {}, cid)["error_code"] == 0
+    except (ConnectionError, OSError):
+        return False
+
+
+def _wait_closed(s, timeout=IO_TIMEOUT):
+    """True once the server closed ``s`` (EOF or reset) within ``timeout``."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def _eventually_usable(connect, timeout=IO_TIMEOUT):
+    """A new connection is admitted again once the server noticed a slot was freed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = connect()
+        if _usable(s):
+            return s
+        s.close()
+        assert time.monotonic() < deadline, "no connection admitted after one was closed"
+        time.sleep(0.02)
+
+
+def test_max_connections_closes_connections_over_the_cap(tmp_path):
+    srv = _limited_server(tmp_path, max_connections=3)
+    try:
+        first = [_connect(srv) for _ in range(3)]
+        assert all(_usable(s) for s in first)
+        extra = _connect(srv)
+        assert _wait_closed(extra), "a 4th connection was not closed with max.connections=3"
+        extra.close()
+        assert all(_usable(s, cid=2) for s in first)   # the admitted ones are untouched
+        first.pop().close()
+        first.append(_eventually_usable(lambda: _connect(srv)))
+    finally:
+        for s in first:
+            s.close()
+        srv.stop()
+
+
+def test_max_connections_per_ip_with_overrides(tmp_path):
+    srv = _limited_server(tmp_path, max_connections_per_ip=1,
+                          max_connections_per_ip_overrides="127.0.0.2:3")
+
+    def from_ip(ip):
+        return socket.create_connection(("127.0.0.1", srv.port), timeout=IO_TIMEOUT,
+                                        source_address=(ip, 0))
+    opened = []
+    try:
+        opened.append(from_ip("127.0.0.1"))
+        assert _usable(opened[-1])
+        second = from_ip("127.0.0.1")
+        assert _wait_closed(second), "a 2nd connection from 127.0.0.1 was not closed (per.ip=1)"
+        second.close()
+        for _ in range(3):   # the override lets 127.0.0.2 have three
+            opened.append(from_ip("127.0.0.2"))
+            assert _usable(opened[-1])
+        fourth = from_ip("127.0.0.2")
+        assert _wait_closed(fourth), "a 4th connection from 127.0.0.2 was not closed (override 3)"
+        fourth.close()
+    finally:
+        for s in opened:
+            s.close()
+        srv.stop()
+
+
+def test_bad_per_ip_override_is_a_clear_config_error(tmp_path):
+    with pytest.raises(klog.ConfigError, match=r"max.connections.per.ip.overrides.*'nonsense'"):
+        _limited_server(tmp_path, max_connections_per_ip_overrides="127.0.0.1:2,nonsense")
+
+
+def test_idle_connections_are_closed_but_not_one_waiting_in_a_long_poll_fetch(tmp_path):
+    import concurrent.futures
+
+    # 1 s: the chatty connection's requests, 0.1 s apart, stay well inside it on a slow machine.
+    srv = _limited_server(tmp_path, connections_max_idle_ms=1000)
+    idle, busy, chatty = _connect(srv), _connect(srv), _connect(srv)
+    try:
+        assert _usable(idle) and _usable(chatty)
+        _call(busy, ApiKey.METADATA, 4, {"topics": [{"name": "quiet"}],
+                                         "allow_auto_topic_creation": True})
+        busy.settimeout(10)
+        fetch = {
+            "replica_id": -1, "max_wait_ms": 3000, "min_bytes": 1, "max_bytes": 1 << 20,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": "quiet", "partitions": [
+                {"partition": 0, "fetch_offset": 0, "log_start_offset": -1,
+                 "partition_max_bytes": 1 << 20}]}],
+            "forgotten_topics_data": [], "rack_id": ""}
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # A long-poll Fetch on an empty partition: 3 s of waiting, well past the idle limit.
+            waiting = pool.submit(_call, busy, ApiKey.FETCH, 11, fetch, 5)
+            # Meanwhile a connection that keeps talking (requests 100 ms apart) is never idle.
+            i = 0
+            while not waiting.done():
+                assert _usable(chatty, cid=10 + i), "a connection in use was closed as idle"
+                i += 1
+                time.sleep(0.1)
+            r = waiting.result()
+        assert time.monotonic() - t0 >= 2.9
+        assert r["responses"][0]["partitions"][0]["error_code"] == 0
+        # ...and the silent one was closed.
+        assert _wait_closed(idle, timeout=1.0), "an idle connection outlived connections.max.idle.ms"
+    finally:
+        for s in (idle, busy, chatty):
+            s.close()
+        srv.stop()
+
+
+def test_tls_client_hello_on_the_plaintext_listener_is_named_and_closed(server, caplog):
+    import logging
+    import ssl
+
+    caplog.set_level(logging.INFO, logger="klog.server")
+    ctx = ssl.create_default_context()
+    for _ in range(3):
+        raw = _connect(server)
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")   # sends a real ClientHello
+        raw.close()
+    msg = ("TLS handshake on a plaintext listener from 127.0.0.1; klog serve speaks PLAINTEXT "
+           "only")
+    lines = [r.getMessage() for r in caplog.records if r.name == "klog.server"]
+    assert lines.count(msg) == 1, lines          # once per peer, not once per attempt
+    assert not any("exceeds limit" in line for line in lines), lines
+    Healthy(server).round_trip()
+
+
+def _vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def _serve_process(data, *configs):
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    src = os.path.dirname(os.path.dirname(klog.__file__))
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    args = [sys.executable, "-m", "klog", "serve", "--data-dir", str(data),
+            "--listen", f"127.0.0.1:{port}"]
+    for c in configs:
+        args += ["-c", c]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            assert proc.poll() is None, "klog serve exited"
+            assert time.monotonic() < deadline, "klog serve did not start"
+            time.sleep(0.1)
+
+
+class _Stub:
+    def __init__(self, port):
+        self.port = port
+
+
+def test_queued_max_request_bytes_bounds_memory_of_partial_frames(tmp_path):
+    """Ten connections each send 30 MiB of a 40 MiB frame and stall. Without a cap the server
+    buffers all 300 MiB; with queued.max.request.bytes=64 MiB it reads one of them and stops
+    reading the others' sockets, while well-behaved clients (a 2 MiB produce included) go on."""
+    import threading
+
+    MiB = 1 << 20
+    proc, port = _serve_process(tmp_path / "data", "queued.max.request.bytes=%d" % (64 * MiB),
+                                "message.max.bytes=%d" % (4 * MiB))
+    stub = _Stub(port)
+    attackers, threads = [], []
+    try:
+        healthy = Healthy(stub)
+        healthy.round_trip()
+        before = _vm_rss_kib(proc.pid)
+
+        def attack(s):
+            s.settimeout(2.0)   # no progress for 2 s: the server stopped reading us
+            try:
+                s.sendall(struct.pack(">i", 40 * MiB))
+                chunk = b"\x00" * MiB
+                for _ in range(30):
+                    s.sendall(chunk)
+            except (socket.timeout, OSError):
+                pass
+
+        for _ in range(10):
+            s = _connect(stub)
+            attackers.append(s)
+            threads.append(threading.Thread(target=attack, args=(s,), daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        healthy.round_trip()
+        # A 2 MiB produce (several reads: it needs a reservation too) fits beside the one
+        # partial frame admitted.
+        big = b"x" * (2 * MiB)
+        _call(healthy.sock, ApiKey.METADATA, 4, {"topics": [{"name": "big"}],
+                                                 "allow_auto_topic_creation": True}, 899)
+        r = _call(healthy.sock, ApiKey.PRODUCE, 7, {
+            "transactional_id": None, "acks": 1, "timeout_ms": 5000,
+            "topic_data": [{"name": "big", "partition_data": [
+                {"index": 0, "records": klog.encode_batch([big])}]}]}, 900)
+        assert r["responses"][0]["partition_responses"][0]["error_code"] == 0
+        grown_mib = (_vm_rss_kib(proc.pid) - before) / 1024
+        assert grown_mib < 120, f"server RSS grew by {grown_mib:.0f} MiB with a 64 MiB cap"
+        for s in attackers:
+            s.close()
+        healthy.round_trip()
+        healthy.close()
+    finally:
+        for s in attackers:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_request_memory_pool_waits_then_grants_in_order():
+    import asyncio
+
+    from klog.server.limits import RequestMemoryPool
+
+    async def scenario():
+        pool = RequestMemoryPool(100)
+        await pool.reserve(150)            # nothing reserved: one frame over the cap still goes
+        assert pool.reserved == 150
+        second = asyncio.ensure_future(pool.reserve(60))
+        third = asyncio.ensure_future(pool.reserve(30))
+        cancelled = asyncio.ensure_future(pool.reserve(10))
+        await asyncio.sleep(0)
+        assert not second.done() and not third.done() and pool.waiting == 3
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        pool.release(150)                  # both waiters fit now (90 <= 100)
+        await asyncio.wait_for(asyncio.gather(second, third), 1)
+        assert pool.reserved == 90 and pool.waiting == 0
+        pool.release(60)
+        pool.release(30)
+        assert pool.reserved == 0
+        unbounded = RequestMemoryPool(-1)
+        await unbounded.reserve(1 << 40)
+        await unbounded.reserve(1 << 40)
+
+    asyncio.run(scenario())

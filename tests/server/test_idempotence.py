@@ -21,7 +21,7 @@ from .rawclient import call as _raw_call
 
 pytestmark = pytest.mark.timeout(60)
 
-CONFIG = {"num.partitions": 1}
+CONFIG = {"num.partitions": 1, "group.initial.rebalance.delay.ms": 0}
 
 
 def _call(s, api_key, version, body, cid=1):

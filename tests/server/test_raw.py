@@ -222,7 +222,12 @@ def test_waiting_fetch_wakes_on_append(server, appender):
     s = _connect(server)
     s.settimeout(20)
     s.sendall(encode_request(ApiKey.FETCH, 11, 7, "raw", _fetch_body("wake", 0, 10_000)).getvalue())
-    time.sleep(0.3)   # the fetch is parked by now
+    # Wait until the fetch is parked (registered as a waiter for appends), so the append
+    # below really is what wakes it.
+    deadline = time.monotonic() + 10
+    while not server.server._waiters:
+        assert time.monotonic() < deadline, "the fetch never started waiting"
+        time.sleep(0.005)
 
     def append():
         if appender == "wire":
@@ -286,7 +291,13 @@ def test_large_fetch_to_a_slow_reader_arrives_intact(server):
     body = _fetch_body("big", 0, 0)
     body["max_bytes"] = body["topics"][0]["partitions"][0]["partition_max_bytes"] = 64 << 20
     s.sendall(encode_request(ApiKey.FETCH, 11, 3, "raw", body).getvalue())
-    time.sleep(0.5)   # the server's first write fills the socket buffers; the rest waits
+    # Until the server's first write has filled the socket buffers and the rest waits in the
+    # transport's buffer: the path under test.
+    deadline = time.monotonic() + 10
+    while not any(c.writer.transport.get_write_buffer_size() > 0
+                  for c in list(server.server._conns)):
+        assert time.monotonic() < deadline, "the response never overflowed the socket buffer"
+        time.sleep(0.005)
     size = struct.unpack(">i", _recv_exact(s, 4))[0]
     _, r = decode_response(ApiKey.FETCH, 11, memoryview(_recv_exact(s, size)))
     assert bytes(r["responses"][0]["partitions"][0]["records"]) == expected

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.timeout(120)
 
 TOPIC = "restart"
 PARTITIONS = 2
+CONFIG = {"num.partitions": PARTITIONS, "group.initial.rebalance.delay.ms": 0}
 RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 300}
 
 
@@ -38,7 +39,7 @@ def _poll_into(consumer, seen, done, timeout):
 
 def test_group_consumer_and_idempotent_producer_across_restart(tmp_path):
     data = tmp_path / "data"
-    srv = ServerThread(data, {"num.partitions": PARTITIONS}).start()
+    srv = ServerThread(data, CONFIG).start()
     port = srv.port
     address = srv.address
     acked, failed = [], []
@@ -70,7 +71,7 @@ def test_group_consumer_and_idempotent_producer_across_restart(tmp_path):
             producer.produce(TOPIC, key=b"k%d" % (i % 7), value=b"v%04d" % i,
                              on_delivery=on_delivery)
         producer.poll(0.5)
-        srv = ServerThread(data, {"num.partitions": PARTITIONS}, port=port).start()
+        srv = ServerThread(data, CONFIG, port=port).start()
         for i in range(300, 400):
             producer.produce(TOPIC, key=b"k%d" % (i % 7), value=b"v%04d" % i,
                              on_delivery=on_delivery)
@@ -93,7 +94,7 @@ def test_group_consumer_and_idempotent_producer_across_restart(tmp_path):
 
     assert not failed, failed[:5]
     assert sorted(acked) == [b"v%04d" % i for i in range(400)]   # every record acknowledged
-    srv = ServerThread(data, {"num.partitions": PARTITIONS}).start()
+    srv = ServerThread(data, CONFIG).start()
     try:
         logs = [srv.broker.log(TOPIC, p) for p in range(PARTITIONS)]
         stored = [r.value for log in logs for r in log.records()]

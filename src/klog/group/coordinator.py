@@ -35,8 +35,16 @@ Lock order: the coordinator's ``_lock`` (the group table) before any group's loc
 
 Restart: offsets and each group's last generation and protocol type are replayed from
 ``__consumer_offsets``; members are not restored, so a group comes back Empty and members that
-were in it get UNKNOWN_MEMBER_ID and join again. Static membership (``group.instance.id``,
-KIP-345) is recorded and reported but members are treated as dynamic.
+were in it get UNKNOWN_MEMBER_ID and join again.
+
+Static membership (``group.instance.id``, KIP-345): a static member joins without
+MEMBER_ID_REQUIRED. When one joins again with no member id (a restarted process) while its
+instance id is still in the group, it takes over the old member's place under a new member id:
+a Stable group keeps its generation and assignment (no rebalance) unless the group's protocol
+would change; the answer names the current leader, so a restarted leader does not reassign.
+The old member id is fenced: its requests get FENCED_INSTANCE_ID. Static members are not
+removed for missing a rebalance, only by session expiry or LeaveGroup (which names them by
+instance id), and either starts a rebalance.
 """
 import heapq
 import itertools
@@ -279,6 +287,7 @@ class _Group:
         self.protocol_name = None
         self.leader_id = None
         self.members = {}                # member_id -> _Member, in join order
+        self.static_members = {}         # group_instance_id -> member_id (KIP-345)
         self.pending_members = {}        # member_id -> Timeout: got MEMBER_ID_REQUIRED, not back yet
         self.pending_sync = set()        # members that have not sent SyncGroup this generation
         self.offsets = {}                # TopicPartition -> CommittedOffset
@@ -303,14 +312,45 @@ class _Group:
         if not self.members:
             self.protocol_type = member.protocol_type
         self.members[member.member_id] = member
+        if member.group_instance_id is not None:
+            self.static_members[member.group_instance_id] = member.member_id
         if self.leader_id is None:
             self.leader_id = member.member_id
 
     def remove(self, member_id):
-        self.members.pop(member_id, None)
+        m = self.members.pop(member_id, None)
+        if m is not None and self.static_members.get(m.group_instance_id) == member_id:
+            del self.static_members[m.group_instance_id]
         self.pending_sync.discard(member_id)
         if self.leader_id == member_id:
             self.leader_id = next(iter(self.members), None)
+
+    def replace_static_member(self, instance_id, old_id, new_id):
+        """The static member ``instance_id`` continues as ``new_id``, in the same place; what
+        the old id still waits for is answered FENCED_INSTANCE_ID."""
+        member = self.members[old_id]
+        self.reply(member.join_future, JoinGroupResult(E.FENCED_INSTANCE_ID, member_id=old_id))
+        self.reply(member.sync_future, SyncGroupResult(E.FENCED_INSTANCE_ID))
+        member.join_future = member.sync_future = None
+        member.member_id = new_id
+        self.members = {(new_id if k == old_id else k): v for k, v in self.members.items()}
+        self.static_members[instance_id] = new_id
+        if old_id in self.pending_sync:
+            self.pending_sync.discard(old_id)
+            self.pending_sync.add(new_id)
+        if self.leader_id == old_id:
+            self.leader_id = new_id
+        return member
+
+    def validate_member(self, member_id, instance_id):
+        """Kafka's validateCurrentMember: an error code, or None when ``member_id`` (and
+        ``instance_id``, if given) name a current member."""
+        if instance_id is not None:
+            current = self.static_members.get(instance_id)
+            if current is None:
+                return E.UNKNOWN_MEMBER_ID
+            return E.FENCED_INSTANCE_ID if current != member_id else None
+        return None if member_id in self.members else E.UNKNOWN_MEMBER_ID
 
     def all_joined(self):
         return not self.pending_members and all(
@@ -474,7 +514,10 @@ class GroupCoordinator:
                 group.reply(future, JoinGroupResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id=member_id))
             elif member_id == "":
                 new_id = f"{group_instance_id or client_id}-{uuid.uuid4()}"
-                if require_known_member_id:
+                if group_instance_id is not None and group_instance_id in group.static_members:
+                    self._update_static_member_and_rebalance(group, new_id, future, args, reason)
+                elif require_known_member_id and group_instance_id is None:
+                    # Static members skip MEMBER_ID_REQUIRED: their instance id is the identity.
                     group.pending_members[new_id] = self._timer.schedule(
                         session_timeout_ms / 1000.0, self._expire_pending, group, new_id)
                     group.reply(future, JoinGroupResult(E.MEMBER_ID_REQUIRED, member_id=new_id))
@@ -482,11 +525,54 @@ class GroupCoordinator:
                     self._add_member_and_rebalance(group, new_id, future, args, reason)
             elif member_id in group.pending_members:
                 self._add_member_and_rebalance(group, member_id, future, args, reason)
-            elif member_id not in group.members:
-                group.reply(future, JoinGroupResult(E.UNKNOWN_MEMBER_ID, member_id=member_id))
             else:
-                self._join_current_member(group, group.members[member_id], future, args, reason)
+                error = group.validate_member(member_id, group_instance_id)
+                if error is not None:
+                    group.reply(future, JoinGroupResult(error, member_id=member_id))
+                else:
+                    self._join_current_member(group, group.members[member_id], future, args, reason)
         return future
+
+    def _update_static_member_and_rebalance(self, group, new_id, future, args, reason):
+        """A known static member joined with no member id (it restarted): it continues under
+        ``new_id`` (KIP-345, Kafka's updateStaticMemberAndRebalance)."""
+        instance_id, client_id, client_host, rebalance_ms, session_ms, _, protocols = args
+        old_id = group.static_members[instance_id]
+        current_leader = group.leader_id
+        member = group.replace_static_member(instance_id, old_id, new_id)
+        old_protocols = member.protocols
+        member.protocols = protocols
+        member.rebalance_timeout_ms = rebalance_ms
+        member.session_timeout_ms = session_ms
+        member.client_id, member.client_host = client_id, client_host
+        self._touch(group, member)
+        log.info("group %s: static member %s rejoined as %s (was %s)", group.group_id,
+                 instance_id, new_id, old_id)
+        if group.state == STABLE and group.select_protocol() == group.protocol_name:
+            try:
+                self._store_group(group, raise_errors=True)
+            except (KlogError, OSError) as exc:
+                log.warning("group %s: could not store static member %s: %s", group.group_id,
+                            instance_id, exc)
+                group.replace_static_member(instance_id, new_id, old_id)
+                member.protocols = old_protocols
+                group.reply(future, JoinGroupResult(E.COORDINATOR_NOT_AVAILABLE, member_id=new_id))
+                return
+            # The old leader id, so that a restarted leader does not assign again: a Stable
+            # group would not pass a new assignment on.
+            group.reply(future, JoinGroupResult(E.NONE, group.generation, group.protocol_type,
+                                                group.protocol_name, current_leader, new_id, ()))
+            return
+        member.join_future = future
+        if group.state == STABLE:
+            self._prepare_rebalance(group, f"static member {instance_id} rejoined with other "
+                                           "protocols: the group's protocol changes")
+        elif group.state == COMPLETING_REBALANCE:
+            # The leader may be assigning to the old member id: start over.
+            self._prepare_rebalance(group, f"static member {instance_id} rejoined during "
+                                           "CompletingRebalance")
+        else:
+            self._check_join_complete(group)
 
     def _join_current_member(self, group, member, future, args, reason):
         protocols = args[-1]
@@ -611,7 +697,9 @@ class GroupCoordinator:
         every waiting join (the leader gets the member list)."""
         self._set_join_timer(group, 0, None)
         group.initial_delay = False
-        for m in [m for m in group.members.values() if m.join_future is None]:
+        # Static members stay, without rejoining: only session expiry or LeaveGroup removes them.
+        for m in [m for m in group.members.values()
+                  if m.join_future is None and m.group_instance_id is None]:
             log.info("group %s: removing member %s, which did not rejoin within the rebalance "
                      "timeout", group.group_id, m.member_id)
             self._forget(group, m)
@@ -730,10 +818,11 @@ class GroupCoordinator:
         future = Future()
         with _Locked(group):
             member = group.members.get(member_id)
+            invalid = group.validate_member(member_id, group_instance_id)
             if group.state == DEAD:
                 group.reply(future, SyncGroupResult(E.COORDINATOR_NOT_AVAILABLE))
-            elif member is None:
-                group.reply(future, SyncGroupResult(E.UNKNOWN_MEMBER_ID))
+            elif invalid is not None:
+                group.reply(future, SyncGroupResult(invalid))
             elif generation_id != group.generation:
                 group.reply(future, SyncGroupResult(E.ILLEGAL_GENERATION))
             elif (protocol_type is not None and protocol_type != group.protocol_type) or \
@@ -796,7 +885,10 @@ class GroupCoordinator:
             if group.state == DEAD:
                 return E.COORDINATOR_NOT_AVAILABLE
             member = group.members.get(member_id)
-            if group.state == EMPTY or member is None:
+            invalid = group.validate_member(member_id, group_instance_id)
+            if invalid is not None:
+                return invalid
+            if group.state == EMPTY:
                 return E.UNKNOWN_MEMBER_ID
             if generation_id != group.generation:
                 return E.ILLEGAL_GENERATION
@@ -830,10 +922,11 @@ class GroupCoordinator:
                     self._check_join_complete(group)
                     out.append((member_id, instance_id, E.NONE))
                     continue
-                member = group.members.get(member_id)
-                if member is None:
-                    out.append((member_id, instance_id, E.UNKNOWN_MEMBER_ID))
+                invalid = group.validate_member(member_id, instance_id)
+                if invalid is not None:
+                    out.append((member_id, instance_id, invalid))
                     continue
+                member = group.members[member_id]
                 log.info("group %s: member %s leaves%s", group.group_id, member_id,
                          f" ({reason})" if reason else "")
                 self._remove_member_and_update_group(group, member, reason or "left the group")
@@ -873,6 +966,9 @@ class GroupCoordinator:
                 error = E.COORDINATOR_NOT_AVAILABLE
             elif generation_id < 0 and group.state == EMPTY:
                 error = E.NONE
+            elif group_instance_id is not None and \
+                    group.validate_member(member_id, group_instance_id) is not None:
+                error = group.validate_member(member_id, group_instance_id)   # fenced or gone
             elif group.state == COMPLETING_REBALANCE:
                 error = E.REBALANCE_IN_PROGRESS
             elif member_id not in group.members:

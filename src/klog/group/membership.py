@@ -78,6 +78,7 @@ class GroupMember:
         self._stop = threading.Event()
         self._heartbeats = None
         self._closed = False
+        self._fenced = None              # set by a FENCED_INSTANCE_ID heartbeat answer: fatal
 
     # -- the owner's thread ----------------------------------------------------------------------
     def poll(self, deadline):
@@ -92,6 +93,9 @@ class GroupMember:
             with self._lock:
                 if self._closed:
                     raise E.IllegalStateError(f"member of group {self.group_id!r} is closed")
+                if self._fenced is not None:
+                    # As Java: fatal. Rejoining would fence the member that fenced this one.
+                    raise E.FencedInstanceIdError(self._fenced)
                 if self.state == STABLE and self._rejoin is None:
                     return True
                 future = self._future
@@ -249,7 +253,7 @@ class GroupMember:
         return self.state in (PREPARING, COMPLETING) or self._rejoin is not None
 
     def close(self):
-        """Leave the group (LeaveGroup) and stop heartbeating."""
+        """Leave the group (LeaveGroup; not for a static member) and stop heartbeating."""
         with self._lock:
             if self._closed:
                 return
@@ -260,8 +264,10 @@ class GroupMember:
             self._heartbeats.join()
 
     def _leave(self, reason):
-        """Caller holds _lock."""
-        if self.member_id:
+        """Caller holds _lock. A static member (``group.instance.id``) does not send LeaveGroup,
+        as Java's and librdkafka's: its partitions wait for it until its session times out, so
+        a restart within ``session.timeout.ms`` gets them back without a rebalance (KIP-345)."""
+        if self.member_id and self.group_instance_id is None:
             self.coordinator.leave_group(self.group_id, [(self.member_id, self.group_instance_id)],
                                          reason=reason)
         self._reset(reason)
@@ -304,6 +310,10 @@ class GroupMember:
                     if self.state == STABLE and self._rejoin is None:
                         self._rejoin = "the group is rebalancing"
                 elif code in (E.UNKNOWN_MEMBER_ID, E.ILLEGAL_GENERATION, E.FENCED_INSTANCE_ID):
+                    if code == E.FENCED_INSTANCE_ID:
+                        self._fenced = (
+                            f"group {self.group_id!r}: another member joined with "
+                            f"group.instance.id {self.group_instance_id!r}; this one is fenced")
                     log.info("group %s: member %s lost its membership: heartbeat got %s",
                              self.group_id, self.member_id, E.error_name(code))
                     self._reset(f"heartbeat: {E.error_name(code)}",

@@ -35,6 +35,7 @@ from .errors import (
     EncodeError,
     InvalidLengthError,
     InvalidStringError,
+    InvalidTaggedFieldError,
     InvalidVarintError,
     NullNotAllowedError,
     TruncatedError,
@@ -241,8 +242,15 @@ class ReadBuffer:
         """Yield ``(tag, ReadBuffer over its bytes)``; the caller decodes known tags."""
         count = self.read_uvarint(field)
         self.check_count(count, 2, field)  # each entry is >= tag byte + size byte
+        seen = set()
         for _ in range(count):
+            at = self._pos
             tag = self.read_uvarint(field)
+            if tag in seen:
+                # KIP-482: tags are unique (and ascending); a repeat would silently replace
+                # the first value.
+                raise InvalidTaggedFieldError(f"tagged field {tag} appears twice", field, at)
+            seen.add(tag)
             size = self.read_uvarint(field)
             yield tag, self.sub(size, f"{field}[tag {tag}]" if field else f"tag {tag}")
 

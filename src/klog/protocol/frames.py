@@ -119,3 +119,10 @@ class FrameSplitter:
         if pos:
             del buf[:pos]
         return out
+
+    def pending_frame_size(self) -> int:
+        """Bytes (size prefix included) the partly received frame will take once complete;
+        0 when no size prefix is waiting for its payload."""
+        if len(self._buf) < 4:
+            return 0
+        return 4 + int.from_bytes(self._buf[:4], "big", signed=True)

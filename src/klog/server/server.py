@@ -5,6 +5,10 @@ the requests of that connection one at a time, in order. Handlers live in klog.s
 Answers go out with ``os.writev`` (a fetch's segment views included, not copied); the answers to
 Produce requests that were read together share one write.
 
+Connections are accepted by klog.server.listener (when the process is out of file handles: a
+rate-limited log line and a back-off, not a spin). Storage failures answer the partition
+concerned KAFKA_STORAGE_ERROR (klog.server.handlers), logged once per condition (ConditionLog).
+
 Bad input never takes the server down: a frame over the cap, an undecodable request or an
 unknown API key closes that connection (logged); an unsupported version of ApiVersions gets
 error 35 with a v0 body (KIP-511); an unsupported version of another API closes the connection,
@@ -14,6 +18,14 @@ Fetch long-polls without a thread per waiter: an append listener on the broker w
 waiting fetches, directly when the append ran on the loop (Produce), else through
 ``call_soon_threadsafe`` (embedded producers in the same process, group offset commits).
 
+Limits (broker settings, Kafka's names; klog.server.limits): ``max.connections`` and
+``max.connections.per.ip`` (+ ``.overrides``) close a connection over the cap right after
+accept; ``connections.max.idle.ms`` closes a connection that neither sent a request nor got an
+answer for that long (one waiting for its answer, e.g. a long-poll Fetch, is not idle);
+``queued.max.request.bytes`` caps the bytes of partly received requests over all connections:
+at the cap the server stops reading the sockets whose frames are incomplete until memory is
+released. A TLS ClientHello on this plaintext listener is logged as such and closed.
+
 Shutdown (SIGTERM/SIGINT, or ``stop()``): stop accepting, drop idle connections, let requests in
 flight finish (fetch waits are cut short) for up to ``grace`` seconds, then close the broker.
 """
@@ -22,11 +34,15 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, UnsupportedVersionError
 from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
 from klog.protocol.messages import ApiKey
 from klog.server import handlers
+from klog.server.limits import ConnectionLimits, RequestMemoryPool, TlsProbeLog
+from klog.server.conditions import ConditionLog
+from klog.server.listener import Listener
 
 log = logging.getLogger("klog.server")
 
@@ -38,6 +54,21 @@ def _parse_hostport(text, default_port=9092):
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT with a port in 0..65535")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# Where `klog serve` (and ServerThread) keep Kafka's broker default and the embedded broker
+# does not: a group's first rebalance waits 3 s for more members (one rebalance, not one per
+# member, when a fleet of consumers starts together).
+SERVE_DEFAULTS = {"group.initial.rebalance.delay.ms": 3000}
+
+
+def serve_config(config):
+    """The broker config for ``klog serve``: ``config`` with SERVE_DEFAULTS where it sets none."""
+    from klog.config import BrokerConfig, config_mapping
+
+    if isinstance(config, BrokerConfig):
+        return config
+    return {**SERVE_DEFAULTS, **config_mapping(config, "broker config")}
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX")   # buffers one writev takes
@@ -54,7 +85,8 @@ def _unsent(buffers, sent):
 
 
 class _Connection:
-    __slots__ = ("task", "writer", "busy", "peer", "fd", "pending")
+    __slots__ = ("task", "writer", "busy", "peer", "fd", "pending", "last_active", "reserved",
+                 "waiting", "closing_reason")
 
     def __init__(self, writer, peer):
         self.task = None
@@ -63,6 +95,10 @@ class _Connection:
         self.peer = peer
         self.fd = writer.get_extra_info("socket").fileno()
         self.pending = []   # Produce responses held back to go out with the next write
+        self.last_active = time.monotonic()
+        self.reserved = 0   # bytes held in the server's RequestMemoryPool for a partial frame
+        self.waiting = False   # for memory in that pool: the server's wait, not an idle client
+        self.closing_reason = None
 
 
 class Server:
@@ -86,19 +122,28 @@ class Server:
         self._wake_scheduled = False
         self._stopped = None
         self.producer_ids = handlers.ProducerIdAllocator(broker.data_dir)
+        config = broker.config
+        self._limits = ConnectionLimits.from_config(config)
+        self._memory = RequestMemoryPool(config["queued.max.request.bytes"])
+        self.idle_ms = config["connections.max.idle.ms"]
+        self._tls_log = TlsProbeLog()
+        self._refused = 0            # connections refused since the last log line about it
+        self._refused_logged = 0.0
+        self._reaper = None
+        self.conditions = ConditionLog(log)   # recurring failures: a line per condition
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  reuse_address=True)
+        self._server = await Listener.start(self._serve, self.host, self.port, self.conditions)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.advertised is None:
             self.advertised = (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1",
                                self.port)
         self._loop_thread = threading.get_ident()
         self.broker.add_append_listener(self._on_append)
+        self._reaper = asyncio.ensure_future(self._close_idle_connections())
         log.info("klog serving on %s:%d (advertised %s:%d)", self.host, self.port, *self.advertised)
         return self
 
@@ -111,6 +156,8 @@ class Server:
             return
         self.stopping = True
         self._server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
         self._wake()
         for conn in list(self._conns):
             if not conn.busy:
@@ -165,6 +212,49 @@ class Server:
         finally:
             self._waiters.discard(fut)
 
+    # -- limits ------------------------------------------------------------------------------------
+    def _refuse(self, writer, peer, reason):
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= 10.0:   # a flood of connections: one line per 10 s
+            log.warning("closing connection from %s right after accept: %s (%d refused since "
+                        "the last such message)", peer, reason, self._refused)
+            self._refused, self._refused_logged = 0, now
+        writer.close()
+
+    async def _close_idle_connections(self):
+        """connections.max.idle.ms: close connections with no request or answer for that long.
+        A connection answering a request (busy) is not idle, however long the answer takes."""
+        idle_s = self.idle_ms / 1000.0
+        interval = min(max(idle_s / 4, 0.01), 5.0)
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for conn in list(self._conns):
+                if conn.busy or conn.waiting or conn.closing_reason is not None:
+                    continue
+                if now - conn.last_active >= idle_s:
+                    conn.closing_reason = f"idle for connections.max.idle.ms={self.idle_ms}"
+                    conn.task.cancel()
+
+    async def _hold_memory_for(self, conn, splitter):
+        """Reserve (waiting if the pool is full) the bytes of the frame being received, before
+        reading more of it; release what was held for frames already handled."""
+        need = splitter.pending_frame_size()
+        if need == conn.reserved:
+            return
+        if conn.reserved:
+            self._memory.release(conn.reserved)
+            conn.reserved = 0
+        if need:
+            conn.waiting = True
+            try:
+                await self._memory.reserve(need)
+            finally:
+                conn.waiting = False
+            conn.reserved = need
+            conn.last_active = time.monotonic()
+
     # -- connections -------------------------------------------------------------------------------
     async def _serve(self, reader, writer):
         peer = writer.get_extra_info("peername")
@@ -173,13 +263,24 @@ class Server:
         if self.stopping:
             writer.close()
             return
+        refused = self._limits.admit(peer)
+        if refused is not None:
+            self._refuse(writer, peer, refused)
+            return
         self._conns.add(conn)
         splitter = FrameSplitter(self.max_frame_size)
+        head = b""   # the first bytes of the connection, to recognise a TLS ClientHello
         try:
             while not self.stopping:
                 data = await reader.read(262144)
                 if not data:
                     break
+                conn.last_active = time.monotonic()
+                if len(head) < 2:
+                    head += data[:2 - len(head)]
+                    if TlsProbeLog.is_tls(head):
+                        self._tls_log.report(peer)
+                        break
                 conn.busy = True
                 try:
                     frames = splitter.feed(data)
@@ -193,16 +294,22 @@ class Server:
                         await self._send(conn, [])
                 finally:
                     conn.busy = False
+                    conn.last_active = time.monotonic()
+                await self._hold_memory_for(conn, splitter)
         except ProtocolError as exc:
             log.warning("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            pass
+            if conn.closing_reason is not None:
+                log.info("closing connection from %s: %s", peer, conn.closing_reason)
         except Exception:
             log.exception("closing connection from %s after an internal error", peer)
         finally:
             self._conns.discard(conn)
+            self._limits.release(peer)
+            self._memory.release(conn.reserved)
+            conn.reserved = 0
             try:
                 writer.close()
             except Exception:
@@ -274,14 +381,15 @@ class Server:
 
 
 class ServerThread:
-    """A Server on its own event loop in a background thread (tests, embedding).
+    """A Server on its own event loop in a background thread (tests, embedding), with the
+    settings of ``klog serve`` (SERVE_DEFAULTS).
 
     ``ServerThread(data_dir, config=None, port=0).start()``; ``.port``; ``.stop()``."""
 
     def __init__(self, data_dir, config=None, host="127.0.0.1", port=0, **kwargs):
         import klog
 
-        self.broker = klog.open(data_dir, config)
+        self.broker = klog.open(data_dir, serve_config(config))
         self.server = Server(self.broker, host, port, **kwargs)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="klog-server", daemon=True)
@@ -341,7 +449,7 @@ def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None):
         pass
 
     async def main():
-        broker = klog.open(data_dir, config)
+        broker = klog.open(data_dir, serve_config(config))
         try:
             server = Server(broker, host, port, adv)
             await server.start()
