@@ -130,9 +130,11 @@ class Mirror:
     def run(self, exit_at_end=False):
         names = self._topics()
         self._scan_destination(names)
+        # A static member (group.instance.id): a mirror restarted after a crash takes its
+        # partitions back at once instead of waiting out the dead member's session timeout.
         consumer = self.source.consumer(self.group, {
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "max.poll.records": self.poll_records})
+            "max.poll.records": self.poll_records, "group.instance.id": f"{self.group}-mirror"})
         producer = self.destination.producer({"enable.idempotence": True, "acks": "all",
                                               "linger.ms": 5})
         started = time.monotonic()
@@ -149,11 +151,7 @@ class Mirror:
                             break
                     continue
                 idle_since = None
-                self._copy(records, producer, consumer)
-                if self.rate:
-                    ahead = self.report.mirrored / self.rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        self._stop.wait(ahead)
+                self._copy(records, producer, consumer, started)
         finally:
             try:
                 producer.close()
@@ -161,7 +159,7 @@ class Mirror:
                 consumer.close()
         return self.report
 
-    def _copy(self, records, producer, consumer):
+    def _copy(self, records, producer, consumer, started):
         futures = []
         commit = {}
         for r in records:
@@ -180,6 +178,10 @@ class Mirror:
         for f in futures:
             f.get()   # raises the destination's error: nothing is committed past a lost record
         self.report.mirrored += len(futures)
+        if self.rate:   # throttled before the commit: the source only learns of what is paced
+            ahead = self.report.mirrored / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
         consumer.commit(commit)
 
 
