@@ -154,22 +154,35 @@ def _native(client, make, config, what):
 
 # -- producer ----------------------------------------------------------------------------------------------
 class WireFuture:
-    """The outcome of one ``send`` over the wire; completed by the delivery report."""
-    __slots__ = ("_event", "_metadata", "_error", "_callbacks", "_lock")
+    """The outcome of one ``send`` over the wire. librdkafka calls it with the delivery report
+    (``future(err, msg)``, on the producer's delivery thread). Cheap to make: no Event per
+    record; waiters share their producer's Condition and are only woken when someone waits."""
+    __slots__ = ("_producer", "_metadata", "_error", "_callbacks", "_done")
 
-    def __init__(self):
-        self._event = threading.Event()
-        self._metadata = self._error = None
-        self._callbacks = []
-        self._lock = threading.Lock()
+    def __init__(self, producer):
+        self._producer = producer
+        self._metadata = self._error = self._callbacks = None
+        self._done = False
 
-    def _complete(self, metadata, error):
-        with self._lock:
-            self._metadata, self._error = metadata, error
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, None
-        for cb, eb in callbacks:
-            self._fire(cb, eb)
+    def __call__(self, err, msg):
+        if err is None:
+            self._metadata = RecordMetadata(msg.topic(), msg.partition(), msg.offset(),
+                                            msg.timestamp()[1])
+        else:
+            self._error = map_error(err, f"delivery to {msg.topic()!r}")
+        prod = self._producer
+        with prod._cb_lock:   # against add_callback registering as the record completes
+            self._done = True
+            callbacks = self._callbacks
+        if prod._waiters:
+            with prod._done_cond:
+                prod._done_cond.notify_all()
+        if callbacks:
+            for cb, eb in callbacks:
+                try:
+                    self._fire(cb, eb)
+                except Exception:   # one user callback must not stop the delivery thread
+                    LOG.exception("send callback failed")
 
     def _fire(self, callback, errback):
         if self._error is None:
@@ -179,24 +192,26 @@ class WireFuture:
             errback(self._error)
 
     def get(self, timeout=None):
-        if not self._event.wait(timeout):
+        if not self._done and not self._producer._wait(self, timeout):
             raise RequestTimedOutError(f"no delivery report within {timeout} s")
         if self._error is not None:
             raise self._error
         return self._metadata
 
     def done(self):
-        return self._event.is_set()
+        return self._done
 
     def succeeded(self):
-        return self._event.is_set() and self._error is None
+        return self._done and self._error is None
 
     def exception(self):
         return self._error
 
     def add_callback(self, callback, errback=None):
-        with self._lock:
-            if not self._event.is_set():
+        with self._producer._cb_lock:
+            if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append((callback, errback))
                 return self
         self._fire(callback, errback)
@@ -206,7 +221,7 @@ class WireFuture:
 class WireProducer:
     """``client.producer(config)`` over the wire: confluent_kafka.Producer with the embedded
     Producer's methods. A thread serves delivery reports (so futures complete without the
-    caller polling); ``flush`` and ``close`` wait for every queued record."""
+    caller polling); ``flush`` and ``close`` wait for every queued record. Thread-safe."""
 
     def __init__(self, client, config=None):
         self._client = client
@@ -217,6 +232,10 @@ class WireProducer:
         conf.update(_translate(config, PRODUCER, "producer", PRODUCER_RENAMES))
         self.config = conf
         self._p = _native(client, ck.Producer, conf, "producer")
+        self._produce_native = self._p.produce
+        self._cb_lock = threading.Lock()
+        self._done_cond = threading.Condition(threading.Lock())
+        self._waiters = 0
         self._closed = False
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve, name="klog-wire-producer",
@@ -227,40 +246,59 @@ class WireProducer:
         while not self._stop.is_set():
             self._p.poll(0.1)
 
+    def _wait(self, future, timeout):
+        """Block until ``future`` is done (or ``timeout`` s pass); True if it is done."""
+        with self._done_cond:
+            self._waiters += 1
+            try:
+                return self._done_cond.wait_for(lambda: future._done, timeout)
+            finally:
+                self._waiters -= 1
+
     def send(self, topic, value, key=None, partition=None, timestamp=None, headers=None):
         """Queue one record; returns a future (see klog.client)."""
         if self._closed:
             raise IllegalStateError("this producer is closed")
-        _check_bytes(value, "value")
-        _check_bytes(key, "key")
-        fut = WireFuture()
-        kwargs = {}
-        if partition is not None:
-            if isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
-                raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} has no partition {partition!r}")
-            kwargs["partition"] = partition
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
-        if headers:
-            kwargs["headers"] = list(headers.items()) if isinstance(headers, dict) else list(headers)
-
-        def delivered(err, msg):
-            if err is not None:
-                fut._complete(None, map_error(err, f"delivery to {topic!r}"))
+        if value is not None and value.__class__ is not bytes:
+            _check_bytes(value, "value")
+        if key is not None and key.__class__ is not bytes:
+            _check_bytes(key, "key")
+        if partition is None:
+            partition = -1   # librdkafka's "use the partitioner"
+        elif isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} has no partition {partition!r}")
+        fut = WireFuture(self)
+        try:
+            if headers:
+                self._produce_native(topic, value, key, partition, on_delivery=fut,
+                                     timestamp=timestamp or 0,
+                                     headers=list(headers.items()) if isinstance(headers, dict)
+                                     else list(headers))
             else:
-                fut._complete(RecordMetadata(msg.topic(), msg.partition(), msg.offset(),
-                                             msg.timestamp()[1]), None)
-        self._produce(topic, value, key, delivered, kwargs)
+                self._produce_native(topic, value, key, partition, on_delivery=fut,
+                                     timestamp=timestamp or 0)
+        except BufferError:
+            self._produce_full(topic, value, key, partition, fut, timestamp or 0, headers)
+        except ck.KafkaException as exc:
+            _raise_from(exc, f"send to {topic!r}")
         return fut
 
-    def _produce(self, topic, value, key, on_delivery, kwargs):
+    def _produce_full(self, topic, value, key, partition, fut, timestamp, headers):
+        """librdkafka's queue is full: let deliveries drain it, then queue the record."""
+        headers = (list(headers.items()) if isinstance(headers, dict) else list(headers)) \
+            if headers else None
         while True:
+            self._p.poll(0.05)
             try:
-                self._p.produce(topic, value, key, on_delivery=on_delivery, **kwargs)
+                if headers:
+                    self._produce_native(topic, value, key, partition, on_delivery=fut,
+                                         timestamp=timestamp, headers=headers)
+                else:
+                    self._produce_native(topic, value, key, partition, on_delivery=fut,
+                                         timestamp=timestamp)
                 return
-            except BufferError:   # librdkafka's queue is full: let deliveries drain it
-                self._p.poll(0.05)
+            except BufferError:
+                continue
             except ck.KafkaException as exc:
                 _raise_from(exc, f"send to {topic!r}")
 
