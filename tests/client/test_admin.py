@@ -70,3 +70,10 @@ def test_internal_topics_are_hidden_and_protected(client):
     assert "__consumer_offsets" not in client.list_topics()
     with pytest.raises(errors.InvalidRequestError):
         client.delete_topic("__consumer_offsets")
+
+
+def test_topic_overrides_are_only_what_was_set(client):
+    client.create_topic("t", 1, {"retention.ms": 60000})
+    assert client.topic_overrides("t") == {"retention.ms": 60000}
+    client.alter_topic_config("t", {"cleanup.policy": "compact"})
+    assert client.topic_overrides("t") == {"retention.ms": 60000, "cleanup.policy": "compact"}

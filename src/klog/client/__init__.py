@@ -55,7 +55,8 @@ Topic admin on the client:
     ``delete_topic(name)``; ``list_topics(internal=False)`` -> sorted [str];
     ``describe_topic(name)`` -> ``TopicDescription(name, topic_id, partitions, config,
     internal)`` with ``PartitionDescription(partition, log_start_offset, log_end_offset, size)``
-    (``size`` is -1 over the wire); ``alter_topic_config(name, {config: value or None},
+    (``size`` is -1 over the wire); ``topic_overrides(name)`` -> {config: value} set on the
+    topic itself (not defaults); ``alter_topic_config(name, {config: value or None},
     validate_only=False)`` (None: back to the default); ``add_partitions(name, total,
     validate_only=False)``.
 Group admin: ``list_groups()`` -> [GroupListing(group_id, state, protocol_type)];
@@ -71,6 +72,13 @@ RebalanceInProgressError, NoOffsetForPartitionError, RequestTimedOutError, Netwo
 with no class of its own is BrokerResponseError (``error_code``, ``error_name``).
 
 Record and value types live in klog.client.api (re-exported here).
+
+Known differences between the backends (everything else is tested to match, tests/client/):
+``PartitionDescription.size`` is -1 over the wire; ``list_topics(internal=True)`` over the wire
+lists what the cluster's Metadata shows (``klog serve`` does not list internal topics there); a
+``partitioner`` callable and ``round_robin`` are refused over the wire (librdkafka cannot call
+Python to partition); callbacks run on the sending/flushing thread embedded, on the producer's
+delivery thread over the wire.
 """
 import os
 from urllib.parse import unquote, urlparse

@@ -125,10 +125,7 @@ class BrokerView:
     def topic_overrides(self, name):
         """Configs that differ from the broker's defaults (what ``describe`` shows without
         ``--all-configs``)."""
-        overrides = getattr(self.client, "topic_overrides", None)
-        if overrides is not None:
-            return overrides(name)
-        return self.client.broker.topic_overrides(name)
+        return self.client.topic_overrides(name)
 
     def partition_count(self, name):
         return len(self.client.describe_topic(name).partitions)

@@ -49,6 +49,9 @@ class EmbeddedClient:
     def describe_topic(self, name):
         return self.broker.describe_topic(name)
 
+    def topic_overrides(self, name):
+        return self.broker.topic_overrides(name)
+
     def alter_topic_config(self, name, changes, validate_only=False):
         self.broker.alter_topic_config(name, changes, validate_only)
 
