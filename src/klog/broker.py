@@ -24,7 +24,8 @@ from klog.errors import (
 from klog.metadata import (
     INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
 )
-from klog.storage.files import fsync_dir
+from klog.storage.files import fsync_dir, makedirs_durably
+from klog.storage.log_cleaner import LogCleaner
 from klog.storage.log import Log, _lock_directory
 
 DELETED_SUFFIX = ".deleted"
@@ -53,7 +54,7 @@ class Broker:
     def __init__(self, data_dir, config=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
-        os.makedirs(self.data_dir, exist_ok=True)
+        makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
         try:
             self._lock_fd = _lock_directory(self.data_dir)
         except LogLockedError as exc:
@@ -83,6 +84,11 @@ class Broker:
         self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
                                          daemon=True)
         self._manager.start()
+        self._cleaner = None   # compaction, on its own thread (klog.storage.log_cleaner)
+        if self.config["log.cleaner.enable"]:
+            self._cleaner = LogCleaner(self.data_dir, self.logs,
+                                       self.config["log.cleaner.backoff.ms"])
+            self._cleaner.start()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _load(self):
@@ -145,6 +151,8 @@ class Broker:
         self._stop.set()
         if self._manager is not threading.current_thread():
             self._manager.join()
+        if self._cleaner is not None:
+            self._cleaner.close()
         for service in reversed(self._services):
             service.close()
         with self._lock:
@@ -233,6 +241,8 @@ class Broker:
                     os.rename(path, doomed)
                     shutil.rmtree(doomed, ignore_errors=True)
             fsync_dir(self.data_dir)
+            if self._cleaner is not None:
+                self._cleaner.forget(name)
             services = list(self._services)
         self._topic_changed(services, name)
 
@@ -421,8 +431,8 @@ class Broker:
             self.enforce_retention()
 
     def enforce_retention(self, now=None):
-        """Apply retention (and, for compacted topics, cleaning) to every log once. Returns the
-        number of segments deleted."""
+        """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
+        the number of segments deleted."""
         deleted = 0
         for (topic, _), log in self.logs():
             if log.closed:
@@ -430,11 +440,22 @@ class Broker:
             try:
                 if "delete" in log.config.cleanup_policy:
                     deleted += log.enforce_retention(now)
-                if "compact" in log.config.cleanup_policy and self.config["log.cleaner.enable"]:
-                    log.clean(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted
+
+    def clean_logs(self, now=None):
+        """One round of the log cleaner (what its thread does every log.cleaner.backoff.ms):
+        clean the compacted logs past min.cleanable.dirty.ratio or max.compaction.lag.ms.
+        Returns {(topic, partition): CleanResult}; {} when log.cleaner.enable is false."""
+        if self._cleaner is None:
+            return {}
+        return self._cleaner.clean_once(now)
+
+    @property
+    def log_cleaner(self):
+        """The LogCleaner (None when log.cleaner.enable is false)."""
+        return self._cleaner
 
     def __repr__(self):
         return f"<Broker {self.data_dir!r} topics={len(self._topics)}>"

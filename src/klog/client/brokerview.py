@@ -54,6 +54,11 @@ class _PartitionView:
         start, end = view._offsets([tp])[tp]
         self.log_start_offset, self.log_end_offset = start, end
 
+    @property
+    def config(self):
+        """The topic's LogConfig, from its described configs."""
+        return self._view._log_config(self._tp.topic)
+
     def offset_for_time(self, timestamp):
         found = self._view._probe().offsets_for_times({self._tp: timestamp})[self._tp]
         return None if found is None else found.offset
@@ -107,6 +112,12 @@ class BrokerView:
             self._probe_consumer = self.client.consumer(None)
         return self._probe_consumer
 
+    def _log_config(self, topic):
+        from klog.config import SETTINGS, LogConfig
+        described = self.client.describe_topic(topic).config
+        return LogConfig.from_dict({k: v for k, v in described.items()
+                                    if k in SETTINGS and v is not None})
+
     def _offsets(self, tps):
         c = self._probe()
         starts, ends = c.beginning_offsets(tps), c.end_offsets(tps)
@@ -126,6 +137,12 @@ class BrokerView:
         """Configs that differ from the broker's defaults (what ``describe`` shows without
         ``--all-configs``)."""
         return self.client.topic_overrides(name)
+
+    def ensure_topic(self, name):
+        """The topic's partition count; a producer's metadata request creates it if the
+        cluster auto-creates topics (UnknownTopicOrPartitionError if it does not)."""
+        with self.client.producer() as p:
+            return len(p.partitions_for(name))
 
     def partition_count(self, name):
         return len(self.client.describe_topic(name).partitions)

@@ -35,7 +35,7 @@ from klog.errors import (
 from klog.storage.checkpoint import read_checkpoint, write_checkpoint
 from klog.storage.files import (
     CHECKPOINT, CLEAN_SHUTDOWN, INDEX_SUFFIX, LOCK, LOG_SUFFIX, TIME_INDEX_SUFFIX,
-    base_offset_of, fsync_dir, remove_durably,
+    base_offset_of, fsync_dir, makedirs_durably, remove_durably,
 )
 from klog.storage import cleaner
 from klog.storage.producer_state import ProducerState, remove_snapshot
@@ -81,7 +81,7 @@ class Log:
         """
         config = LogConfig.from_dict(config)
         path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
+        makedirs_durably(path)   # a new partition directory must survive a power loss
         lock_fd = _lock_directory(path)
         log = cls(path, config, lock_fd)
         try:
@@ -156,6 +156,13 @@ class Log:
                 expected = next_base
                 continue
             problem = seg.recover(max(expected, seg.base_offset))
+            if (problem is not None and problem[1] == "zeros" and next_base is not None
+                    and problem[2] == next_base):
+                # A rolled segment whose trim of the reserved tail was not durable yet at a
+                # power loss: its batches end exactly where the next segment begins. Cut the zeros.
+                seg.log.truncate(problem[0])
+                seg.log.flush()
+                problem = None
             if problem is None:
                 if next_base is not None and seg.next_offset > next_base:
                     problem = (seg.size, "offsets", seg.next_offset, next_base)
