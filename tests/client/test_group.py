@@ -132,3 +132,20 @@ def test_subscribe_without_group_is_invalid_group_id(client):
         with pytest.raises(errors.KlogError) as info:
             c.subscribe(["t"])
         assert info.value.error_code == 24
+
+
+def test_on_assign_can_seek_and_ask_positions(client):
+    fill(client, "t", 10)
+    tp = TopicPartition("t", 0)
+    seen = {}
+
+    def on_assign(partitions):
+        seen["assigned"] = set(partitions) <= c.assignment()
+        seen["position"] = c.position(tp)
+        c.seek(tp, 7)
+
+    with client.consumer("g7", FAST_GROUP) as c:
+        c.subscribe(["t"], on_assign=on_assign)
+        got = poll_until(c, 3)
+    assert seen == {"assigned": True, "position": 0}
+    assert [r.offset for r in got] == [7, 8, 9]

@@ -110,6 +110,6 @@ def test_too_large_record_is_record_too_large(client):
 
 def test_send_to_missing_partition_fails(client):
     client.create_topic("two", 2)
-    with client.producer({"delivery.timeout.ms": 3000}) as p:
+    with client.producer({"delivery.timeout.ms": 3000, "request.timeout.ms": 2000}) as p:
         with pytest.raises(errors.UnknownTopicOrPartitionError):
             p.send("two", b"x", partition=5).get(30)

@@ -402,6 +402,7 @@ class WireConsumer:
         self._positions = {}        # TopicPartition -> next offset to return
         self._pending_seeks = {}    # seeks librdkafka refused before the partition was fetching
         self._paused = set()
+        self._assigning = None      # inside on_assign: {tp: confluent TopicPartition} to assign
         self._on_assign = self._on_revoke = None
         self._closed = False
 
@@ -446,16 +447,18 @@ class WireConsumer:
         self._mode = "subscribe"
 
     def _assigned_cb(self, _consumer, partitions):
-        tps = [_tp(p) for p in partitions]
-        if self._on_assign is not None:
-            self._on_assign(tps)
-        pending = {tp: self._pending_seeks.pop(tp) for tp in tps if tp in self._pending_seeks}
-        if pending:
-            for p in partitions:
-                off = pending.get(_tp(p))
-                if off is not None:
-                    p.offset = off
-            self._c.assign(partitions)
+        # As the embedded consumer: the partitions are assigned *before* on_assign runs, so it
+        # may seek() or ask position(); librdkafka gets them (with those offsets) afterwards.
+        assigning = self._assigning = {_tp(p): p for p in partitions}
+        for tp in list(self._pending_seeks):
+            if tp in assigning:
+                assigning[tp].offset = self._pending_seeks.pop(tp)
+        try:
+            if self._on_assign is not None:
+                self._on_assign(list(assigning))
+        finally:
+            self._assigning = None
+            self._c.assign(list(assigning.values()))
 
     def _revoked_cb(self, _consumer, partitions):
         tps = [_tp(p) for p in partitions]
@@ -510,7 +513,10 @@ class WireConsumer:
 
     def assignment(self):
         self._check_open()
-        return {_tp(p) for p in self._c.assignment()}
+        out = {_tp(p) for p in self._c.assignment()}
+        if self._assigning is not None:
+            out.update(self._assigning)
+        return out
 
     def subscription(self):
         return set(self._subscription)
@@ -575,6 +581,9 @@ class WireConsumer:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"seek(): offset must be an integer >= 0, not {offset!r}")
         self._positions[tp] = offset
+        if self._assigning is not None and tp in self._assigning:
+            self._assigning[tp].offset = offset   # assigned with it when on_assign returns
+            return
         try:
             self._c.seek(_ck_tp(tp, offset))
             self._pending_seeks.pop(tp, None)
