@@ -164,7 +164,9 @@ def error_for(code, message=None):
     cls = ERRORS.get(int(code))
     if cls is None:
         return BrokerResponseError(code, message)
-    return cls(message or f"{error_name(code)}")
+    if message is None and hasattr(cls, "default_message"):
+        return cls()   # the group errors word their own default
+    return cls(message or error_name(code))
 
 
 def code_for(exc, default=EC.UNKNOWN_SERVER_ERROR):

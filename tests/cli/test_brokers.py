@@ -43,3 +43,12 @@ def test_a_data_directory_owned_by_a_server_points_to_b(server, tmp_path):
 def test_unknown_topic_through_a_server_is_one_clear_line(server):
     message = failed(run("-b", server.address, "topic", "describe", "missing"))
     assert "missing" in message
+
+
+def test_group_reset_offsets_through_a_server(server):
+    b = ["-b", server.address]
+    ok(run(*b, "topic", "create", "t", "-p", "1"))
+    ok(run(*b, "produce", "t", input="a\nb\nc\n"))
+    assert ok(run(*b, "consume", "t", "-e", "-g", "g", "-f", "%s\n")).split() == ["a", "b", "c"]
+    ok(run(*b, "group", "reset-offsets", "g", "--topic", "t", "--to-offset", "1"))
+    assert ok(run(*b, "consume", "t", "-e", "-g", "g", "-f", "%s\n")).split() == ["b", "c"]

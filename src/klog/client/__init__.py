@@ -114,8 +114,7 @@ def connect(target=None, config=None):
         if not config.get("bootstrap.servers"):
             raise ConfigError("connect(): give a data directory, a kafka://host:port address, "
                               "or bootstrap.servers in the config")
-        from klog.client.wire import WireClient
-        return WireClient(config.pop("bootstrap.servers"), config)
+        return _wire_client(config.pop("bootstrap.servers"), config)
     if not isinstance(target, (str, os.PathLike)):
         raise TypeError(f"connect(): target must be a path, a URL or a Broker, not "
                         f"{type(target).__name__}")
@@ -127,8 +126,7 @@ def connect(target=None, config=None):
         servers = text.split("://", 1)[1].strip("/")
         if not servers:
             raise ConfigError(f"connect(): {text!r} names no broker (kafka://host:port)")
-        from klog.client.wire import WireClient
-        return WireClient(servers, config)
+        return _wire_client(servers, config)
     if text.lower().startswith("file:"):
         text = unquote(urlparse(text).path)
     elif scheme:
@@ -136,3 +134,14 @@ def connect(target=None, config=None):
                           "file:PATH or kafka://host:port)")
     from klog.client.embedded import EmbeddedClient
     return EmbeddedClient.open(text, config or None)
+
+
+def _wire_client(servers, config):
+    try:
+        from klog.client.wire import WireClient
+    except ImportError as exc:
+        if "confluent_kafka" not in str(exc):
+            raise
+        raise ConfigError(f"connecting to {servers} needs confluent-kafka (the wire backend): "
+                          "pip install 'klog[kafka]'") from None
+    return WireClient(servers, config)

@@ -9,7 +9,7 @@ consumer's own conditions, named after their Java counterparts; they have no wir
 """
 from klog import errors as _errors
 from klog.error_codes import ErrorCode as EC
-from klog.errors import KlogError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+from klog.errors import KlogError, OffsetOutOfRangeError, UnknownTopicOrPartitionError  # noqa: F401
 
 # Kafka's codes, from the one table (klog.error_codes), under the names the coordinator uses.
 NONE = EC.NONE
@@ -157,18 +157,13 @@ error_name = _errors.error_name
 
 
 def error_for(code, message=None):
-    """The exception for a Kafka error code (None for NONE)."""
+    """The exception for a Kafka error code (None for NONE): klog.errors' one table, except that
+    a code no class stands for is the coordinator's UnknownServerError here."""
     if code == NONE:
         return None
-    # Two codes are conditions klog already names outside groups; reuse those classes.
-    if code == UNKNOWN_TOPIC_OR_PARTITION:
-        return UnknownTopicOrPartitionError(message or "unknown topic or partition")
-    if code == OFFSET_OUT_OF_RANGE:
-        return OffsetOutOfRangeError(message or "offset out of range")
-    cls = ERRORS.get(code)
-    if cls is None:
-        return UnknownServerError(message or f"coordinator answered {error_name(code)}")
-    return cls(message)
+    if code != UNKNOWN_SERVER_ERROR and int(code) in _errors.ERRORS:
+        return _errors.error_for(code, message)
+    return UnknownServerError(message or f"coordinator answered {error_name(code)}")
 
 
 # -- the consumer's own conditions (no wire code) ------------------------------------------------
