@@ -115,6 +115,28 @@ class BrokerLockedError(LogLockedError):
     """Another process owns the data directory."""
 
 
+class FencedLeaderEpochError(KlogError, ValueError):
+    """A leader epoch older than the partition's current one (Kafka error 74): the caller's
+    metadata is stale, or an epoch would go back."""
+    error_code = EC.FENCED_LEADER_EPOCH
+    retriable = True
+
+
+class UnknownLeaderEpochError(KlogError):
+    """A leader epoch newer than the partition's current one (Kafka error 75): this broker has
+    not caught up with the caller's metadata yet."""
+    error_code = EC.UNKNOWN_LEADER_EPOCH
+    retriable = True
+
+
+class UnknownTopicIdError(KlogError, KeyError):
+    """No topic has this id (Kafka error 100), e.g. it was deleted (and maybe re-created)."""
+    error_code = EC.UNKNOWN_TOPIC_ID
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "unknown topic id"
+
+
 class UnknownServerError(KlogError):
     """The broker failed unexpectedly (UNKNOWN_SERVER_ERROR)."""
     error_code = EC.UNKNOWN_SERVER_ERROR
