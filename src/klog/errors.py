@@ -95,6 +95,12 @@ class InvalidPartitionsError(KlogError, ValueError):
     error_code = EC.INVALID_PARTITIONS
 
 
+class PartitionLimitError(InvalidPartitionsError):
+    """Creating these partitions would pass the broker's ``max.partitions`` budget, or ran out
+    of file descriptors; nothing was created. Kafka error 37 (INVALID_PARTITIONS), the code
+    Redpanda answers for its per-core and file-descriptor partition limits."""
+
+
 class InvalidRequestError(KlogError):
     """A well-formed request the broker will not carry out (INVALID_REQUEST)."""
     error_code = EC.INVALID_REQUEST
