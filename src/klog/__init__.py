@@ -36,7 +36,7 @@ __all__ = [
     "LogClosedError", "LogOfflineError",
     "Consumer", "ConsumerRecord", "TopicPartition", "OffsetAndMetadata", "OffsetAndTimestamp",
     "GroupError", "CommitFailedError", "IllegalStateError", "InvalidGroupIdError",
-    "NoOffsetForPartitionError", "RebalanceInProgressError",
+    "NoOffsetForPartitionError", "RebalanceInProgressError", "connect",
 ]
 
 
@@ -44,6 +44,14 @@ def open(data_dir, config=None):
     """Open (creating if needed) a broker data directory; ``config`` uses Kafka's broker names
     (``num.partitions``, ``auto.create.topics.enable``, ``log.retention.ms``, ...)."""
     return Broker(data_dir, config)
+
+
+def connect(target=None, config=None):
+    """The client API for ``target``: a data directory (embedded broker) or
+    ``kafka://host:port,...`` (klog serve, Kafka or Redpanda through confluent-kafka). Same
+    producer / consumer / admin methods, record types and errors on both; see klog.client."""
+    from klog.client import connect as _connect
+    return _connect(target, config)
 
 
 def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0, compression=None):

@@ -55,7 +55,9 @@ class Context:
         self.views.clear()
 
 
-# klog's exceptions → Kafka error codes, most specific first.
+# klog's exceptions carry their Kafka error code (KlogError.error_code, from klog.error_codes);
+# this table only covers exceptions that do not, most specific first. tests/client/test_errors.py
+# checks that every entry agrees with the class's own code.
 ERROR_CODES = (
     (UnknownTopicOrPartitionError, EC.UNKNOWN_TOPIC_OR_PARTITION),
     (InternalTopicError, EC.INVALID_REQUEST),
@@ -77,6 +79,9 @@ ERROR_CODES = (
 
 
 def error_code(exc):
+    own = getattr(exc, "error_code", None)
+    if own is not None:
+        return own
     for cls, code in ERROR_CODES:
         if isinstance(exc, cls):
             return code
