@@ -12,6 +12,9 @@ NATIVE = "src/klog/_native"
 MODULES = ["crc32c", "batch", "mmapfile", "index", "scan", "partitioner", "accumulator"]
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+# Release builds strip symbols and debug info from the shared objects (about a third of their
+# size); KLOG_DEBUG=1 keeps them for gdb and perf.
+link_args = [] if DEBUG else ["-s"]
 macros = [("CYTHON_TRACE_NOGIL", "1")] if DEBUG else [("NDEBUG", None)]
 
 extensions = [
@@ -20,6 +23,7 @@ extensions = [
         [f"{NATIVE}/{name}.pyx"],
         include_dirs=[NATIVE],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
         define_macros=macros,
     )
     for name in MODULES

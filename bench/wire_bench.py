@@ -7,7 +7,9 @@ Every client runs in its own process (bench/wire_clients.py); 100-byte records, 
   (`test.mock.num.brokers=1`, inside the client process) vs Redis Streams XADD with
   redis-benchmark -P 1000; and pre-built batches over the bare protocol, the server's ceiling;
 - consume: confluent-kafka, kafka-python and aiokafka consumers <- `klog serve`, confluent-kafka
-  <- the mock cluster, XREAD with redis-py, and bare Fetch requests;
+  <- the mock cluster, XREAD with redis-py, and bare Fetch requests; a confluent-kafka consumer
+  with librdkafka's default settings (group subscribe, consume(10000)) <- both, over all the
+  records and over as many as the mock cluster keeps;
 - latency: produce -> consume at a fixed 50 k records/s, klog serve vs the mock cluster.
 Writes the "wire" section of BENCHMARKS.md (not with --quick).
 """
@@ -117,6 +119,21 @@ def main():
                 ("consume_raw", "bare Fetch v11 requests <- klog serve", "consume-raw", boot)):
             r[key], k = median_rate(runs, mode, where, n)
             line(what, k, k / r[key], k * 100)
+        # librdkafka's defaults: past its 100 000-message local queue the client's 1 s
+        # fetch.queue.backoff.ms sets the pace. The mock cluster keeps fewer records than that,
+        # so it is compared with klog serve over the same number of records.
+        r["consume_default"], k = median_rate(runs, "consume-default", boot, n)
+        line("confluent-kafka default settings <- klog serve", k, k / r["consume_default"], k * 100)
+        mock_runs = [run_client("consume-default", "mock", n) for _ in range(runs)]
+        rates = sorted(x["records"] / x["seconds"] for x in mock_runs)
+        r["consume_default_mock"] = rates[runs // 2]
+        k = mock_runs[0]["records"]
+        line("confluent-kafka default settings <- librdkafka mock cluster", k,
+             k / r["consume_default_mock"], k * 100)
+        r["mock_kept"] = mock_runs[0]["total"]
+        r["consume_default_small"], k = median_rate(runs, "consume-default", boot, r["mock_kept"])
+        line(f"confluent-kafka default settings <- klog serve, first {r['mock_kept']} records", k,
+             k / r["consume_default_small"], k * 100)
 
         print("\n## produce -> consume latency at 50k records/s (confluent-kafka, linger.ms=1)")
         lat_n = 50_000 if args.quick else 100_000   # the mock cluster keeps ~45k records
@@ -142,6 +159,12 @@ def main():
         ("confluent-kafka producer", mrate(r["produce"]), mrate(r["produce_mock"]), redis_w, ">= 1.5 M/s"),
         ("bare protocol producer, pre-built batches (server ceiling)", mrate(r["produce_raw"]), "", "", ""),
         ("confluent-kafka consumer", mrate(r["consume"]), mrate(r["consume_mock"]), redis_r, ">= 2 M/s"),
+        (f"confluent-kafka consumer with default settings (subscribe, consume(10000)), "
+         f"{n / 1e6:g} M records: librdkafka's 1 s fetch.queue.backoff.ms paces it",
+         mrate(r["consume_default"]), "", "", "report"),
+        (f"the same over {r['mock_kept'] // 1000} k records, what the mock cluster keeps "
+         "(its local queue never fills)", mrate(r["consume_default_small"]),
+         mrate(r["consume_default_mock"]), "", "report"),
         ("confluent-kafka handing queued records to Python (client ceiling, no server)",
          mrate(r["consume_drain"]), "", "", ""),
         ("kafka-python consumer", mrate(r["consume_kafka_python"]), "", "", "report"),

@@ -80,7 +80,7 @@ def timed_consume(next_chunk, n):
             t0 = time.perf_counter()
         else:
             timed += k
-    return {"seconds": time.perf_counter() - t0, "records": timed}
+    return {"seconds": time.perf_counter() - t0, "records": timed, "total": got}
 
 
 def consume_confluent(bootstrap, n):
@@ -99,6 +99,33 @@ def consume_confluent(bootstrap, n):
 
     # the mock cluster keeps only the last ~5 MB of a partition
     result = timed_consume(chunk, min(n, high - low))
+    c.close()
+    return result
+
+
+def consume_confluent_default(bootstrap, n):
+    """A consumer as an application writes it: librdkafka's default settings, a group
+    subscription, ``consume(10000)``. librdkafka stops fetching a partition for
+    fetch.queue.backoff.ms (1 s) once its local queue holds queued.min.messages (100 000), which
+    this loop empties in about a tenth of that: past 100 000 records the client sets the pace
+    (``debug=fetch`` logs "Fetch backoff for 1000ms: Local: Queue full")."""
+    import uuid
+
+    import confluent_kafka as ck
+
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "wire-bench-" + uuid.uuid4().hex,
+                     "auto.offset.reset": "earliest"})
+    low, high = c.get_watermark_offsets(ck.TopicPartition(TOPIC, 0), 10)
+    c.subscribe([TOPIC])
+
+    def chunk(left):
+        msgs = c.consume(min(10_000, left), 10.0)
+        for m in msgs:
+            if m.error() is not None:
+                raise RuntimeError(str(m.error()))
+        return len(msgs)
+
+    result = timed_consume(chunk, min(n, high - low))   # the mock cluster keeps ~5 MB
     c.close()
     return result
 
@@ -302,6 +329,11 @@ def main():
         if bootstrap == "mock":
             producer, bootstrap = mock_cluster(LATENCY_PRODUCER)
         result = latency_confluent(bootstrap, n, int(sys.argv[4]), producer)
+    elif mode == "consume-default":
+        if bootstrap == "mock":
+            p, bootstrap = mock_cluster(PRODUCER)
+            produce_confluent(p, n)
+        result = consume_confluent_default(bootstrap, n)
     elif mode == "consume-drain":
         result = drain_confluent(bootstrap, n)
     elif mode == "consume-kafka-python":

@@ -11,9 +11,10 @@ import time
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 import klog
+from klog.delivery import Stdout
 from klog.errors import KlogError
 
 class _Out(Console):
@@ -30,7 +31,7 @@ out = _Out(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() el
 
 class Failure(click.ClickException):
     def show(self, file=None):
-        err.print(f"[bold red]error:[/] {self.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(self.message)}", highlight=False)
 
 
 def _guard(fn):
@@ -46,6 +47,10 @@ def _guard(fn):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
+        except KeyboardInterrupt:
+            # Ctrl-C is how a person stops klog consume: the shell's convention (128 + SIGINT),
+            # without click's "Aborted!" or a traceback.
+            sys.exit(130)
         except (KlogError, ValueError, TypeError, OSError, KeyError) as exc:
             raise Failure(str(exc) or type(exc).__name__) from None
     return run
@@ -74,11 +79,50 @@ def cli(ctx, data_dir):
 
 def _broker(ctx, create=True):
     data_dir = ctx.obj["data_dir"]
-    if not create and not os.path.isdir(data_dir):
-        raise Failure(f"no klog data directory at {data_dir!r} (set --data-dir or KLOG_DATA_DIR)")
+    _check_data_dir(data_dir, create)
     broker = klog.open(data_dir)
     ctx.call_on_close(broker.close)
     return broker
+
+
+def _check_data_dir(data_dir, create):
+    """Refuse, before anything is written, a path klog must not use: a file, or a directory
+    klog never opened (a read-only command there would leave a .lock behind; a writing one would
+    scatter topic directories among someone else's files). An empty directory is fine to create
+    into."""
+    if os.path.isdir(data_dir):
+        entries = os.listdir(data_dir)
+        if "klog-metadata.json" in entries or ".lock" in entries:
+            return
+        if not create:
+            raise Failure(f"{data_dir!r} is not a klog data directory (no klog-metadata.json); "
+                          "set --data-dir or KLOG_DATA_DIR to one")
+        if entries:
+            raise Failure(f"refusing to use {data_dir!r} as a data directory: it holds other "
+                          "files and no klog-metadata.json")
+    elif os.path.lexists(data_dir):
+        raise Failure(f"data directory {data_dir!r} is a file, not a directory")
+    elif not create:
+        raise Failure(f"no klog data directory at {data_dir!r} (set --data-dir or KLOG_DATA_DIR)")
+
+
+def _format_option(fn):
+    return click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+                        default="table", show_default=True,
+                        help="table for people, json (one document) for scripts")(fn)
+
+
+def _table(header, rows):
+    """Columns padded to their widest cell and never cut: a long topic name widens its column
+    (a narrow terminal wraps the line) instead of becoming 'orders.p…'."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in [header, *rows]:   # one space in, as rich's were: apart from "NAME  value" lines
+        click.echo((" " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths))).rstrip())
+
+
+def _json_out(doc):
+    click.echo(json.dumps(doc, indent=1))
 
 
 # -- topics -----------------------------------------------------------------------------------------
@@ -100,38 +144,46 @@ def topic_create(ctx, name, partitions, configs):
 
 @topic.command("list")
 @click.option("--internal", is_flag=True, help="include internal topics")
+@_format_option
 @click.pass_context
 @_guard
-def topic_list(ctx, internal):
+def topic_list(ctx, internal, output_format):
     broker = _broker(ctx, create=False)
-    table = Table("TOPIC", "PARTITIONS", "RECORDS", "SIZE", box=None)
+    rows = []
     for name in broker.list_topics(internal=internal):
         d = broker.describe_topic(name)
-        table.add_row(name, str(len(d.partitions)),
-                      str(sum(p.log_end_offset - p.log_start_offset for p in d.partitions)),
-                      _size(sum(p.size for p in d.partitions)))
-    out.print(table)
+        rows.append({"topic": name, "partitions": len(d.partitions),
+                     "records": sum(p.log_end_offset - p.log_start_offset for p in d.partitions),
+                     "size_bytes": sum(p.size for p in d.partitions)})
+    if output_format == "json":
+        return _json_out(rows)
+    _table(["TOPIC", "PARTITIONS", "RECORDS", "SIZE"],
+           [[r["topic"], r["partitions"], r["records"], _size(r["size_bytes"])] for r in rows])
 
 
 @topic.command("describe")
 @click.argument("name")
 @click.option("--all-configs", is_flag=True, help="show defaults too, not only overrides")
+@_format_option
 @click.pass_context
 @_guard
-def topic_describe(ctx, name, all_configs):
+def topic_describe(ctx, name, all_configs, output_format):
     broker = _broker(ctx, create=False)
     d = broker.describe_topic(name)
-    out.print(f"NAME        {d.name}\nID          {d.topic_id}\nPARTITIONS  {len(d.partitions)}")
-    table = Table("PARTITION", "LOG-START-OFFSET", "LOG-END-OFFSET", "SIZE", box=None)
-    for p in d.partitions:
-        table.add_row(str(p.partition), str(p.log_start_offset), str(p.log_end_offset), _size(p.size))
-    out.print(table)
     shown = d.config if all_configs else broker.topic_overrides(name)
+    if output_format == "json":
+        return _json_out({
+            "topic": d.name, "id": str(d.topic_id),
+            "partitions": [{"partition": p.partition, "log_start_offset": p.log_start_offset,
+                            "log_end_offset": p.log_end_offset, "size_bytes": p.size}
+                           for p in d.partitions],
+            "config": {k: v for k, v in sorted(shown.items())}})
+    click.echo(f"NAME        {d.name}\nID          {d.topic_id}\nPARTITIONS  {len(d.partitions)}")
+    _table(["PARTITION", "LOG-START-OFFSET", "LOG-END-OFFSET", "SIZE"],
+           [[p.partition, p.log_start_offset, p.log_end_offset, _size(p.size)] for p in d.partitions])
     if shown:
-        cfg = Table("KEY", "VALUE", box=None)
-        for k, v in sorted(shown.items()):
-            cfg.add_row(k, str(v))
-        out.print(cfg)
+        click.echo()
+        _table(["KEY", "VALUE"], [[k, v] for k, v in sorted(shown.items())])
 
 
 @topic.command("alter")
@@ -176,14 +228,19 @@ def topic_delete(ctx, name):
 # -- produce / consume ------------------------------------------------------------------------------
 @cli.command()
 @click.argument("topic_name", metavar="TOPIC")
-@click.option("-K", "--key-delimiter", default=None, help="split each line into key DELIM value (like kcat -K)")
+@click.option("-K", "--key-delimiter", default=None,
+              help="split each line into key DELIM value (like kcat -K; a line without DELIM has no key)")
 @click.option("-H", "--header", "headers", multiple=True, metavar="KEY=VALUE", help="add a header to every record")
 @click.option("-p", "--partition", type=click.IntRange(min=0), default=None)
 @click.option("-z", "--compression", type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]), default="none")
 @click.pass_context
 @_guard
 def produce(ctx, topic_name, key_delimiter, headers, partition, compression):
-    """Produce lines from stdin, one record per line."""
+    """Produce lines from stdin, one record per line.
+
+    A line that cannot be stored (too large for max.message.bytes, no key for a compacted topic)
+    is reported on stderr with its line number and the others are still written; the exit
+    status is 1 if any line failed."""
     hdrs = [(k, v.encode()) for k, v in _configs(headers, "header").items()] or None
     if key_delimiter == "":
         raise Failure("-K needs a non-empty key delimiter")
@@ -195,55 +252,223 @@ def produce(ctx, topic_name, key_delimiter, headers, partition, compression):
             raise Failure(f"topic {topic_name!r} has partitions 0..{n_parts - 1}, not {partition}"
                           if known else f"unknown topic {topic_name!r} (auto-created topics have "
                           f"partitions 0..{n_parts - 1}, not {partition})")
-    producer = broker.producer({"compression.type": compression, "linger.ms": 50})
-    count = 0
-    batches = {}
+    codec = None if compression == "none" else compression
+    delim = key_delimiter.encode() if key_delimiter is not None else None
+    producer = solo = None
+    checker = None
+    written = failed = 0
+    in_flight = []          # (line number, future) not yet known to be stored
     stdin = click.get_binary_stream("stdin")
-    for raw in stdin:
-        line = raw.rstrip(b"\r\n")
-        key = None
-        if key_delimiter is not None:
-            delim = key_delimiter.encode()
-            if delim in line:
+
+    def line_failed(lineno, message):
+        nonlocal failed
+        failed += 1
+        err.print(f"[bold red]error:[/] {escape(f'line {lineno}: {message}')}", highlight=False)
+
+    def settle(wait):
+        """Count the futures that are done (all of them when ``wait``): the accumulator appends
+        or refuses a batch as a whole, and a refusal is reported per line."""
+        nonlocal written
+        if wait:
+            for p in (producer, solo):
+                if p is not None:
+                    p.flush()
+        keep = []
+        for lineno, future in in_flight:
+            if not future.done():
+                keep.append((lineno, future))
+            elif future.exception() is None:
+                written += 1
+            else:
+                line_failed(lineno, str(future.exception()))
+        in_flight[:] = keep
+
+    try:
+        for lineno, raw in enumerate(stdin, 1):
+            line = raw.rstrip(b"\r\n")
+            key = None
+            if delim is not None and delim in line:
                 key, line = line.split(delim, 1)
-        future = producer.send(topic_name, line, key=key, partition=partition, headers=hdrs)
-        batches[id(future.batch)] = future   # a batch is appended (or refused) as a whole
-        count += 1
-    producer.close()
-    # send() only queues: a refused append (a keyless record on a compacted topic, a record over
-    # max.message.bytes) shows up on the futures, and must not be reported as produced.
-    failed = [f.exception() for f in batches.values() if f.exception() is not None]
+            if producer is None:
+                broker.ensure_topic(topic_name)         # auto-creates, as the first send would
+                checker = _LineChecker(broker, topic_name, hdrs, codec)
+                producer = broker.producer({"compression.type": compression, "linger.ms": 50,
+                                            "batch.size": checker.batch_size,
+                                            "max.request.size": checker.max_request})
+                ctx.call_on_close(producer.close)
+            problem = checker.problem(key, line, delim)
+            if problem:
+                line_failed(lineno, problem)
+                continue
+            target = producer
+            if checker.bound(key, line) > checker.max_request:
+                # Near the limit: alone in its own batch, after everything queued before it.
+                if solo is None:
+                    solo = broker.producer({"compression.type": compression, "linger.ms": 0,
+                                            "batch.size": 1, "max.request.size": 2 * checker.max_bytes})
+                    ctx.call_on_close(solo.close)
+                producer.flush()
+                target = solo
+            try:
+                in_flight.append((lineno, target.send(topic_name, line, key=key,
+                                                      partition=partition, headers=hdrs)))
+            except (KlogError, ValueError) as exc:   # the accumulator's own size check
+                line_failed(lineno, str(exc))
+                continue
+            if len(in_flight) >= 10_000:
+                settle(wait=False)
+    finally:
+        if producer is not None:
+            settle(wait=True)
     if failed:
-        raise Failure(f"records not written to {topic_name}: {failed[0]}")
-    err.print(f"produced {count} record(s) to {topic_name}", highlight=False)
+        raise Failure(f"{written} record(s) written to {topic_name}, {failed} line(s) failed")
+    err.print(f"produced {written} record(s) to {topic_name}", highlight=False)
+
+
+class _LineChecker:
+    """What makes one stdin line unstorable, found before it joins a batch (the log refuses a
+    batch as a whole, so one bad line would take good ones down with it)."""
+
+    BATCH_OVERHEAD = 61         # RecordBatch v2 header
+    RECORD_OVERHEAD = 30        # a record's varints and attributes, at most
+
+    def __init__(self, broker, topic, headers, codec):
+        config = broker.log(topic, 0).config
+        self.max_bytes = config.max_message_bytes
+        self.compacted = "compact" in config.cleanup_policy
+        self.topic = topic
+        self.headers = headers
+        self.codec = codec
+        self.header_bytes = sum(len(k.encode()) + len(v) + 10 for k, v in headers or ())
+        # The accumulator closes a batch before it would pass max.request.size: keeping that
+        # under max.message.bytes (less the batch header and a codec's frame) means a batch of
+        # good lines is never refused for its total size.
+        self.max_request = max(1, self.max_bytes - self.BATCH_OVERHEAD - 64)
+        self.batch_size = min(16384, self.max_request)
+
+    def bound(self, key, value):
+        return (self.BATCH_OVERHEAD + self.RECORD_OVERHEAD + len(value) + len(key or b"")
+                + self.header_bytes)
+
+    def problem(self, key, value, delim):
+        if self.compacted and key is None:
+            how = f"no key delimiter {delim.decode(errors='replace')!r} in the line" if delim \
+                else "no key (give -K DELIM)"
+            return f"{how}; topic {self.topic!r} is compacted and refuses records without a key"
+        if self.bound(key, value) <= self.max_bytes:
+            return None
+        size = len(klog.encode_batch([value], keys=[key], headers=[self.headers],
+                                     compression=self.codec))
+        if size > self.max_bytes:
+            return (f"record of {len(value)} bytes makes a batch of {size} bytes, over "
+                    f"max.message.bytes ({self.max_bytes}) of topic {self.topic!r}")
+        return None
+
+
+def _offset_specs(specs):
+    """kcat's -o, given once or twice: a start (beginning | end | stored | N | -N (N before the
+    end) | @ts | s@ts, timestamps in ms) and an end e@ts (stop before the first record at or
+    after ts; kcat's meaning). Returns ((mode, arg), end timestamp or None)."""
+    start, end = None, None
+    for spec in specs:
+        if re.fullmatch(r"e@-?[0-9]+", spec):
+            if end is not None:
+                raise Failure(f"two end offsets: {end!r} and {spec!r}")
+            end = int(spec[2:])
+            continue
+        parsed = _offset_spec(spec)
+        if start is not None:
+            raise Failure(f"two start offsets: -o {start[2]} and -o {spec}")
+        start = parsed + (spec,)
+    return (start[:2] if start else ("beginning", None)), end
 
 
 def _offset_spec(spec):
-    """kcat's -o: beginning | end | N | -N (N before the end) | @timestamp_ms."""
     if spec in ("beginning", "end", "stored"):
         return spec, None
-    if re.fullmatch(r"@-?[0-9]+", spec):
-        return "time", int(spec[1:])
+    if re.fullmatch(r"s?@-?[0-9]+", spec):
+        return "time", int(spec.split("@", 1)[1])
     if re.fullmatch(r"-?[0-9]+", spec):
         n = int(spec)
         return ("relative", n) if n < 0 else ("absolute", n)
-    raise Failure(f"bad offset {spec!r}: use beginning, end, N, -N or @timestamp_ms")
+    raise Failure(f"bad offset {spec!r}: use beginning, end, N, -N, @timestamp_ms, s@timestamp_ms "
+                  "or e@timestamp_ms")
 
 
-FORMAT_CODES = re.compile(r"%[tpokKsSTh%]|\\[nt\\]")
+# kcat's -f codes; the output is bytes, so keys and values come out exactly as stored.
+FORMAT_TOKENS = re.compile(rb"%(.)|\\x([0-9a-fA-F]{2})|\\(.)|%$", re.S)
+_FORMAT_CODES = {
+    b"s": lambda r: r.value or b"",
+    b"S": lambda r: b"%d" % (len(r.value) if r.value is not None else -1),
+    b"R": lambda r: (len(r.value) if r.value is not None else -1).to_bytes(4, "big", signed=True),
+    b"k": lambda r: r.key or b"",
+    b"K": lambda r: b"%d" % (len(r.key) if r.key is not None else -1),
+    b"t": lambda r: r.topic.encode(),
+    b"p": lambda r: b"%d" % r.partition,
+    b"o": lambda r: b"%d" % r.offset,
+    b"T": lambda r: b"%d" % r.timestamp,
+    b"h": lambda r: b",".join(k.encode() + b"=" + (v or b"") for k, v in r.headers),
+    b"%": lambda r: b"%",
+}
+_BACKSLASH = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"\\": b"\\"}
 
 
-def _render(fmt, r):
-    def sub(m):
-        c = m.group(0)
-        return {
-            "%t": r.topic, "%p": str(r.partition), "%o": str(r.offset), "%T": str(r.timestamp),
-            "%k": _text(r.key), "%s": _text(r.value), "%K": str(len(r.key) if r.key is not None else -1),
-            "%S": str(len(r.value) if r.value is not None else -1),
-            "%h": ",".join(f"{k}={_text(v)}" for k, v in r.headers), "%%": "%",
-            "\\n": "\n", "\\t": "\t", "\\\\": "\\",
-        }[c]
-    return FORMAT_CODES.sub(sub, fmt)
+def _compile_format(fmt):
+    """A -f format → a function record → bytes. An unknown %-code is a usage error."""
+    raw = os.fsencode(fmt)
+    parts = []
+    pos = 0
+    for m in FORMAT_TOKENS.finditer(raw):
+        if m.start() > pos:
+            parts.append(raw[pos:m.start()])
+        pos = m.end()
+        code, hexa, esc = m.groups()
+        if hexa is not None:
+            parts.append(bytes([int(hexa, 16)]))
+        elif esc is not None:
+            parts.append(_BACKSLASH.get(esc, b"\\" + esc))
+        elif code is not None and code in _FORMAT_CODES:
+            parts.append(_FORMAT_CODES[code])
+        else:
+            shown = "%" + (code.decode(errors="replace") if code else "")
+            raise click.BadParameter(
+                f"unknown format code {shown!r} in {fmt!r} (known: %s %S %R %k %K %t %p %o %T %h "
+                "%%, \\n \\r \\t \\\\ \\xHH)", param_hint="'-f' / '--format'")
+    if pos < len(raw):
+        parts.append(raw[pos:])
+    return lambda r: b"".join(p if isinstance(p, bytes) else bytes(p(r)) for p in parts)
+
+
+def _surrogate(b):
+    return None if b is None else bytes(b).decode("utf-8", "surrogateescape")
+
+
+def _kcat_json(tstypes):
+    """kcat -J's envelope, field for field (key and payload as their bytes, as kcat writes
+    them; broker 0 is the node id klog serve gives itself)."""
+    def render(r):
+        doc = {"topic": r.topic, "partition": r.partition, "offset": r.offset,
+               "tstype": tstypes[r.topic], "ts": r.timestamp, "broker": 0}
+        if r.headers:
+            doc["headers"] = [x for k, v in r.headers for x in (k, _surrogate(v))]
+        doc["key"] = _surrogate(r.key)
+        doc["payload"] = _surrogate(r.value)
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        return _UPPER_HEX.sub(lambda m: m.group(1) + m.group(2).upper(), text).encode(
+            "utf-8", "surrogateescape") + b"\n"
+    return render
+
+
+# kcat writes control characters as \u001B, json.dumps as \u001b (a \u after an even run of
+# backslashes is an escape; after an odd one it is text).
+_UPPER_HEX = re.compile(r"(?<!\\)((?:\\\\)*\\u)([0-9a-f]{4})")
+
+
+def _klog_json(r):
+    return (json.dumps({"topic": r.topic, "partition": r.partition, "offset": r.offset,
+                        "timestamp": r.timestamp, "key": _text(r.key) if r.key is not None else None,
+                        "value": _text(r.value) if r.value is not None else None,
+                        "headers": {k: _text(v) for k, v in r.headers}}) + "\n").encode()
 
 
 def _text(b):
@@ -251,60 +476,137 @@ def _text(b):
 
 
 @cli.command()
-@click.argument("topic_name", metavar="TOPIC")
-@click.option("-o", "--offset", "offset_spec", default="beginning", show_default=True,
-              help="beginning, end, N, -N (from the end), @timestamp_ms")
+@click.argument("topic_names", metavar="TOPIC...", nargs=-1, required=True)
+@click.option("-o", "--offset", "offset_specs", multiple=True,
+              help="start: beginning (default), end, stored, N, -N (from the end), @ts or s@ts "
+                   "(ms); end: e@ts (stop before the first record at or after ts); may be repeated")
 @click.option("-p", "--partition", type=click.IntRange(min=0), default=None, help="only this partition")
 @click.option("-e", "--exit", "exit_at_end", is_flag=True, help="exit at the end of the log")
 @click.option("-c", "--count", type=click.IntRange(min=1), default=None, help="stop after N records")
-@click.option("-f", "--format", "fmt", default=None, help="kcat-style format: %t %p %o %k %s %T %h %K %S")
-@click.option("-g", "--group", default=None, help="consume as a member of this consumer group")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per record")
+@click.option("-f", "--format", "fmt", default=None,
+              help="kcat-style format: %t %p %o %k %s %T %h %K %S %R %%, \\n \\t \\xHH")
+@click.option("-J", "kcat_json", is_flag=True, help="kcat's JSON envelope per record")
+@click.option("-g", "--group", default=None,
+              help="consume as a member of this consumer group; commits only what was written out")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per record (klog's fields)")
 @click.pass_context
 @_guard
-def consume(ctx, topic_name, offset_spec, partition, exit_at_end, count, fmt, group, as_json):
-    """Print records of TOPIC."""
-    mode, arg = _offset_spec(offset_spec)
+def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, kcat_json, group,
+            as_json):
+    """Print records of one or more TOPICs (each value on a line, as kcat -C does).
+
+    With -g, offsets are committed for records written to stdout only: on a pipe, those the
+    reader has read (klog consume -g g | head -3 leaves the group at record 4); Ctrl-C
+    exits with status 130, a closed pipe with 0."""
+    if sum([as_json, kcat_json, fmt is not None]) > 1:
+        raise click.UsageError("choose one of -f, -J and --json")
+    if group and partition is not None:
+        raise click.UsageError("-p cannot be used with -g: the group assigns the partitions")
+    render = _compile_format(fmt) if fmt is not None else None
+    (mode, arg), end_ts = _offset_specs(offset_specs)
     broker = _broker(ctx, create=False)
-    n_parts = broker.partition_count(topic_name)
-    if partition is not None and partition >= n_parts:
-        raise Failure(f"topic {topic_name!r} has partitions 0..{n_parts - 1}, not {partition}")
-    consumer = broker.consumer(group, {"enable.auto.commit": "true" if group else "false",
+    topic_names = list(dict.fromkeys(topic_names))
+    tps = []
+    for name in topic_names:
+        n_parts = broker.partition_count(name)
+        if partition is not None and partition >= n_parts:
+            raise Failure(f"topic {name!r} has partitions 0..{n_parts - 1}, not {partition}")
+        tps += [klog.TopicPartition(name, p) for p in
+                ([partition] if partition is not None else range(n_parts))]
+    if kcat_json:
+        tstypes = {name: "logappend" if broker.log(name, 0).config.message_timestamp_type ==
+                   "LogAppendTime" else "create" for name in topic_names}
+        render = _kcat_json(tstypes)
+    elif as_json:
+        render = _klog_json
+    elif render is None:
+        render = lambda r: (r.value or b"") + b"\n"   # noqa: E731
+    ends = None
+    if end_ts is not None:
+        ends = {}
+        for tp in tps:
+            log = broker.log(tp.topic, tp.partition)
+            found = log.offset_for_time(end_ts)
+            ends[tp] = log.log_end_offset if found is None else found
+    consumer = broker.consumer(group, {"enable.auto.commit": "false",
                                        "auto.offset.reset": "earliest" if mode != "end" else "latest"})
     ctx.call_on_close(consumer.close)
-    tps = [klog.TopicPartition(topic_name, p) for p in
-           ([partition] if partition is not None else range(n_parts))]
+
+    delivered = {}      # tp -> next offset, for records the reader has taken
+    committed = {}
+
+    def taken(token):
+        tp, offset = token
+        delivered[tp] = offset + 1
+
+    sink = Stdout(sys.stdout.fileno(), taken, track_pipe=bool(group))
+
+    def commit(only=None):
+        todo = {tp: off for tp, off in delivered.items()
+                if committed.get(tp) != off and (only is None or tp in only)}
+        if todo:
+            consumer.commit(todo)
+            committed.update(todo)
+
+    def on_revoke(partitions):
+        sink.flush()
+        commit(set(partitions))
+        for tp in partitions:        # another member may move them on before they come back
+            delivered.pop(tp, None)
+            committed.pop(tp, None)
+
+    def on_assign(partitions):
+        # Where the group starts (its committed offset, or the reset position) is delivered
+        # as far as nothing has been printed: a new group at -o end commits the log end.
+        for tp in partitions:
+            delivered.setdefault(tp, consumer.position(tp))
+
     if group:
-        consumer.subscribe([topic_name])
+        consumer.subscribe(topic_names, on_assign=on_assign, on_revoke=on_revoke)
     else:
         consumer.assign(tps)
         _seek(consumer, broker, tps, mode, arg)
     shown = 0
-    while True:
-        records = consumer.poll(timeout_ms=200 if exit_at_end else 1000,
-                                max_records=min(count - shown, 500) if count else None)
-        for r in records:
-            if as_json:
-                line = json.dumps({"topic": r.topic, "partition": r.partition, "offset": r.offset,
-                                   "timestamp": r.timestamp, "key": _text(r.key) if r.key is not None else None,
-                                   "value": _text(r.value) if r.value is not None else None,
-                                   "headers": {k: _text(v) for k, v in r.headers}})
-            elif fmt is not None:
-                line = _render(fmt, r)
-                click.echo(line, nl=False)
+    next_commit = time.monotonic() + 1.0
+    try:
+        while not (count and shown >= count):
+            records = consumer.poll(timeout_ms=200 if exit_at_end or ends is not None else 1000,
+                                    max_records=min(count - shown, 500) if count else None)
+            for r in records:
+                tp = klog.TopicPartition(r.topic, r.partition)
+                if ends is not None and r.offset >= ends[tp]:
+                    continue
+                sink.write(render(r), (tp, r.offset))
                 shown += 1
                 if count and shown >= count:
-                    return
-                continue
-            else:
-                line = _text(r.value)
-            click.echo(line)
-            shown += 1
-            if count and shown >= count:
-                return
-        if exit_at_end and not records and consumer.assignment() and \
-                _at_end(consumer, broker, consumer.assignment()):
-            return
+                    break
+            sink.flush()
+            if group and time.monotonic() >= next_commit:
+                commit()
+                next_commit = time.monotonic() + 1.0
+            if ends is not None and _past(consumer, ends):
+                break
+            if exit_at_end and not records and consumer.assignment() and \
+                    _at_end(consumer, broker, consumer.assignment()):
+                break
+        sink.finish()
+    except (BrokenPipeError, KeyboardInterrupt):
+        # What the reader took is committed; the record in flight on a pipe is not.
+        if group:
+            try:
+                sink.flush()
+            except OSError:
+                pass
+            commit()
+        raise
+    if group:
+        commit()
+
+
+def _past(consumer, ends):
+    """Every partition with an e@ end has reached it (positions of unassigned ones unknown)."""
+    assigned = consumer.assignment()
+    return all(tp in assigned and consumer.position(tp) >= end for tp, end in ends.items())
 
 
 def _seek(consumer, broker, tps, mode, arg):
@@ -335,14 +637,17 @@ def group():
 
 
 @group.command("list")
+@_format_option
 @click.pass_context
 @_guard
-def group_list(ctx):
+def group_list(ctx, output_format):
     coordinator = _broker(ctx, create=False).group_coordinator
-    table = Table("GROUP", "STATE", "PROTOCOL-TYPE", box=None)
-    for g in coordinator.list_groups():
-        table.add_row(g.group_id, g.state, g.protocol_type or "-")
-    out.print(table)
+    groups = [{"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type or None}
+              for g in coordinator.list_groups()]
+    if output_format == "json":
+        return _json_out(groups)
+    _table(["GROUP", "STATE", "PROTOCOL-TYPE"],
+           [[g["group"], g["state"], g["protocol_type"] or "-"] for g in groups])
 
 
 def _group_rows(broker, group_id):
@@ -377,22 +682,28 @@ def _group_rows(broker, group_id):
 
 @group.command("describe")
 @click.argument("group_id", metavar="GROUP")
+@_format_option
 @click.pass_context
 @_guard
-def group_describe(ctx, group_id):
+def group_describe(ctx, group_id, output_format):
     broker = _broker(ctx, create=False)
     desc, rows = _group_rows(broker, group_id)
     if desc.state == "Dead" and not rows:
         raise Failure(f"unknown consumer group {group_id!r}")
     total = sum(r[5] for r in rows if r[5] is not None)
-    out.print(f"GROUP        {group_id}\nSTATE        {desc.state}\nMEMBERS      {len(desc.members)}\n"
-              f"TOTAL-LAG    {total}")
-    table = Table("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-START-OFFSET", "LOG-END-OFFSET",
-                  "LAG", "MEMBER-ID", "CLIENT-ID", box=None)
-    for t, p, cur, start, end, lag, member, client in rows:
-        table.add_row(t, str(p), "-" if cur is None else str(cur), str(start), str(end),
-                      "-" if lag is None else str(lag), member or "-", client or "-")
-    out.print(table)
+    if output_format == "json":
+        return _json_out({
+            "group": group_id, "state": desc.state, "members": len(desc.members), "total_lag": total,
+            "partitions": [{"topic": t, "partition": p, "current_offset": cur,
+                            "log_start_offset": start, "log_end_offset": end, "lag": lag,
+                            "member_id": member or None, "client_id": client or None}
+                           for t, p, cur, start, end, lag, member, client in rows]})
+    click.echo(f"GROUP        {group_id}\nSTATE        {desc.state}\nMEMBERS      {len(desc.members)}\n"
+               f"TOTAL-LAG    {total}")
+    _table(["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-START-OFFSET", "LOG-END-OFFSET",
+            "LAG", "MEMBER-ID", "CLIENT-ID"],
+           [[t, p, "-" if cur is None else cur, start, end, "-" if lag is None else lag,
+             member or "-", client or "-"] for t, p, cur, start, end, lag, member, client in rows])
 
 
 @group.command("reset-offsets")
@@ -403,9 +714,11 @@ def group_describe(ctx, group_id):
 @click.option("--to-offset", "to_offset", type=int, default=None, help="to this offset")
 @click.option("--to-datetime", "to_time", type=int, default=None, metavar="TIMESTAMP_MS",
               help="to the first offset at or after this time")
+@_format_option
 @click.pass_context
 @_guard
-def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_offset, to_time):
+def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_offset, to_time,
+                        output_format):
     """Reset a group's committed offsets (the group must have no active members)."""
     # Separate flags: sharing one destination let --to-earliest --to-latest pass (the last won).
     to = "earliest" if to_earliest else "latest" if to_latest else None
@@ -433,10 +746,11 @@ def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_of
         code = next(iter(failed.values()))
         raise Failure(f"cannot reset offsets of group {group_id!r}: {error_for(code)} "
                       "(stop its consumers first)")
-    table = Table("TOPIC", "PARTITION", "NEW-OFFSET", box=None)
-    for tp, off in sorted(offsets.items()):
-        table.add_row(tp.topic, str(tp.partition), str(off))
-    out.print(table)
+    if output_format == "json":
+        return _json_out([{"topic": tp.topic, "partition": tp.partition, "new_offset": off}
+                          for tp, off in sorted(offsets.items())])
+    _table(["TOPIC", "PARTITION", "NEW-OFFSET"],
+           [[tp.topic, tp.partition, off] for tp, off in sorted(offsets.items())])
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
@@ -586,25 +900,85 @@ def _size(n):
         n /= 1024
 
 
+def _hostport(value, what):
+    """HOST:PORT with a port in 0..65535 (IPv6 in brackets)."""
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):([0-9]{1,5})", value or "")
+    if not m or int(m.group(2)) > 65535:
+        raise Failure(f"{what} {value!r} is not HOST:PORT with a port in 0..65535 "
+                      "(e.g. 127.0.0.1:9092)")
+    return value
+
+
+def _check_bind(listen):
+    """Bind the address once before anything is opened, so a port in use or an unknown host is
+    one line and no data directory is created."""
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise Failure(f"cannot listen on {listen}: unknown host {host!r} ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise Failure(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
 @cli.command()
 @click.option("--data-dir", "serve_data_dir", default=None,
-              help="broker data directory (default: the global --data-dir)")
-@click.option("--listen", default="127.0.0.1:9092", show_default=True, help="HOST:PORT to bind")
+              help="broker data directory (default: the global --data-dir, else log.dirs of --config)")
+@click.option("--listen", default=None,
+              help="HOST:PORT to bind [default: listeners of --config, else 127.0.0.1:9092]")
 @click.option("--advertised-listener", default=None,
               help="HOST:PORT clients are told to connect to (default: the bound address)")
-@click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE",
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a Kafka server.properties file (klog.properties); -c and the flags above win")
+@click.option("-c", "--config-value", "configs", multiple=True, metavar="KEY=VALUE",
               help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")
 @click.pass_context
 @_guard
-def serve(ctx, serve_data_dir, listen, advertised_listener, configs):
-    """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT."""
+def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs):
+    """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT.
+
+    --config reads Kafka's server.properties format: listeners (the PLAINTEXT one) and
+    advertised.listeners become --listen / --advertised-listener, log.dirs the data directory,
+    and broker settings klog knows are applied. Kafka settings klog has no use for (threads,
+    replication, TLS, ...) are a warning; any other key is an error naming file and line."""
     import logging
 
+    from klog import server_properties
     from klog.server import run
 
+    settings = {}
+    if config_file is not None:
+        props = server_properties.load(config_file)
+        for warning in props.warnings:
+            err.print(f"warning: {escape(warning)}", highlight=False)
+        settings.update(props.settings)
+        listen = listen or props.listen
+        advertised_listener = advertised_listener or props.advertised
+        global_dir = click.get_current_context().parent.get_parameter_source("data_dir")
+        if serve_data_dir is None and props.data_dir and \
+                global_dir not in (click.core.ParameterSource.COMMANDLINE,
+                                   click.core.ParameterSource.ENVIRONMENT):
+            serve_data_dir = props.data_dir
+    settings.update(_configs(configs, "broker setting"))
+    listen = _hostport(listen or "127.0.0.1:9092", "--listen")
+    if advertised_listener is not None:
+        _hostport(advertised_listener, "--advertised-listener")
+    data_dir = serve_data_dir or ctx.obj["data_dir"]
+    from klog.config import BrokerConfig
+
+    BrokerConfig.from_dict(settings)            # a bad setting is an error before anything opens
+    _check_data_dir(data_dir, create=True)
+    _check_bind(listen)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(serve_data_dir or ctx.obj["data_dir"], listen, advertised_listener,
-        _configs(configs, "broker setting") or None)
+    run(data_dir, listen, advertised_listener, settings or None)
 
 
 # -- klog run: functions wired to topics (klog.functions) -------------------------------------

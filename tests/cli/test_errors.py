@@ -1,5 +1,7 @@
 """Bad input: one 'error: ...' line on stderr (or click's usage error, exit 2), a non-zero exit,
 never a traceback, nothing on stdout, and nothing written to the data directory."""
+import os
+
 import pytest
 
 import klog
@@ -44,8 +46,6 @@ CASES = [
     ("produce-bad-header", "plain", ["produce", "t", "-H", "nokv"], "a\n", 1, r"header 'nokv' is not key=value"),
     ("produce-empty-delimiter", "plain", ["produce", "t", "-K", ""], "a\n", 1, r"-K"),
     ("produce-bad-codec", "plain", ["produce", "t", "-z", "brotli"], "a\n", 2, r"'-z' / '--compression'"),
-    ("produce-keyless-to-compacted", "plain", ["produce", "compacted"], "a\n", 1, r"without a key"),
-    ("produce-too-large", "plain", ["produce", "small"], "x" * 2000 + "\n", 1, r"max\.message\.bytes"),
     # consume
     ("consume-unknown-topic", "plain", ["consume", "nope", "-e"], None, 1, r"unknown topic 'nope'"),
     ("consume-bad-partition", "plain", ["consume", "t", "-p", "99", "-e"], None, 1, r"partitions 0\.\.1, not 99"),
@@ -132,6 +132,57 @@ def test_env_data_dir_missing(tmp_path):
 def test_data_dir_is_a_file(tmp_path):
     path = tmp_path / "file"
     path.write_text("not a directory")
-    failed(run("topic", "create", "t", data_dir=path), match="File exists|Not a directory")
-    failed(run("topic", "list", data_dir=path), match="no klog data directory")
+    for args in (["topic", "create", "t"], ["topic", "list"], ["produce", "t"], ["consume", "t", "-e"]):
+        failed(run(*args, data_dir=path, input="x\n"),
+               match=rf"^error: data directory '{path}' is a file, not a directory$")
     assert path.read_text() == "not a directory"
+
+
+# -- a path klog must not use ----------------------------------------------------------------------
+READ_ONLY = [["topic", "list"], ["topic", "describe", "t"], ["consume", "t", "-e"], ["group", "list"],
+             ["group", "describe", "g"]]
+
+
+@pytest.mark.parametrize("contents", [["notes.txt"], []], ids=["foreign-files", "empty"])
+def test_read_only_command_on_a_directory_klog_never_opened(tmp_path, contents):
+    """A clear error, and no .lock (or anything else) left behind in someone else's directory."""
+    d = tmp_path / "elsewhere"
+    d.mkdir()
+    for name in contents:
+        (d / name).write_text("mine")
+    for args in READ_ONLY:
+        failed(run(*args, data_dir=d), match=rf"^error: '{d}' is not a klog data directory")
+    assert sorted(os.listdir(d)) == contents
+
+
+def test_writing_command_refuses_a_directory_of_other_files(tmp_path):
+    d = tmp_path / "home"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    failed(run("topic", "create", "t", data_dir=d), match=r"refusing to use .* holds other files")
+    failed(run("produce", "t", data_dir=d, input="x\n"), match=r"refusing to use")
+    assert os.listdir(d) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("listen, match", [
+    ("nonsense", r"--listen 'nonsense' is not HOST:PORT"),
+    ("127.0.0.1:99999", r"is not HOST:PORT"),
+    ("no-such-host.invalid:9092", r"cannot listen on no-such-host\.invalid:9092: unknown host"),
+])
+def test_serve_bad_listen_creates_no_data_dir(tmp_path, listen, match):
+    d = tmp_path / "data"
+    failed(run("serve", "--listen", listen, data_dir=d), match=match)
+    assert not d.exists()
+
+
+def test_serve_port_in_use_creates_no_data_dir(tmp_path):
+    import socket
+
+    d = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        failed(run("serve", "--listen", f"127.0.0.1:{port}", data_dir=d),
+               match=rf"cannot listen on 127\.0\.0\.1:{port}: Address already in use")
+    assert not d.exists()

@@ -1,5 +1,7 @@
 """klog produce: stdin lines → records (keys, headers, partition, compression), checked through
 the API after the subprocess exits."""
+import re
+
 import pytest
 
 import klog
@@ -73,8 +75,44 @@ def test_auto_created_topic(data_dir):
 def test_refused_records_are_not_reported_as_produced(data_dir):
     """send() only queues: a refused append must fail the command, not say 'produced'."""
     seed(data_dir, "compacted", [], config={"cleanup.policy": "compact"})
-    failed(run("produce", "compacted", data_dir=data_dir, input="no key\n"),
-           match=r"^error: records not written to compacted: .*without a key")
+    proc = run("produce", "compacted", data_dir=data_dir, input="no key\n")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: line 1: no key (give -K DELIM); topic 'compacted' is compacted and refuses "
+        "records without a key",
+        "error: 0 record(s) written to compacted, 1 line(s) failed"]
     assert records(data_dir, "compacted") == []
     ok(run("produce", "compacted", "-K", "=", data_dir=data_dir, input="k=v\n"))
     assert [(r[2], r[3]) for r in records(data_dir, "compacted")] == [(b"k", b"v")]
+
+
+def test_bad_lines_do_not_drop_good_ones(data_dir):
+    """Each bad line is reported with its number; every good line around it is written, in
+    order, and the exit status says something failed."""
+    seed(data_dir, "c", [], config={"cleanup.policy": "compact", "max.message.bytes": 1000})
+    lines = ["k1=a", "no delimiter", "k2=b", "k3=" + "x" * 2000, "k4=c", "=empty key", "k5=" + "y" * 900]
+    proc = run("produce", "c", "-K", "=", data_dir=data_dir, input="\n".join(lines) + "\n")
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    err = proc.stderr.splitlines()
+    assert err[0] == ("error: line 2: no key delimiter '=' in the line; topic 'c' is compacted "
+                      "and refuses records without a key")
+    assert re.fullmatch(r"error: line 4: record of 2000 bytes makes a batch of \d+ bytes, over "
+                        r"max\.message\.bytes \(1000\) of topic 'c'", err[1]), err[1]
+    assert err[2:] == ["error: 5 record(s) written to c, 2 line(s) failed"]
+    assert [(r[2], r[3]) for r in records(data_dir, "c")] == [
+        (b"k1", b"a"), (b"k2", b"b"), (b"k4", b"c"), (b"", b"empty key"), (b"k5", b"y" * 900)]
+
+
+def test_good_lines_together_over_max_message_bytes(data_dir):
+    """Lines that each fit must not be refused as one batch over the topic's limit."""
+    seed(data_dir, "small", [], config={"max.message.bytes": 1000})
+    lines = [f"line {i:03d} " + "z" * 40 for i in range(200)]
+    proc = run("produce", "small", data_dir=data_dir, input="\n".join(lines) + "\n")
+    ok(proc)
+    assert proc.stderr == "produced 200 record(s) to small\n"
+    assert [r[3].decode() for r in records(data_dir, "small")] == lines
+
+
+def test_empty_input_creates_nothing(data_dir, tmp_path):
+    ok(run("produce", "fresh", data_dir=data_dir, input=""))
+    assert not data_dir.exists() or "fresh" not in klog.open(data_dir).list_topics()

@@ -20,6 +20,8 @@ import pytest
 import klog
 from faultkit import crash_copy, python_env
 
+pytestmark = pytest.mark.needs_root   # mounts a small tmpfs
+
 MiB = 1 << 20
 
 

@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 
 from klog.structs import TopicPartition
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.needs_kcat]
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 

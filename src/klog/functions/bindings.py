@@ -214,7 +214,10 @@ def from_file(path):
     except OSError as e:
         raise BindingConfigError(f"config file {path}: {e.strerror}") from None
     if path.endswith(".toml"):
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python < 3.11
+            import tomli as tomllib
         try:
             layer.set_nested(tomllib.loads(raw.decode()))
         except tomllib.TOMLDecodeError as e:

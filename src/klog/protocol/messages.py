@@ -230,7 +230,7 @@ FETCH_RESPONSE = Message(
 )
 
 LIST_OFFSETS_REQUEST = Message(
-    "ListOffsetsRequest", 2, "1-7", 6,
+    "ListOffsetsRequest", 2, "1-8", 6,
     F("replica_id", INT32),
     F("isolation_level", INT8, "2+"),
     F("topics", Array(Struct(
@@ -246,7 +246,7 @@ LIST_OFFSETS_REQUEST = Message(
 )
 
 LIST_OFFSETS_RESPONSE = Message(
-    "ListOffsetsResponse", 2, "1-7", 6,
+    "ListOffsetsResponse", 2, "1-8", 6,
     F("throttle_time_ms", INT32, "2+"),
     F("topics", Array(Struct(
         "ListOffsetsTopicResponse",

@@ -3,6 +3,7 @@
 Each handler answers every version in REQUESTS[api_key]'s range (what ApiVersions advertises).
 """
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ import uuid
 from klog._native.batch import validate_batch
 from klog.errors import (
     ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
-    LogClosedError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
+    LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
 )
 from klog.metadata import INTERNAL_TOPICS
@@ -64,6 +65,7 @@ ERROR_CODES = (
     (InvalidPartitionsError, EC.INVALID_PARTITIONS),
     (ConfigError, EC.INVALID_CONFIG),
     (LogClosedError, EC.KAFKA_STORAGE_ERROR),
+    (LogOfflineError, EC.KAFKA_STORAGE_ERROR),
     (OutOfOrderSequenceError, EC.OUT_OF_ORDER_SEQUENCE_NUMBER),
     (InvalidProducerEpochError, EC.INVALID_PRODUCER_EPOCH),
 )
@@ -74,6 +76,17 @@ def error_code(exc):
         if isinstance(exc, cls):
             return code
     return EC.UNKNOWN_SERVER_ERROR
+
+
+def _storage_error(conditions, api_name, topic, partition, exc):
+    """An OSError from the disk (ENOSPC, EIO, EMFILE...) while serving one partition: that
+    partition is answered KAFKA_STORAGE_ERROR, as Kafka turns an IOException into a
+    KafkaStorageException; the rest of the request and the connection go on. One log line per
+    (API, errno), rate-limited: a full disk fails every request, not just one."""
+    conditions.report((api_name, getattr(exc, "errno", None)), logging.ERROR,
+                      "%s %s-%s failed, answered KAFKA_STORAGE_ERROR: %s",
+                      api_name, topic, partition, exc)
+    return EC.KAFKA_STORAGE_ERROR
 
 
 def _run(fn, *args):
@@ -92,7 +105,7 @@ def _appends_may_block(broker, topic_data):
             try:
                 if broker.log(t["name"], p["index"]).fsyncs_on_append:
                     return True
-            except KlogError:
+            except (KlogError, OSError):
                 pass   # answered with an error, no append
     return False
 
@@ -165,7 +178,7 @@ async def metadata(ctx, body):
 
 
 # -- Produce ---------------------------------------------------------------------------------------
-def _produce(broker, topic_data):
+def _produce(broker, topic_data, conditions):
     out = []
     for t in topic_data:
         name = t["name"]
@@ -190,6 +203,9 @@ def _produce(broker, topic_data):
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
                 res["error_message"] = str(exc)[:500]
+            except OSError as exc:
+                res["error_code"] = _storage_error(conditions, "Produce to", name, p["index"], exc)
+                res["error_message"] = str(exc)[:500]
             parts.append(res)
         out.append({"name": name, "partition_responses": parts})
     return out
@@ -204,10 +220,11 @@ async def produce(ctx, body):
             for p in t["partition_data"]]} for t in body["topic_data"]]
     else:
         topic_data = body["topic_data"]
+        conditions = ctx.server.conditions
         if _appends_may_block(ctx.broker, topic_data):
-            responses = await _run(_produce, ctx.broker, topic_data)
+            responses = await _run(_produce, ctx.broker, topic_data, conditions)
         else:
-            responses = _produce(ctx.broker, topic_data)
+            responses = _produce(ctx.broker, topic_data, conditions)
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
     return {"responses": responses, "throttle_time_ms": 0}
@@ -215,6 +232,10 @@ async def produce(ctx, body):
 
 # -- Fetch -----------------------------------------------------------------------------------------
 def _fetch_once(ctx, body):
+    """One pass over the requested partitions. KIP-74: the response holds at most ``max_bytes``
+    of records and each partition at most its ``partition_max_bytes``, except that the first
+    batch of the whole response is sent even if it is larger, so a consumer always progresses;
+    once anything is in, a batch that does not fit is left for the next fetch."""
     broker = ctx.broker
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total = 0
@@ -223,9 +244,11 @@ def _fetch_once(ctx, body):
     for t in body["topics"]:
         parts = []
         for p in t["partitions"]:
+            # Never a null record set, not even with an error: librdkafka 2.x rejects the whole
+            # response then ("invalid MessageSetSize -1") and never sees OFFSET_OUT_OF_RANGE.
             res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
                    "last_stable_offset": -1, "log_start_offset": -1,
-                   "aborted_transactions": [], "records": None}
+                   "aborted_transactions": [], "records": b""}
             try:
                 log = broker.log(t["topic"], p["partition"])
                 start, end = log.log_start_offset, log.log_end_offset
@@ -234,17 +257,23 @@ def _fetch_once(ctx, body):
                 if not start <= offset <= end:
                     res["error_code"] = EC.OFFSET_OUT_OF_RANGE
                     error = True
-                elif offset < end and (budget > 0 or total == 0):
-                    limit = max(1, min(p["partition_max_bytes"], budget))
-                    view = log.read(offset, limit)
-                    ctx.views.append(view)
-                    res["records"] = view
-                    total += view.nbytes
-                    budget -= view.nbytes
-                else:
-                    res["records"] = b""
+                elif offset < end:
+                    limit = min(p["partition_max_bytes"], budget)
+                    if total == 0 or limit > 0:
+                        view = log.read(offset, max(1, limit))
+                        if total and view.nbytes > limit:
+                            view.release()   # its first batch alone is over what is left
+                        else:
+                            ctx.views.append(view)
+                            res["records"] = view
+                            total += view.nbytes
+                            budget -= view.nbytes
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+                error = True
+            except OSError as exc:
+                res["error_code"] = _storage_error(ctx.server.conditions, "Fetch from",
+                                                   t["topic"], p["partition"], exc)
                 error = True
             parts.append(res)
         responses.append({"topic": t["topic"], "partitions": parts})
@@ -281,16 +310,20 @@ async def list_offsets(ctx, body):
                 log = ctx.broker.log(t["name"], p["partition_index"])
                 if ts == -1:
                     res["offset"] = log.log_end_offset
-                elif ts == -2:
+                elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
                     res["offset"] = log.log_start_offset
-                elif ts == -3:   # max timestamp (v7): not tracked per record; latest record
-                    res["offset"] = max(log.log_start_offset, log.log_end_offset - 1)
                 else:
-                    found = log.offset_for_time(ts)   # index lookups and a short scan
+                    # -3, max timestamp (v7, KIP-734): the first record with the largest
+                    # timestamp; else the first record at or after ``ts``. Both answer with the
+                    # record's own timestamp, or -1 and -1 when there is none.
+                    found = log.max_timestamp_record() if ts == -3 else log.record_for_time(ts)
                     if found is not None:
-                        res["offset"], res["timestamp"] = found, ts
+                        res["offset"], res["timestamp"] = found
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+            except OSError as exc:
+                res["error_code"] = _storage_error(ctx.server.conditions, "ListOffsets of",
+                                                   t["name"], p["partition_index"], exc)
             parts.append(res)
         topics.append({"name": t["name"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
@@ -516,7 +549,7 @@ async def delete_topics(ctx, body):
             "responses": await _run(_delete_topics, ctx.broker, body["topic_names"])}
 
 
-def _delete_records(broker, topics):
+def _delete_records(broker, topics, conditions):
     out = []
     for t in topics:
         parts = []
@@ -528,6 +561,9 @@ def _delete_records(broker, topics):
                 res["low_watermark"] = log.delete_before(offset)
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
+            except OSError as exc:
+                res["error_code"] = _storage_error(conditions, "DeleteRecords of", t["name"],
+                                                   p["partition_index"], exc)
             parts.append(res)
         out.append({"name": t["name"], "partitions": parts})
     return out
@@ -535,7 +571,8 @@ def _delete_records(broker, topics):
 
 @api(ApiKey.DELETE_RECORDS)
 async def delete_records(ctx, body):
-    return {"throttle_time_ms": 0, "topics": await _run(_delete_records, ctx.broker, body["topics"])}
+    return {"throttle_time_ms": 0, "topics": await _run(_delete_records, ctx.broker, body["topics"],
+                                                        ctx.server.conditions)}
 
 
 class ProducerIdAllocator:

@@ -5,6 +5,10 @@ the requests of that connection one at a time, in order. Handlers live in klog.s
 Answers go out with ``os.writev`` (a fetch's segment views included, not copied); the answers to
 Produce requests that were read together share one write.
 
+Connections are accepted by klog.server.listener (when the process is out of file handles: a
+rate-limited log line and a back-off, not a spin). Storage failures answer the partition
+concerned KAFKA_STORAGE_ERROR (klog.server.handlers), logged once per condition (ConditionLog).
+
 Bad input never takes the server down: a frame over the cap, an undecodable request or an
 unknown API key closes that connection (logged); an unsupported version of ApiVersions gets
 error 35 with a v0 body (KIP-511); an unsupported version of another API closes the connection,
@@ -37,6 +41,8 @@ from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_reques
 from klog.protocol.messages import ApiKey
 from klog.server import handlers
 from klog.server.limits import ConnectionLimits, RequestMemoryPool, TlsProbeLog
+from klog.server.conditions import ConditionLog
+from klog.server.listener import Listener
 
 log = logging.getLogger("klog.server")
 
@@ -124,13 +130,13 @@ class Server:
         self._refused = 0            # connections refused since the last log line about it
         self._refused_logged = 0.0
         self._reaper = None
+        self.conditions = ConditionLog(log)   # recurring failures: a line per condition
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  reuse_address=True)
+        self._server = await Listener.start(self._serve, self.host, self.port, self.conditions)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.advertised is None:
             self.advertised = (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1",

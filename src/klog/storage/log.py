@@ -518,6 +518,12 @@ class Log:
 
     def offset_for_time(self, timestamp_ms):
         """The first offset whose record timestamp >= ``timestamp_ms``, or None."""
+        found = self.record_for_time(timestamp_ms)
+        return None if found is None else found[0]
+
+    def record_for_time(self, timestamp_ms):
+        """``(offset, timestamp)`` of the first record whose timestamp >= ``timestamp_ms``
+        (ListOffsets by time answers with that record's own timestamp), or None."""
         with self._lock:
             if self._closed:
                 raise LogClosedError(f"{self.path}: log is closed")
@@ -525,10 +531,34 @@ class Log:
             start = self._log_start
         for seg in segments:
             if seg.max_timestamp >= timestamp_ms and seg.next_offset > start:
-                found = seg.offset_for_time(timestamp_ms, start)
+                found = seg.record_for_time(timestamp_ms, start)
                 if found is not None:
                     return found
         return None
+
+    def max_timestamp_record(self):
+        """``(offset, timestamp)`` of the first record (from the log start) with the largest
+        timestamp in the log, or None if the log holds no record (ListOffsets MAX_TIMESTAMP).
+        Each segment keeps its largest timestamp, so this decodes one batch, or walks the batch
+        headers of the first segment when the log start cut into it."""
+        with self._lock:
+            if self._closed:
+                raise LogClosedError(f"{self.path}: log is closed")
+            segments = list(self._segments)
+            start = self._log_start
+        best_ts, best_seg, best = None, None, None
+        for seg in segments:
+            if seg.is_empty or seg.next_offset <= start:
+                continue
+            if seg.base_offset < start:   # the log start cuts into it: its own records decide
+                found = seg.max_timestamp_record(start)
+                if found is not None and (best_ts is None or found[1] > best_ts):
+                    best_ts, best_seg, best = found[1], None, found
+            elif best_ts is None or seg.max_timestamp > best_ts:   # ties: the earliest wins
+                best_ts, best_seg, best = seg.max_timestamp, seg, None
+        if best_seg is not None:
+            best = best_seg.max_timestamp_record(start)
+        return best
 
     # -- removing data ---------------------------------------------------------------------------------
     def truncate_to(self, offset):

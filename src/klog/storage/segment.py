@@ -252,6 +252,12 @@ class LogSegment:
 
     def offset_for_time(self, timestamp, min_offset):
         """First offset >= min_offset whose record timestamp >= ``timestamp``, or None."""
+        found = self.record_for_time(timestamp, min_offset)
+        return None if found is None else found[0]
+
+    def record_for_time(self, timestamp, min_offset):
+        """(offset, timestamp) of the first record >= min_offset whose timestamp >= ``timestamp``,
+        or None."""
         _, after = self.time_index.lookup_before(timestamp)
         pos = self.position_of(max(after, min_offset))
         size = self.log.size
@@ -262,8 +268,48 @@ class LogSegment:
             end = fetch_end(self.log, pos, 0)
             for record in decode_records(self.log.view(pos, end), min_offset, decompress):
                 if record.timestamp >= timestamp:
-                    return record.offset
+                    return record.offset, record.timestamp
             pos = end
+        return None
+
+    def max_timestamp_record(self, min_offset):
+        """(offset, timestamp) of the first record >= min_offset carrying the largest timestamp
+        of this segment's records >= min_offset, or None if there are none (ListOffsets
+        MAX_TIMESTAMP, KIP-734).
+
+        The segment's state (kept in the time index, so it survives a reopen, and rebuilt by
+        recovery) names the batch with the largest maxTimestamp by its last offset: only that
+        batch is decoded. Only when the log start cut that batch's best record away are the
+        batch headers from ``min_offset`` on walked."""
+        if self.is_empty or self.next_offset <= min_offset:
+            return None
+        pos = self.position_of(max(self.indexer.offset_of_max_timestamp, min_offset))
+        found = self._first_record_at(pos, self.max_timestamp, min_offset)
+        if found is not None:
+            return found
+        best_ts, best_pos, pos, size = None, None, self.position_of(min_offset), self.log.size
+        while pos < size:
+            header = read_header(self.log, pos)
+            ts = header.max_timestamp
+            if header.base_offset < min_offset:   # straddles the log start: its own records
+                end = fetch_end(self.log, pos, 0)
+                ts = max((r.timestamp for r in decode_records(self.log.view(pos, end),
+                                                               min_offset, decompress)),
+                         default=None)
+            if ts is not None and (best_ts is None or ts > best_ts):
+                best_ts, best_pos = ts, pos
+            pos += header.size
+        return None if best_pos is None else self._first_record_at(best_pos, best_ts, min_offset)
+
+    def _first_record_at(self, pos, timestamp, min_offset):
+        """(offset, timestamp) of the first record >= min_offset with exactly ``timestamp`` in
+        the batch at ``pos``, or None."""
+        if pos >= self.log.size:
+            return None
+        end = fetch_end(self.log, pos, 0)
+        for record in decode_records(self.log.view(pos, end), min_offset, decompress):
+            if record.timestamp == timestamp:
+                return record.offset, record.timestamp
         return None
 
     def __repr__(self):
