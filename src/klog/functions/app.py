@@ -327,6 +327,9 @@ class Running:
             self._loop_thread.join(5)
         if self._owns_client:
             self.client.close()
+        for name, st in self.stats().items():
+            log.info("app %s stopped: %s: %s", self.app.name, name,
+                     ", ".join(f"{k} {v}" for k, v in st.items() if k != "processed_seconds"))
         if self in self.app._running:
             self.app._running.remove(self)
 
