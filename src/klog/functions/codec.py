@@ -67,6 +67,14 @@ if msgspec is not None:
     _json_encode = _encoder.encode
 
 
+def json_encode(value):
+    """JSON bytes of a plain value (dict / list / str / numbers)."""
+    try:
+        return _json_encode(value)
+    except TypeError:
+        return json.dumps(value, default=_default, separators=(",", ":")).encode()
+
+
 def encode(value, content_type=JSON):
     """A function's output value as the bytes to send (None stays None: a tombstone)."""
     if value is None or isinstance(value, bytes):
@@ -87,8 +95,9 @@ def encode(value, content_type=JSON):
 
 class InputType:
     """How to turn a record value (or a previous function's output) into what a function takes.
-    ``message``: the function takes a Message (of ``target``)."""
-    __slots__ = ("target", "message", "decode", "convert")
+    ``message``: the function takes a Message (of ``target``). ``raw_decode``: the decoder
+    without the error wrapping (hot loops call it first and ``decode`` only to name a failure)."""
+    __slots__ = ("target", "message", "decode", "convert", "raw_decode")
 
     def __init__(self, hint, content_type=JSON):
         self.message = False
@@ -101,6 +110,21 @@ class InputType:
         self.target = hint
         self.decode = _decoder(hint, content_type)
         self.convert = _converter(hint)
+        self.raw_decode = _raw_decoder(hint, content_type) or self.decode
+
+
+def _raw_decoder(t, content_type):
+    if msgspec is None:
+        return None
+    if t is None and content_type == JSON:
+        return msgspec.json.Decoder().decode
+    if t is bytes or (t is None and content_type == OCTETS):
+        return _identity
+    if t in (dict, list):
+        return msgspec.json.Decoder(t).decode
+    if _is_struct(t):
+        return msgspec.json.Decoder(t).decode
+    return None
 
 
 def _decoder(t, content_type):

@@ -21,16 +21,18 @@ import threading
 import time
 
 from klog.functions import codec
+from klog.functions.composition import _collect as collect
 from klog.functions.errors import AppStoppedError, FunctionTimeoutError
 from klog.functions.message import header_pairs
 from klog.functions.metrics import BindingStats
 from klog.functions.retry import RetryPolicy, dlq_headers, dlq_name
-from klog.functions.tracking import Lane, OffsetTracker
+from klog.functions.tracking import Lane, OffsetTracker, PrefixTracker
 
 log = logging.getLogger("klog.functions")
 
 CHUNK = 1000          # records a worker takes from a lane at once
 IDLE_POLL_MS = 100    # longest poll while nothing is due (also the stop latency)
+PLAIN = (dict, bytes, str, list)
 
 
 class Outputs:
@@ -47,6 +49,33 @@ class Outputs:
             self.partition_key = lambda v: v.get(field) if isinstance(v, dict) else getattr(v, field, None)
         else:
             self.partition_key = pk
+
+    def send_fast(self, results, records):
+        """The outputs of a simple pipeline: ``results[i]`` is what the function returned for
+        ``records[i]``. Plain values (dict, bytes, str, list) from records without headers go
+        as one batch; anything else takes the general path."""
+        n = len(results)
+        if not n:
+            return 0
+        recs = records[:n] if len(records) != n else records
+        if self.partition_key is None and self.topic is not None and \
+                all(type(v) in PLAIN for v in results) and not any(r.headers for r in recs):
+            ct = self.content_type
+            if ct == codec.JSON:
+                jenc = codec.json_encode
+                values = [v if type(v) is bytes else jenc(v) for v in results]
+            else:
+                enc = codec.encode
+                values = [enc(v, ct) for v in results]
+            keys = [r.key for r in recs]
+            if not any(keys):
+                keys = None
+            self.producer.send_batch(self.topic, values, keys=keys)
+            return n
+        outs = []
+        for v, r in zip(results, recs):
+            collect(v, r.key, r.headers, None, None, outs)
+        return self.send_all(outs)
 
     def send_all(self, outs):
         """Send a list of ``(value, key, headers, partition, destination)``; returns the number
@@ -65,8 +94,9 @@ class Outputs:
         if plain:   # the fast path: one batch per partition, acknowledged on return
             if self.topic is None:
                 raise ValueError("the function returned a value but its pipeline has no output binding")
+            keys = [o[1] for o in outs]
             self.producer.send_batch(self.topic, [enc(o[0], ct) for o in outs],
-                                     keys=[o[1] for o in outs])
+                                     keys=keys if any(keys) else None)
             return len(outs)
         futures = []
         send = self.producer.send
@@ -99,6 +129,27 @@ class Compute:
         self.timeout = None if timeout_ms is None else timeout_ms / 1000.0
         self.loop = loop
         self._pool = None
+
+    def chunk_fast(self, records):
+        """A simple pipeline (one sync function over plain values, no timeout): -> (what the
+        function returned per record, index of the failed record or None, exception)."""
+        st = self.pipeline.stages[0]
+        fn = st.fn
+        raw = st.input.raw_decode
+        dec = st.input.decode
+        out = []
+        append = out.append
+        try:
+            for r in records:
+                value = r.value
+                try:
+                    v = raw(value) if value is not None else None
+                except Exception:
+                    v = dec(value)   # raises ValueDecodeError naming the value and the type
+                append(fn(v))
+        except Exception as exc:
+            return out, len(out), exc   # appends only on success: len is the failed index
+        return out, None, None
 
     def chunk(self, records):
         """-> (outputs per record, index of the failed record or None, exception)."""
@@ -166,6 +217,7 @@ class InputBinding:
         self.policy = RetryPolicy(cfg_in)
         self.stats = BindingStats(cfg_in.name)
         self.compute = Compute(pipeline, cfg_in.timeout, running.loop)
+        self.fast = pipeline._simple and cfg_in.timeout is None
         self.by_key = cfg_in.ordering == "key"
         self.lanes = {}
         self.trackers = {}
@@ -239,24 +291,27 @@ class InputBinding:
     def _dispatch(self, records):
         lanes = self.lanes
         trackers = self.trackers
-        by_key = self.by_key
-        last_tp = None
+        if not self.by_key:
+            last_tp = lane = None
+            for rec in records:
+                tp = (rec.topic, rec.partition)
+                if tp != last_tp:
+                    lane = lanes.get(tp)
+                    if lane is None:
+                        lane = lanes[tp] = Lane(tp)
+                        trackers[tp] = PrefixTracker()
+                    last_tp = tp
+                lane.queue.append(rec)
+            return
         for rec in records:
             tp = (rec.topic, rec.partition)
-            if tp != last_tp:
-                tracker = trackers.get(tp)
-                if tracker is None:
-                    tracker = trackers[tp] = OffsetTracker()
-                last_tp = tp
-                lane_id = tp
-                lane = lanes.get(tp)
-                if lane is None and not by_key:
-                    lane = lanes[tp] = Lane(tp)
-            if by_key:
-                lane_id = (tp, rec.key)
-                lane = lanes.get(lane_id)
-                if lane is None:
-                    lane = lanes[lane_id] = Lane(tp)
+            tracker = trackers.get(tp)
+            if tracker is None:
+                tracker = trackers[tp] = OffsetTracker()
+            lane_id = (tp, rec.key)
+            lane = lanes.get(lane_id)
+            if lane is None:
+                lane = lanes[lane_id] = Lane(tp)
             tracker.add(rec.offset)
             lane.queue.append(rec)
 
@@ -265,8 +320,12 @@ class InputBinding:
         for lane in list(self.lanes.values()):
             if lane.busy or not lane.queue or lane.not_before > now or self.stopping:
                 continue
-            n = min(len(lane.queue), CHUNK)
-            chunk = [lane.queue.popleft() for _ in range(n)]
+            q = lane.queue
+            if len(q) <= CHUNK:
+                chunk = list(q)
+                q.clear()
+            else:
+                chunk = [q.popleft() for _ in range(CHUNK)]
             lane.busy = True
             self.busy += 1
             if self.workers is None:
@@ -296,9 +355,12 @@ class InputBinding:
         lane.busy = False
         self.busy -= 1
         tracker = self.trackers.get(lane.tp)
-        if tracker is not None:
-            for rec in chunk[:n_done]:
-                tracker.done(rec.offset)
+        if tracker is not None and n_done:
+            if self.by_key:
+                for rec in chunk[:n_done]:
+                    tracker.done(rec.offset)
+            else:
+                tracker.done_through(chunk[n_done - 1].offset)
         rest = chunk[n_done:]
         if rest:
             lane.queue.extendleft(reversed(rest))
@@ -407,11 +469,20 @@ class InputBinding:
         None, fatal error or None)."""
         stats = self.stats
         t0 = time.perf_counter()
-        results, failed_at, exc = self.compute.chunk(chunk)
+        fast = self.fast
+        if fast:
+            results, failed_at, exc = self.compute.chunk_fast(chunk)
+        else:
+            results, failed_at, exc = self.compute.chunk(chunk)
         elapsed = time.perf_counter() - t0
-        outs = [o for r in results for o in r] if results else []
         try:
-            n_out = self.outputs.send_all(outs) if outs else 0
+            if self.pipeline.sink:
+                n_out = 0
+            elif fast:
+                n_out = self.outputs.send_fast(results, chunk)
+            else:
+                outs = [o for r in results for o in r] if results else []
+                n_out = self.outputs.send_all(outs) if outs else 0
         except Exception as send_exc:
             # a delivery failed: none of the chunk counts as done; the first record takes the
             # failure (its retry sends the outputs again: duplicates, never a loss)

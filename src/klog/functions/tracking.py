@@ -44,6 +44,25 @@ class OffsetTracker:
         return n if n is not None and n != self.committed else None
 
 
+class PrefixTracker:
+    """The commit point of a partition whose records finish in offset order (``ordering:
+    partition``: one lane, one chunk in flight at a time): the offset after the last record
+    done. Every record in flight comes after it, so it never passes one."""
+    __slots__ = ("next_offset", "committed", "pending")
+
+    def __init__(self):
+        self.next_offset = None
+        self.committed = None
+        self.pending = ()
+
+    def done_through(self, offset):
+        self.next_offset = offset + 1
+
+    def to_commit(self):
+        n = self.next_offset
+        return n if n is not None and n != self.committed else None
+
+
 class Lane:
     """Records that must be processed in order (one partition, or one key of a partition with
     ``ordering: key``). At most one worker holds a lane at a time (``busy``); a lane backing
