@@ -33,6 +33,9 @@ def main(argv=None):
     ap.add_argument("--role", choices=("all", "accounts", "message"), default="all")
     ap.add_argument("--accounts", type=int, default=0, help="accounts to create (role all)")
     ap.add_argument("--http-port", type=int, default=None, help="accounts HTTP API port (0: any)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="binding settings for both services, e.g. "
+                         "default.consumer.session.timeout.ms=6000")
     args = ap.parse_args(argv)
 
     client, _ = connect(args.broker)
@@ -42,12 +45,13 @@ def main(argv=None):
     started = []
     try:
         if args.role in ("all", "accounts"):
-            running, server = accounts_service.start(client, http_port=args.http_port)
+            running, server = accounts_service.start(client, http_port=args.http_port,
+                                                     sets=args.sets)
             started.append(running)
             if server is not None:
                 print(f"accounts: HTTP API on http://127.0.0.1:{server.server_port}", flush=True)
         if args.role in ("all", "message"):
-            started.append(message_service.start(client))
+            started.append(message_service.start(client, sets=args.sets))
             print("message-service: running email|sms on account-created", flush=True)
         if args.role == "all" and args.accounts:
             return run_accounts(args.accounts, started)

@@ -19,6 +19,9 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(klog.__file__)))
 
 def start(role, broker, *args):
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # a killed member leaves the group after session.timeout.ms: keep it short for the test
+    args += ("--set", "default.consumer.session.timeout.ms=6000",
+             "--set", "default.consumer.heartbeat.interval.ms=500")
     return subprocess.Popen([sys.executable, SERVICES, "--role", role, "--broker", broker, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
