@@ -70,14 +70,14 @@ def test_two_instances_split_partitions_and_take_over(klog_server):
         p.flush()
         r1.wait_idle(60, partial=True)
         r2.wait_idle(60, partial=True)
-        a1, a2 = r1.inputs[0].consumer.assignment(), r2.inputs[0].consumer.assignment()
+        a1, a2 = r1.inputs[0].assigned, r2.inputs[0].assigned
         assert len(a1) == 2 and len(a2) == 2 and not set(a1) & set(a2)
         r1.stop()                                   # leaves the group: two takes everything
         for n in range(200, 300):
             p.send("in", json.dumps({"n": n}).encode(), partition=n % 4)
         p.flush()
         r2.wait_idle(60)
-        assert len(r2.inputs[0].consumer.assignment()) == 4
+        assert len(r2.inputs[0].assigned) == 4
         assert set(range(200, 300)) <= seen["two"]
         out = {json.loads(r.value)["n"] for r in read_topic(admin, "out")}
         assert out == set(range(300))

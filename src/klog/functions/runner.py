@@ -227,6 +227,7 @@ class InputBinding:
         self.workers = (concurrent.futures.ThreadPoolExecutor(cfg_in.concurrency, f"klog-{cfg_in.name}")
                         if cfg_in.concurrency > 1 else None)
         self.busy = 0
+        self.assigned = frozenset()       # (topic, partition) pairs; readable from any thread
         self.stopping = False
         self.idle = threading.Event()
         self.generation = 0               # bumps whenever records are processed
@@ -241,7 +242,8 @@ class InputBinding:
 
     # -- poll thread ---------------------------------------------------------------------------
     def start(self):
-        self.consumer.subscribe([self.cfg.destination], on_revoke=self._on_revoke)
+        self.consumer.subscribe([self.cfg.destination], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke)
         self.thread.start()
 
     def _main(self):
@@ -419,6 +421,9 @@ class InputBinding:
             except Exception:  # no assignment yet: keep the last value
                 pass
 
+    def _on_assign(self, tps):
+        self.assigned = frozenset(self.assigned | {tuple(tp) for tp in tps})
+
     def _on_revoke(self, tps):
         """Inside poll: finish what is in flight for these partitions, commit, forget them."""
         tps = {tuple(tp) for tp in tps}
@@ -430,6 +435,7 @@ class InputBinding:
         for tp in [tp for tp in self.trackers if tuple(tp) in tps]:
             del self.trackers[tp]
         self.paused = {tp for tp in self.paused if tuple(tp) not in tps}
+        self.assigned = frozenset(tp for tp in self.assigned if tp not in tps)
 
     def _drain(self):
         while self.busy:
