@@ -239,6 +239,7 @@ class InputBinding:
         self.thread = threading.Thread(target=self._main, name=f"klog-binding-{cfg_in.name}",
                                        daemon=True)
         self._next_lag = 0.0
+        self._probe_consumer = None
 
     # -- poll thread ---------------------------------------------------------------------------
     def start(self):
@@ -258,10 +259,12 @@ class InputBinding:
                 self._drain()
             except Exception:
                 log.exception("binding %s: drain failed", self.cfg.name)
-            try:
-                self.consumer.close()
-            except Exception:
-                log.exception("binding %s: consumer close failed", self.cfg.name)
+            for c in (self.consumer, self._probe_consumer):
+                try:
+                    if c is not None:
+                        c.close()
+                except Exception:
+                    log.exception("binding %s: consumer close failed", self.cfg.name)
             self.compute.close()
             if self.workers is not None:
                 self.workers.shutdown(wait=True)
@@ -411,15 +414,34 @@ class InputBinding:
         for tp, n in offsets.items():
             self.trackers[tp].committed = n
 
+    def _probe(self):
+        """A consumer outside the group, for end offsets: over the wire a consumer that is
+        fetching answers offset queries only after its long-poll fetch returns."""
+        if self._probe_consumer is None:
+            self._probe_consumer = self.running.client.consumer(None, {"enable.auto.commit": False})
+        return self._probe_consumer
+
     def _update_lag(self):
         now = time.monotonic()
         if now >= self._next_lag:
             self._next_lag = now + 1.0
             try:
-                lag = self.consumer.lag()
-                self.stats.lag = sum(lag.values()) if isinstance(lag, dict) else int(lag)
-            except Exception:  # no assignment yet: keep the last value
+                assigned = list(self.assigned)
+                if not assigned:
+                    return
+                ends = self._probe().end_offsets(assigned)
+                self.stats.lag = sum(max(0, n - self._done_offset(tp)) for tp, n in ends.items())
+            except Exception:  # keep the last value; lag is only reported
                 pass
+
+    def _done_offset(self, tp):
+        t = self.trackers.get(tuple(tp))
+        if t is not None and t.next_offset is not None:
+            return t.next_offset
+        try:
+            return self.consumer.position(tp)
+        except Exception:
+            return 0
 
     def _on_assign(self, tps):
         self.assigned = frozenset(self.assigned | {tuple(tp) for tp in tps})
@@ -453,14 +475,14 @@ class InputBinding:
             self.idle.clear()
             return
         try:
-            assigned = self.consumer.assignment()
+            assigned = list(self.assigned)
             all_parts = self.consumer.partitions_for(self.cfg.destination)
             if len(assigned) < len(all_parts) and not self.running._idle_partial:
                 self.idle.clear()
                 return
-            ends = self.consumer.end_offsets(list(assigned))
-            for tp in assigned:
-                if self.consumer.position(tp) < ends[tp]:
+            ends = self._probe().end_offsets(assigned)
+            for tp, end in ends.items():
+                if end and self._done_offset(tp) < end:
                     self.idle.clear()
                     return
         except Exception:
