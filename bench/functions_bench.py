@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, os.pardir, "src"))
 
+import logging  # noqa: E402
+
 import klog  # noqa: E402
 from klog.functions import App  # noqa: E402
 from storage_bench import machine, replace_section  # noqa: E402
@@ -119,8 +121,8 @@ def start_server(data):
 def wire_fill(addr, topic, n, partitions):
     import confluent_kafka as ck
     from confluent_kafka.admin import AdminClient, NewTopic
-    AdminClient({"bootstrap.servers": addr}).create_topics(
-        [NewTopic(topic, partitions, 1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": addr})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
     p = ck.Producer({"bootstrap.servers": addr, "linger.ms": 5})
     for i in range(n):
         while True:
@@ -200,6 +202,7 @@ def main():
     ap.add_argument("--skip-wire", action="store_true")
     args = ap.parse_args()
     q = args.quick
+    logging.getLogger("klog.functions").setLevel(logging.ERROR)   # the 1% DLQ logs per record
     n_emb = 100_000 if q else 500_000
     n_wire = 50_000 if q else 200_000
     n_fs = 5_000 if q else 20_000

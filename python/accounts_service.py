@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from klog.functions import App
-from klog.testing import read_topic
+from klog.functions.replay import read_topic
 
 app = App("accounts-service")
 

@@ -19,6 +19,7 @@ import tempfile
 import pytest
 
 from klog.functions import codec
+from klog.functions.replay import read_topic  # noqa: F401 (re-exported)
 
 
 def _connect(target):
@@ -26,38 +27,6 @@ def _connect(target):
     if hasattr(klog, "connect"):
         return klog.connect(target)
     return klog.open(target)
-
-
-def read_topic(client, topic, timeout=10.0):
-    """Every record of ``topic`` from its start to its end offsets as read now, in partition
-    then offset order (an assigned consumer, no group). Deterministic: stops at the end."""
-    import time
-    consumer = client.consumer(None, {"auto.offset.reset": "earliest",
-                                      "enable.auto.commit": False})
-    try:
-        tps = consumer.partitions_for(topic)
-        consumer.assign(tps)
-        consumer.seek_to_beginning(tps)
-        ends = consumer.end_offsets(tps)
-        want = {tp: n for tp, n in ends.items() if n > consumer.position(tp)}
-        got = []
-        deadline = time.monotonic() + timeout
-        while want:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read_topic({topic!r}): still waiting for {want}")
-            for rec in consumer.poll(timeout_ms=100):
-                tp = (rec.topic, rec.partition)
-                if tp in want or _tp_in(tp, want):
-                    got.append(rec)
-            want = {tp: n for tp, n in want.items() if consumer.position(tp) < n}
-        got.sort(key=lambda r: (r.partition, r.offset))
-        return got
-    finally:
-        consumer.close()
-
-
-def _tp_in(tp, d):
-    return any(tuple(k) == tp for k in d)
 
 
 class AppHarness:
