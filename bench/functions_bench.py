@@ -187,7 +187,7 @@ def run_faststream(addr, topic, n):
         await broker.start()
         await asyncio.wait_for(finished.wait(), 900)
         dt = time.perf_counter() - t0
-        await broker.close()
+        await broker.stop()
         return dt
     return asyncio.run(main())
 

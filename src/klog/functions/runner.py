@@ -494,7 +494,16 @@ class InputBinding:
     # -- worker --------------------------------------------------------------------------------
     def _process(self, lane, chunk):
         """Run the pipeline over a chunk and send its outputs. -> (records done, retry time or
-        None, fatal error or None)."""
+        None, fatal error or None). A record that goes to the DLQ (or is skipped) does not end
+        the chunk: the rest of it runs in the same call."""
+        done = 0
+        while True:
+            n, retry_at, fatal = self._process_part(lane, chunk if not done else chunk[done:])
+            done += n
+            if retry_at is not None or fatal is not None or done >= len(chunk) or not n:
+                return done, retry_at, fatal
+
+    def _process_part(self, lane, chunk):
         stats = self.stats
         t0 = time.perf_counter()
         fast = self.fast
