@@ -87,3 +87,51 @@ def test_two_instances_split_partitions_and_take_over(klog_server):
         c1.close()
         c2.close()
         admin.close()
+
+
+def test_broker_goes_away_and_comes_back(tmp_path):
+    """klog serve stops with records in flight and restarts on the same port: the app retries
+    its sends and commits and ends with every record processed (duplicates allowed)."""
+    import socket
+
+    import klog
+    from klog.server import ServerThread
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = {"group.initial.rebalance.delay.ms": 0}
+    server = ServerThread(str(tmp_path / "data"), conf, port=port).start()
+    app = App("restarts")
+
+    @app.function
+    def work(e: dict) -> dict:
+        return e
+
+    client = klog.connect(f"kafka://127.0.0.1:{port}")
+    running = None
+    try:
+        client.create_topic("in", 2)
+        running = app.start(client, bindings={
+            "work-in-0": {"destination": "in", "back-off-initial-interval": 50,
+                          "max-attempts": 100},
+            "work-out-0": {"destination": "out"}})
+        p = client.producer()
+        for n in range(50):
+            p.send("in", json.dumps({"n": n}).encode())
+        p.flush()
+        running.wait_idle(60)
+        server.stop()
+        server = ServerThread(str(tmp_path / "data"), conf, port=port).start()
+        for n in range(50, 100):
+            p.send("in", json.dumps({"n": n}).encode())
+        p.flush(60)
+        running.wait_idle(120)
+        out = {json.loads(r.value)["n"] for r in read_topic(client, "out", timeout=60)}
+        assert out == set(range(100))
+        assert running.error is None
+    finally:
+        if running is not None:
+            running.stop()
+        client.close()
+        server.stop()
