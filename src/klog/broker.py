@@ -13,7 +13,7 @@ produce and fetch on different partitions never contend here.
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
@@ -24,8 +24,10 @@ from klog.errors import (
 from klog.metadata import (
     INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
 )
-from klog.storage.files import fsync_dir
+from klog.storage.files import fsync_dir, makedirs_durably
+from klog.storage.log_cleaner import LogCleaner
 from klog.storage.log import Log, _lock_directory
+from klog.storage.partition_metadata import ensure_topic_id, remove_stray
 
 DELETED_SUFFIX = ".deleted"
 
@@ -53,7 +55,7 @@ class Broker:
     def __init__(self, data_dir, config=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
-        os.makedirs(self.data_dir, exist_ok=True)
+        makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
         try:
             self._lock_fd = _lock_directory(self.data_dir)
         except LogLockedError as exc:
@@ -62,6 +64,7 @@ class Broker:
         self._closed = False
         self._store = MetadataStore(self.data_dir)
         self._topics = {}     # name -> TopicRecord
+        self._ids = (None, {})   # (the _topics dict it indexes, {topic id: name})
         self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
         self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
@@ -83,6 +86,11 @@ class Broker:
         self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
                                          daemon=True)
         self._manager.start()
+        self._cleaner = None   # compaction, on its own thread (klog.storage.log_cleaner)
+        if self.config["log.cleaner.enable"]:
+            self._cleaner = LogCleaner(self.data_dir, self.logs,
+                                       self.config["log.cleaner.backoff.ms"])
+            self._cleaner.start()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _load(self):
@@ -100,7 +108,17 @@ class Broker:
         log = self._logs.get(key)
         if log is None:
             path = os.path.join(self.data_dir, f"{record.name}-{partition}")
-            log = self._logs[key] = Log.open(path, self.config.topic_config(record.config))
+            remove_stray(path, record.topic_id, DELETED_SUFFIX)
+            log = Log.open(path, self.config.topic_config(record.config))
+            try:
+                ensure_topic_id(path, record.topic_id)
+                # The single broker leads every partition, in the epoch its topic was created
+                # with (or a later one the log already holds): stable across restarts.
+                log.become_leader(max(record.leader_epoch, log.leader_epoch))
+            except BaseException:
+                log.close()
+                raise
+            self._logs[key] = log
             log.add_listener(self._on_append)
         return log
 
@@ -145,6 +163,8 @@ class Broker:
         self._stop.set()
         if self._manager is not threading.current_thread():
             self._manager.join()
+        if self._cleaner is not None:
+            self._cleaner.close()
         for service in reversed(self._services):
             service.close()
         with self._lock:
@@ -189,7 +209,8 @@ class Broker:
                 raise TopicExistsError(
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
-            record = TopicRecord(name, partitions, overrides)
+            record = TopicRecord(name, partitions, overrides,
+                                 leader_epoch=self._store.leader_epoch_floor)
             topics = dict(self._topics)
             topics[name] = record
             self._store.save(topics)
@@ -221,6 +242,8 @@ class Broker:
                 raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
             topics = dict(self._topics)
             del topics[name]
+            self._store.retire_leader_epoch(max(
+                [record.leader_epoch] + [self.leader_epoch(name, p) for p in range(record.partitions)]))
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
@@ -233,6 +256,8 @@ class Broker:
                     os.rename(path, doomed)
                     shutil.rmtree(doomed, ignore_errors=True)
             fsync_dir(self.data_dir)
+            if self._cleaner is not None:
+                self._cleaner.forget(name)
             services = list(self._services)
         self._topic_changed(services, name)
 
@@ -286,7 +311,7 @@ class Broker:
             if validate_only:
                 return
             topics = dict(self._topics)
-            topics[name] = TopicRecord(name, record.partitions, overrides, record.topic_id)
+            topics[name] = replace(record, config=overrides)
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
@@ -334,7 +359,7 @@ class Broker:
             if validate_only:
                 return
             topics = dict(self._topics)
-            grown = topics[name] = TopicRecord(name, total, record.config, record.topic_id)
+            grown = topics[name] = replace(record, partitions=total)
             self._store.save(topics)
             self._topics = topics
             if name not in INTERNAL_TOPICS:
@@ -352,6 +377,20 @@ class Broker:
 
     def partition_count(self, name):
         return self._record(name).partitions
+
+    def topic_for_id(self, topic_id):
+        """The name of the topic with this id (UUID text), or None."""
+        topics, index = self._ids
+        if topics is not self._topics:   # _topics is replaced, never changed in place
+            topics = self._topics
+            index = {r.topic_id: n for n, r in topics.items()}
+            self._ids = (topics, index)
+        return index.get(topic_id)
+
+    def leader_epoch(self, topic, partition):
+        """The partition's current leader epoch (without opening an internal topic's log)."""
+        log = self._logs.get((topic, partition))
+        return log.leader_epoch if log is not None else self._record(topic).leader_epoch
 
     def _record(self, name):
         record = self._topics.get(name)
@@ -421,8 +460,8 @@ class Broker:
             self.enforce_retention()
 
     def enforce_retention(self, now=None):
-        """Apply retention (and, for compacted topics, cleaning) to every log once. Returns the
-        number of segments deleted."""
+        """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
+        the number of segments deleted."""
         deleted = 0
         for (topic, _), log in self.logs():
             if log.closed:
@@ -430,11 +469,22 @@ class Broker:
             try:
                 if "delete" in log.config.cleanup_policy:
                     deleted += log.enforce_retention(now)
-                if "compact" in log.config.cleanup_policy and self.config["log.cleaner.enable"]:
-                    log.clean(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted
+
+    def clean_logs(self, now=None):
+        """One round of the log cleaner (what its thread does every log.cleaner.backoff.ms):
+        clean the compacted logs past min.cleanable.dirty.ratio or max.compaction.lag.ms.
+        Returns {(topic, partition): CleanResult}; {} when log.cleaner.enable is false."""
+        if self._cleaner is None:
+            return {}
+        return self._cleaner.clean_once(now)
+
+    @property
+    def log_cleaner(self):
+        """The LogCleaner (None when log.cleaner.enable is false)."""
+        return self._cleaner
 
     def __repr__(self):
         return f"<Broker {self.data_dir!r} topics={len(self._topics)}>"

@@ -8,6 +8,17 @@ path: one native partitioning call and one batch per partition.
 
 Ordering: records of one producer to one partition are appended in ``send`` order, because
 batches are handed to the log under the accumulator's lock. Thread-safe.
+
+Every accepted setting has a meaning here (klog.clientconfig documents each): ``acks`` 1 and all
+are met by the one local replica, ``acks=0`` gives offsets of -1 as Kafka's producer does,
+``enable.idempotence`` holds by construction (each batch is appended exactly once, in order),
+``transactional.id`` raises ConfigError (no transactions yet).
+
+Timeouts: ``future.get(timeout)`` and ``flush(timeout)`` never wait for a network or a broker:
+they append the open batch (or all of them) in the calling thread, which succeeds or fails in the
+time a local append takes (longer only while another thread's append of the same producer holds
+its lock). The timeout cannot cut an append in half, so it bounds nothing further; ``flush``
+returns the number of records still queued (0), as confluent-kafka's does.
 """
 import threading
 import time
@@ -15,7 +26,7 @@ from collections import namedtuple
 
 from klog._native import accumulator
 from klog._native.accumulator import Accumulator, RecordFuture, chunk_ends
-from klog.clientconfig import PRODUCER, parse
+from klog.clientconfig import PRODUCER, check_producer, parse
 from klog.config import LONG_MAX
 from klog.errors import UnknownTopicOrPartitionError
 from klog.partitioner import Partitioner
@@ -23,7 +34,7 @@ from klog.partitioner import Partitioner
 RecordMetadata = namedtuple("RecordMetadata", "topic partition offset timestamp")
 BatchMetadata = namedtuple("BatchMetadata", "topic partition base_offset count")
 accumulator.RecordMetadata = RecordMetadata
-__all__ = ["Producer", "RecordFuture", "RecordMetadata", "BatchMetadata"]
+__all__ = ["Producer", "RecordFuture", "UnacknowledgedFuture", "RecordMetadata", "BatchMetadata"]
 BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
@@ -36,7 +47,8 @@ class Producer:
 
     def __init__(self, broker, config=None):
         self._broker = broker
-        self.config = parse(config, PRODUCER, "producer")
+        self.config = check_producer(config or {}, parse(config, PRODUCER, "producer"))
+        self._acked = self.config["acks"] != "0"
         self._partitioner = Partitioner(self.config["partitioner"])
         codec = self.config["compression.type"]
         self._compression = None if codec == "none" else codec
@@ -48,6 +60,8 @@ class Producer:
                                 self.config["batch.num.messages"], self._max_request,
                                 self._compression, self._opened.set)
         self.send = self._acc.send  # the hot path, straight into native code
+        if not self._acked:
+            self.send = self._send_unacknowledged
         self._sender = threading.Thread(target=self._run_sender, name="klog-producer-sender",
                                         daemon=True)
         self._sender.start()
@@ -82,7 +96,12 @@ class Producer:
         out = []
         for p, group in groups.items():
             self._acc.direct(topic, p, self._append_direct, topic, p, group, out)
+        if not self._acked:
+            out = [m._replace(base_offset=-1) for m in out]
         return out
+
+    def _send_unacknowledged(self, *args, **kwargs):
+        return UnacknowledgedFuture(self._acc.send(*args, **kwargs))
 
     def _append_direct(self, topic, p, group, out):
         vals, ks, ts, ends = group
@@ -104,8 +123,10 @@ class Producer:
         self._acc.forget_topic(topic)
 
     def flush(self, timeout=None):
-        """Append every queued record now."""
+        """Append every queued record now; returns how many are still queued: 0 (see the
+        module doc on timeouts)."""
         self._acc.drain()
+        return 0
 
     def close(self, timeout=None):
         """Flush and stop the sender thread. Further sends raise."""
@@ -137,6 +158,34 @@ class Producer:
                 if oldest < 0:
                     break
                 self._stop.wait(max(0.0, (oldest + linger - _now_ms()) / 1000.0))
+
+
+class UnacknowledgedFuture:
+    """A RecordFuture of an ``acks=0`` producer: as with Kafka's, the metadata carries offset -1
+    (the producer does not wait for the broker to say where the record went). Errors the
+    embedded append reports at once are still raised."""
+    __slots__ = ("_future",)
+
+    def __init__(self, future):
+        self._future = future
+
+    def get(self, timeout=None):
+        return self._future.get(timeout)._replace(offset=-1)
+
+    def done(self):
+        return self._future.done()
+
+    def succeeded(self):
+        return self._future.succeeded()
+
+    def exception(self):
+        return self._future.exception()
+
+    def add_callback(self, callback, errback=None):
+        """``callback(metadata)`` once delivered, or ``errback(exc)``; at once if already done."""
+        self._future.add_callback(
+            None if callback is None else (lambda md: callback(md._replace(offset=-1))), errback)
+        return self
 
 
 def _now_ms():

@@ -63,3 +63,9 @@ def test_controlled_shutdown_moves_leadership_and_leaves_isr():
     follower = election.controlled_shutdown(state(1, (1, 2, 3)), ASSIGNMENT, {1, 2, 3}, 3, 2)
     assert (follower.leader, follower.isr) == (1, (1, 2))
     assert election.controlled_shutdown(state(1, (1,)), ASSIGNMENT, {1, 2, 3}, 1, 2) is None
+
+
+def test_an_offline_partition_is_not_rewritten_on_every_broker_event():
+    offline = election.on_brokers_failed(state(1, (1,)), ASSIGNMENT, {2, 3}, 2)
+    assert election.on_brokers_failed(offline, ASSIGNMENT, {2, 3}, 2) is None
+    assert election.on_brokers_failed(offline, ASSIGNMENT, {3}, 2) is None

@@ -1,5 +1,5 @@
-"""The broker's log manager cleans compacted topics (``cleanup.policy`` compact or compact,delete)
-on each retention pass, unless ``log.cleaner.enable`` is false."""
+"""The broker's log cleaner cleans compacted topics (``cleanup.policy`` compact or compact,delete)
+on its own thread, unless ``log.cleaner.enable`` is false; retention stays with the log manager."""
 import pytest
 
 import klog
@@ -8,8 +8,8 @@ from klog import CorruptRecordError
 from .helpers import keyed_view
 
 NOW = 10_000_000
-# the background pass must not run during a test: it would clean at the real "now"
-QUIET = {"log.retention.check.interval.ms": 3_600_000}
+# the background passes must not run during a test: they would use the real "now"
+QUIET = {"log.retention.check.interval.ms": 3_600_000, "log.cleaner.backoff.ms": 3_600_000}
 
 
 def fill(log, n=200, keys=5):
@@ -19,7 +19,7 @@ def fill(log, n=200, keys=5):
     return list(log.records())
 
 
-def test_compacted_topic_is_cleaned_by_enforce_retention(tmp_path):
+def test_compacted_topic_is_cleaned_by_the_log_cleaner(tmp_path):
     with klog.open(tmp_path, QUIET) as broker:
         broker.create_topic("state", 2, {"cleanup.policy": "compact", "segment.bytes": 1024})
         broker.create_topic("events", 1, {"segment.bytes": 1024, "retention.ms": -1})
@@ -27,6 +27,8 @@ def test_compacted_topic_is_cleaned_by_enforce_retention(tmp_path):
         before = [fill(log) for log in logs]
         events = fill(broker.log("events", 0))
         assert broker.enforce_retention(now=NOW) == 0
+        assert [len(list(log.records())) for log in logs] == [200, 200]  # retention: no cleaning
+        assert sorted(broker.clean_logs(now=NOW)) == [("state", 0), ("state", 1)]
         for log, written in zip(logs, before):
             after = list(log.records())
             assert keyed_view(after) == keyed_view(written)
@@ -51,6 +53,7 @@ def test_compact_delete_applies_retention_and_cleaning(tmp_path):
             log.append([b"new%d" % i], keys=[b"k%d" % (i % 3)], timestamps=NOW - 10)
         log.roll()
         assert broker.enforce_retention(now=NOW) > 0  # the old segments were past retention.ms
+        broker.clean_logs(now=NOW)
         got = list(log.records())
         assert all(r.offset >= 100 for r in got)
         assert sorted(r.value for r in got) == [b"new97", b"new98", b"new99"]
@@ -61,13 +64,13 @@ def test_cleaner_disabled(tmp_path):
         broker.create_topic("state", 1, {"cleanup.policy": "compact", "segment.bytes": 1024})
         log = broker.log("state", 0)
         written = fill(log)
-        broker.enforce_retention(now=NOW)
+        assert broker.clean_logs(now=NOW) == {} and broker.log_cleaner is None
         assert list(log.records()) == written
 
 
 def test_background_manager_cleans(tmp_path):
     import time
-    with klog.open(tmp_path, {"log.retention.check.interval.ms": 50}) as broker:
+    with klog.open(tmp_path, {"log.cleaner.backoff.ms": 50}) as broker:
         broker.create_topic("state", 1, {"cleanup.policy": "compact", "segment.bytes": 1024})
         log = broker.log("state", 0)
         for i in range(200):

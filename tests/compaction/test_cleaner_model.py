@@ -1,6 +1,7 @@
 """Op-fuzzer for compaction (redpanda's idea, with hypothesis' stateful testing): random keyed
-appends and tombstones, rolls, cleans at random times and reopens (clean or after a kill), checked
-after every step against a model that remembers every record ever written."""
+appends and tombstones, rolls, cleans at random times (full passes, or from the cleaner checkpoint
+of the last complete pass, as the broker's log cleaner runs them) and reopens (clean or after a
+kill), checked after every step against a model that remembers every record ever written."""
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from klog import Log, Record
+from klog.storage import cleaner
 
 from .helpers import keyed_view, kill
 
@@ -32,6 +34,7 @@ class CompactionMachine(RuleBasedStateMachine):
         self.written = []   # every record ever appended; index = offset
         self.clock = 1_000
         self.cleaned = False
+        self.first_dirty = None   # the cleaner checkpoint: dirty_end of the last complete pass
 
     def teardown(self):
         if not self.log.closed:
@@ -52,15 +55,19 @@ class CompactionMachine(RuleBasedStateMachine):
     def roll(self):
         self.log.roll()
 
-    @rule(ahead=st.integers(0, 2 * DELETE_RETENTION_MS))
-    def clean(self, ahead):
+    @rule(ahead=st.integers(0, 2 * DELETE_RETENTION_MS), incremental=st.booleans())
+    def clean(self, ahead, incremental):
         now = self.clock + ahead
         end = self.log.log_end_offset
-        result = self.log.clean(now=now)
+        if incremental:
+            result = cleaner.clean(self.log, now, self.first_dirty)
+        else:
+            result = self.log.clean(now=now)
         assert self.log.log_end_offset == end
         if result.dirty_end < 0:
             return
-        dirty_end = result.dirty_end
+        assert not result.aborted
+        dirty_end = self.first_dirty = result.dirty_end
         assert dirty_end == self.log.segments[-1]  # every sealed segment, never the active one
         latest = {r.key: r.offset for r in self.written[:dirty_end]}
         for r in self.log.records():

@@ -42,17 +42,17 @@ def on_brokers_failed(state: LeaderAndIsr, assignment: Sequence[int], live: Abst
     """Brokers left (their ZooKeeper sessions expired): drop them from the ISR and, if the
     leader was one of them, elect another. When the last ISR member dies the ISR keeps it, so
     the partition comes back (cleanly) with that broker."""
+    if state.leader == NO_LEADER:
+        return None              # already offline; ``on_broker_started`` brings it back
     dead_in_isr = [r for r in state.isr if r not in live]
     leader_alive = state.leader in live
-    if not dead_in_isr and (leader_alive or state.leader == NO_LEADER):
+    if not dead_in_isr and leader_alive:
         return None
     isr = [r for r in state.isr if r in live]
     if leader_alive:
         return state.with_leader(state.leader, isr, controller_epoch)
     leader = elect_leader(assignment, isr, live, unclean=unclean)
     if leader == NO_LEADER:
-        if state.leader == NO_LEADER and not dead_in_isr:
-            return None
         # Offline. The ISR never goes empty: it keeps one dead member (the old leader if it was
         # in sync), so the partition comes back cleanly when that broker does.
         keep = [state.leader] if state.leader in state.isr else list(state.isr[-1:])

@@ -238,6 +238,16 @@ class ClusterStore:
                            if isinstance(r, Exception) and not isinstance(r, RolledBackError))
             # Another controller came and went between our read and our write: read again.
 
+    def release_controller(self) -> None:
+        """Delete ``/controller`` if this session created it."""
+        path = self._path("controller")
+        try:
+            _, stat = self._zk.get(path)
+            if stat.ephemeralOwner == self._zk.client_id[0]:
+                self._zk.delete(path, version=stat.version)
+        except (NoNodeError, BadVersionError):
+            pass
+
     def resign_controller(self, fence: ControllerEpoch) -> None:
         """Delete ``/controller`` if this controller still holds it (controlled shutdown)."""
         t = self._zk.transaction()

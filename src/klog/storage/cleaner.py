@@ -1,28 +1,37 @@
-"""The log cleaner (Kafka's LogCleaner): compaction keeps the latest record per key.
+"""The log cleaner (Kafka's Cleaner): compaction keeps the latest record per key.
 
-One pass, ``clean(log, now)``, on a log whose ``cleanup.policy`` contains ``compact``:
+One pass, ``clean(log, now, first_dirty)``, on a log whose ``cleanup.policy`` contains ``compact``.
+Which logs get a pass, and when, is klog.storage.log_cleaner's business (dirty ratio, lags, the
+cleaner checkpoint); ``Log.clean`` runs a full pass at once.
 
-1. **Dirty range**: the sealed segments, oldest first, up to the first one whose max timestamp is
-   younger than ``min.compaction.lag.ms``. The active segment is never cleaned. There is no cleaner
-   checkpoint: a pass reads every sealed segment again (correct, but the read cost grows with
-   the log); segments with nothing to remove are read, not rewritten. A pass that found nothing
-   to do is remembered: while the same segments (same objects, same sizes) and config are there
-   and no kept tombstone has expired, the next pass returns at once.
-2. **Offset map**: key -> offset of its latest record in the dirty range (a dict of the key bytes,
-   so no hash collisions; memory grows with the number of distinct keys). A key whose latest
-   record is a tombstone (null value) with ``now - timestamp >= delete.retention.ms`` leaves the
-   map, which removes every record of it. That is the tombstone rule: a tombstone lives
-   ``delete.retention.ms`` after its own timestamp (Kafka counts from its first cleaning, which
-   needs the delete-horizon bit; this is simpler, and the same for LogAppendTime topics).
+1. **Cleanable range**: the sealed segments, oldest first, up to the first one whose max timestamp
+   is younger than ``min.compaction.lag.ms``. The active segment is never cleaned. It splits at
+   ``first_dirty`` (the cleaner checkpoint: everything below it was cleaned by an earlier pass, so
+   each key appears there at most once) into a clean part and a dirty part. ``first_dirty`` None
+   means the log start (everything dirty). A pass that found nothing to do is remembered: while
+   the same segments (same objects, same sizes) and config are there and no kept tombstone has
+   expired, the next pass returns at once.
+2. **Offset map**, built from the dirty part only: key -> offset of its latest record (a dict of
+   the key bytes, so no hash collisions; memory grows with the number of distinct dirty keys).
+   A record of the cleanable range survives iff its key is not None, the map holds no later
+   offset for its key, and it is not a tombstone (null value) with ``now - timestamp >=
+   delete.retention.ms``. That is the tombstone rule: a tombstone lives ``delete.retention.ms``
+   after its own timestamp (Kafka counts from its first cleaning, which needs the delete-horizon
+   bit; this is simpler, and the same for LogAppendTime topics). The clean part is read (as
+   Kafka's cleaner reads it when it recopies) to find what the new dirty keys supersede there.
 3. **Recopy**, in groups of adjacent segments whose kept bytes stay under ``segment.bytes`` (and
-   whose offsets and index entries fit one segment): a record survives iff the map holds its
-   offset. Offsets never change (gaps are fine): a batch that keeps all its records is copied byte
-   for byte, one that keeps some is re-encoded at its original base offset with explicit offset
-   deltas (same codec, timestamps, headers, producer fields, leader epoch, LogAppendTime), one
-   that keeps none disappears. Records with a null key (written before the topic became
-   compacted) are dropped, as Kafka's cleaner does. Control batches are copied unchanged, and a
-   producer's last batch is not kept for its sequence numbers (klog has no idempotence state
-   yet). A group is rewritten only if it removes something or merges several segments.
+   whose offsets and index entries fit one segment): offsets never change (gaps are fine): a
+   batch that keeps all its records is copied byte for byte, one that keeps some is re-encoded at
+   its original base offset with explicit offset deltas (same codec, timestamps, headers,
+   producer fields, leader epoch, LogAppendTime), one that keeps none disappears. Records with a
+   null key (written before the topic became compacted) are dropped, as Kafka's cleaner does.
+   Control batches are copied unchanged, and a producer's last batch is not kept for its
+   sequence numbers (klog has no idempotence state in the cleaner yet). A group is rewritten only
+   if it removes something or merges several segments.
+
+After a complete pass (``CleanResult.aborted`` false) every key appears at most once below
+``CleanResult.dirty_end``: that is the next first dirty offset. A pass that stops early (the log
+changed under it) must not advance it.
 
 Files and crash safety. Old segments B1..Bk (bases b1 < ... < bk) become one segment at b1:
 
@@ -83,6 +92,10 @@ _pass_locks_guard = threading.Lock()
 _idle = weakref.WeakKeyDictionary()         # Log -> _IdleMemo of its last pass with nothing to do
 
 
+class CleanerStopped(Exception):
+    """The pass was asked to stop (the broker is closing); nothing it had not committed stays."""
+
+
 @dataclasses.dataclass(frozen=True)
 class CleanResult:
     """What one pass did. Counts and sizes cover the groups it rewrote."""
@@ -95,7 +108,12 @@ class CleanResult:
     bytes_after: int = 0
     groups: tuple = ()              # ((first base, last base), ...) of the rewritten groups
     dirty_end: int = -1             # base of the first segment the pass left alone (-1: none
-                                    # was cleanable)
+                                    # was cleanable): the next first dirty offset
+    first_dirty: int = -1           # where the offset map started
+    map_bytes: int = 0              # bytes the offset map was built from (the dirty part)
+    bytes_read: int = 0             # every byte the pass decoded: map, clean part, recopy
+    aborted: bool = False           # stopped early (the log changed): dirty_end not reached
+    next_tombstone_expiry: float = float("inf")  # ms at which a kept tombstone expires
 
 
 def now_ms():
@@ -258,10 +276,12 @@ def _pass_lock(log):
         return lock
 
 
-def clean(log, now=None):
+def clean(log, now=None, first_dirty=None, stopping=None):
     """Compact ``log`` once (see the module doc); returns a CleanResult. ``now`` (ms) decides
-    tombstone expiry and min.compaction.lag.ms. A log whose cleanup.policy lacks ``compact`` is
-    left alone."""
+    tombstone expiry and min.compaction.lag.ms; ``first_dirty`` is the cleaner checkpoint (None:
+    the whole log is dirty); ``stopping()`` true makes the pass give up between batches (raising
+    CleanerStopped; groups already swapped in stay). A log whose cleanup.policy lacks
+    ``compact`` is left alone."""
     now = now_ms() if now is None else now
     with _pass_lock(log):
         with log._lock:
@@ -284,43 +304,86 @@ def clean(log, now=None):
         try:
             memo = _idle.get(log)
             if infos and memo is not None and memo.still_idle(infos, config, now):
-                return CleanResult(dirty_end=dirty_end)
+                return CleanResult(dirty_end=dirty_end, first_dirty=dirty_end,
+                                   next_tombstone_expiry=memo.next_expiry)
             _idle.pop(log, None)
-            return _clean(log, config, infos, dirty_end, now)
+            return _clean(log, config, infos, dirty_end, now, first_dirty, stopping)
         finally:
             for info in infos:
                 info.view.release()
 
 
-def _clean(log, config, infos, dirty_end, now):
+def _clean(log, config, infos, dirty_end, now, first_dirty, stopping=None):
     if not infos:
         return CleanResult()
-    latest, tombstones = _build_offset_map(infos)
-    next_expiry = float("inf")
-    for key, ts in tombstones.items():
-        if now - ts >= config.delete_retention_ms:
-            del latest[key]
-        else:
-            next_expiry = min(next_expiry, ts + config.delete_retention_ms)
     bases = [info.base for info in infos]
-    for offset in latest.values():
-        infos[bisect.bisect_right(bases, offset) - 1].kept += 1
+    if first_dirty is None or first_dirty <= bases[0]:
+        split = 0
+    elif first_dirty >= dirty_end:
+        split = len(infos)
+    else:  # inside a segment (a crash before the checkpoint after a merge): all of it dirty
+        split = bisect.bisect_right(bases, first_dirty) - 1
+    clean_part, dirty = infos[:split], infos[split:]
+    latest, tombstones = _build_offset_map(dirty)
+    retention = config.delete_retention_ms
+    next_expiry = float("inf")
+    expired = set()
+    for key, ts in tombstones.items():
+        if now - ts >= retention:
+            expired.add(key)
+        else:
+            next_expiry = min(next_expiry, ts + retention)
+    for key, offset in latest.items():
+        if key not in expired:
+            infos[bisect.bisect_right(bases, offset) - 1].kept += 1
+    for info in clean_part:
+        next_expiry = min(next_expiry, _scan_clean(info, latest, retention, now))
+    map_bytes = sum(info.size for info in dirty)
 
     totals = dict(segments_rewritten=0, segments_written=0, records_kept=0, records_removed=0,
                   tombstones_removed=0, bytes_before=0, bytes_after=0)
     groups = []
+    aborted = False
     plan = [g for g in _plan_groups(infos, config)
             if len(g) > 1 or g[0].kept < g[0].records]  # else nothing to remove or merge
     if not plan:
         _idle[log] = _IdleMemo(infos, config, next_expiry)
     for group in plan:
-        stats = _clean_group(log, config, group, latest, now)
+        stats = _clean_group(log, config, group, latest, now, stopping)
         if stats is None:
+            aborted = True
             break  # the log changed under us (retention, truncation, close): next pass
         for k, v in stats.items():
             totals[k] += v
         groups.append((group[0].base, group[-1].base))
-    return CleanResult(**totals, groups=tuple(groups), dirty_end=dirty_end)
+    read = map_bytes + sum(info.size for info in clean_part) + totals["bytes_before"]
+    return CleanResult(**totals, groups=tuple(groups), dirty_end=dirty_end,
+                       first_dirty=dirty[0].base if dirty else dirty_end, map_bytes=map_bytes,
+                       bytes_read=read, aborted=aborted, next_tombstone_expiry=next_expiry)
+
+
+def _survives(r, latest, retention, now):
+    """The rule of the module doc: a keyed record that nothing later supersedes, and not an
+    expired tombstone."""
+    return (r.key is not None and latest.get(r.key, -1) <= r.offset
+            and (r.value is not None or now - r.timestamp < retention))
+
+
+def _scan_clean(info, latest, retention, now):
+    """Count a clean segment's batches, records and survivors; returns the earliest expiry of a
+    tombstone it keeps."""
+    next_expiry = float("inf")
+    for pos, h in _batches(info):
+        info.batches += 1
+        if h.is_control:
+            continue
+        for r in decode_records(info.view[pos:pos + h.size], -1, decompress):
+            info.records += 1
+            if _survives(r, latest, retention, now):
+                info.kept += 1
+                if r.value is None:
+                    next_expiry = min(next_expiry, r.timestamp + retention)
+    return next_expiry
 
 
 def _build_offset_map(infos):
@@ -366,7 +429,7 @@ def _plan_groups(infos, config):
     return groups
 
 
-def _clean_group(log, config, group, latest, now):
+def _clean_group(log, config, group, latest, now, stopping=None):
     """Write the group's cleaned segment and swap it in; the stats, or None if the log changed."""
     directory = log.path
     first, last = group[0].base, group[-1].base
@@ -374,7 +437,8 @@ def _clean_group(log, config, group, latest, now):
                  records_removed=0, tombstones_removed=0,
                  bytes_before=sum(i.size for i in group), bytes_after=0)
     try:
-        stats["bytes_after"] = _write_cleaned(directory, config, group, latest, stats, now)
+        stats["bytes_after"] = _write_cleaned(directory, config, group, latest, stats, now,
+                                              stopping)
         with log._flush_lock, log._lock:
             index = _find_group(log, group)
             if index is None:
@@ -414,10 +478,11 @@ def _find_group(log, group):
     return i
 
 
-def _write_cleaned(directory, config, group, latest, stats, now):
+def _write_cleaned(directory, config, group, latest, stats, now, stopping=None):
     """Write the group's kept records to ``<first>.log.cleaned`` (+ indexes) and make them
     durable; returns the new segment's size."""
     first = group[0].base
+    retention = config.delete_retention_ms
     # Room for every input byte and then some: a re-encoded subset can take a few more bytes
     # (timestamp deltas from a new base, another compressor), never near this.
     total = sum(i.size for i in group)
@@ -427,18 +492,20 @@ def _write_cleaned(directory, config, group, latest, stats, now):
     try:
         for info in group:
             for pos, h in _batches(info):
+                if stopping is not None and stopping():
+                    raise CleanerStopped(f"{directory}: cleaning stopped")
                 raw = info.view[pos:pos + h.size]
                 if h.is_control:
                     validate_batch(raw, True, True)
                     out.append(raw, h.base_offset, now)
                     continue
                 records = decode_records(raw, -1, decompress)
-                kept = [r for r in records if r.key is not None and latest.get(r.key) == r.offset]
+                kept = [r for r in records if _survives(r, latest, retention, now)]
                 stats["records_kept"] += len(kept)
                 stats["records_removed"] += len(records) - len(kept)
                 stats["tombstones_removed"] += sum(
-                    1 for r in records if r.value is None and r.key is not None
-                    and latest.get(r.key) != r.offset)
+                    1 for r in records if r.value is None and r.key is not None) - sum(
+                    1 for r in kept if r.value is None)
                 if len(kept) == len(records):
                     out.append(raw, h.base_offset, now)
                 elif kept:

@@ -33,6 +33,24 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def makedirs_durably(path):
+    """``os.makedirs(path, exist_ok=True)``, and each directory it creates made durable (its parent
+    fsynced), so a new log or data directory is still there after a power loss. Returns whether
+    ``path`` was created."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        return False
+    parent = os.path.dirname(path)
+    makedirs_durably(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+    fsync_dir(parent)
+    return True
+
+
 def write_atomic(path, data):
     """Write a small file so a crash leaves the old or the new content: temp → fsync → rename →
     fsync the directory."""
