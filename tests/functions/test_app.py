@@ -1,6 +1,7 @@
 """Functions, consumers and suppliers running against a real broker through AppHarness."""
 import dataclasses
 import threading
+import time
 
 import pytest
 
@@ -78,13 +79,15 @@ def test_async_function_and_message_input(klog_broker):
 
     @app.function
     async def enrich(msg: Message[dict]) -> Message:
-        return Message({**msg.value, "from": msg.topic, "offset": msg.offset, "key": msg.key.decode()})
+        return Message({**msg.value, "from": msg.topic, "offset": msg.offset, "key": msg.key.decode(),
+                        "p": msg.received_partition})
 
+    klog_broker.create_topic("in", 1)
     with AppHarness(app, klog_broker, bindings={"enrich-in-0": {"destination": "in"},
                                                "enrich-out-0": {"destination": "out"}}) as h:
         h.send("in", {"a": 1}, key="k1")
         h.wait_idle()
-        assert h.values("out") == [{"a": 1, "from": "in", "offset": 0, "key": "k1"}]
+        assert h.values("out") == [{"a": 1, "from": "in", "offset": 0, "key": "k1", "p": 0}]
 
 
 @dataclasses.dataclass
@@ -165,3 +168,30 @@ def test_start_creates_missing_topics_unless_auto_create_is_off(klog_broker):
     running = app.start(klog_broker, definition="email|sms", bindings=IO)
     running.stop()
     assert {"account-created", "communication-sent"} <= set(klog_broker.list_topics())
+
+
+def test_async_supplier_and_async_generator(klog_broker):
+    app = App("async-gen")
+    calls = [0]
+
+    @app.supplier(fixed_delay=1)
+    async def beat():
+        calls[0] += 1
+        return {"beat": calls[0]} if calls[0] == 1 else None
+
+    @app.function
+    async def explode(e: dict):
+        for i in range(e["n"]):
+            yield {"i": i}
+
+    with AppHarness(app, klog_broker, definition="beat;explode",
+                    bindings={"beat-out-0": {"destination": "beats"},
+                              "explode-in-0": {"destination": "in"},
+                              "explode-out-0": {"destination": "out"}}) as h:
+        h.send("in", {"n": 3})
+        h.wait_idle()
+        assert h.values("out") == [{"i": 0}, {"i": 1}, {"i": 2}]
+        deadline = time.monotonic() + 10
+        while not h.read("beats"):      # the supplier's first call runs on its own thread
+            assert time.monotonic() < deadline
+        assert h.values("beats") == [{"beat": 1}]

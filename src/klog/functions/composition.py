@@ -139,7 +139,7 @@ class Pipeline:
             return v
         return Message(v, k, h if isinstance(h, dict) else headers_dict(h), p, d,
                        getattr(rec, "timestamp", None), getattr(rec, "topic", None),
-                       getattr(rec, "offset", None))
+                       getattr(rec, "offset", None), getattr(rec, "partition", None))
 
 
 _NO_ARG = object()

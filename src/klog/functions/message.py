@@ -16,7 +16,8 @@ class Message(Generic[T]):
     (None: keep the input's headers). ``partition``: send to this partition (default: the
     partitioner, from the key). ``destination``: send to this topic instead of the output
     binding's (Spring's ``spring.cloud.stream.sendto.destination``). Input messages also carry
-    ``topic``, ``partition``, ``offset`` and ``timestamp`` of the record."""
+    the record's ``topic``, ``received_partition``, ``offset`` and ``timestamp`` (``partition``
+    stays None there: it only ever chooses where an output goes)."""
     value: T
     key: Any = None
     headers: Optional[dict] = None
@@ -25,6 +26,7 @@ class Message(Generic[T]):
     timestamp: Optional[int] = None
     topic: Optional[str] = field(default=None, compare=False)
     offset: Optional[int] = field(default=None, compare=False)
+    received_partition: Optional[int] = field(default=None, compare=False)
 
     NO_KEY = b"\x00klog-no-key"   # sentinel: drop the input's key
 
