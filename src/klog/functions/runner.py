@@ -497,13 +497,29 @@ class InputBinding:
         None, fatal error or None). A record that goes to the DLQ (or is skipped) does not end
         the chunk: the rest of it runs in the same call."""
         done = 0
+        dlq = []   # (index in chunk, future): awaited together below
         while True:
-            n, retry_at, fatal = self._process_part(lane, chunk if not done else chunk[done:])
+            n, retry_at, fatal = self._process_part(lane, chunk if not done else chunk[done:], dlq)
+            if dlq and dlq[-1][0] == -1:
+                dlq[-1] = (done + n - 1, dlq[-1][1])
             done += n
             if retry_at is not None or fatal is not None or done >= len(chunk) or not n:
-                return done, retry_at, fatal
+                break
+        for i, fut in dlq:
+            try:
+                fut.get()
+            except Exception as dlq_exc:
+                rec = chunk[i]
+                where = f"{rec.topic}-{rec.partition}@{rec.offset}"
+                log.error("binding %s: %s could not go to DLQ %s: %s", self.cfg.name, where,
+                          self.dlq_topic, dlq_exc)
+                # records from this one on are not done: they run again after a restart
+                return i, None, AppStoppedError(f"binding {self.cfg.name}: record {where} "
+                                                f"failed and the DLQ send failed: {dlq_exc}")
+            self.stats.add("dead_lettered")
+        return done, retry_at, fatal
 
-    def _process_part(self, lane, chunk):
+    def _process_part(self, lane, chunk, dlq):
         stats = self.stats
         t0 = time.perf_counter()
         fast = self.fast
@@ -544,20 +560,20 @@ class InputBinding:
                         self.policy.max_attempts, delay * 1000, type(exc).__name__, exc)
             return n_ok, time.monotonic() + delay, None
         lane.attempts = 0
-        return self._give_up(rec, exc, n_ok)
+        return self._give_up(rec, exc, n_ok, dlq)
 
-    def _give_up(self, rec, exc, n_ok):
+    def _give_up(self, rec, exc, n_ok, dlq):
         where = f"{rec.topic}-{rec.partition}@{rec.offset}"
         if self.dlq_topic is not None:
             try:
-                self.dlq_producer.send(self.dlq_topic, rec.value, key=rec.key,
-                                       headers=dlq_headers(rec, exc)).get()
+                fut = self.dlq_producer.send(self.dlq_topic, rec.value, key=rec.key,
+                                             headers=dlq_headers(rec, exc))
             except Exception as dlq_exc:
                 log.error("binding %s: %s could not go to DLQ %s: %s", self.cfg.name, where,
                           self.dlq_topic, dlq_exc)
                 return n_ok, None, AppStoppedError(f"binding {self.cfg.name}: record {where} "
                                                    f"failed and the DLQ send failed: {dlq_exc}")
-            self.stats.add("dead_lettered")
+            dlq.append((-1, fut))   # its index in the chunk is filled in above
             log.warning("binding %s: %s sent to DLQ %s after %s: %s", self.cfg.name, where,
                         self.dlq_topic, type(exc).__name__, exc)
             return n_ok + 1, None, None
