@@ -212,3 +212,24 @@ def test_output_topic_missing_with_auto_create_off_retries_then_dlq(tmp_path):
             assert json.loads(h.read("error.in.svc")[0].value) == {"n": 1}
     finally:
         broker.close()
+
+
+def test_dlq_send_failure_stops_the_app_without_committing_the_record(tmp_path):
+    import klog
+    broker = klog.open(tmp_path / "d", {"auto.create.topics.enable": False})
+    try:
+        app = failing_app(lambda e, c: e["n"] == 2, [])
+        h = AppHarness(app, broker, bindings={"work-in-0": {"destination": "in", "enable-dlq": True,
+                                                           "max-attempts": 1},
+                                             "work-out-0": {"destination": "out"}})
+        with h:
+            broker.delete_topic("error.in.svc")
+            for n in range(4):
+                h.send("in", {"n": n})
+            with pytest.raises(AppStoppedError, match=r"in-0@2 failed and the DLQ send failed"):
+                h.wait_idle()
+        c = broker.consumer("svc", {"enable.auto.commit": False})
+        assert c.committed(("in", 0)) == 2      # the record that could not be dead-lettered
+        c.close()
+    finally:
+        broker.close()
