@@ -19,7 +19,7 @@ import time
 
 from klog.functions import bindings as config
 from klog.functions.composition import Pipeline, parse_definition
-from klog.functions.errors import AppStoppedError, BindingConfigError, NotRunningError
+from klog.functions.errors import BindingConfigError, NotRunningError
 from klog.functions.registry import CONSUMER, FUNCTION, SUPPLIER, Registry
 from klog.functions.runner import InputBinding, Outputs, SupplierBinding
 

@@ -79,11 +79,11 @@ class Pipeline:
         self.is_async = any(s.is_async for s in self.stages)
         # the common shape, a plain sync function over plain values, gets a short path
         first = self.stages[0]
-        self._simple = (len(self.stages) == 1 and not self.is_async and not self.supplier
+        self.simple = (len(self.stages) == 1 and not self.is_async and not self.supplier
                         and not first.input.message)
 
     def run(self, rec):
-        if self._simple:
+        if self.simple:
             st = self.stages[0]
             r = st.fn(st.input.decode(rec.value))
             if r is None or self.sink:
@@ -91,7 +91,7 @@ class Pipeline:
             if type(r) is dict or type(r) is bytes or type(r) is str:
                 return ((r, rec.key, rec.headers, None, None),)
             out = []
-            _collect(r, rec.key, rec.headers, None, None, out)
+            collect(r, rec.key, rec.headers, None, None, out)
             return out
         items = self._first_items(rec)
         for i, st in enumerate(self.stages):
@@ -99,7 +99,7 @@ class Pipeline:
             for v, k, h, p, d in items:
                 r = _call(st.fn, self._arg(st, i, v, k, h, p, d, rec))
                 if st.fdef.kind != CONSUMER:
-                    _collect(r, k, h, p, d, nxt)
+                    collect(r, k, h, p, d, nxt)
             items = nxt
             if not items:
                 break
@@ -115,7 +115,7 @@ class Pipeline:
                 if st.is_async:
                     r = [x async for x in r] if hasattr(r, "__aiter__") else await r
                 if st.fdef.kind != CONSUMER:
-                    _collect(r, k, h, p, d, nxt)
+                    collect(r, k, h, p, d, nxt)
             items = nxt
             if not items:
                 break
@@ -149,7 +149,7 @@ def _call(fn, arg):
     return fn() if arg is _NO_ARG else fn(arg)
 
 
-def _collect(r, k, h, p, d, out):
+def collect(r, k, h, p, d, out):
     if r is None:
         return
     if isinstance(r, Message):
@@ -160,6 +160,6 @@ def _collect(r, k, h, p, d, out):
                     p if r.partition is None else r.partition, r.destination or d))
     elif isinstance(r, (list, types.GeneratorType)):
         for x in r:
-            _collect(x, k, h, p, d, out)
+            collect(x, k, h, p, d, out)
     else:
         out.append((r, k, h, p, d))

@@ -21,7 +21,7 @@ import threading
 import time
 
 from klog.functions import codec
-from klog.functions.composition import _collect as collect
+from klog.functions.composition import collect
 from klog.functions.errors import AppStoppedError, FunctionTimeoutError
 from klog.functions.message import header_pairs
 from klog.functions.metrics import BindingStats
@@ -217,7 +217,7 @@ class InputBinding:
         self.policy = RetryPolicy(cfg_in)
         self.stats = BindingStats(cfg_in.name)
         self.compute = Compute(pipeline, cfg_in.timeout, running.loop)
-        self.fast = pipeline._simple and cfg_in.timeout is None
+        self.fast = pipeline.simple and cfg_in.timeout is None
         self.by_key = cfg_in.ordering == "key"
         self.lanes = {}
         self.trackers = {}
