@@ -104,3 +104,32 @@ def test_metrics_per_binding_on_the_metrics_port(klog_broker):
     assert lines[f"klog_binding_dead_lettered_total{lab}"] == 1
     assert lines[f"klog_binding_consumer_lag{lab}"] == 0
     assert lines['klog_binding_processing_seconds_count{app="metered",binding="work-in-0"}'] == 4
+
+
+def test_lag_is_reported_while_the_function_is_stuck(klog_broker):
+    import threading
+    klog_broker.create_topic("in", 2)
+    p = klog_broker.producer()
+    for i in range(200):
+        p.send("in", b'{"a": 1}', partition=i % 2)
+    p.flush()
+    app = App("lagger")
+    gate = threading.Event()
+
+    @app.function
+    def slow(e: dict) -> dict:
+        gate.wait(10)
+        return e
+
+    running = app.start(klog_broker, bindings={"slow-in-0": {"destination": "in"},
+                                              "slow-out-0": {"destination": "out"}})
+    try:
+        deadline = time.monotonic() + 10
+        while running.stats()["slow-in-0"]["lag"] != 200:   # nothing done yet: all 200 behind
+            assert time.monotonic() < deadline, running.stats()
+        gate.set()
+        running.wait_idle()
+        assert running.stats()["slow-in-0"]["lag"] == 0
+    finally:
+        gate.set()
+        running.stop()

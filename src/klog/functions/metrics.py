@@ -22,6 +22,7 @@ class BindingStats:
         for name in COUNTERS:
             setattr(self, name, 0)
         self.lag = 0
+        self.lag_fn = None   # set by an input binding: computes the lag when asked
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.time_sum = 0.0
 
@@ -38,6 +39,11 @@ class BindingStats:
             setattr(self, name, getattr(self, name) + n)
 
     def snapshot(self):
+        if self.lag_fn is not None:
+            try:
+                self.lag = self.lag_fn()
+            except Exception:  # the broker is away: report the last value
+                pass
         with self.lock:
             d = {name: getattr(self, name) for name in COUNTERS}
             d["lag"] = self.lag

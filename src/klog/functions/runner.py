@@ -238,8 +238,11 @@ class InputBinding:
         self.consumer = running.client.consumer(cfg_in.group, cconf)
         self.thread = threading.Thread(target=self._main, name=f"klog-binding-{cfg_in.name}",
                                        daemon=True)
-        self._next_lag = 0.0
         self._probe_consumer = None
+        self._lag_probe = None
+        self._lag_lock = threading.Lock()
+        self._committed_at_assign = {}
+        self.stats.lag_fn = self.current_lag
 
     # -- poll thread ---------------------------------------------------------------------------
     def start(self):
@@ -259,7 +262,11 @@ class InputBinding:
                 self._drain()
             except Exception:
                 log.exception("binding %s: drain failed", self.cfg.name)
-            for c in (self.consumer, self._probe_consumer):
+            self.stats.lag_fn = None
+            with self._lag_lock:
+                probes = (self.consumer, self._probe_consumer, self._lag_probe)
+                self._lag_probe = None
+            for c in probes:
                 try:
                     if c is not None:
                         c.close()
@@ -280,7 +287,6 @@ class InputBinding:
             self._handle_results()
             self._pauses()
             self._commit()
-            self._update_lag()
             self._check_idle()
 
     def _poll_timeout(self):
@@ -421,18 +427,24 @@ class InputBinding:
             self._probe_consumer = self.running.client.consumer(None, {"enable.auto.commit": False})
         return self._probe_consumer
 
-    def _update_lag(self):
-        now = time.monotonic()
-        if now >= self._next_lag:
-            self._next_lag = now + 1.0
-            try:
-                assigned = list(self.assigned)
-                if not assigned:
-                    return
-                ends = self._probe().end_offsets(assigned)
-                self.stats.lag = sum(max(0, n - self._done_offset(tp)) for tp, n in ends.items())
-            except Exception:  # keep the last value; lag is only reported
-                pass
+    def current_lag(self):
+        """Records behind the end of the assigned partitions (any thread: the metrics
+        endpoint asks while the poll thread may be stuck in a slow function)."""
+        assigned = list(self.assigned)
+        if not assigned:
+            return 0
+        with self._lag_lock:
+            if self._lag_probe is None:
+                self._lag_probe = self.running.client.consumer(None, {"enable.auto.commit": False})
+            ends = self._lag_probe.end_offsets(assigned)
+        total = 0
+        for tp, n in ends.items():
+            t = self.trackers.get(tuple(tp))
+            done = t.next_offset if t is not None and t.next_offset is not None else None
+            if done is None:
+                done = self._committed_at_assign.get(tuple(tp), 0)
+            total += max(0, n - done)
+        return total
 
     def _done_offset(self, tp):
         t = self.trackers.get(tuple(tp))
@@ -444,6 +456,11 @@ class InputBinding:
             return 0
 
     def _on_assign(self, tps):
+        try:   # where lag counts from until a record of the partition is done
+            committed = self.consumer.committed(list(tps))
+            self._committed_at_assign.update({tuple(tp): n or 0 for tp, n in committed.items()})
+        except Exception:
+            pass
         self.assigned = frozenset(self.assigned | {tuple(tp) for tp in tps})
 
     def _on_revoke(self, tps):
@@ -488,7 +505,6 @@ class InputBinding:
         except Exception:
             self.idle.clear()
             return
-        self.stats.lag = 0
         self.idle.set()
 
     # -- worker --------------------------------------------------------------------------------
@@ -607,7 +623,6 @@ class SupplierBinding:
         self.error = None
         self.generation = 0
         self.idle = threading.Event()
-        self.stats.lag = 0
         self.idle.set()
         self.thread = threading.Thread(target=self._main, name=f"klog-supplier-{cfg_out.name}",
                                        daemon=True)
