@@ -80,6 +80,7 @@ def test_key_ordering_within_one_partition(klog_broker):
             p.send("in", json.dumps({"k": i % 3, "i": i}).encode(), key=str(i % 3).encode(), partition=0)
         p.flush()
         h.wait_idle()
+        assert not h.running.inputs[0].lanes      # idle per-key lanes are dropped
     per_key = {}
     for k, i, _ in log:
         per_key.setdefault(k, []).append(i)

@@ -322,7 +322,7 @@ class InputBinding:
             lane_id = (tp, rec.key)
             lane = lanes.get(lane_id)
             if lane is None:
-                lane = lanes[lane_id] = Lane(tp)
+                lane = lanes[lane_id] = Lane(tp, lane_id)
             tracker.add(rec.offset)
             lane.queue.append(rec)
 
@@ -376,6 +376,8 @@ class InputBinding:
         if rest:
             lane.queue.extendleft(reversed(rest))
         lane.not_before = retry_at or 0.0
+        if self.by_key and not lane.queue and not lane.not_before:
+            self.lanes.pop(lane.id, None)   # one lane per key seen: drop the idle ones
         if n_done:
             self.generation += 1
         if fatal is not None:

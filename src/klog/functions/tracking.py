@@ -68,10 +68,11 @@ class Lane:
     ``ordering: key``). At most one worker holds a lane at a time (``busy``); a lane backing
     off (``not_before``) holds back only its own records. ``attempts``: failed attempts of the
     record at the head."""
-    __slots__ = ("tp", "queue", "busy", "not_before", "attempts")
+    __slots__ = ("tp", "id", "queue", "busy", "not_before", "attempts")
 
-    def __init__(self, tp):
+    def __init__(self, tp, lane_id=None):
         self.tp = tp
+        self.id = tp if lane_id is None else lane_id
         self.queue = deque()
         self.busy = False
         self.not_before = 0.0
