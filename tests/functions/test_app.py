@@ -195,3 +195,19 @@ def test_async_supplier_and_async_generator(klog_broker):
         while not h.read("beats"):      # the supplier's first call runs on its own thread
             assert time.monotonic() < deadline
         assert h.values("beats") == [{"beat": 1}]
+
+
+def test_definition_and_bindings_from_file_and_environment(klog_broker, tmp_path):
+    conf = tmp_path / "app.toml"
+    conf.write_text('[bindings.emailsms-in-0]\ndestination = "from-file"\n'
+                    '[bindings.emailsms-out-0]\ndestination = "file-out"\n')
+    env = {"KLOG_FUNCTION_DEFINITION": "email|sms",
+           "KLOG_BINDINGS_EMAILSMS_OUT_0_DESTINATION": "env-out"}
+    with AppHarness(message_app(), klog_broker, config_file=str(conf), environ=env,
+                    bindings={"emailsms-in-0": {"group": "from-code"}}) as h:
+        assert h.running.bindings["emailsms-in-0"].group == "from-code"
+        h.send("from-file", {"id": 1, "email": "e", "phone": "p"})
+        h.wait_idle()
+        assert h.values("env-out") == [{"id": 1, "email": "e", "phone": "p",
+                                        "email_sent_to": "e", "sms_sent_to": "p"}]
+        assert "file-out" not in klog_broker.list_topics()
