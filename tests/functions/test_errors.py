@@ -205,11 +205,14 @@ def test_output_topic_missing_with_auto_create_off_retries_then_dlq(tmp_path):
         with AppHarness(app, broker, bindings={"work-in-0": {"destination": "in", "enable-dlq": True, **FAST},
                                               "work-out-0": {"destination": "out"}}) as h:
             broker.delete_topic("out")
-            h.send("in", {"n": 1})
+            p = broker.producer()
+            for n in range(3):      # usually one chunk: each record still gets its 3 attempts
+                p.send("in", json.dumps({"n": n}).encode())
+            p.flush()
             h.wait_idle()
             st = h.running.stats()["work-in-0"]
-            assert (st["retries"], st["dead_lettered"]) == (2, 1)
-            assert json.loads(h.read("error.in.svc")[0].value) == {"n": 1}
+            assert (st["retries"], st["dead_lettered"]) == (6, 3)
+            assert [json.loads(r.value) for r in h.read("error.in.svc")] == [{"n": n} for n in range(3)]
     finally:
         broker.close()
 

@@ -511,18 +511,57 @@ class InputBinding:
 
     # -- worker --------------------------------------------------------------------------------
     def _process(self, lane, chunk):
-        """Run the pipeline over a chunk and send its outputs. -> (records done, retry time or
-        None, fatal error or None). A record that goes to the DLQ (or is skipped) does not end
-        the chunk: the rest of it runs in the same call."""
-        done = 0
-        dlq = []   # (index in chunk, future): awaited together below
-        while True:
-            n, retry_at, fatal = self._process_part(lane, chunk if not done else chunk[done:], dlq)
-            if dlq and dlq[-1][0] == -1:
-                dlq[-1] = (done + n - 1, dlq[-1][1])
-            done += n
-            if retry_at is not None or fatal is not None or done >= len(chunk) or not n:
+        """Run the pipeline over a chunk, send the outputs, wait for their acknowledgements.
+        -> (records done from the head of the chunk, retry time or None, fatal error or None).
+        A record that goes to the DLQ (or is skipped) does not end the chunk; the outputs of
+        the whole chunk go out together, then the DLQ writes are awaited."""
+        stats = self.stats
+        fast = self.fast
+        compute = self.compute.chunk_fast if fast else self.compute.chunk
+        results_all, recs_all, dlq = [], [], []
+        pos, n = 0, len(chunk)
+        retry_at = fatal = None
+        elapsed = 0.0
+        head_attempts = lane.attempts   # failed attempts of chunk[0] so far
+        while pos < n:
+            part = chunk[pos:] if pos else chunk
+            t0 = time.perf_counter()
+            results, failed_at, exc = compute(part)
+            elapsed += time.perf_counter() - t0
+            n_ok = len(results)
+            if n_ok:
+                results_all.extend(results)
+                recs_all.extend(part[:n_ok] if n_ok != len(part) else part)
+            if failed_at is None:
+                pos = n
                 break
+            pos += n_ok
+            retry_at, fatal, gave_up = self._failed(lane, chunk[pos], exc, dlq, pos,
+                                                    head_attempts if pos == 0 else 0)
+            if not gave_up:
+                break
+            pos += 1
+        try:
+            if self.pipeline.sink or not results_all:
+                n_out = 0
+            elif fast:
+                n_out = self.outputs.send_fast(results_all, recs_all)
+            else:
+                n_out = self.outputs.send_all([o for r in results_all for o in r])
+        except Exception as send_exc:
+            # a delivery failed: none of the chunk counts as done; its first record takes the
+            # failure (the retry sends the outputs again: duplicates, never a loss)
+            stats.chunk(0, 0, 0.0)
+            head = []
+            retry_at, fatal, gave_up = self._failed(lane, chunk[0], send_exc, head, 0,
+                                                    head_attempts)
+            if not gave_up:
+                return 0, retry_at, fatal
+            dlq, pos, retry_at = head, 1, None
+        else:
+            stats.chunk(len(results_all), n_out, elapsed)
+            if retry_at is None:
+                lane.attempts = 0
         for i, fut in dlq:
             try:
                 fut.get()
@@ -534,53 +573,28 @@ class InputBinding:
                 # records from this one on are not done: they run again after a restart
                 return i, None, AppStoppedError(f"binding {self.cfg.name}: record {where} "
                                                 f"failed and the DLQ send failed: {dlq_exc}")
-            self.stats.add("dead_lettered")
-        return done, retry_at, fatal
+            stats.add("dead_lettered")
+        return pos, retry_at, fatal
 
-    def _process_part(self, lane, chunk, dlq):
-        stats = self.stats
-        t0 = time.perf_counter()
-        fast = self.fast
-        if fast:
-            results, failed_at, exc = self.compute.chunk_fast(chunk)
-        else:
-            results, failed_at, exc = self.compute.chunk(chunk)
-        elapsed = time.perf_counter() - t0
-        try:
-            if self.pipeline.sink:
-                n_out = 0
-            elif fast:
-                n_out = self.outputs.send_fast(results, chunk)
-            else:
-                outs = [o for r in results for o in r] if results else []
-                n_out = self.outputs.send_all(outs) if outs else 0
-        except Exception as send_exc:
-            # a delivery failed: none of the chunk counts as done; the first record takes the
-            # failure (its retry sends the outputs again: duplicates, never a loss)
-            stats.chunk(0, 0, 0.0)
-            failed_at, exc, n_ok = 0, send_exc, 0
-        else:
-            n_ok = len(results)
-            stats.chunk(n_ok, n_out, elapsed)
-        if failed_at is None:
-            lane.attempts = 0
-            return n_ok, None, None
-        if n_ok:
-            lane.attempts = 0
-        rec = chunk[n_ok]
-        lane.attempts += 1
-        stats.add("failures")
+    def _failed(self, lane, rec, exc, dlq, index, previous):
+        """A record failed (``previous`` failed attempts before this one). -> (retry time,
+        fatal error, gave up: DLQ or skipped)."""
+        lane.attempts = previous + 1
+        self.stats.add("failures")
         if self.policy.should_retry(exc, lane.attempts):
-            stats.add("retries")
+            self.stats.add("retries")
             delay = self.policy.backoff_ms(lane.attempts) / 1000.0
             log.warning("binding %s: %s-%d@%d failed (attempt %d of %d), retrying in %.0f ms: %s: %s",
                         self.cfg.name, rec.topic, rec.partition, rec.offset, lane.attempts,
                         self.policy.max_attempts, delay * 1000, type(exc).__name__, exc)
-            return n_ok, time.monotonic() + delay, None
+            return time.monotonic() + delay, None, False
         lane.attempts = 0
-        return self._give_up(rec, exc, n_ok, dlq)
+        fatal = self._give_up(rec, exc, dlq, index)
+        return None, fatal, fatal is None
 
-    def _give_up(self, rec, exc, n_ok, dlq):
+    def _give_up(self, rec, exc, dlq, index):
+        """After the last attempt: to the DLQ (its write awaited with the chunk's), skip, or
+        stop. -> the fatal error, or None when the record counts as done."""
         where = f"{rec.topic}-{rec.partition}@{rec.offset}"
         if self.dlq_topic is not None:
             try:
@@ -589,23 +603,23 @@ class InputBinding:
             except Exception as dlq_exc:
                 log.error("binding %s: %s could not go to DLQ %s: %s", self.cfg.name, where,
                           self.dlq_topic, dlq_exc)
-                return n_ok, None, AppStoppedError(f"binding {self.cfg.name}: record {where} "
-                                                   f"failed and the DLQ send failed: {dlq_exc}")
-            dlq.append((-1, fut))   # its index in the chunk is filled in above
+                return AppStoppedError(f"binding {self.cfg.name}: record {where} failed and the "
+                                       f"DLQ send failed: {dlq_exc}")
+            dlq.append((index, fut))
             log.warning("binding %s: %s sent to DLQ %s after %s: %s", self.cfg.name, where,
                         self.dlq_topic, type(exc).__name__, exc)
-            return n_ok + 1, None, None
+            return None
         if self.cfg.on_error == "skip":
             self.stats.add("skipped")
             log.error("binding %s: skipping %s after %s: %s", self.cfg.name, where,
                       type(exc).__name__, exc, exc_info=exc)
-            return n_ok + 1, None, None
+            return None
         log.error("binding %s: stopping on %s (no DLQ, on-error=stop): %s: %s", self.cfg.name,
                   where, type(exc).__name__, exc, exc_info=exc)
         err = AppStoppedError(f"binding {self.cfg.name}: record {where} failed for good: "
                               f"{type(exc).__name__}: {exc}")
         err.__cause__ = exc
-        return n_ok, None, err
+        return err
 
     def stop(self):
         self.stopping = True
