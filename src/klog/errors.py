@@ -60,6 +60,12 @@ class InvalidPartitionsError(KlogError, ValueError):
     """A bad partition count (must be >= 1; add_partitions can only grow it)."""
 
 
+class PartitionLimitError(InvalidPartitionsError):
+    """Creating these partitions would pass the broker's ``max.partitions`` budget, or ran out
+    of file descriptors; nothing was created. Kafka error 37 (INVALID_PARTITIONS), the code
+    Redpanda answers for its per-core and file-descriptor partition limits."""
+
+
 class InternalTopicError(KlogError):
     """An operation that would break an internal topic (``__consumer_offsets``,
     ``__transaction_state``): deleting it, growing it, or changing its cleanup policy.
