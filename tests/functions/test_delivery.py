@@ -171,3 +171,40 @@ def test_sigkill_between_output_and_commit_loses_nothing(tmp_path):
         c.close()
     assert set(out) == set(range(100))            # nothing lost
     assert len(out) > 100                         # the uncommitted chunk ran again
+
+
+def test_committed_offset_waits_for_a_slow_record_in_flight(klog_broker):
+    """ordering: key, concurrency 2: key "b" finishes offsets 1..9 while key "a" (offset 0)
+    is still running; the group's committed offset stays at 0 until "a" is done."""
+    gate = threading.Event()
+    app = App("inflight")
+
+    @app.function
+    def work(e: dict) -> dict:
+        if e["k"] == "a":
+            gate.wait(20)
+        return e
+
+    klog_broker.create_topic("in", 1)
+    with AppHarness(app, klog_broker, bindings={"work-in-0": {"destination": "in", "concurrency": 2,
+                                                             "ordering": "key"},
+                                               "work-out-0": {"destination": "out"}}) as h:
+        try:
+            h.send("in", {"k": "a"}, key="a")
+            for _ in range(9):
+                h.send("in", {"k": "b"}, key="b")
+            deadline = time.monotonic() + 20
+            while len(h.read("out")) < 9:          # all of "b" published
+                assert time.monotonic() < deadline
+            binding = h.running.inputs[0]
+            c = klog_broker.consumer("inflight", {"enable.auto.commit": False})
+            tracker = binding.trackers[("in", 0)]
+            while not set(range(1, 10)) <= set(tracker.finished):   # "b" done, "a" in flight
+                assert time.monotonic() < deadline
+            assert tracker.next_offset is None and tracker.to_commit() is None
+            assert c.committed(("in", 0)) in (None, 0)
+        finally:
+            gate.set()
+        h.wait_idle()
+        assert c.committed(("in", 0)) == 10
+        c.close()
