@@ -1034,6 +1034,52 @@ def mirror(source, destination, topics, group, exit_at_end, rate, as_json):
                    f"skipped {report.skipped} already at the destination")
 
 
+# -- klog run: functions wired to topics (klog.functions) -------------------------------------
+@cli.command("run")
+@click.argument("app_ref", metavar="MODULE:APP")
+@click.option("--broker", default=None, metavar="TARGET",
+              help="data directory (embedded) or kafka://HOST:PORT (default: KLOG_BROKER, the "
+                   "config file's broker, then the global --data-dir)")
+@click.option("--definition", default=None, help="functions to run, e.g. 'email|sms' or 'a;b'")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="bindings.<binding>.<property>=VALUE, default.<property>=VALUE, ...")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="config file (.properties, .toml, .json; default: KLOG_CONFIG)")
+@click.option("--metrics-port", type=click.IntRange(min=0), default=None,
+              help="serve Prometheus metrics on this port")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+@_guard
+def run_app(ctx, app_ref, broker, definition, sets, config_file, metrics_port, log_level):
+    """Run the functions of MODULE:APP (a klog.functions.App) until SIGTERM / SIGINT, then drain
+    in-flight records, commit and exit."""
+    import importlib
+    import logging
+
+    from klog.functions import App
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, sep, attr = app_ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise Failure(f"{app_ref!r}: expected MODULE:APP, e.g. message_service:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise Failure(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise Failure(f"{module_name}:{attr} is {type(app).__name__}, not a klog.functions.App")
+    if broker is None and not os.environ.get("KLOG_BROKER") and config_file is None and \
+            not os.environ.get("KLOG_CONFIG"):
+        broker = ctx.obj["data_dir"]
+    status = app.run(broker, definition, config_file=config_file, sets=list(sets),
+                     metrics_port=metrics_port)
+    sys.exit(status)
+
+
 # -- check (offline verification; the logic is klog.storage.check) --------------------------------
 @cli.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
