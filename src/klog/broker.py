@@ -13,7 +13,7 @@ produce and fetch on different partitions never contend here.
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
@@ -27,6 +27,7 @@ from klog.metadata import (
 from klog.storage.files import fsync_dir, makedirs_durably
 from klog.storage.log_cleaner import LogCleaner
 from klog.storage.log import Log, _lock_directory
+from klog.storage.partition_metadata import ensure_topic_id, remove_stray
 
 DELETED_SUFFIX = ".deleted"
 
@@ -63,6 +64,7 @@ class Broker:
         self._closed = False
         self._store = MetadataStore(self.data_dir)
         self._topics = {}     # name -> TopicRecord
+        self._ids = (None, {})   # (the _topics dict it indexes, {topic id: name})
         self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
         self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
@@ -106,7 +108,17 @@ class Broker:
         log = self._logs.get(key)
         if log is None:
             path = os.path.join(self.data_dir, f"{record.name}-{partition}")
-            log = self._logs[key] = Log.open(path, self.config.topic_config(record.config))
+            remove_stray(path, record.topic_id, DELETED_SUFFIX)
+            log = Log.open(path, self.config.topic_config(record.config))
+            try:
+                ensure_topic_id(path, record.topic_id)
+                # The single broker leads every partition, in the epoch its topic was created
+                # with (or a later one the log already holds): stable across restarts.
+                log.become_leader(max(record.leader_epoch, log.leader_epoch))
+            except BaseException:
+                log.close()
+                raise
+            self._logs[key] = log
             log.add_listener(self._on_append)
         return log
 
@@ -197,7 +209,8 @@ class Broker:
                 raise TopicExistsError(
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
-            record = TopicRecord(name, partitions, overrides)
+            record = TopicRecord(name, partitions, overrides,
+                                 leader_epoch=self._store.leader_epoch_floor)
             topics = dict(self._topics)
             topics[name] = record
             self._store.save(topics)
@@ -229,6 +242,8 @@ class Broker:
                 raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
             topics = dict(self._topics)
             del topics[name]
+            self._store.retire_leader_epoch(max(
+                [record.leader_epoch] + [self.leader_epoch(name, p) for p in range(record.partitions)]))
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
@@ -296,7 +311,7 @@ class Broker:
             if validate_only:
                 return
             topics = dict(self._topics)
-            topics[name] = TopicRecord(name, record.partitions, overrides, record.topic_id)
+            topics[name] = replace(record, config=overrides)
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
@@ -344,7 +359,7 @@ class Broker:
             if validate_only:
                 return
             topics = dict(self._topics)
-            grown = topics[name] = TopicRecord(name, total, record.config, record.topic_id)
+            grown = topics[name] = replace(record, partitions=total)
             self._store.save(topics)
             self._topics = topics
             if name not in INTERNAL_TOPICS:
@@ -362,6 +377,20 @@ class Broker:
 
     def partition_count(self, name):
         return self._record(name).partitions
+
+    def topic_for_id(self, topic_id):
+        """The name of the topic with this id (UUID text), or None."""
+        topics, index = self._ids
+        if topics is not self._topics:   # _topics is replaced, never changed in place
+            topics = self._topics
+            index = {r.topic_id: n for n, r in topics.items()}
+            self._ids = (topics, index)
+        return index.get(topic_id)
+
+    def leader_epoch(self, topic, partition):
+        """The partition's current leader epoch (without opening an internal topic's log)."""
+        log = self._logs.get((topic, partition))
+        return log.leader_epoch if log is not None else self._record(topic).leader_epoch
 
     def _record(self, name):
         record = self._topics.get(name)

@@ -73,3 +73,20 @@ class InternalTopicError(KlogError):
 
 class BrokerLockedError(LogLockedError):
     """Another process owns the data directory."""
+
+
+class FencedLeaderEpochError(KlogError, ValueError):
+    """A leader epoch older than the partition's current one (Kafka error 74): the caller's
+    metadata is stale, or an epoch would go back."""
+
+
+class UnknownLeaderEpochError(KlogError):
+    """A leader epoch newer than the partition's current one (Kafka error 75): this broker has
+    not caught up with the caller's metadata yet."""
+
+
+class UnknownTopicIdError(KlogError, KeyError):
+    """No topic has this id (Kafka error 100), e.g. it was deleted (and maybe re-created)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "unknown topic id"

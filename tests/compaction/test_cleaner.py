@@ -167,11 +167,16 @@ def test_batch_that_keeps_every_record_is_copied_byte_for_byte(compacted):
     keep = build_batch([b"1", b"2"], [b"b", b"c"], [6, 7], None, 0, 0, None,
                        producer_id=42, producer_epoch=3, base_sequence=7)
     base = log.append_batch(keep)
+    view = log.read(base, max_bytes=1)
+    stored = bytes(view)
+    view.release()
+    # all but the baseOffset and leader epoch the log assigned
+    assert stored[8:12] == keep[8:12] and stored[16:] == keep[16:]
     log.append([b"new"], keys=[b"a"], timestamps=8)
     log.roll()
     log.clean(now=NOW)
     view = log.read(base, max_bytes=1)
-    assert bytes(view[8:]) == keep[8:]  # all but the baseOffset the log assigned
+    assert bytes(view) == stored
     view.release()
 
 
@@ -179,6 +184,7 @@ def test_reencoded_batch_keeps_header_fields(compacted):
     log = compacted()
     batch = build_batch([b"1", b"2", b"3"], [b"a", b"b", b"a"], [6, 7, 8], None, 0, 0, None,
                         producer_id=42, producer_epoch=3, base_sequence=7, leader_epoch=5)
+    log.become_leader(5)   # the log stamps its own epoch; re-encoding keeps the stored one
     base = log.append_batch(batch)
     log.roll()
     log.clean(now=NOW)

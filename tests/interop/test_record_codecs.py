@@ -219,7 +219,8 @@ def test_client_batches_append_to_log_and_read_back(builder, compression, tmp_pa
         # a read from an offset inside the batch still yields only the later records
         assert [r.offset for r in log.records(base + 2)][:3] == [5, 6, 7]
 
-        # byte-for-byte storage: only the base offset differs
+        # byte-for-byte storage: only the base offset and the leader epoch (both outside the
+        # CRC) differ
         view = log.read(base, max_bytes=1)
         try:
             stored = bytes(view)
@@ -227,7 +228,8 @@ def test_client_batches_append_to_log_and_read_back(builder, compression, tmp_pa
             view.release()
         assert len(stored) == len(raw)
         assert stored[:8] == struct.pack(">q", base)
-        assert stored[8:] == raw[8:]
+        assert stored[12:16] == struct.pack(">i", log.leader_epoch)
+        assert stored[8:12] == raw[8:12] and stored[16:] == raw[16:]
         # the stored batch still satisfies the library that built it
         theirs = READERS[builder](stored)
         assert theirs.validate_crc()
@@ -238,7 +240,7 @@ def test_client_batches_append_to_log_and_read_back(builder, compression, tmp_pa
         assert our_records(list(log.records(3))) == expected(3) + expected(3 + len(VALUES))
         view = log.read(3 + len(VALUES), max_bytes=1)
         try:
-            assert bytes(view)[8:] == raw[8:]
+            assert bytes(view)[8:12] == raw[8:12] and bytes(view)[16:] == raw[16:]
         finally:
             view.release()
 
@@ -256,7 +258,7 @@ def test_idempotent_producer_fields_are_stored_unchanged(builder, tmp_path):
             stored = bytes(view)
         finally:
             view.release()
-    assert stored[8:] == raw[8:]
+    assert stored[8:12] == raw[8:12] and stored[16:] == raw[16:]   # all but offset and epoch
     header = klog.read_header(stored)
     assert header.base_offset == 1
     assert (header.producer_id, header.producer_epoch, header.base_sequence) == (4242, 7, 100)

@@ -107,7 +107,7 @@ def test_unsupported_version_of_known_api():
     with pytest.raises(UnsupportedVersionError):
         decode_request(b"\x00\x00\x00\x02\x00\x00\x00\x01\xff\xff")  # Produce v2
     with pytest.raises(UnsupportedVersionError):
-        encode_request(ApiKey.FETCH, 13, 1, None, {})
+        encode_request(ApiKey.FETCH, 17, 1, None, {})
 
 
 def test_frame_splitter():

@@ -9,6 +9,7 @@ raw requests (exact bytes, no client smoothing anything over).
 - A Produce with several topics and partitions: one answer per partition, each stored.
 """
 import socket
+import struct
 import time
 
 import pytest
@@ -232,13 +233,16 @@ def test_produce_to_several_topics_and_partitions(server, conn):
     assert answers == [("multi-a", [(2, 0, 0), (0, 0, 0), (1, 0, 0)]),
                        ("multi-b", [(1, 0, 2), (7, UNKNOWN_TOPIC_OR_PARTITION, -1),
                                     (0, CORRUPT_MESSAGE, -1)])]
-    # Every accepted batch is stored as sent (but for the base offset the broker assigns).
+    # Every accepted batch is stored as sent (but for the base offset and leader epoch the
+    # broker assigns).
     for (t, p), b in sent.items():
         base = 2 if (t, p) == ("multi-b", 1) else 0
         got = fetch(conn, [(t, p, base, 1 << 20)])[(t, p)]
         assert got["error_code"] == 0
         assert got["high_watermark"] == base + read_header(b).record_count
-        assert bytes(got["records"])[8:] == bytes(b)[8:]
+        stored = bytes(got["records"])
+        assert stored[8:12] == bytes(b)[8:12] and stored[16:] == bytes(b)[16:]
+        assert stored[12:16] == struct.pack(">i", server.broker.leader_epoch(t, p))
         assert [r.value for r in decode_records(got["records"])] == [
             r.value for r in decode_records(b)]
     assert server.broker.log("multi-b", 0).log_end_offset == 0

@@ -61,7 +61,9 @@ def test_append_batch_assigns_offsets_and_stores_bytes_unchanged(path):
             assert log.append_batch(raw) == end
             view = log.read(end)
             assert bytes(view[:8]) == struct.pack(">q", end)
-            assert bytes(view[8:]) == raw[8:]     # CRC, attributes, records: byte for byte
+            assert bytes(view[12:16]) == struct.pack(">i", log.leader_epoch)   # stamped
+            assert bytes(view[8:12]) == raw[8:12]
+            assert bytes(view[16:]) == raw[16:]   # CRC, attributes, records: byte for byte
             assert list(log.records(end)) == spec.records(end)
             view.release()
         # a memoryview / bytearray is as good as bytes

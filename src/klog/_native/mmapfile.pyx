@@ -21,7 +21,7 @@ thread, but only bytes below ``size`` at the time of the view are stable.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.errno cimport ENOSPC, errno
-from libc.string cimport strerror
+from libc.string cimport memcpy, strerror
 from posix.fcntl cimport O_CREAT, O_RDONLY, O_RDWR, open as c_open
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, mmap, munmap
 from posix.stat cimport fstat, struct_stat
@@ -29,7 +29,7 @@ from posix.uio cimport iovec, pwritev
 from posix.unistd cimport close as c_close, ftruncate, pwrite
 
 from klog._native.includes.posix cimport O_CLOEXEC, fdatasync, posix_fallocate
-from klog._native.wire cimport store_u64
+from klog._native.wire cimport store_u32, store_u64
 
 import os
 
@@ -132,31 +132,38 @@ cdef class MappedFile:
             PyBuffer_Release(&src)
         return pos
 
-    def append_batch(self, data, long long base_offset):
-        """Append a record batch with its first 8 bytes (baseOffset) replaced, in one pwritev,
-        without touching the caller's buffer. Returns the position it starts at."""
+    def append_batch(self, data, long long base_offset, leader_epoch=None):
+        """Append a record batch with its baseOffset (bytes 0..7) and, when ``leader_epoch`` is
+        given, its partitionLeaderEpoch (bytes 12..15) replaced, in one pwritev, without
+        touching the caller's buffer: neither field is covered by the CRC. Returns the position
+        it starts at."""
         cdef Py_buffer src
         cdef Py_ssize_t pos = self.size, done
-        cdef unsigned char head[8]
+        cdef Py_ssize_t head_len = 8 if leader_epoch is None else 16
+        cdef unsigned char head[16]
         cdef iovec iov[2]
         cdef ssize_t w
+        cdef int epoch = 0 if leader_epoch is None else leader_epoch
         PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)
         try:
-            if src.len < 8:
-                raise ValueError("a record batch is longer than 8 bytes")
+            if src.len < head_len:
+                raise ValueError(f"a record batch is longer than {head_len} bytes")
             self.ensure(src.len)
             store_u64(head, <unsigned long long>base_offset)
+            if head_len == 16:
+                memcpy(head + 8, <char*>src.buf + 8, 4)    # batchLength, as sent
+                store_u32(head + 12, <unsigned int>epoch)
             iov[0].iov_base = head
-            iov[0].iov_len = 8
-            iov[1].iov_base = <char*>src.buf + 8
-            iov[1].iov_len = src.len - 8
+            iov[0].iov_len = head_len
+            iov[1].iov_base = <char*>src.buf + head_len
+            iov[1].iov_len = src.len - head_len
             w = pwritev(self.fd, iov, 2, pos)
             if w < 0:
                 raise os_error(errno, self.path)
             done = w
             while done < src.len:  # short write: finish it plainly
-                if done < 8:
-                    w = pwrite(self.fd, head + done, 8 - done, pos + done)
+                if done < head_len:
+                    w = pwrite(self.fd, head + done, head_len - done, pos + done)
                 else:
                     w = pwrite(self.fd, <char*>src.buf + done, src.len - done, pos + done)
                 if w < 0:

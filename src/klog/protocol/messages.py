@@ -12,7 +12,7 @@ response can point at mapped segment bytes without copying.
 | API (key)                    | klog versions | flexible from |
 |------------------------------|---------------|---------------|
 | Produce (0)                  | 3-9           | 9             |
-| Fetch (1)                    | 4-12          | 12            |
+| Fetch (1)                    | 4-16          | 12            |
 | ListOffsets (2)              | 1-7           | 6             |
 | Metadata (3)                 | 0-12          | 9             |
 | OffsetCommit (8)             | 2-8           | 8             |
@@ -25,8 +25,8 @@ response can point at mapped segment bytes without copying.
 | DescribeGroups (15)          | 0-5           | 5             |
 | ListGroups (16)              | 0-4           | 3             |
 | ApiVersions (18)             | 0-3           | 3 (response header stays v0) |
-| CreateTopics (19)            | 2-5           | 5             |
-| DeleteTopics (20)            | 1-4           | 4             |
+| CreateTopics (19)            | 2-7           | 5             |
+| DeleteTopics (20)            | 1-6           | 4             |
 | DeleteRecords (21)           | 0-2           | 2             |
 | InitProducerId (22)          | 0-4           | 2             |
 | OffsetForLeaderEpoch (23)    | 2-4           | 4             |
@@ -158,9 +158,14 @@ PRODUCE_RESPONSE = Message(
 )
 
 FETCH_REQUEST = Message(
-    "FetchRequest", 1, "4-12", 12,
+    "FetchRequest", 1, "4-16", 12,
     F("cluster_id", STRING, "12+", nullable="12+", tag=0, default="null"),
-    F("replica_id", INT32, "0+", default="-1"),
+    F("replica_id", INT32, "0-14", default="-1"),
+    F("replica_state", Struct(
+        "ReplicaState",
+        F("replica_id", INT32, "15+", default="-1"),
+        F("replica_epoch", INT64, "15+", default="-1"),
+    ), "15+", tag=1),
     F("max_wait_ms", INT32),
     F("min_bytes", INT32),
     F("max_bytes", INT32, "3+", default="0x7fffffff"),
@@ -169,7 +174,8 @@ FETCH_REQUEST = Message(
     F("session_epoch", INT32, "7+", default="-1"),
     F("topics", Array(Struct(
         "FetchTopic",
-        F("topic", STRING),
+        F("topic", STRING, "0-12"),
+        F("topic_id", UUID, "13+"),
         F("partitions", Array(Struct(
             "FetchPartition",
             F("partition", INT32),
@@ -182,20 +188,22 @@ FETCH_REQUEST = Message(
     ))),
     F("forgotten_topics_data", Array(Struct(
         "ForgottenTopic",
-        F("topic", STRING, "7+"),
+        F("topic", STRING, "7-12"),
+        F("topic_id", UUID, "13+"),
         F("partitions", Array(INT32), "7+"),
     )), "7+"),
     F("rack_id", STRING, "11+"),
 )
 
 FETCH_RESPONSE = Message(
-    "FetchResponse", 1, "4-12", 12,
+    "FetchResponse", 1, "4-16", 12,
     F("throttle_time_ms", INT32, "1+"),
     F("error_code", INT16, "7+"),
     F("session_id", INT32, "7+"),
     F("responses", Array(Struct(
         "FetchableTopicResponse",
-        F("topic", STRING),
+        F("topic", STRING, "0-12"),
+        F("topic_id", UUID, "13+"),
         F("partitions", Array(Struct(
             "PartitionData",
             F("partition_index", INT32),
@@ -227,6 +235,13 @@ FETCH_RESPONSE = Message(
             F("records", RECORDS, "0+", nullable="0+"),
         ))),
     ))),
+    F("node_endpoints", Array(Struct(
+        "NodeEndpoint",
+        F("node_id", INT32, "16+"),
+        F("host", STRING, "16+"),
+        F("port", INT32, "16+"),
+        F("rack", STRING, "16+", nullable="16+", default="null"),
+    )), "16+", tag=0),
 )
 
 LIST_OFFSETS_REQUEST = Message(
@@ -517,7 +532,7 @@ DESCRIBE_GROUPS_RESPONSE = Message(
 )
 
 CREATE_TOPICS_REQUEST = Message(
-    "CreateTopicsRequest", 19, "2-5", 5,
+    "CreateTopicsRequest", 19, "2-7", 5,
     F("topics", Array(Struct(
         "CreatableTopic",
         F("name", STRING),
@@ -539,11 +554,12 @@ CREATE_TOPICS_REQUEST = Message(
 )
 
 CREATE_TOPICS_RESPONSE = Message(
-    "CreateTopicsResponse", 19, "2-5", 5,
+    "CreateTopicsResponse", 19, "2-7", 5,
     F("throttle_time_ms", INT32, "2+"),
     F("topics", Array(Struct(
         "CreatableTopicResult",
         F("name", STRING),
+        F("topic_id", UUID, "7+"),
         F("error_code", INT16),
         F("error_message", STRING, "1+", nullable="0+"),
         F("topic_config_error_code", INT16, "5+", tag=0),
@@ -561,18 +577,25 @@ CREATE_TOPICS_RESPONSE = Message(
 )
 
 DELETE_TOPICS_REQUEST = Message(
-    "DeleteTopicsRequest", 20, "1-4", 4,
-    F("topic_names", Array(STRING)),
+    "DeleteTopicsRequest", 20, "1-6", 4,
+    F("topics", Array(Struct(
+        "DeleteTopicState",
+        F("name", STRING, "6+", nullable="6+", default="null"),
+        F("topic_id", UUID, "6+"),
+    )), "6+"),
+    F("topic_names", Array(STRING), "0-5"),
     F("timeout_ms", INT32),
 )
 
 DELETE_TOPICS_RESPONSE = Message(
-    "DeleteTopicsResponse", 20, "1-4", 4,
+    "DeleteTopicsResponse", 20, "1-6", 4,
     F("throttle_time_ms", INT32, "1+"),
     F("responses", Array(Struct(
         "DeletableTopicResult",
-        F("name", STRING),
+        F("name", STRING, "0+", nullable="6+"),
+        F("topic_id", UUID, "6+"),
         F("error_code", INT16),
+        F("error_message", STRING, "5+", nullable="5+", default="null"),
     ))),
 )
 

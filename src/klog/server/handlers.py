@@ -14,10 +14,12 @@ from klog.errors import (
     ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
     LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
+    FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
 )
 from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
+from klog.server import epochs
 from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from klog.structs import TopicPartition
 from klog.storage.files import write_atomic
@@ -68,6 +70,9 @@ ERROR_CODES = (
     (LogOfflineError, EC.KAFKA_STORAGE_ERROR),
     (OutOfOrderSequenceError, EC.OUT_OF_ORDER_SEQUENCE_NUMBER),
     (InvalidProducerEpochError, EC.INVALID_PRODUCER_EPOCH),
+    (FencedLeaderEpochError, EC.FENCED_LEADER_EPOCH),
+    (UnknownLeaderEpochError, EC.UNKNOWN_LEADER_EPOCH),
+    (UnknownTopicIdError, EC.UNKNOWN_TOPIC_ID),
 )
 
 
@@ -138,7 +143,8 @@ def _topic_metadata(broker, name, auto_create):
     return {
         "error_code": 0, "name": name, "topic_id": uuid.UUID(desc_id),
         "is_internal": name in INTERNAL_TOPICS,
-        "partitions": [{"error_code": 0, "partition_index": p, "leader_id": 0, "leader_epoch": 0,
+        "partitions": [{"error_code": 0, "partition_index": p, "leader_id": 0,
+                        "leader_epoch": broker.leader_epoch(name, p),
                         "replica_nodes": [0], "isr_nodes": [0], "offline_replicas": []}
                        for p in range(n)],
     }
@@ -154,9 +160,20 @@ async def metadata(ctx, body):
         names = [t["name"] for t in requested]
         auto = body.get("allow_auto_topic_creation", True)
     topics = []
-    for name in names:
-        if name is None:   # by topic id (v10+): not supported
-            topics.append({"error_code": 100, "name": None, "partitions": []})
+    for i, name in enumerate(names):
+        if name is None:   # by topic id (v12+): never auto-created
+            topic_id = requested[i].get("topic_id")
+            if v < 12:   # Kafka: "Topic name can not be null for version 10/11"
+                topics.append({"error_code": EC.INVALID_REQUEST, "name": "",
+                               "topic_id": topic_id, "partitions": []})
+                continue
+            try:
+                name = epochs.topic_name_for_id(broker, topic_id)
+            except UnknownTopicIdError:
+                topics.append({"error_code": EC.UNKNOWN_TOPIC_ID, "name": None,
+                               "topic_id": topic_id, "partitions": []})
+                continue
+            topics.append(_topic_metadata(broker, name, False))
         elif broker.has_topic(name):
             topics.append(_topic_metadata(broker, name, False))
         else:   # may create it: metadata files are written and fsynced
@@ -251,10 +268,17 @@ def _fetch_once(ctx, body):
                    "aborted_transactions": [], "records": b""}
             try:
                 log = broker.log(t["topic"], p["partition"])
+                epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["topic"],
+                                          p["partition"])
                 start, end = log.log_start_offset, log.log_end_offset
                 res.update(high_watermark=end, last_stable_offset=end, log_start_offset=start)
                 offset = p["fetch_offset"]
-                if not start <= offset <= end:
+                diverging = epochs.diverging_epoch(log, p.get("last_fetched_epoch", -1), offset)
+                if diverging is not None:
+                    # The fetcher's log has records we never had: it truncates first.
+                    res["diverging_epoch"] = diverging
+                    error = True   # answer at once, with no records
+                elif not start <= offset <= end:
                     res["error_code"] = EC.OFFSET_OUT_OF_RANGE
                     error = True
                 elif offset < end:
@@ -285,6 +309,9 @@ async def fetch(ctx, body):
     server = ctx.server
     deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
     min_bytes = body["min_bytes"]
+    unknown_ids = ()
+    if ctx.version >= 13:   # topics by id (KIP-516)
+        unknown_ids = epochs.resolve_fetch_topic_ids(ctx.broker, body["topics"])
     while True:
         seq = ctx.broker.append_seq
         responses, total, error = _fetch_once(ctx, body)
@@ -293,6 +320,8 @@ async def fetch(ctx, body):
             break
         ctx.release()
         await server.wait_for_append(seq, left)
+    if ctx.version >= 13:
+        epochs.mark_fetch_topic_ids(responses, body["topics"], unknown_ids, EC.UNKNOWN_TOPIC_ID)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
 
 
@@ -304,10 +333,12 @@ async def list_offsets(ctx, body):
         parts = []
         for p in t["partitions"]:
             res = {"partition_index": p["partition_index"], "error_code": 0, "timestamp": -1,
-                   "offset": -1, "leader_epoch": 0}
+                   "offset": -1, "leader_epoch": -1}
             ts = p["timestamp"]
             try:
                 log = ctx.broker.log(t["name"], p["partition_index"])
+                epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["name"],
+                                          p["partition_index"])
                 if ts == -1:
                     res["offset"] = log.log_end_offset
                 elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
@@ -319,6 +350,8 @@ async def list_offsets(ctx, body):
                     found = log.max_timestamp_record() if ts == -3 else log.record_for_time(ts)
                     if found is not None:
                         res["offset"], res["timestamp"] = found
+                if res["offset"] >= 0:   # the epoch that wrote it (the latest for the end)
+                    res["leader_epoch"] = log.epoch_for_offset(res["offset"])
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
             except OSError as exc:
@@ -516,7 +549,7 @@ def _create_topics(broker, body, version):
                     if n < 1:
                         raise InvalidPartitionsError(f"partition count must be >= 1, not {n}")
                 else:
-                    broker.create_topic(name, n, config)
+                    res["topic_id"] = uuid.UUID(broker.create_topic(name, n, config).topic_id)
                 res["num_partitions"], res["replication_factor"] = n, 1
         except (KlogError, ValueError, TypeError) as exc:
             res["error_code"] = getattr(exc, "error_code", None) or (
@@ -543,8 +576,36 @@ def _delete_topics(broker, names):
     return out
 
 
+def _delete_topics_by_state(broker, topics):
+    """DeleteTopics v6+: each topic by name or by id (not both, as Kafka requires)."""
+    out = []
+    for t in topics:
+        name, topic_id = t.get("name"), t.get("topic_id", epochs.ZERO_UUID)
+        res = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
+        try:
+            if name is not None and topic_id != epochs.ZERO_UUID:
+                res["error_code"] = EC.INVALID_REQUEST
+                res["error_message"] = "give a topic name or a topic id, not both"
+                out.append(res)
+                continue
+            if name is None:
+                name = res["name"] = epochs.topic_name_for_id(broker, topic_id)
+            else:
+                res["topic_id"] = epochs.topic_uuid(broker, name)
+        except KlogError as exc:
+            res["error_code"], res["error_message"] = error_code(exc), str(exc)
+            out.append(res)
+            continue
+        res.update(_delete_topics(broker, [name])[0])
+        out.append(res)
+    return out
+
+
 @api(ApiKey.DELETE_TOPICS)
 async def delete_topics(ctx, body):
+    if ctx.version >= 6:
+        return {"throttle_time_ms": 0,
+                "responses": await _run(_delete_topics_by_state, ctx.broker, body["topics"])}
     return {"throttle_time_ms": 0,
             "responses": await _run(_delete_topics, ctx.broker, body["topic_names"])}
 
@@ -625,19 +686,8 @@ async def init_producer_id(ctx, body):
 
 @api(ApiKey.OFFSET_FOR_LEADER_EPOCH)
 async def offset_for_leader_epoch(ctx, body):
-    topics = []
-    for t in body["topics"]:
-        parts = []
-        for p in t["partitions"]:
-            res = {"error_code": 0, "partition": p["partition"], "leader_epoch": 0, "end_offset": -1}
-            try:
-                res["end_offset"] = ctx.broker.log(t["topic"], p["partition"]).log_end_offset
-            except KlogError as exc:
-                res["error_code"] = error_code(exc)
-                res["leader_epoch"] = -1
-            parts.append(res)
-        topics.append({"topic": t["topic"], "partitions": parts})
-    return {"throttle_time_ms": 0, "topics": topics}
+    return {"throttle_time_ms": 0,
+            "topics": epochs.offsets_for_leader_epochs(ctx.broker, body["topics"], error_code)}
 
 
 from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)

@@ -4,6 +4,8 @@ Directory layout (one Log per directory)::
 
     00000000000000000000.log  .index  .timeindex     segments, named by base offset
     log.checkpoint                                    recovery point + log start offset
+    leader-epoch-checkpoint                           (epoch, start offset) pairs, see
+                                                      klog.storage.leader_epoch
     .clean-shutdown                                   present only after a clean close
     .lock                                             flock()ed by the owning process
 
@@ -30,7 +32,7 @@ from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
     CorruptLogError, LogClosedError, LogLockedError, LogOfflineError, OffsetOutOfRangeError,
-    CorruptRecordError, RecordTooLargeError,
+    CorruptRecordError, RecordTooLargeError, FencedLeaderEpochError,
 )
 from klog.storage.checkpoint import read_checkpoint, write_checkpoint
 from klog.storage.files import (
@@ -38,6 +40,7 @@ from klog.storage.files import (
     base_offset_of, fsync_dir, makedirs_durably, remove_durably,
 )
 from klog.storage import cleaner
+from klog.storage.leader_epoch import LeaderEpochCache
 from klog.storage.producer_state import ProducerState, remove_snapshot
 from klog.storage.segment import LogSegment
 
@@ -69,6 +72,8 @@ class Log:
         self._flusher = None
         self._stop_flusher = threading.Event()
         self._producers = ProducerState()   # idempotent de-duplication, under _lock
+        self._epochs = None          # LeaderEpochCache, under _lock
+        self._leader_epoch = 0       # stamped into every appended batch
 
     # -- opening and closing -----------------------------------------------------------------
     @classmethod
@@ -118,6 +123,28 @@ class Log:
         if checkpoint != {"recovery-point": self._recovery_point, "log-start-offset": self._log_start}:
             self._checkpoint()  # only when it changed: opening many clean logs stays cheap
         self._producers.load(self.path, self._segments, self._end)
+        self._load_epochs()
+
+    def _load_epochs(self):
+        """Load (or rebuild from the batch headers) the leader-epoch cache and fit it to the
+        log: entries past the end (a torn tail, an interrupted truncation) or below the start
+        go. An entry starting exactly at the end stays: its epoch began there, with no data yet."""
+        self._epochs, _ = LeaderEpochCache.load(self.path, self._batch_epochs)
+        self._epochs.truncate_from_end(self._end + 1)
+        self._epochs.truncate_from_start(self._log_start)
+        self._leader_epoch = max(self._leader_epoch, self._epochs.latest_epoch)
+
+    def _batch_epochs(self):
+        """(leader epoch, base offset) of each batch where the epoch changes, oldest first."""
+        last = None
+        for seg in self._segments:
+            pos, size = 0, seg.size
+            while pos < size:
+                h = read_header(seg.log, pos)
+                if h.leader_epoch != last:
+                    last = h.leader_epoch
+                    yield last, h.base_offset
+                pos += h.size
 
     def _scan_directory(self):
         """Base offsets of the segments on disk; index files without a .log are removed. An
@@ -260,6 +287,42 @@ class Log:
     def recovery_point(self):
         return self._recovery_point
 
+    # -- leader epochs (KIP-101) -----------------------------------------------------------------
+    @property
+    def leader_epoch(self):
+        """The epoch stamped into appended batches: the partition's current leader epoch."""
+        return self._leader_epoch
+
+    @property
+    def leader_epochs(self):
+        """[(epoch, start_offset)] of the leader-epoch cache, oldest first."""
+        with self._lock:
+            return self._epochs.entries
+
+    def become_leader(self, epoch):
+        """Append as leader ``epoch`` from now on (Kafka's Partition.makeLeader): the epoch
+        starts at the log end offset. Epochs never go back: one below the latest epoch in the
+        log raises FencedLeaderEpochError. Returns True if the epoch cache changed (and was
+        written)."""
+        with self._lock:
+            self._check_writable()
+            if epoch < self._epochs.latest_epoch or epoch < 0:
+                raise FencedLeaderEpochError(
+                    f"{self.path}: leader epoch {epoch} is below the log's latest "
+                    f"epoch {self._epochs.latest_epoch}; epochs never go back")
+            self._leader_epoch = epoch
+            return self._epochs.assign(epoch, self._end)
+
+    def end_offset_for_epoch(self, epoch):
+        """``(epoch', end_offset)`` for OffsetForLeaderEpoch; see LeaderEpochCache.end_offset_for."""
+        with self._lock:
+            return self._epochs.end_offset_for(epoch, self._end)
+
+    def epoch_for_offset(self, offset):
+        """The leader epoch that wrote ``offset`` (-1 if unknown)."""
+        with self._lock:
+            return self._epochs.epoch_for(offset)
+
     @property
     def size(self):
         return sum(s.size for s in self._segments)
@@ -352,7 +415,11 @@ class Log:
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
-            active.append(batch, base, now)
+            epoch = self._leader_epoch
+            if epoch > self._epochs.latest_epoch:
+                # Before the batch: the checkpoint file never lacks an epoch the log holds.
+                self._epochs.assign(epoch, base)
+            active.append(batch, base, now, epoch)
             if header is not None:
                 self._producers.update(header, base)
             self._end = base + last_delta + 1
@@ -570,10 +637,13 @@ class Log:
     # -- removing data ---------------------------------------------------------------------------------
     def truncate_to(self, offset):
         """Remove the batches holding offsets >= ``offset``; returns the new log end offset (the
-        start of the batch holding ``offset``: batches are never split)."""
+        start of the batch holding ``offset``: batches are never split). Leader-epoch entries
+        starting at or after ``offset`` go even when no batch does (as Kafka: a follower may hold
+        an epoch that began at its log end, which the leader never had)."""
         with self._flush_lock, self._lock:
             self._check_writable()
             if offset >= self._end:
+                self._epochs.truncate_from_end(offset)
                 return self._end
             if offset < 0:
                 raise OffsetOutOfRangeError(f"cannot truncate to negative offset {offset}")
@@ -597,6 +667,7 @@ class Log:
             fsync_dir(self.path)
             self._recovery_point = min(self._recovery_point, self._end)
             self._checkpoint()
+            self._epochs.truncate_from_end(self._end)
             self._rebuild_producers()
             return self._end
 
@@ -616,6 +687,8 @@ class Log:
         fsync_dir(self.path)
         self._log_start = self._end = self._recovery_point = offset
         self._checkpoint()
+        self._epochs.truncate_from_end(offset)
+        self._epochs.truncate_from_start(offset)
         self._rebuild_producers()
         return offset
 
@@ -632,6 +705,7 @@ class Log:
             self._log_start = offset
             self._checkpoint()
             self._delete_segments(lambda seg, nxt: nxt is not None and nxt <= offset)
+            self._epochs.truncate_from_start(self._log_start)
             return self._log_start
 
     def enforce_retention(self, now=None):
@@ -685,6 +759,7 @@ class Log:
         if self._segments[0].base_offset > self._log_start:
             self._log_start = self._segments[0].base_offset
         self._checkpoint()
+        self._epochs.truncate_from_start(self._log_start)
         return doomed
 
     def __repr__(self):

@@ -162,11 +162,12 @@ class LogSegment:
             return True
         return last_offset - self.base_offset > 0x7FFFFFFF
 
-    def append(self, batch, base_offset, now_ms):
-        """Copy a validated batch in, assign its base offset in place, index it."""
+    def append(self, batch, base_offset, now_ms, leader_epoch=None):
+        """Copy a validated batch in, assign its base offset (and the leader epoch, when given)
+        in place, index it."""
         if self.log.size == 0:
             self.created_ms = now_ms
-        pos = self.log.append_batch(batch, base_offset)
+        pos = self.log.append_batch(batch, base_offset, leader_epoch)
         ix = self.indexer
         state = (ix.next_offset, ix.end, ix.max_timestamp, ix.offset_of_max_timestamp,
                  ix.bytes_since_entry)
