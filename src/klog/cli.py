@@ -940,9 +940,15 @@ def _check_bind(listen):
               help="a Kafka server.properties file (klog.properties); -c and the flags above win")
 @click.option("-c", "--config-value", "configs", multiple=True, metavar="KEY=VALUE",
               help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")
+@click.option("--node-id", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="this broker's id in a cluster (broker.id / node.id); needs --zookeeper")
+@click.option("--zookeeper", default=None, metavar="HOST:PORT[,...][/chroot]",
+              help="join the cluster coordinated by this ZooKeeper (zookeeper.connect; "
+                   "chroot default /klog); without it klog serve is a single node")
 @click.pass_context
 @_guard
-def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs):
+def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs, node_id,
+          zookeeper):
     """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT.
 
     --config reads Kafka's server.properties format: listeners (the PLAINTEXT one) and
@@ -955,8 +961,12 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
     from klog.server import run
 
     settings = {}
+    lag_ms = None
     if config_file is not None:
         props = server_properties.load(config_file)
+        node_id = node_id if node_id is not None else props.node_id
+        zookeeper = zookeeper or props.zookeeper
+        lag_ms = props.replica_lag_time_max_ms
         for warning in props.warnings:
             err.print(f"warning: {escape(warning)}", highlight=False)
         settings.update(props.settings)
@@ -968,6 +978,21 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
                                    click.core.ParameterSource.ENVIRONMENT):
             serve_data_dir = props.data_dir
     settings.update(_configs(configs, "broker setting"))
+    if "replica.lag.time.max.ms" in settings:     # a cluster setting, not the broker's
+        lag_ms = _cluster_int(settings.pop("replica.lag.time.max.ms"), "replica.lag.time.max.ms")
+    cluster = None
+    if zookeeper is not None or node_id is not None:
+        if zookeeper is None or node_id is None:
+            raise Failure("cluster mode needs both --node-id (broker.id) and --zookeeper "
+                          "(zookeeper.connect)")
+        from klog.cluster.zkstore import parse_connect
+        try:
+            parse_connect(zookeeper)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        cluster = {"node_id": node_id, "zookeeper": zookeeper}
+        if lag_ms is not None:
+            cluster["replica_lag_time_max_ms"] = lag_ms
     listen = _hostport(listen or "127.0.0.1:9092", "--listen")
     if advertised_listener is not None:
         _hostport(advertised_listener, "--advertised-listener")
@@ -978,7 +1003,17 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
     _check_data_dir(data_dir, create=True)
     _check_bind(listen)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(data_dir, listen, advertised_listener, settings or None)
+    run(data_dir, listen, advertised_listener, settings or None, cluster)
+
+
+def _cluster_int(value, key):
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise Failure(f"{key}={value!r}: expected a non-negative integer")
+    return n
 
 
 def main():

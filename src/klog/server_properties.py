@@ -18,7 +18,7 @@ from klog.errors import KlogError
 
 # Kafka broker settings that have no meaning for klog (one process, one replica, PLAINTEXT).
 IGNORED = frozenset("""
-node.id process.roles controller.quorum.voters controller.quorum.bootstrap.servers
+process.roles controller.quorum.voters controller.quorum.bootstrap.servers
 controller.listener.names inter.broker.listener.name listener.security.protocol.map
 num.network.threads num.io.threads num.replica.fetchers num.recovery.threads.per.data.dir
 socket.send.buffer.bytes socket.receive.buffer.bytes socket.request.max.bytes
@@ -31,7 +31,8 @@ queued.max.requests background.threads metadata.log.dir broker.rack
 IGNORED_PREFIXES = ("zookeeper.", "ssl.", "sasl.", "replica.", "controller.", "transaction.",
                     "metric.", "metrics.", "authorizer.", "super.users", "security.", "confluent.",
                     "quota.", "leader.imbalance.", "group.coordinator.", "share.")
-MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir")
+MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir", "broker.id", "node.id",
+          "zookeeper.connect", "replica.lag.time.max.ms")
 
 
 class ServerPropertiesError(KlogError, ValueError):
@@ -43,6 +44,9 @@ class ServerProperties:
     listen: str = None            # HOST:PORT from listeners
     advertised: str = None        # HOST:PORT from advertised.listeners
     data_dir: str = None          # from log.dirs / log.dir
+    node_id: int = None           # from broker.id / node.id (cluster mode)
+    zookeeper: str = None         # from zookeeper.connect (cluster mode)
+    replica_lag_time_max_ms: int = None   # from replica.lag.time.max.ms (cluster mode)
     settings: dict = field(default_factory=dict)   # broker settings, Kafka's names
     warnings: list = field(default_factory=list)   # "FILE:LINE: ..." lines for stderr
 
@@ -66,6 +70,18 @@ def load(path):
                     f"{where}: {key}={value!r}: klog stores everything in one data directory; "
                     "give exactly one")
             result.data_dir = dirs[0]
+        elif key in ("broker.id", "node.id", "replica.lag.time.max.ms"):
+            if not value.lstrip("-").isdigit() or int(value) < 0:
+                raise ServerPropertiesError(f"{where}: {key}={value!r} is not a non-negative integer")
+            if key == "replica.lag.time.max.ms":
+                result.replica_lag_time_max_ms = int(value)
+            elif result.node_id is not None and result.node_id != int(value):
+                raise ServerPropertiesError(f"{where}: {key}={value} disagrees with the node id "
+                                            f"{result.node_id} given before")
+            else:
+                result.node_id = int(value)
+        elif key == "zookeeper.connect":
+            result.zookeeper = value
         elif key in BROKER_SETTINGS or key in BROKER_TO_TOPIC:
             setting = BROKER_SETTINGS.get(key) or SETTINGS[BROKER_TO_TOPIC.get(key)]
             try:

@@ -1,0 +1,403 @@
+"""The Kafka requests a broker answers differently in cluster mode (``klog serve --zookeeper``):
+the server uses these in place of the single-node handlers of klog.server.handlers.
+
+- Produce goes through the partition's ``Replica``: NOT_LEADER_OR_FOLLOWER on a non-leader,
+  NOT_ENOUGH_REPLICAS before the append and NOT_ENOUGH_REPLICAS_AFTER_APPEND after it by
+  ``min.insync.replicas`` for acks=all, which is answered once the high watermark passes the
+  batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``); acks=1 on the leader's append.
+- Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` (a broker that is
+  not a replica of the partition is refused with NOT_LEADER_OR_FOLLOWER); a consumer's Fetch
+  (replica id -1) is served by the leader only and never past the high watermark.
+- Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
+  offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
+- CreateTopics goes to the controller (a non-controller answers NOT_CONTROLLER; clients then
+  retry on the controller that Metadata names).
+- ListOffsets "latest" is the high watermark, on the leader only. FindCoordinator names this
+  broker; producer ids carry the node id in their high bits so brokers never hand out the same.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from klog._native.batch import validate_batch
+from klog.cluster.replica import FetchRequest, Role
+from klog.errors import KlogError
+from klog.metadata import INTERNAL_TOPICS, validate_topic_name
+from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.messages import ApiKey
+from klog.server import epochs
+from klog.server import handlers as base
+from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
+
+HANDLERS = {}
+CONTROLLER_TIMEOUT_S = 30.0
+
+
+def api(key):
+    def register(fn):
+        HANDLERS[key] = fn
+        return fn
+    return register
+
+
+def _node(ctx):
+    return ctx.server.cluster
+
+
+def _missing(node, topic):
+    return EC.NOT_LEADER_OR_FOLLOWER if topic in node.manager.topic_ids \
+        else EC.UNKNOWN_TOPIC_OR_PARTITION
+
+
+# -- Produce -----------------------------------------------------------------------------------
+@api(ApiKey.PRODUCE)
+async def produce(ctx, body):
+    acks = body["acks"]
+    if acks not in (0, 1, -1):
+        return await base.produce(ctx, body)
+    node = _node(ctx)
+    out, waiting = [], []
+    for t in body["topic_data"]:
+        name = t["name"]
+        parts = []
+        for p in t["partition_data"]:
+            res = {"index": p["index"], "error_code": 0, "base_offset": -1,
+                   "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
+            parts.append(res)
+            hosted = node.manager.get(name, p["index"])
+            if hosted is None:
+                res["error_code"] = _missing(node, name)
+                continue
+            records = p["records"]
+            try:
+                if records is None or len(records) == 0:
+                    raise base.CorruptRecordError("no records")
+                if validate_batch(records, False, False) != len(records):
+                    res["error_code"] = EC.INVALID_RECORD
+                    res["error_message"] = "only one record batch per partition is allowed"
+                    continue
+                with hosted.lock:
+                    appended = hosted.replica.append([records], acks=acks)
+                    start = hosted.replica.log.log_start_offset
+            except (KlogError, OutOfOrderSequenceError, InvalidProducerEpochError,
+                    ValueError) as exc:
+                code = base.error_code(exc)
+                if code == EC.UNKNOWN_SERVER_ERROR and isinstance(exc, ValueError):
+                    code = EC.CORRUPT_MESSAGE
+                res["error_code"], res["error_message"] = code, str(exc)[:500]
+                continue
+            except OSError as exc:
+                res["error_code"] = base._storage_error(ctx.server.conditions, "Produce to",
+                                                        name, p["index"], exc)
+                continue
+            if appended.error:
+                res["error_code"] = appended.error
+                continue
+            res["base_offset"], res["log_start_offset"] = appended.first_offset, start
+            if acks == -1:
+                waiting.append((res, hosted, appended))
+        out.append({"name": name, "partition_responses": parts})
+    node.changes.notify()
+    deadline = time.monotonic() + max(0, body.get("timeout_ms", 30_000)) / 1000
+    while waiting:
+        seq = node.changes.seq
+        still = []
+        for res, hosted, appended in waiting:
+            with hosted.lock:
+                outcome = hosted.replica.acks_all_outcome(appended)
+            if outcome is None:
+                still.append((res, hosted, appended))
+            elif outcome:
+                res["error_code"] = outcome
+        waiting = still
+        left = deadline - time.monotonic()
+        if waiting and (left <= 0 or ctx.server.stopping):
+            for res, _, _ in waiting:
+                res["error_code"] = EC.REQUEST_TIMED_OUT
+            break
+        if waiting:
+            await node.changes.wait(seq, left)
+    if acks == 0:
+        return None
+    return {"responses": out, "throttle_time_ms": 0}
+
+
+# -- Fetch -------------------------------------------------------------------------------------
+def _below(view, hw):
+    """The whole batches of ``view`` whose last offset is below ``hw``."""
+    pos, n = 0, view.nbytes
+    while pos + 27 <= n:
+        base_offset = int.from_bytes(view[pos:pos + 8], "big", signed=True)
+        size = 12 + int.from_bytes(view[pos + 8:pos + 12], "big", signed=True)
+        last = base_offset + int.from_bytes(view[pos + 23:pos + 27], "big", signed=True)
+        if last >= hw or pos + size > n:
+            break
+        pos += size
+    return view[:pos]
+
+
+def _fetch_once(ctx, body, replica_id):
+    node = _node(ctx)
+    budget = body.get("max_bytes", 0x7FFFFFFF)
+    total, error, responses = 0, False, []
+    for t in body["topics"]:
+        parts = []
+        for p in t["partitions"]:
+            res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
+                   "last_stable_offset": -1, "log_start_offset": -1,
+                   "aborted_transactions": [], "records": b""}
+            parts.append(res)
+            hosted = node.manager.get(t["topic"], p["partition"]) if t["topic"] else None
+            if hosted is None:
+                res["error_code"] = _missing(node, t["topic"])
+                error = True
+                continue
+            offset = p["fetch_offset"]
+            if replica_id >= 0:
+                answer = node.manager.handle_follower_fetch(hosted, FetchRequest(
+                    replica_id, offset, p.get("last_fetched_epoch", -1),
+                    p.get("current_leader_epoch", -1), p["partition_max_bytes"]))
+                res.update(error_code=answer.error, high_watermark=answer.high_watermark,
+                           last_stable_offset=answer.high_watermark,
+                           log_start_offset=answer.log_start_offset)
+                if answer.diverging_epoch is not None:
+                    d = answer.diverging_epoch
+                    # The leader knows none of the follower's epochs: epoch -1 with an end
+                    # offset >= 0 tells our follower to fall back to its high watermark.
+                    res["diverging_epoch"] = {"epoch": d.epoch, "end_offset": max(d.end_offset, 0)}
+                    error = True
+                elif answer.error:
+                    error = True
+                elif answer.records:
+                    res["records"] = answer.records
+                    total += len(answer.records)
+                continue
+            try:
+                with hosted.lock:
+                    replica = hosted.replica
+                    role, epoch, hw = replica.role, replica.leader_epoch, replica.high_watermark
+                asked = p.get("current_leader_epoch", -1)
+                if role is not Role.LEADER:
+                    res["error_code"] = EC.NOT_LEADER_OR_FOLLOWER
+                elif 0 <= asked < epoch:
+                    res["error_code"] = EC.FENCED_LEADER_EPOCH
+                elif asked > epoch:
+                    res["error_code"] = EC.UNKNOWN_LEADER_EPOCH
+                if res["error_code"]:
+                    error = True
+                    continue
+                log = hosted.log
+                start, end = log.log_start_offset, log.log_end_offset
+                res.update(high_watermark=hw, last_stable_offset=hw, log_start_offset=start)
+                diverging = epochs.diverging_epoch(log, p.get("last_fetched_epoch", -1), offset)
+                if diverging is not None:
+                    res["diverging_epoch"] = diverging
+                    error = True
+                elif not start <= offset <= end:
+                    res["error_code"] = EC.OFFSET_OUT_OF_RANGE
+                    error = True
+                elif offset < hw:
+                    limit = min(p["partition_max_bytes"], budget)
+                    if total == 0 or limit > 0:
+                        whole = log.read(offset, max(1, limit))
+                        view = _below(whole, hw)
+                        ctx.views += (view, whole)     # released in this order after sending
+                        if not (total and view.nbytes > limit) and view.nbytes:
+                            res["records"] = view
+                            total += view.nbytes
+                            budget -= view.nbytes
+            except KlogError as exc:
+                res["error_code"] = base.error_code(exc)
+                error = True
+            except OSError as exc:
+                res["error_code"] = base._storage_error(ctx.server.conditions, "Fetch from",
+                                                        t["topic"], p["partition"], exc)
+                error = True
+        responses.append({"topic": t["topic"], "partitions": parts})
+    return responses, total, error
+
+
+@api(ApiKey.FETCH)
+async def fetch(ctx, body):
+    node, server = _node(ctx), ctx.server
+    replica_id = body.get("replica_id", -1)
+    if ctx.version >= 15:
+        replica_id = (body.get("replica_state") or {}).get("replica_id", -1)
+    unknown = set()
+    if ctx.version >= 13:
+        names = {v: k for k, v in node.manager.topic_ids.items()}
+        for i, t in enumerate(body["topics"]):
+            t["topic"] = names.get(t.get("topic_id"))
+            if t["topic"] is None:
+                unknown.add(i)
+    deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
+    while True:
+        seq = node.changes.seq
+        responses, total, error = _fetch_once(ctx, body, replica_id)
+        left = deadline - time.monotonic()
+        if total >= body["min_bytes"] or error or left <= 0 or server.stopping:
+            break
+        ctx.release()
+        await node.changes.wait(seq, left)
+    if ctx.version >= 13:
+        epochs.mark_fetch_topic_ids(responses, body["topics"], unknown, EC.UNKNOWN_TOPIC_ID)
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+
+
+# -- ListOffsets -------------------------------------------------------------------------------
+@api(ApiKey.LIST_OFFSETS)
+async def list_offsets(ctx, body):
+    node = _node(ctx)
+    answer = await base.list_offsets(ctx, body)
+    for t, asked in zip(answer["topics"], body["topics"]):
+        for res, p in zip(t["partitions"], asked["partitions"]):
+            hosted = node.manager.get(t["name"], res["partition_index"])
+            if hosted is None or hosted.replica.role is not Role.LEADER:
+                res.update(error_code=EC.NOT_LEADER_OR_FOLLOWER if hosted is not None
+                           else _missing(node, t["name"]), offset=-1, leader_epoch=-1)
+            elif p["timestamp"] == -1 and res["error_code"] == 0:
+                hw = hosted.replica.high_watermark
+                res["offset"] = hw
+                res["leader_epoch"] = hosted.log.epoch_for_offset(hw)
+    return answer
+
+
+# -- Metadata ----------------------------------------------------------------------------------
+def _cluster_view(node, names):
+    store = node.store
+    live = store.live_brokers()
+    controller = store.controller()
+    all_topics = store.topics()
+    if names is None:
+        names = all_topics
+    topics = []
+    for name in names:
+        if name not in all_topics:
+            topics.append({"error_code": EC.UNKNOWN_TOPIC_OR_PARTITION, "name": name,
+                           "partitions": []})
+            continue
+        assignment = store.topic(name)
+        parts = []
+        for p, replicas in sorted(assignment.partitions.items()):
+            state = store.partition_state(name, p)
+            leader = state.leader if state.leader in live else -1
+            parts.append({"error_code": 0 if leader >= 0 else EC.LEADER_NOT_AVAILABLE,
+                          "partition_index": p, "leader_id": leader,
+                          "leader_epoch": state.leader_epoch, "replica_nodes": list(replicas),
+                          "isr_nodes": list(state.isr),
+                          "offline_replicas": [r for r in replicas if r not in live]})
+        topics.append({"error_code": 0, "name": name, "topic_id": assignment.topic_id,
+                       "is_internal": name in INTERNAL_TOPICS, "partitions": parts})
+    brokers = [{"node_id": b, "host": info["host"], "port": info["port"], "rack": None}
+               for b, (_, info) in sorted(live.items())]
+    return brokers, controller, topics
+
+
+@api(ApiKey.METADATA)
+async def metadata(ctx, body):
+    node, v = _node(ctx), ctx.version
+    requested = body.get("topics")
+    names = None
+    if requested is not None and not (v == 0 and not requested):
+        by_id = {i: n for n, i in node.manager.topic_ids.items()}
+        names = [t["name"] if t.get("name") is not None else by_id.get(t.get("topic_id"), "")
+                 for t in requested]
+    try:
+        brokers, controller, topics = await base._run(_cluster_view, node, names)
+    except Exception as exc:   # noqa: BLE001 - ZooKeeper unreachable (or stopping): say so
+        ctx.server.conditions.report(("Metadata", type(exc).__name__), logging.WARNING,
+                                     "Metadata without ZooKeeper: %s", exc)
+        host, port = ctx.server.advertised
+        brokers, controller = [{"node_id": node.node_id, "host": host, "port": port,
+                                "rack": None}], -1
+        topics = [{"error_code": EC.LEADER_NOT_AVAILABLE, "name": n, "partitions": []}
+                  for n in names or ()]
+    from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
+    if body.get("include_topic_authorized_operations"):
+        for t in topics:
+            t["topic_authorized_operations"] = TOPIC_OPERATIONS if t["error_code"] == 0 else INT32_MIN
+    return {
+        "throttle_time_ms": 0, "brokers": brokers, "cluster_id": node.cluster_id,
+        "controller_id": controller if controller is not None else -1, "topics": topics,
+        "cluster_authorized_operations": CLUSTER_OPERATIONS
+        if body.get("include_cluster_authorized_operations") else INT32_MIN,
+    }
+
+
+# -- CreateTopics ------------------------------------------------------------------------------
+def _create_topics(node, broker, body):
+    out = []
+    for t in body["topics"]:
+        name = t["name"]
+        res = {"name": name, "error_code": 0, "error_message": None, "num_partitions": -1,
+               "replication_factor": -1, "configs": None}
+        out.append(res)
+        if not node.is_controller:
+            res["error_code"] = EC.NOT_CONTROLLER
+            res["error_message"] = f"broker {node.node_id} is not the controller"
+            continue
+        try:
+            validate_topic_name(name)
+            n = t["num_partitions"]
+            n = broker.config["num.partitions"] if n == -1 else n
+            rf = t["replication_factor"]
+            rf = 1 if rf == -1 else rf
+            live = node.store.live_brokers()
+            if t["assignments"]:
+                res["error_code"] = EC.INVALID_REQUEST
+                res["error_message"] = "explicit replica assignments are not supported yet"
+                continue
+            if n < 1 or n > base.MAX_PARTITIONS:
+                res["error_code"] = EC.INVALID_PARTITIONS
+                res["error_message"] = f"partition count must be 1..{base.MAX_PARTITIONS}, not {n}"
+                continue
+            if not 1 <= rf <= len(live):
+                res["error_code"] = EC.INVALID_REPLICATION_FACTOR
+                res["error_message"] = (f"replication factor {rf} is not within 1..{len(live)} "
+                                        "(live brokers)")
+                continue
+            if name in node.store.topics():
+                res["error_code"] = EC.TOPIC_ALREADY_EXISTS
+                res["error_message"] = f"topic {name!r} already exists"
+                continue
+            if not body.get("validate_only"):
+                done = node.controller.submit(node.controller.create_topic, name, n, rf)
+                topic_id = done.get(timeout=CONTROLLER_TIMEOUT_S)
+                if isinstance(topic_id, Exception):
+                    raise topic_id
+                res["topic_id"] = topic_id
+            res["num_partitions"], res["replication_factor"] = n, rf
+        except Exception as exc:     # noqa: BLE001 - answered per topic, never a dropped connection
+            from klog.cluster.zkstore import NotControllerError
+            res["error_code"] = (EC.NOT_CONTROLLER if isinstance(exc, NotControllerError)
+                                 else base.error_code(exc) if isinstance(exc, KlogError)
+                                 else EC.UNKNOWN_SERVER_ERROR)
+            res["error_message"] = str(exc)[:500]
+    return out
+
+
+@api(ApiKey.CREATE_TOPICS)
+async def create_topics(ctx, body):
+    return {"throttle_time_ms": 0,
+            "topics": await base._run(_create_topics, _node(ctx), ctx.broker, body)}
+
+
+# -- coordinators and producer ids -------------------------------------------------------------
+@api(ApiKey.FIND_COORDINATOR)
+async def find_coordinator(ctx, body):
+    answer = await base.find_coordinator(ctx, body)
+    node_id = _node(ctx).node_id
+    for c in answer.get("coordinators") or ():
+        c["node_id"] = node_id
+    if "node_id" in answer:
+        answer["node_id"] = node_id
+    return answer
+
+
+@api(ApiKey.INIT_PRODUCER_ID)
+async def init_producer_id(ctx, body):
+    answer = await base.init_producer_id(ctx, body)
+    if answer["error_code"] == 0 and body.get("producer_id", -1) < 0:
+        answer["producer_id"] += _node(ctx).node_id << 48
+    return answer
