@@ -1,0 +1,308 @@
+"""Three ``klog serve --zookeeper`` processes on 127.0.0.1/2/3 and a real ZooKeeper: replication,
+failover and the wire answers of cluster mode, with real clients (confluent-kafka) and raw
+requests."""
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.messages import ApiKey
+
+from klog.protocol.frames import decode_response, encode_request
+
+from .zookeeper import free_port
+
+
+def call(s, api_key, version, body, cid=1):
+    """One raw request on socket ``s``; the decoded response body."""
+    s.sendall(encode_request(api_key, version, cid, "test", body).getvalue())
+    buf = b""
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    got, resp = decode_response(api_key, version, memoryview(buf[4:]))
+    assert got == cid
+    return resp
+
+QUIET = {"log_level": 0, "logger": lambda *a: None}
+
+
+def wait_for(what, check, timeout=30.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    """Brokers 1..3 as processes; ``kill``, ``start``; everything stopped by ``stop``."""
+
+    def __init__(self, zookeeper, tmp_path, settings=()):
+        self.zk = f"{zookeeper.address}/t{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp_path
+        self.settings = list(settings)
+        self.ports = {n: free_port() for n in (1, 2, 3)}
+        self.procs = {}
+
+    def address(self, n):
+        return (f"127.0.0.{n}", self.ports[n])
+
+    @property
+    def bootstrap(self):
+        return ",".join(f"{h}:{p}" for h, p in map(self.address, sorted(self.procs)))
+
+    def start(self, n):
+        cmd = [sys.executable, "-m", "klog", "serve", "--node-id", str(n), "--zookeeper", self.zk,
+               "--data-dir", str(self.tmp / f"b{n}"), "--listen", "%s:%d" % self.address(n)]
+        for s in self.settings:
+            cmd += ["-c", s]
+        out = open(self.tmp / f"b{n}.out", "ab")
+        self.procs[n] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def kill(self, n, sig=signal.SIGKILL):
+        proc = self.procs.pop(n)
+        proc.send_signal(sig)
+        return proc.wait(60)
+
+    def stop(self):
+        for proc in self.procs.values():
+            proc.kill()
+        for proc in self.procs.values():
+            proc.wait(30)
+        self.procs.clear()
+
+    def raw(self, n, api_key, version, body):
+        with socket.create_connection(self.address(n), timeout=30) as s:
+            return call(s, api_key, version, body)
+
+    def metadata(self, n, topics=None):
+        return self.raw(n, ApiKey.METADATA, 9, {
+            "topics": None if topics is None else [{"name": t} for t in topics],
+            "allow_auto_topic_creation": False, "include_cluster_authorized_operations": False,
+            "include_topic_authorized_operations": False})
+
+    def partition(self, n, topic, p=0):
+        md = self.metadata(n, [topic])
+        return next(x for x in md["topics"][0]["partitions"] if x["partition_index"] == p)
+
+    def log_output(self):
+        return "\n".join(f"--- broker {n}\n" + (self.tmp / f"b{n}.out").read_text()[-3000:]
+                         for n in (1, 2, 3) if (self.tmp / f"b{n}.out").exists())
+
+
+@pytest.fixture
+def cluster(zookeeper, tmp_path):
+    c = Cluster(zookeeper, tmp_path, ["min.insync.replicas=2"])
+    try:
+        for n in (1, 2, 3):
+            c.start(n)
+        wait_for("three registered brokers", lambda: _brokers(c) == [1, 2, 3], 60)
+        yield c
+    finally:
+        c.stop()
+
+
+def _brokers(c):
+    try:
+        return sorted(b["node_id"] for b in c.metadata(1)["brokers"])
+    except OSError:
+        return None
+
+
+def create_topic(c, name, partitions=1, rf=3):
+    admin = AdminClient({"bootstrap.servers": c.bootstrap, **QUIET})
+    admin.create_topics([NewTopic(name, partitions, rf)])[name].result(30)
+    wait_for("a leader with a full ISR", lambda: all(
+        len(c.partition(n, name)["isr_nodes"]) == rf and c.partition(n, name)["leader_id"] >= 0
+        for n in c.procs))
+
+
+def batches(path, below=None):
+    """[(base offset, batch bytes)] of the partition's segment files, optionally only those
+    whose last offset is below ``below``."""
+    out = []
+    for seg in sorted(glob.glob(os.path.join(path, "*.log"))):
+        data = open(seg, "rb").read()
+        pos = 0
+        while pos + 61 <= len(data):
+            size = 12 + int.from_bytes(data[pos + 8:pos + 12], "big")
+            base = int.from_bytes(data[pos:pos + 8], "big")
+            last = base + int.from_bytes(data[pos + 23:pos + 27], "big")
+            if size < 61 or pos + size > len(data):
+                break
+            if below is None or last < below:
+                out.append((base, data[pos:pos + size]))
+            pos += size
+    return out
+
+
+def test_acks_all_survives_leader_sigkill_with_every_acknowledged_value_once(cluster):
+    """acks=all + idempotence to a replication-factor-3 topic; the leader is SIGKILLed mid-run;
+    production goes on after failover; a consumer reads every acknowledged value exactly once;
+    the replicas hold the same batch bytes up to the high watermark, also the restarted old
+    leader after it caught up (and cut whatever it had that was never committed)."""
+    c = cluster
+    create_topic(c, "orders")
+    leader = c.partition(1, "orders")["leader_id"]
+    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 2,
+                         "message.timeout.ms": 45000, **QUIET})
+    acked, failed = [], []
+    stop = threading.Event()
+
+    def report(err, msg):
+        (failed if err else acked).append(err or msg.value().decode())
+
+    def produce():                               # small batches, all through the failover
+        i = 0
+        while not stop.is_set():
+            for _ in range(5):
+                producer.produce("orders", f"v{i}".encode(), callback=report)
+                i += 1
+            producer.poll(0.005)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        wait_for("some acknowledgements", lambda: len(acked) > 200, 30)
+        cluster.kill(leader)                     # SIGKILL: nothing handed over
+        before_kill = len(acked)
+        wait_for("acknowledgements after the failover", lambda: len(acked) > before_kill + 300,
+                 45)
+    finally:
+        stop.set()
+        thread.join()
+    assert producer.flush(45) == 0, f"unflushed; failures {failed[:3]}\n{c.log_output()}"
+    assert not failed, failed[:5]
+
+    survivors = sorted(c.procs)
+    p = c.partition(survivors[0], "orders")
+    assert p["leader_id"] in survivors and p["leader_epoch"] >= 1
+    assert p["offline_replicas"] == [leader] and leader not in p["isr_nodes"]
+    md = c.metadata(survivors[0])
+    assert sorted(b["node_id"] for b in md["brokers"]) == survivors
+    assert md["controller_id"] in survivors
+
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "check",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **QUIET})
+    try:
+        consumer.assign([TopicPartition("orders", 0, 0)])
+        seen = []
+        deadline = time.monotonic() + 30
+        while len(set(seen)) < len(set(acked)) and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.5):
+                if m.error() is None:
+                    seen.append(m.value().decode())
+    finally:
+        consumer.close()
+    missing = set(acked) - set(seen)
+    assert not missing, f"{len(missing)} acknowledged values lost, e.g. {sorted(missing)[:5]}"
+    dups = {v for v in seen if seen.count(v) > 1}
+    assert not dups, f"duplicates: {sorted(dups)[:5]}"
+
+    # The old leader comes back, follows, truncates what was never committed, catches up.
+    c.start(leader)
+    wait_for("the old leader back in the ISR",
+             lambda: len(c.partition(survivors[0], "orders")["isr_nodes"]) == 3, 45)
+    hw = c.raw(c.partition(survivors[0], "orders")["leader_id"], ApiKey.LIST_OFFSETS, 2, {
+        "replica_id": -1, "isolation_level": 0, "topics": [{"name": "orders", "partitions": [
+            {"partition_index": 0, "timestamp": -1}]}]})["topics"][0]["partitions"][0]["offset"]
+    assert hw >= len(acked)
+    paths = {n: str(c.tmp / f"b{n}" / "orders-0") for n in (1, 2, 3)}
+    wait_for("identical replicas up to the high watermark", lambda: len(
+        {tuple(batches(p, hw)) for p in paths.values()}) == 1, 30)
+    assert len(batches(paths[leader], hw)) > 10
+
+
+def test_non_leader_and_non_controller_answers(cluster):
+    """Produce to a follower: NOT_LEADER_OR_FOLLOWER; CreateTopics to a non-controller:
+    NOT_CONTROLLER; a follower fetch from a broker that is no replica is refused; Metadata names
+    every broker, the controller, replicas, ISR and the leader epoch."""
+    c = cluster
+    create_topic(c, "t2", partitions=1, rf=2)
+    p = c.partition(1, "t2")
+    leader, replicas = p["leader_id"], p["replica_nodes"]
+    assert len(replicas) == 2 and sorted(p["isr_nodes"]) == sorted(replicas)
+    assert p["leader_epoch"] == 0 and p["offline_replicas"] == []
+    md = c.metadata(1)
+    assert sorted(b["node_id"] for b in md["brokers"]) == [1, 2, 3]
+    controller = md["controller_id"]
+    other = next(n for n in (1, 2, 3) if n != controller)
+    answer = c.raw(other, ApiKey.CREATE_TOPICS, 4, {
+        "topics": [{"name": "x", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                    "configs": []}], "timeout_ms": 5000, "validate_only": False})
+    assert answer["topics"][0]["error_code"] == EC.NOT_CONTROLLER
+
+    from klog._native.batch import build_batch
+    follower = next(r for r in replicas if r != leader)
+    resp = c.raw(follower, ApiKey.PRODUCE, 8, {
+        "transactional_id": None, "acks": -1, "timeout_ms": 5000, "topic_data": [
+            {"name": "t2", "partition_data": [
+                {"index": 0, "records": build_batch([b"x"], None, None, None, 0, 0, None)}]}]})
+    assert resp["responses"][0]["partition_responses"][0]["error_code"] == \
+        EC.NOT_LEADER_OR_FOLLOWER
+
+    outsider = next(n for n in (1, 2, 3) if n not in replicas)
+    resp = c.raw(leader, ApiKey.FETCH, 12, {
+        "replica_id": outsider, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+        "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+        "topics": [{"topic": "t2", "partitions": [
+            {"partition": 0, "current_leader_epoch": 0, "fetch_offset": 0,
+             "last_fetched_epoch": -1, "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}],
+        "forgotten_topics_data": [], "rack_id": ""})
+    assert resp["responses"][0]["partitions"][0]["error_code"] == EC.NOT_LEADER_OR_FOLLOWER
+
+
+def test_consumers_never_read_past_the_high_watermark(cluster):
+    """Followers paused (SIGSTOP): an acks=1 write lands on the leader only; a consumer's fetch
+    stops below it until the followers resume and the high watermark passes it."""
+    c = cluster
+    create_topic(c, "hw")
+    leader = c.partition(1, "hw")["leader_id"]
+    followers = [n for n in (1, 2, 3) if n != leader]
+    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "1", **QUIET})
+    producer.produce("hw", b"committed")
+    assert producer.flush(30) == 0
+
+    def fetch():
+        return c.raw(leader, ApiKey.FETCH, 12, {
+            "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": "hw", "partitions": [
+                {"partition": 0, "current_leader_epoch": -1, "fetch_offset": 0,
+                 "last_fetched_epoch": -1, "log_start_offset": -1,
+                 "partition_max_bytes": 1 << 20}]}],
+            "forgotten_topics_data": [], "rack_id": ""})["responses"][0]["partitions"][0]
+
+    wait_for("the first record committed", lambda: fetch()["high_watermark"] == 1)
+    for n in followers:
+        c.procs[n].send_signal(signal.SIGSTOP)
+    try:
+        producer.produce("hw", b"uncommitted")
+        assert producer.flush(30) == 0
+        part = fetch()
+        assert part["high_watermark"] == 1
+        assert b"uncommitted" not in bytes(part["records"] or b"")
+        assert b"committed" in bytes(part["records"] or b"")
+    finally:
+        for n in followers:
+            c.procs[n].send_signal(signal.SIGCONT)
+    wait_for("the high watermark past the second record", lambda: fetch()["high_watermark"] == 2)
+    assert b"uncommitted" in bytes(fetch()["records"] or b"")
