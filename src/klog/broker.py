@@ -7,9 +7,19 @@ Internal topics (klog.metadata.INTERNAL_TOPICS) cannot be deleted, grown or give
 cleanup policy, whoever asks (InternalTopicError). Nothing below the Broker knows about topics;
 nothing above it touches files.
 
+Creating topics and partitions is all or nothing: the partition directories are created and
+opened first, the metadata is written last; if any partition fails (EMFILE, ENOSPC) the ones
+made are closed and removed and the metadata is untouched, so a crash or an error never leaves
+metadata naming partitions that do not exist. A directory left by a creation that crashed
+before its metadata was written is removed by the next creation of that name (only if its
+segments are empty). ``max.partitions`` (default: what the open-file limit allows, see
+klog.fdlimit) bounds the partitions of all topics together, so a data directory never holds
+more partitions than the process can reopen.
+
 Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
 produce and fetch on different partitions never contend here.
 """
+import errno
 import os
 import shutil
 import threading
@@ -19,8 +29,9 @@ from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
     BrokerLockedError, InternalTopicError, InvalidPartitionsError, LogLockedError,
-    TopicExistsError, UnknownTopicOrPartitionError,
+    PartitionLimitError, TopicExistsError, UnknownTopicOrPartitionError,
 )
+from klog.fdlimit import FDS_PER_PARTITION, default_max_partitions, raise_open_file_limit
 from klog.metadata import (
     INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
 )
@@ -55,6 +66,8 @@ class Broker:
     def __init__(self, data_dir, config=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
+        raise_open_file_limit()
+        self.max_partitions = self.config["max.partitions"] or default_max_partitions()
         makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
         try:
             self._lock_fd = _lock_directory(self.data_dir)
@@ -101,7 +114,17 @@ class Broker:
         for record in self._topics.values():
             if record.name not in INTERNAL_TOPICS:
                 for p in range(record.partitions):
-                    self._open_log(record, p)
+                    try:
+                        self._open_log(record, p)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                            raise
+                        raise PartitionLimitError(
+                            f"{self.data_dir}: opening partition {p} of topic {record.name!r} "
+                            f"ran out of file descriptors ({exc.strerror}): the directory holds "
+                            f"{self._partition_total(self._topics)} partitions, about "
+                            f"{FDS_PER_PARTITION} descriptors each; raise the open-file limit "
+                            "(ulimit -n)") from None
 
     def _open_log(self, record, partition):
         key = (record.name, partition)
@@ -209,15 +232,12 @@ class Broker:
                 raise TopicExistsError(
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
+            self._check_budget(name, partitions)
             record = TopicRecord(name, partitions, overrides,
                                  leader_epoch=self._store.leader_epoch_floor)
             topics = dict(self._topics)
             topics[name] = record
-            self._store.save(topics)
-            self._topics = topics
-            if name not in INTERNAL_TOPICS:
-                for p in range(partitions):
-                    self._open_log(record, p)
+            self._create_partitions(record, 0, partitions, topics)
             return self.describe_topic(name)
 
     def ensure_topic(self, name):
@@ -356,17 +376,79 @@ class Broker:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {record.partitions} partitions; the new count {total} "
                     "must be larger (partitions can be added, never removed)")
+            self._check_budget(name, total - record.partitions)
             if validate_only:
                 return
             topics = dict(self._topics)
             grown = topics[name] = replace(record, partitions=total)
-            self._store.save(topics)
-            self._topics = topics
-            if name not in INTERNAL_TOPICS:
-                for p in range(record.partitions, total):
-                    self._open_log(grown, p)
+            self._create_partitions(grown, record.partitions, total, topics)
             services = list(self._services)
         self._topic_changed(services, name)
+
+    def _partition_total(self, topics):
+        return sum(r.partitions for r in topics.values())
+
+    def _check_budget(self, name, adding):
+        """PartitionLimitError unless ``adding`` more partitions fit ``max.partitions``."""
+        total = self._partition_total(self._topics)
+        if total + adding > self.max_partitions:
+            raise PartitionLimitError(
+                f"topic {name!r}: {adding} more partitions would make {total + adding}, past this "
+                f"broker's max.partitions ({self.max_partitions}; about {FDS_PER_PARTITION} file "
+                f"descriptors each, so the default follows the open-file limit); nothing was "
+                "created")
+
+    def _create_partitions(self, record, first, end, topics):
+        """Create and open partitions ``first..end-1`` of ``record``, then save ``topics`` (the
+        registry with ``record`` in it) and install it; all or nothing. Caller holds _lock."""
+        made = []
+        try:
+            if record.name not in INTERNAL_TOPICS:   # internal ones open on first use
+                for p in range(first, end):
+                    path = os.path.join(self.data_dir, f"{record.name}-{p}")
+                    self._remove_leftover(path)
+                    made.append(p)
+                    self._open_log(record, p)
+                fsync_dir(self.data_dir)
+            self._store.save(topics)
+        except BaseException as exc:
+            self._abandon(record.name, made)
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise PartitionLimitError(
+                    f"topic {record.name!r}: ran out of file descriptors creating partition "
+                    f"{made[-1] if made else first} ({exc.strerror}); nothing was created. Raise "
+                    "the open-file limit (ulimit -n) or lower max.partitions") from None
+            raise
+        self._topics = topics
+
+    def _remove_leftover(self, path):
+        """A partition directory of a topic the metadata does not name was left by a creation
+        that crashed before writing the metadata: remove it, unless it holds data."""
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return
+        for n in names:
+            if n.endswith(".log") and os.path.getsize(os.path.join(path, n)) > 0:
+                raise TopicExistsError(
+                    f"{path} holds data but no topic in the metadata names it; move it away "
+                    "before creating this topic")
+        shutil.rmtree(path)
+
+    def _abandon(self, name, partitions):
+        """Undo a failed creation: close and remove the partitions it made."""
+        for p in partitions:
+            log = self._logs.pop((name, p), None)
+            if log is not None:
+                try:
+                    log.close()
+                except Exception:
+                    pass
+            shutil.rmtree(os.path.join(self.data_dir, f"{name}-{p}"), ignore_errors=True)
+        try:
+            fsync_dir(self.data_dir)
+        except OSError:
+            pass
 
     def _topic_changed(self, services, name):
         """Tell producers (and anything else that caches partition counts) to look again."""

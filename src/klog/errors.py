@@ -71,6 +71,12 @@ class InternalTopicError(KlogError):
     error_code = 42
 
 
+class PartitionLimitError(InvalidPartitionsError):
+    """Creating these partitions would pass the broker's ``max.partitions`` budget, or ran out
+    of file descriptors; nothing was created. Kafka error 37 (INVALID_PARTITIONS), the code
+    Redpanda answers for its per-core and file-descriptor partition limits."""
+
+
 class BrokerLockedError(LogLockedError):
     """Another process owns the data directory."""
 
