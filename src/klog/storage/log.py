@@ -449,7 +449,28 @@ class Log:
         base = self._append(batch, header, dup)
         return base, bool(dup)
 
-    def _append(self, batch, header=None, dup=None):
+    def append_as_follower(self, batch):
+        """Append one batch exactly as a partition leader stored it (a follower's append, Kafka's
+        appendAsFollower): its base offset must be this log's end offset and its leader epoch is
+        kept, not stamped; the epoch cache follows the batch's epoch. The batch is validated
+        (CRC, framing) as a client's would be. Returns the new log end offset. Raises
+        CorruptRecordError for a batch that does not start at the log end."""
+        validate_batch(batch, True, True)
+        header = read_header(batch)
+        with self._lock:
+            if header.base_offset != self._end:
+                raise CorruptRecordError(
+                    f"{self.path}: a follower's batch starts at offset {header.base_offset}, "
+                    f"not at the log end {self._end}; fetch from the log end or truncate first")
+            if header.leader_epoch < self._epochs.latest_epoch:
+                raise FencedLeaderEpochError(
+                    f"{self.path}: batch at offset {header.base_offset} has leader epoch "
+                    f"{header.leader_epoch}, below the log's latest epoch "
+                    f"{self._epochs.latest_epoch}")
+            self._append(batch, header, None, follower=True)
+            return self._end
+
+    def _append(self, batch, header=None, dup=None, follower=False):
         size = len(batch) if not isinstance(batch, memoryview) else batch.nbytes
         if size > self.config.max_message_bytes:
             raise RecordTooLargeError(
@@ -458,7 +479,7 @@ class Log:
         last_delta = _last_offset_delta(batch)
         with self._lock:
             self._check_writable()
-            if header is not None:
+            if header is not None and not follower:
                 original = self._producers.check(header)
                 if original is not None:
                     dup.append(True)
@@ -468,12 +489,12 @@ class Log:
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
-            epoch = self._leader_epoch
+            epoch = header.leader_epoch if follower else self._leader_epoch
             if epoch > self._epochs.latest_epoch:
                 # Before the batch: the checkpoint file never lacks an epoch the log holds.
                 self._epochs.assign(epoch, base)
-            active.append(batch, base, now, epoch)
-            if header is not None:
+            active.append(batch, base, now, None if follower else epoch)
+            if header is not None and header.producer_id >= 0:
                 self._producers.update(header, base)
             self._end = base + last_delta + 1
             self._unflushed += last_delta + 1
@@ -617,17 +638,25 @@ class Log:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside the log [{self._log_start}, {self._end}]")
 
-    def read(self, offset, max_bytes=1048576):
+    def read(self, offset, max_bytes=1048576, max_offset=None):
         """Whole raw batches starting with the one that holds ``offset``, as a zero-copy
         read-only memoryview of at most ``max_bytes`` (but always at least one batch).
-        Empty at the log end. The view keeps its segment mapped until released."""
+        Empty at the log end. The view keeps its segment mapped until released.
+        ``max_offset`` (a batch boundary: the high watermark): only batches below it; an
+        offset at or past it reads nothing (OffsetOutOfRangeError only past the log end)."""
         with self._lock:
             self._check_range(offset)
+            if max_offset is None or max_offset >= self._end:
+                max_offset = None
+            elif offset >= max_offset:
+                return memoryview(b"")
             if offset == self._end:
                 return memoryview(b"")  # a new one: a caller may release it
             i = bisect.bisect_right(self._bases, offset) - 1
             while i < len(self._segments):
-                view = self._segments[i].read(offset, max_bytes)
+                if max_offset is not None and self._segments[i].base_offset >= max_offset:
+                    break
+                view = self._segments[i].read(offset, max_bytes, max_offset)
                 if view.nbytes:
                     return view
                 i += 1  # offset fell in a gap at a segment's end (compaction); go on
@@ -729,6 +758,15 @@ class Log:
             self._epochs.truncate_from_end(self._end)
             self._rebuild_producers()
             return self._end
+
+    def truncate_fully_and_start_at(self, offset):
+        """Drop every segment and start empty at ``offset`` (which may be past the log end: a
+        follower whose log ends below the leader's log start). Returns ``offset``."""
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            return self._reset_at(offset)
 
     def _rebuild_producers(self):
         """After a truncation: forget the snapshot, replay the remaining batch headers."""
