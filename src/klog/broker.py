@@ -1,4 +1,5 @@
-"""Broker: a data directory of topics, each split into partitions, each partition a Log.
+"""Broker: a data directory of topics, each split into partitions (klog.partition.Partition,
+each over a storage Log).
 
 Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
 topics and their configs (see klog.metadata), ``klog-broker-config.json`` for dynamic broker
@@ -7,9 +8,23 @@ Internal topics (klog.metadata.INTERNAL_TOPICS) cannot be deleted, grown or give
 cleanup policy, whoever asks (InternalTopicError). Nothing below the Broker knows about topics;
 nothing above it touches files.
 
-Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
-produce and fetch on different partitions never contend here.
+Creating topics and partitions is all or nothing: the partition directories are created and
+opened first, the metadata is written last; if any partition fails (EMFILE, ENOSPC) the ones
+made are closed and removed and the metadata is untouched, so a crash or an error never leaves
+metadata naming partitions that do not exist. A directory left by a creation that crashed
+before its metadata was written is removed by the next creation of that name (only if its
+segments are empty). ``max.partitions`` (default: what the open-file limit allows, see
+klog.fdlimit) bounds the partitions of all topics together, so a data directory never holds
+more partitions than the process can reopen.
+
+Everything above the Broker reaches a partition through ``partition(topic, p)``: appends with
+the leader's checks, reads bounded by the high watermark, leader state. Nothing above it holds a
+storage Log (tests/test_architecture.py).
+
+Concurrency: thread-safe. ``_lock`` guards the topic registry; each partition has its own locks,
+so produce and fetch on different partitions never contend here.
 """
+import errno
 import os
 import shutil
 import threading
@@ -19,14 +34,16 @@ from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
     BrokerLockedError, InternalTopicError, InvalidPartitionsError, LogLockedError,
-    TopicExistsError, UnknownTopicOrPartitionError,
+    PartitionLimitError, TopicExistsError, UnknownTopicOrPartitionError,
 )
+from klog.fdlimit import FDS_PER_PARTITION, default_max_partitions, raise_open_file_limit
 from klog.metadata import (
     INTERNAL_TOPICS, MetadataStore, TopicRecord, collision_key, is_internal, validate_topic_name,
 )
 from klog.storage.files import fsync_dir, makedirs_durably
 from klog.storage.log_cleaner import LogCleaner
-from klog.storage.log import Log, _lock_directory
+from klog.partition import Partition
+from klog.storage.log import _lock_directory
 from klog.storage.partition_metadata import ensure_topic_id, remove_stray
 
 DELETED_SUFFIX = ".deleted"
@@ -55,6 +72,8 @@ class Broker:
     def __init__(self, data_dir, config=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
+        raise_open_file_limit()
+        self.max_partitions = self.config["max.partitions"] or default_max_partitions()
         makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
         try:
             self._lock_fd = _lock_directory(self.data_dir)
@@ -65,7 +84,7 @@ class Broker:
         self._store = MetadataStore(self.data_dir)
         self._topics = {}     # name -> TopicRecord
         self._ids = (None, {})   # (the _topics dict it indexes, {topic id: name})
-        self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
+        self._partitions = {}   # (name, partition) -> Partition, opened lazily for internal topics
         self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
         self._coordinator = None   # the GroupCoordinator, created on first use
@@ -101,26 +120,37 @@ class Broker:
         for record in self._topics.values():
             if record.name not in INTERNAL_TOPICS:
                 for p in range(record.partitions):
-                    self._open_log(record, p)
+                    try:
+                        self._open_log(record, p)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                            raise
+                        raise PartitionLimitError(
+                            f"{self.data_dir}: opening partition {p} of topic {record.name!r} "
+                            f"ran out of file descriptors ({exc.strerror}): the directory holds "
+                            f"{self._partition_total(self._topics)} partitions, about "
+                            f"{FDS_PER_PARTITION} descriptors each; raise the open-file limit "
+                            "(ulimit -n)") from None
 
     def _open_log(self, record, partition):
         key = (record.name, partition)
-        log = self._logs.get(key)
-        if log is None:
+        part = self._partitions.get(key)
+        if part is None:
             path = os.path.join(self.data_dir, f"{record.name}-{partition}")
             remove_stray(path, record.topic_id, DELETED_SUFFIX)
-            log = Log.open(path, self.config.topic_config(record.config))
+            # The single broker leads every partition, in the epoch its topic was created
+            # with (or a later one the log already holds): stable across restarts.
+            part = Partition.open(record.name, partition, path,
+                                  self.config.topic_config(record.config),
+                                  leader_epoch=record.leader_epoch)
             try:
                 ensure_topic_id(path, record.topic_id)
-                # The single broker leads every partition, in the epoch its topic was created
-                # with (or a later one the log already holds): stable across restarts.
-                log.become_leader(max(record.leader_epoch, log.leader_epoch))
             except BaseException:
-                log.close()
+                part.close()
                 raise
-            self._logs[key] = log
-            log.add_listener(self._on_append)
-        return log
+            self._partitions[key] = part
+            part.add_append_listener(self._on_append)
+        return part
 
     def _on_append(self, _log):
         self._append_seq += 1
@@ -172,9 +202,9 @@ class Broker:
             os.close(self._lock_fd)
 
     def _close_logs(self):
-        for log in self._logs.values():
-            log.close()
-        self._logs.clear()
+        for part in self._partitions.values():
+            part.close()
+        self._partitions.clear()
 
     def __enter__(self):
         return self
@@ -209,15 +239,12 @@ class Broker:
                 raise TopicExistsError(
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
+            self._check_budget(name, partitions)
             record = TopicRecord(name, partitions, overrides,
                                  leader_epoch=self._store.leader_epoch_floor)
             topics = dict(self._topics)
             topics[name] = record
-            self._store.save(topics)
-            self._topics = topics
-            if name not in INTERNAL_TOPICS:
-                for p in range(partitions):
-                    self._open_log(record, p)
+            self._create_partitions(record, 0, partitions, topics)
             return self.describe_topic(name)
 
     def ensure_topic(self, name):
@@ -247,9 +274,9 @@ class Broker:
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
-                log = self._logs.pop((name, p), None)
-                if log is not None:
-                    log.close()
+                part = self._partitions.pop((name, p), None)
+                if part is not None:
+                    part.close()
                 path = os.path.join(self.data_dir, f"{name}-{p}")
                 if os.path.exists(path):
                     doomed = f"{path}.{record.topic_id}{DELETED_SUFFIX}"
@@ -273,11 +300,12 @@ class Broker:
             record = self._record(name)
             parts = []
             for p in range(record.partitions):
-                log = self._logs.get((name, p))
-                if log is None:
+                part = self._partitions.get((name, p))
+                if part is None:
                     parts.append(PartitionDescription(p, 0, 0, 0))
                 else:
-                    parts.append(PartitionDescription(p, log.log_start_offset, log.log_end_offset, log.size))
+                    parts.append(PartitionDescription(p, part.log_start_offset, part.log_end_offset,
+                                                      part.size))
             config = self.config.topic_config(record.config).to_dict()
             return TopicDescription(name, record.topic_id, parts, config, name in INTERNAL_TOPICS)
 
@@ -315,9 +343,9 @@ class Broker:
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
-                log = self._logs.get((name, p))
-                if log is not None:
-                    log.update_config(log_config)
+                part = self._partitions.get((name, p))
+                if part is not None:
+                    part.update_config(log_config)
 
     # -- broker configs ------------------------------------------------------------------------------
     @property
@@ -339,8 +367,8 @@ class Broker:
             if validate_only:
                 return
             self.config = config
-            for (name, _), log in self._logs.items():
-                log.update_config(config.topic_config(self._topics[name].config))
+            for (name, _), part in self._partitions.items():
+                part.update_config(config.topic_config(self._topics[name].config))
 
     def add_partitions(self, name, total, validate_only=False):
         """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
@@ -356,17 +384,79 @@ class Broker:
                 raise InvalidPartitionsError(
                     f"topic {name!r} has {record.partitions} partitions; the new count {total} "
                     "must be larger (partitions can be added, never removed)")
+            self._check_budget(name, total - record.partitions)
             if validate_only:
                 return
             topics = dict(self._topics)
             grown = topics[name] = replace(record, partitions=total)
-            self._store.save(topics)
-            self._topics = topics
-            if name not in INTERNAL_TOPICS:
-                for p in range(record.partitions, total):
-                    self._open_log(grown, p)
+            self._create_partitions(grown, record.partitions, total, topics)
             services = list(self._services)
         self._topic_changed(services, name)
+
+    def _partition_total(self, topics):
+        return sum(r.partitions for r in topics.values())
+
+    def _check_budget(self, name, adding):
+        """PartitionLimitError unless ``adding`` more partitions fit ``max.partitions``."""
+        total = self._partition_total(self._topics)
+        if total + adding > self.max_partitions:
+            raise PartitionLimitError(
+                f"topic {name!r}: {adding} more partitions would make {total + adding}, past this "
+                f"broker's max.partitions ({self.max_partitions}; about {FDS_PER_PARTITION} file "
+                f"descriptors each, so the default follows the open-file limit); nothing was "
+                "created")
+
+    def _create_partitions(self, record, first, end, topics):
+        """Create and open partitions ``first..end-1`` of ``record``, then save ``topics`` (the
+        registry with ``record`` in it) and install it; all or nothing. Caller holds _lock."""
+        made = []
+        try:
+            if record.name not in INTERNAL_TOPICS:   # internal ones open on first use
+                for p in range(first, end):
+                    path = os.path.join(self.data_dir, f"{record.name}-{p}")
+                    self._remove_leftover(path)
+                    made.append(p)
+                    self._open_log(record, p)
+                fsync_dir(self.data_dir)
+            self._store.save(topics)
+        except BaseException as exc:
+            self._abandon(record.name, made)
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise PartitionLimitError(
+                    f"topic {record.name!r}: ran out of file descriptors creating partition "
+                    f"{made[-1] if made else first} ({exc.strerror}); nothing was created. Raise "
+                    "the open-file limit (ulimit -n) or lower max.partitions") from None
+            raise
+        self._topics = topics
+
+    def _remove_leftover(self, path):
+        """A partition directory of a topic the metadata does not name was left by a creation
+        that crashed before writing the metadata: remove it, unless it holds data."""
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return
+        for n in names:
+            if n.endswith(".log") and os.path.getsize(os.path.join(path, n)) > 0:
+                raise TopicExistsError(
+                    f"{path} holds data but no topic in the metadata names it; move it away "
+                    "before creating this topic")
+        shutil.rmtree(path)
+
+    def _abandon(self, name, partitions):
+        """Undo a failed creation: close and remove the partitions it made."""
+        for p in partitions:
+            part = self._partitions.pop((name, p), None)
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:
+                    pass
+            shutil.rmtree(os.path.join(self.data_dir, f"{name}-{p}"), ignore_errors=True)
+        try:
+            fsync_dir(self.data_dir)
+        except OSError:
+            pass
 
     def _topic_changed(self, services, name):
         """Tell producers (and anything else that caches partition counts) to look again."""
@@ -389,8 +479,8 @@ class Broker:
 
     def leader_epoch(self, topic, partition):
         """The partition's current leader epoch (without opening an internal topic's log)."""
-        log = self._logs.get((topic, partition))
-        return log.leader_epoch if log is not None else self._record(topic).leader_epoch
+        part = self._partitions.get((topic, partition))
+        return part.leader_epoch if part is not None else self._record(topic).leader_epoch
 
     def _record(self, name):
         record = self._topics.get(name)
@@ -398,11 +488,12 @@ class Broker:
             raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
         return record
 
-    def log(self, topic, partition):
-        """The Log of one partition (opening an internal topic's partition on first use)."""
-        log = self._logs.get((topic, partition))
-        if log is not None:
-            return log
+    def partition(self, topic, partition):
+        """The Partition ``partition`` of ``topic`` (opening an internal topic's partition on
+        first use); UnknownTopicOrPartitionError if there is none."""
+        part = self._partitions.get((topic, partition))
+        if part is not None:
+            return part
         with self._lock:
             self._check_open()
             record = self._record(topic)
@@ -411,10 +502,19 @@ class Broker:
                     f"topic {topic!r} has partitions 0..{record.partitions - 1}, not {partition!r}")
             return self._open_log(record, partition)
 
-    def logs(self):
-        """A snapshot of the open logs: [((topic, partition), Log)]."""
+    def partitions(self):
+        """A snapshot of the open partitions: [((topic, partition), Partition)]."""
         with self._lock:
-            return list(self._logs.items())
+            return list(self._partitions.items())
+
+    def log(self, topic, partition):
+        """The storage Log under a partition: for storage tools and tests only (klog's own
+        layers use ``partition()``)."""
+        return self.partition(topic, partition).log
+
+    def logs(self):
+        """A snapshot of the open logs, [((topic, partition), Log)]: for the log cleaner."""
+        return [(key, part.log) for key, part in self.partitions()]
 
     def producer(self, config=None):
         """A Producer (Kafka producer config names: linger.ms, batch.size, compression.type,
@@ -463,12 +563,9 @@ class Broker:
         """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
         the number of segments deleted."""
         deleted = 0
-        for (topic, _), log in self.logs():
-            if log.closed:
-                continue
+        for _, part in self.partitions():
             try:
-                if "delete" in log.config.cleanup_policy:
-                    deleted += log.enforce_retention(now)
+                deleted += part.enforce_retention(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted

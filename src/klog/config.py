@@ -252,6 +252,10 @@ BROKER_SETTINGS = {s.name: s for s in [
                 "released; -1: no cap (Kafka's default, klog's is 256 MiB)"),
     Setting("log.retention.hours", int, 168, -1, INT_MAX),
     Setting("log.retention.minutes", int, None, -1, INT_MAX),
+    # klog's own: the most partitions (all topics, internal ones included) this broker holds;
+    # creations past it fail with INVALID_PARTITIONS. Default: what the open-file limit allows
+    # (klog.fdlimit), so a data directory never holds more partitions than it can reopen.
+    Setting("max.partitions", int, None, 1, INT_MAX),
 ]}
 
 

@@ -71,6 +71,12 @@ class InternalTopicError(KlogError):
     error_code = 42
 
 
+class PartitionLimitError(InvalidPartitionsError):
+    """Creating these partitions would pass the broker's ``max.partitions`` budget, or ran out
+    of file descriptors; nothing was created. Kafka error 37 (INVALID_PARTITIONS), the code
+    Redpanda answers for its per-core and file-descriptor partition limits."""
+
+
 class BrokerLockedError(LogLockedError):
     """Another process owns the data directory."""
 
@@ -90,3 +96,18 @@ class UnknownTopicIdError(KlogError, KeyError):
 
     def __str__(self):
         return str(self.args[0]) if self.args else "unknown topic id"
+
+
+class NotLeaderOrFollowerError(KlogError):
+    """This broker does not lead the partition (Kafka error 6, NOT_LEADER_OR_FOLLOWER): it is a
+    follower, or leadership moved; the client refreshes its metadata and retries."""
+
+
+class NotEnoughReplicasError(KlogError):
+    """``acks=all`` with fewer in-sync replicas than ``min.insync.replicas`` (Kafka error 19):
+    refused before the append, nothing written."""
+
+
+class NotEnoughReplicasAfterAppendError(KlogError):
+    """The batch was appended but the ISR shrank below ``min.insync.replicas`` before it was
+    committed (Kafka error 20); a retry may duplicate it unless the producer is idempotent."""

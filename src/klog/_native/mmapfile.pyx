@@ -16,8 +16,15 @@ roll and close); after a crash it reads as zeros, which recovery treats as the e
 Views (buffer exports) keep the mapping alive after ``close``; shrinking the file under a live view
 raises BufferError (as resizing an exported bytearray does).
 
+A read-only file keeps no descriptor: it is mapped and its fd closed at once (a mapping does
+not need one), so sealed segments cost address space, not file handles.
+
 Concurrency: one writer at a time (the caller holds the log's lock); views may be read from any
-thread, but only bytes below ``size`` at the time of the view are stable.
+thread, but only bytes below ``size`` at the time of the view are stable. pwrite, pwritev,
+posix_fallocate and fdatasync run without the GIL (so appends and flushes of different logs
+overlap); the caller's buffer stays pinned by the buffer protocol meanwhile, and a ``close`` that
+comes in during such a call leaves the fd to the call to close when it is done, so the number
+is never reused under a running write.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.errno cimport ENOSPC, errno
@@ -25,6 +32,7 @@ from libc.string cimport memcpy, strerror
 from posix.fcntl cimport O_CREAT, O_RDONLY, O_RDWR, open as c_open
 from posix.mman cimport MAP_FAILED, MAP_SHARED, PROT_READ, mmap, munmap
 from posix.stat cimport fstat, struct_stat
+from posix.types cimport off_t
 from posix.uio cimport iovec, pwritev
 from posix.unistd cimport close as c_close, ftruncate, pwrite
 
@@ -51,6 +59,7 @@ cdef class MappedFile:
 
     def __cinit__(self):
         self.fd = -1
+        self.doomed_fd = -1
         self.base = NULL
 
     def __init__(self, path, bint writable=False, Py_ssize_t capacity=0,
@@ -68,56 +77,88 @@ cdef class MappedFile:
             raise os_error(errno, path)
         self.size = self.reserved = self.synced = st.st_size
         self.capacity = page_ceil(max(capacity, st.st_size)) if writable else st.st_size
-        if self.capacity == 0:
-            return
-        addr = mmap(NULL, self.capacity, PROT_READ, MAP_SHARED, self.fd, 0)
-        if addr == MAP_FAILED:
-            raise os_error(errno, path)
-        self.base = <unsigned char*>addr
+        if self.capacity:
+            addr = mmap(NULL, self.capacity, PROT_READ, MAP_SHARED, self.fd, 0)
+            if addr == MAP_FAILED:
+                raise os_error(errno, path)
+            self.base = <unsigned char*>addr
+        if not writable:
+            c_close(self.fd)
+            self.fd = -1
 
     def __dealloc__(self):
         if self.base != NULL:
             munmap(self.base, self.capacity)
         if self.fd >= 0:
             c_close(self.fd)
+        if self.doomed_fd >= 0:
+            c_close(self.doomed_fd)
 
     cdef int check_open(self) except -1:
-        if self.fd < 0:
+        if self.fd < 0 and (self.writable or self.closed_ro):
             raise ValueError(f"{os.fspath(self.path)}: file is closed")
         return 0
 
+    cdef int enter(self) except -1:
+        """Before a syscall on ``fd`` without the GIL (see ``close``)."""
+        self.check_open()
+        self.busy += 1
+        return 0
+
+    cdef void leave(self) noexcept:
+        self.busy -= 1
+        if self.busy == 0 and self.doomed_fd >= 0:
+            c_close(self.doomed_fd)
+            self.doomed_fd = -1
+
     cdef int ensure(self, Py_ssize_t n) except -1:
         """Make sure n more bytes have disk space reserved (ENOSPC here, before writing)."""
-        cdef Py_ssize_t need = self.size + n, target
-        cdef int err
+        cdef Py_ssize_t need = self.size + n, target, step_target
+        cdef int err = 0, fd
+        cdef off_t start
         self.check_open()
         if not self.writable:
             raise ValueError(f"{os.fspath(self.path)}: opened read-only")
         if need > self.capacity:
             raise ValueError(f"{os.fspath(self.path)}: {n} more bytes exceed the mapped capacity "
                              f"{self.capacity} (size {self.size})")
-        if need > self.reserved:
-            target = min(self.capacity, max(page_ceil(need), self.reserved + self.reserve_step))
-            err = posix_fallocate(self.fd, self.reserved, target - self.reserved)
+        if need <= self.reserved:
+            return 0
+        fd, start = self.fd, self.reserved
+        target = min(self.capacity, max(page_ceil(need), self.reserved + self.reserve_step))
+        self.enter()
+        with nogil:
+            err = posix_fallocate(fd, start, target - start)
             if err == ENOSPC and target > page_ceil(need):
                 # Less free than a whole step: reserve just this write, so the disk really is
                 # full before the producer is told so (and writes resume with a little space).
                 target = page_ceil(need)
-                err = posix_fallocate(self.fd, self.reserved, target - self.reserved)
-            if err != 0:
-                raise os_error(err, self.path)
-            self.reserved = target
+                err = posix_fallocate(fd, start, target - start)
+        self.leave()
+        if err != 0:
+            raise os_error(err, self.path)
+        self.reserved = target
         return 0
 
     cdef int write(self, const unsigned char* data, Py_ssize_t n) except -1:
-        """Append n bytes at ``size``; on error ``size`` stays, so nothing written becomes visible."""
-        cdef ssize_t done = 0, w
+        """Append n bytes at ``size``; on error ``size`` stays, so nothing written becomes visible.
+        ``data`` must stay valid meanwhile (callers hold a buffer or own the memory)."""
+        cdef ssize_t done = 0, w = 0
+        cdef int fd, err = 0
+        cdef off_t pos = self.size
         self.ensure(n)
-        while done < n:
-            w = pwrite(self.fd, data + done, n - done, self.size + done)
-            if w < 0:
-                raise os_error(errno, self.path)
-            done += w
+        fd = self.fd
+        self.enter()
+        with nogil:
+            while done < n:
+                w = pwrite(fd, data + done, n - done, pos + done)
+                if w < 0:
+                    err = errno   # before anything else can touch errno
+                    break
+                done += w
+        self.leave()
+        if err:
+            raise os_error(err, self.path)
         self.size += n
         return 0
 
@@ -125,7 +166,7 @@ cdef class MappedFile:
         """Append ``data`` (bytes-like); return the position it starts at."""
         cdef Py_buffer src
         cdef Py_ssize_t pos = self.size
-        PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)
+        PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)   # pins the bytes while the GIL is released
         try:
             self.write(<const unsigned char*>src.buf, src.len)
         finally:
@@ -138,38 +179,48 @@ cdef class MappedFile:
         touching the caller's buffer: neither field is covered by the CRC. Returns the position
         it starts at."""
         cdef Py_buffer src
-        cdef Py_ssize_t pos = self.size, done
+        cdef Py_ssize_t pos = self.size, done = 0, length
         cdef Py_ssize_t head_len = 8 if leader_epoch is None else 16
         cdef unsigned char head[16]
         cdef iovec iov[2]
-        cdef ssize_t w
+        cdef ssize_t w = 0
+        cdef int fd, err = 0
         cdef int epoch = 0 if leader_epoch is None else leader_epoch
-        PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)
+        cdef const char* body
+        PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)   # pins the bytes while the GIL is released
         try:
             if src.len < head_len:
                 raise ValueError(f"a record batch is longer than {head_len} bytes")
             self.ensure(src.len)
             store_u64(head, <unsigned long long>base_offset)
+            body, length, fd = <const char*>src.buf, src.len, self.fd
             if head_len == 16:
-                memcpy(head + 8, <char*>src.buf + 8, 4)    # batchLength, as sent
+                memcpy(head + 8, body + 8, 4)    # batchLength, as sent
                 store_u32(head + 12, <unsigned int>epoch)
             iov[0].iov_base = head
             iov[0].iov_len = head_len
-            iov[1].iov_base = <char*>src.buf + head_len
-            iov[1].iov_len = src.len - head_len
-            w = pwritev(self.fd, iov, 2, pos)
-            if w < 0:
-                raise os_error(errno, self.path)
-            done = w
-            while done < src.len:  # short write: finish it plainly
-                if done < head_len:
-                    w = pwrite(self.fd, head + done, head_len - done, pos + done)
-                else:
-                    w = pwrite(self.fd, <char*>src.buf + done, src.len - done, pos + done)
+            iov[1].iov_base = <char*>body + head_len
+            iov[1].iov_len = length - head_len
+            self.enter()
+            with nogil:
+                w = pwritev(fd, iov, 2, pos)
                 if w < 0:
-                    raise os_error(errno, self.path)
-                done += w
-            self.size += src.len
+                    err = errno
+                else:
+                    done = w
+                    while done < length:  # short write: finish it plainly
+                        if done < head_len:
+                            w = pwrite(fd, head + done, head_len - done, pos + done)
+                        else:
+                            w = pwrite(fd, body + done, length - done, pos + done)
+                        if w < 0:
+                            err = errno
+                            break
+                        done += w
+            self.leave()
+            if err:
+                raise os_error(err, self.path)
+            self.size += length
         finally:
             PyBuffer_Release(&src)
         return pos
@@ -212,12 +263,22 @@ cdef class MappedFile:
     def flush(self):
         """Make every byte below ``size`` durable (fdatasync: the data and the file length)."""
         cdef Py_ssize_t size = self.size
-        self.check_open()
+        cdef int fd, rc, err = 0
         if not self.writable or self.synced == size:
             return
-        if fdatasync(self.fd) != 0:
-            raise os_error(errno, self.path)
-        self.synced = size
+        self.check_open()
+        fd = self.fd
+        self.enter()
+        with nogil:
+            rc = fdatasync(fd)
+            if rc != 0:
+                err = errno
+        self.leave()
+        if rc != 0:
+            raise os_error(err, self.path)
+        # Another flush may have synced more meanwhile (appends go on while this one waits).
+        if size > self.synced:
+            self.synced = size
 
     def truncate(self, Py_ssize_t n):
         """Cut the file to n bytes. Refused while views are alive: they could cover the cut."""
@@ -246,17 +307,23 @@ cdef class MappedFile:
 
     def close(self):
         """Trim and close the file; the mapping itself lives until the last view is gone."""
+        self.closed_ro = True
         if self.fd < 0:
             return
         try:
             self.trim()
         finally:
-            c_close(self.fd)
+            if self.busy:
+                # A flush or write on another thread is using the fd without the GIL: it
+                # closes it when done (``leave``), so the number is not reused under it.
+                self.doomed_fd = self.fd
+            else:
+                c_close(self.fd)
             self.fd = -1
 
     @property
     def closed(self):
-        return self.fd < 0
+        return self.fd < 0 and (self.writable or self.closed_ro)
 
     def __len__(self):
         return self.size

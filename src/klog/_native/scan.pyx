@@ -25,13 +25,22 @@ cdef inline Py_ssize_t batch_size(const unsigned char* p) noexcept nogil:
     return <Py_ssize_t>load_i32(p + LENGTH) + LOG_OVERHEAD
 
 
+cdef inline bint bad_size(Py_ssize_t size, Py_ssize_t left) noexcept nogil:
+    """A batch size that cannot be stepped over: shorter than a header (a step backwards, or of
+    zero bytes: forever) or longer than the bytes left in the file."""
+    return size < HEADER_SIZE or size > left
+
+
 cdef object bad_length(MappedFile f, Py_ssize_t pos):
     """The walkers below trust framing that recovery or the clean shutdown vouched for; a length
-    shorter than a header (damage in a segment that was not revalidated) would walk backwards or
-    forever, so it is an error, never a step."""
+    that does not fit (damage in a segment that was not revalidated) would walk backwards, out of
+    the file or forever, so it is an error, never a step."""
+    cdef const unsigned char* p = f.base + pos
     return CorruptRecordError(
-        f"{os.fspath(f.path)}: the batch at byte {pos} declares an impossible length "
-        f"{load_i32(f.base + pos + LENGTH)}; the segment is damaged")
+        f"{os.fspath(f.path)}: the batch at byte {pos} (header offsets "
+        f"{load_i64(p + BASE_OFFSET)}..{load_i64(p + BASE_OFFSET) + load_i32(p + LAST_OFFSET_DELTA)})"
+        f" declares an impossible length {load_i32(p + LENGTH)} ({f.size - pos} bytes left in "
+        "the file); the segment is damaged")
 
 
 cdef Py_ssize_t walk(MappedFile f, Py_ssize_t start, int64_t target, bint by_time) noexcept:
@@ -48,10 +57,10 @@ cdef Py_ssize_t walk(MappedFile f, Py_ssize_t start, int64_t target, bint by_tim
                 key = load_i64(p + MAX_TIMESTAMP)
             else:
                 key = load_i64(p + BASE_OFFSET) + load_i32(p + LAST_OFFSET_DELTA)
+            if bad_size(batch_size(p), end - pos):
+                return -1 - pos
             if key >= target:
                 return pos
-            if batch_size(p) < HEADER_SIZE:
-                return -1 - pos
             pos += batch_size(p)
     return end
 
@@ -81,7 +90,7 @@ def fetch_end(MappedFile f, Py_ssize_t start, Py_ssize_t max_bytes):
     with nogil:
         while end - pos >= HEADER_SIZE:
             size = batch_size(base + pos)
-            if size < HEADER_SIZE:
+            if bad_size(size, end - pos):
                 bad = pos == start  # else: hand out the whole batches before the damage
                 break
             if pos > start and pos + size - start > max_bytes:

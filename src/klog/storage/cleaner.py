@@ -25,9 +25,12 @@ cleaner checkpoint); ``Log.clean`` runs a full pass at once.
    its original base offset with explicit offset deltas (same codec, timestamps, headers,
    producer fields, leader epoch, LogAppendTime), one that keeps none disappears. Records with a
    null key (written before the topic became compacted) are dropped, as Kafka's cleaner does.
-   Control batches are copied unchanged, and a producer's last batch is not kept for its
-   sequence numbers (klog has no idempotence state in the cleaner yet). A group is rewritten only
-   if it removes something or merges several segments.
+   Control batches are copied unchanged. Unlike Kafka, a producer's last batch is not kept for
+   its sequence numbers: the idempotence state (klog.storage.producer_state) comes from the
+   snapshot written at close and the batches after it, so after an unclean stop a producer whose
+   batches were all compacted away is unknown, and a retry of one of them is appended again
+   rather than answered as a duplicate. A group is rewritten only if it removes something or
+   merges several segments.
 
 After a complete pass (``CleanResult.aborted`` false) every key appears at most once below
 ``CleanResult.dirty_end``: that is the next first dirty offset. A pass that stops early (the log

@@ -9,12 +9,16 @@ Directory layout (one Log per directory)::
     .clean-shutdown                                   present only after a clean close
     .lock                                             flock()ed by the owning process
 
-Durability: appends land in the page cache through the mapping; ``flush.messages`` /
-``flush.ms`` (default: never, as Kafka) decide when they are fsynced. After each flush the recovery
+Durability: appends land in the page cache (pwrite into space reserved with posix_fallocate;
+readers see them through read-only mappings); ``flush.messages`` / ``flush.ms`` (default: never,
+as Kafka) decide when they are fsynced. After each flush the recovery
 point (every offset below it is on disk) is checkpointed. Opening without the clean-shutdown
 marker revalidates every segment from the recovery point on: a torn or garbage tail is cut off,
 later segments are deleted; damage below the recovery point is data we promised to keep, so the
-open fails with CorruptLogError naming file, byte and offsets.
+open fails with CorruptLogError naming file, byte and offsets. Every walk over batches checks
+a length before stepping over it (see klog.storage.framing), and the checkpoint is held against
+the segments (a log start past the data is refused, a recovery point past intact data is not
+trusted).
 
 Concurrency: every method is thread-safe. Appends, truncation, retention and rolls hold
 ``_lock``; flushes hold ``_flush_lock`` and fsync outside ``_lock`` so appends continue meanwhile.
@@ -22,6 +26,7 @@ Concurrency: every method is thread-safe. Appends, truncation, retention and rol
 import bisect
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -43,6 +48,9 @@ from klog.storage import cleaner
 from klog.storage.leader_epoch import LeaderEpochCache
 from klog.storage.producer_state import ProducerState, remove_snapshot
 from klog.storage.segment import LogSegment
+
+
+_logger = logging.getLogger("klog.storage")
 
 
 def now_ms():
@@ -104,26 +112,66 @@ class Log:
         if clean:
             # From here on a crash must trigger recovery again.
             remove_durably(marker)
-        checkpoint = read_checkpoint(os.path.join(self.path, CHECKPOINT))
+        checkpoint_path = os.path.join(self.path, CHECKPOINT)
+        checkpoint = read_checkpoint(checkpoint_path)
         self._recovery_point = checkpoint.get("recovery-point", 0)
         log_start = checkpoint.get("log-start-offset", 0)
+        if self._recovery_point < 0 or log_start < 0:
+            raise CorruptLogError(
+                f"{checkpoint_path}: negative offsets (recovery-point {self._recovery_point}, "
+                f"log-start-offset {log_start}); the checkpoint is damaged: refusing to open")
         bases = self._scan_directory()
         if not bases:
             self._segments = [LogSegment.create(self.path, log_start, self.config)]
         else:
             self._segments = [LogSegment(self.path, b, self.config, active=(b == bases[-1]))
                               for b in bases]
+            clean = self._check_checkpoint(checkpoint_path) and clean
             if not (clean and self._load_clean()):
                 self._recover()
         self._bases = [s.base_offset for s in self._segments]
         active = self._segments[-1]
         self._end = active.next_offset
-        self._log_start = min(max(log_start, self._segments[0].base_offset), self._end)
+        if log_start > self._end:
+            # Every record below the log start was deleted (DeleteRecords, retention); a start
+            # past the end would leave an empty log over data that was never deleted, or is a
+            # damaged checkpoint. Either way an operator decides, not the open.
+            raise CorruptLogError(
+                f"{checkpoint_path}: log-start-offset {log_start} is past the end of the data "
+                f"(offset {self._end}, the end of {active.path(LOG_SUFFIX)}): refusing to open. "
+                "If segment files were removed, put them back; if the checkpoint is wrong, "
+                "delete it (the log then starts at its first segment)")
+        self._log_start = max(log_start, self._segments[0].base_offset)
         self._recovery_point = min(self._recovery_point, self._end)
         if checkpoint != {"recovery-point": self._recovery_point, "log-start-offset": self._log_start}:
             self._checkpoint()  # only when it changed: opening many clean logs stays cheap
-        self._producers.load(self.path, self._segments, self._end)
+        try:
+            self._producers.load(self.path, self._segments, self._end)
+        except CorruptRecordError as exc:   # a reader's walk (position_of) met damaged framing
+            raise CorruptLogError(f"{exc}; found rebuilding the idempotent-producer state of a "
+                                  "segment that was not revalidated: refusing to open") from None
         self._load_epochs()
+
+    def _check_checkpoint(self, checkpoint_path):
+        """Hold the recovery point against the segments before trusting it. When the last
+        segment is whole batches to its end, its headers tell where the log ends; a recovery
+        point past that cannot be true (a crash inside truncate_to, between the cut and the
+        checkpoint, leaves one): recovery then starts from the last segment's base (a safe
+        rebuild, logged), and the log is revalidated rather than loaded as clean. Returns False
+        then. Zeros or damage after the data are left to recovery, which refuses to open when
+        the recovery point says they were flushed."""
+        last = self._segments[-1]
+        if self._recovery_point <= last.base_offset:
+            return True
+        end = last.framed_end()
+        if end is None or self._recovery_point <= end:
+            return True
+        _logger.warning(
+            "%s: recovery-point %d is past the end of the data (offset %d, the end of %s); "
+            "not trusting it: revalidating from offset %d", checkpoint_path,
+            self._recovery_point, end, last.path(LOG_SUFFIX), last.base_offset)
+        self._recovery_point = last.base_offset
+        return False
 
     def _load_epochs(self):
         """Load (or rebuild from the batch headers) the leader-epoch cache and fit it to the
@@ -144,6 +192,11 @@ class Log:
                 if h.leader_epoch != last:
                     last = h.leader_epoch
                     yield last, h.base_offset
+                if h.size <= 0 or pos + h.size > size:   # never loop on a damaged length
+                    raise CorruptLogError(
+                        f"{seg.path(LOG_SUFFIX)}: batch at byte {pos} has length {h.size - 12}, "
+                        f"past the end of the segment ({size} bytes); rebuilding the leader-epoch "
+                        "cache: refusing to open")
                 pos += h.size
 
     def _scan_directory(self):
@@ -204,8 +257,8 @@ class Log:
                         f"(expected offset {next_offset}"
                         + (f", found offset {found}" if found is not None else "")
                         + f"); the log was flushed up to offset "
-                        f"{self._recovery_point}, so this is lost data, not a torn write: "
-                        "refusing to open")
+                        f"{self._recovery_point} (recovery-point in {CHECKPOINT}), so this is "
+                        "lost data, not a torn write: refusing to open")
                 seg.log.truncate(pos)
                 seg.log.flush()
                 for later in segments[i + 1:]:
@@ -396,7 +449,28 @@ class Log:
         base = self._append(batch, header, dup)
         return base, bool(dup)
 
-    def _append(self, batch, header=None, dup=None):
+    def append_as_follower(self, batch):
+        """Append one batch exactly as a partition leader stored it (a follower's append, Kafka's
+        appendAsFollower): its base offset must be this log's end offset and its leader epoch is
+        kept, not stamped; the epoch cache follows the batch's epoch. The batch is validated
+        (CRC, framing) as a client's would be. Returns the new log end offset. Raises
+        CorruptRecordError for a batch that does not start at the log end."""
+        validate_batch(batch, True, True)
+        header = read_header(batch)
+        with self._lock:
+            if header.base_offset != self._end:
+                raise CorruptRecordError(
+                    f"{self.path}: a follower's batch starts at offset {header.base_offset}, "
+                    f"not at the log end {self._end}; fetch from the log end or truncate first")
+            if header.leader_epoch < self._epochs.latest_epoch:
+                raise FencedLeaderEpochError(
+                    f"{self.path}: batch at offset {header.base_offset} has leader epoch "
+                    f"{header.leader_epoch}, below the log's latest epoch "
+                    f"{self._epochs.latest_epoch}")
+            self._append(batch, header, None, follower=True)
+            return self._end
+
+    def _append(self, batch, header=None, dup=None, follower=False):
         size = len(batch) if not isinstance(batch, memoryview) else batch.nbytes
         if size > self.config.max_message_bytes:
             raise RecordTooLargeError(
@@ -405,7 +479,7 @@ class Log:
         last_delta = _last_offset_delta(batch)
         with self._lock:
             self._check_writable()
-            if header is not None:
+            if header is not None and not follower:
                 original = self._producers.check(header)
                 if original is not None:
                     dup.append(True)
@@ -415,12 +489,12 @@ class Log:
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
-            epoch = self._leader_epoch
+            epoch = header.leader_epoch if follower else self._leader_epoch
             if epoch > self._epochs.latest_epoch:
                 # Before the batch: the checkpoint file never lacks an epoch the log holds.
                 self._epochs.assign(epoch, base)
-            active.append(batch, base, now, epoch)
-            if header is not None:
+            active.append(batch, base, now, None if follower else epoch)
+            if header is not None and header.producer_id >= 0:
                 self._producers.update(header, base)
             self._end = base + last_delta + 1
             self._unflushed += last_delta + 1
@@ -527,6 +601,12 @@ class Log:
                 raise LogOfflineError(f"{self.path}: flush failed, log taken offline: {exc}") from exc
             with self._lock:
                 self._recovery_point = max(self._recovery_point, min(end, self._end))
+                # Rolled segments are now durable: read-only from here on, so a partition
+                # holds file descriptors for its active segment only.
+                live = set(map(id, self._segments[:-1])) if not self._closed else ()
+                for seg in segments:
+                    if id(seg) in live and not seg.active:
+                        seg.release_write()
                 try:
                     self._checkpoint()
                 except OSError:
@@ -558,17 +638,25 @@ class Log:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside the log [{self._log_start}, {self._end}]")
 
-    def read(self, offset, max_bytes=1048576):
+    def read(self, offset, max_bytes=1048576, max_offset=None):
         """Whole raw batches starting with the one that holds ``offset``, as a zero-copy
         read-only memoryview of at most ``max_bytes`` (but always at least one batch).
-        Empty at the log end. The view keeps its segment mapped until released."""
+        Empty at the log end. The view keeps its segment mapped until released.
+        ``max_offset`` (a batch boundary: the high watermark): only batches below it; an
+        offset at or past it reads nothing (OffsetOutOfRangeError only past the log end)."""
         with self._lock:
             self._check_range(offset)
+            if max_offset is None or max_offset >= self._end:
+                max_offset = None
+            elif offset >= max_offset:
+                return memoryview(b"")
             if offset == self._end:
                 return memoryview(b"")  # a new one: a caller may release it
             i = bisect.bisect_right(self._bases, offset) - 1
             while i < len(self._segments):
-                view = self._segments[i].read(offset, max_bytes)
+                if max_offset is not None and self._segments[i].base_offset >= max_offset:
+                    break
+                view = self._segments[i].read(offset, max_bytes, max_offset)
                 if view.nbytes:
                     return view
                 i += 1  # offset fell in a gap at a segment's end (compaction); go on
@@ -655,9 +743,9 @@ class Log:
                 # The batch holding ``offset`` also holds the log start: nothing visible is left,
                 # and the end must not fall below the start.
                 return self._reset_at(self._log_start)
-            if target.base_offset < offset and target.log.exports:
+            if target.base_offset < offset and target.log_views:
                 # Checked before anything is deleted, so a refused truncation changes nothing.
-                raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log.exports} views of this "
+                raise BufferError(f"{target.path(LOG_SUFFIX)}: {target.log_views} views of this "
                                   "segment are still alive; release them before truncating")
             while self._segments[-1].base_offset >= offset:
                 seg = self._segments.pop()
@@ -670,6 +758,15 @@ class Log:
             self._epochs.truncate_from_end(self._end)
             self._rebuild_producers()
             return self._end
+
+    def truncate_fully_and_start_at(self, offset):
+        """Drop every segment and start empty at ``offset`` (which may be past the log end: a
+        follower whose log ends below the leader's log start). Returns ``offset``."""
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            return self._reset_at(offset)
 
     def _rebuild_producers(self):
         """After a truncation: forget the snapshot, replay the remaining batch headers."""

@@ -95,16 +95,19 @@ class ProducerState:
     # -- rebuilding and persisting -----------------------------------------------------------
     def scan_segment(self, segment, from_offset):
         """Replay the headers of ``segment``'s batches whose last offset >= ``from_offset``."""
-        from klog._native.batch import read_header
+        from klog.storage.files import LOG_SUFFIX
+        from klog.storage.framing import walk_headers
         buf = segment.log
         pos, size = 0, segment.size
         if from_offset > segment.base_offset:
             pos = segment.position_of(from_offset)
-        while pos < size:
-            h = read_header(buf, pos)
+        # Every length is checked before the step (a damaged one would loop or walk backwards).
+        for _, h in walk_headers(buf, segment.path(LOG_SUFFIX), pos, size,
+                                 "found rebuilding the idempotent-producer state from a segment"
+                                 " that was not revalidated (below the recovery point or after a"
+                                 " clean shutdown): refusing to open; `klog check` shows the damage"):
             if h.last_offset >= from_offset:
                 self.update(h, h.base_offset)
-            pos += h.size
 
     def load(self, directory, segments, log_end):
         """Rebuild from the snapshot in ``directory`` (if usable) and the segments after it."""
