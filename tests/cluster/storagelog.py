@@ -1,4 +1,4 @@
-"""``StorageLog``: the real storage adapter (klog.cluster.replica_log over klog.storage.log.Log)
+"""``StorageLog``: the real storage adapter (klog.cluster.replica_log over klog.partition.Partition)
 with the face of tests/cluster/memlog.py's MemoryLog, so the replication model's scenarios and
 random schedules run against the storage layer. Each value becomes one single-record batch, so
 offsets are indexes as in the model; ``entries`` decodes (epoch, value) back from the stored
@@ -10,7 +10,7 @@ import tempfile
 
 from klog._native.batch import build_batch, decode_records, read_header
 from klog.cluster.replica_log import StorageReplicaLog, split_batches
-from klog.storage.log import Log
+from klog.partition import Partition
 
 _open: list = []        # (log, directory) to close and remove after the test
 BASE = [None]
@@ -26,19 +26,22 @@ def cleanup():
 class StorageLog(StorageReplicaLog):
     def __init__(self):
         path = tempfile.mkdtemp(prefix="replica-", dir=BASE[0])
-        log = Log.open(path)
-        _open.append((log, path))
-        super().__init__(log)
+        part = Partition.open("t", 0, path, {})
+        _open.append((part, path))
+        super().__init__(part)
 
     def append_as_leader(self, values, epoch):
+        # As MemoryLog: an append in a newer epoch starts it (the scenarios write logs directly).
+        if not self.partition.is_leader or self.partition.leader_epoch != epoch:
+            self.partition.become_leader(epoch, high_watermark=0, in_sync_replicas=())
         batches = [build_batch([str(v).encode()], None, None, None, 0, 0, None) for v in values]
         return super().append_as_leader(batches, epoch)
 
     @property
     def entries(self):
         out = []
-        offset = self.log.log_start_offset
-        while offset < self.log.log_end_offset:
+        offset = self.log_start_offset
+        while offset < self.log_end_offset:
             data = self.read(offset)
             for batch in split_batches(data):
                 header = read_header(batch)
@@ -49,4 +52,4 @@ class StorageLog(StorageReplicaLog):
 
     @property
     def epochs(self):
-        return self.log.leader_epochs
+        return self.partition.log.leader_epochs

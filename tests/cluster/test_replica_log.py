@@ -1,5 +1,5 @@
 """The replication model's failure stories and random schedules, replayed with the real storage
-adapter (klog.cluster.replica_log over klog.storage.log.Log) in place of the in-memory log, and
+adapter (klog.cluster.replica_log over klog.partition.Partition) in place of the in-memory log, and
 the high-watermark checkpoint file."""
 import inspect
 import os
@@ -13,7 +13,7 @@ from klog.cluster.hw_checkpoint import HighWatermarkCheckpoint
 from klog.cluster.replica import FetchRequest, Replica, Role
 from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import LeaderAndIsr
-from klog.storage.log import Log
+from klog.partition import Partition
 
 from . import sim, storagelog, test_scenarios
 from .storagelog import StorageLog
@@ -61,8 +61,8 @@ def test_control_acks_1_unclean_with_storage_log_loses_writes(storage_logs):
 
 def test_follower_keeps_leader_batches_byte_for_byte(tmp_path):
     """A follower's segment bytes equal the leader's: same batches, epochs as stamped."""
-    a = StorageReplicaLog(Log.open(tmp_path / "a"))
-    b = StorageReplicaLog(Log.open(tmp_path / "b"))
+    a = StorageReplicaLog(Partition.open("t", 0, tmp_path / "a", {}))
+    b = StorageReplicaLog(Partition.open("t", 0, tmp_path / "b", {}))
     try:
         leader = Replica(1, a)
         follower = Replica(2, b)
@@ -76,21 +76,22 @@ def test_follower_keeps_leader_batches_byte_for_byte(tmp_path):
             for _ in range(2):
                 req = follower.fetch_request()
                 follower.handle_fetch_response(req, leader.handle_fetch(req, 0))
-        assert b.log.leader_epochs == a.log.leader_epochs == [(0, 0), (3, 6)]
+        assert b.partition.log.leader_epochs == a.partition.log.leader_epochs == [(0, 0), (3, 6)]
         assert a.read(0) == b.read(0) and len(a.read(0)) > 0
         assert follower.high_watermark == leader.high_watermark == 12
-        for name in os.listdir(a.log.path):
+        pa, pb = a.partition.log.path, b.partition.log.path
+        for name in os.listdir(pa):
             if name.endswith(".log"):
-                with open(os.path.join(a.log.path, name), "rb") as fa, \
-                        open(os.path.join(b.log.path, name), "rb") as fb:
+                with open(os.path.join(pa, name), "rb") as fa, \
+                        open(os.path.join(pb, name), "rb") as fb:
                     assert fa.read() == fb.read()
     finally:
-        a.log.close()
-        b.log.close()
+        a.partition.close()
+        b.partition.close()
 
 
 def test_truncate_to_cuts_the_epoch_cache_even_when_no_record_goes(tmp_path):
-    log = StorageReplicaLog(Log.open(tmp_path / "p"))
+    log = StorageReplicaLog(Partition.open("t", 0, tmp_path / "p", {}))
     try:
         log.append_as_leader([build_batch([b"x"], None, None, None, 0, 0, None)], 0)
         log.assign_epoch(5, 1)                  # led in epoch 5 without writing
@@ -98,7 +99,7 @@ def test_truncate_to_cuts_the_epoch_cache_even_when_no_record_goes(tmp_path):
         log.truncate_to(1)
         assert log.log_end_offset == 1 and log.latest_epoch() == 0
     finally:
-        log.log.close()
+        log.partition.close()
 
 
 def test_high_watermark_checkpoint_round_trip_and_damage(tmp_path, caplog):

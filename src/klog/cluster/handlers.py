@@ -24,6 +24,7 @@ from klog._native.batch import validate_batch
 from klog.cluster.replica import FetchRequest, Role
 from klog.errors import KlogError
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
+from klog.partition import READ_UNCOMMITTED
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 from klog.server import epochs
@@ -79,6 +80,7 @@ async def produce(ctx, body):
                     continue
                 with hosted.lock:
                     appended = hosted.replica.append([records], acks=acks)
+                    hosted.sync()
                     start = hosted.replica.log.log_start_offset
             except (KlogError, OutOfOrderSequenceError, InvalidProducerEpochError,
                     ValueError) as exc:
@@ -124,19 +126,6 @@ async def produce(ctx, body):
 
 
 # -- Fetch -------------------------------------------------------------------------------------
-def _below(view, hw):
-    """The whole batches of ``view`` whose last offset is below ``hw``."""
-    pos, n = 0, view.nbytes
-    while pos + 27 <= n:
-        base_offset = int.from_bytes(view[pos:pos + 8], "big", signed=True)
-        size = 12 + int.from_bytes(view[pos + 8:pos + 12], "big", signed=True)
-        last = base_offset + int.from_bytes(view[pos + 23:pos + 27], "big", signed=True)
-        if last >= hw or pos + size > n:
-            break
-        pos += size
-    return view[:pos]
-
-
 def _fetch_once(ctx, body, replica_id):
     node = _node(ctx)
     budget = body.get("max_bytes", 0x7FFFFFFF)
@@ -187,10 +176,10 @@ def _fetch_once(ctx, body, replica_id):
                 if res["error_code"]:
                     error = True
                     continue
-                log = hosted.log
-                start, end = log.log_start_offset, log.log_end_offset
+                part = hosted.part
+                start, end = part.log_start_offset, part.log_end_offset
                 res.update(high_watermark=hw, last_stable_offset=hw, log_start_offset=start)
-                diverging = epochs.diverging_epoch(log, p.get("last_fetched_epoch", -1), offset)
+                diverging = epochs.diverging_epoch(part, p.get("last_fetched_epoch", -1), offset)
                 if diverging is not None:
                     res["diverging_epoch"] = diverging
                     error = True
@@ -200,9 +189,8 @@ def _fetch_once(ctx, body, replica_id):
                 elif offset < hw:
                     limit = min(p["partition_max_bytes"], budget)
                     if total == 0 or limit > 0:
-                        whole = log.read(offset, max(1, limit))
-                        view = _below(whole, hw)
-                        ctx.views += (view, whole)     # released in this order after sending
+                        view = part.read(offset, max(1, limit), READ_UNCOMMITTED)
+                        ctx.views.append(view)
                         if not (total and view.nbytes > limit) and view.nbytes:
                             res["records"] = view
                             total += view.nbytes
@@ -259,7 +247,7 @@ async def list_offsets(ctx, body):
             elif p["timestamp"] == -1 and res["error_code"] == 0:
                 hw = hosted.replica.high_watermark
                 res["offset"] = hw
-                res["leader_epoch"] = hosted.log.epoch_for_offset(hw)
+                res["leader_epoch"] = hosted.part.epoch_for_offset(hw)
     return answer
 
 

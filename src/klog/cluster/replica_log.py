@@ -1,8 +1,9 @@
-"""``StorageReplicaLog``: the replica state machine's ``ReplicaLog`` over a storage ``Log``.
+"""``StorageReplicaLog``: the replica state machine's ``ReplicaLog`` over a ``Partition``.
 
 The replica (klog.cluster.replica) speaks of records, epochs and offsets; this adapter maps that
-onto the storage log and its leader-epoch cache (``leader-epoch-checkpoint``), which keep
-their own crash behaviour (see klog.storage.log and klog.storage.leader_epoch):
+onto the partition (klog.partition) and so its storage log and leader-epoch cache
+(``leader-epoch-checkpoint``), which keep their own crash behaviour (see klog.storage.log and
+klog.storage.leader_epoch):
 
 - records are raw RecordBatch v2 bytes: ``read`` returns the leader's whole batches as stored
   and ``append_as_follower`` appends them byte for byte, each with the leader epoch stamped in
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from klog._native.batch import read_header
 from klog.cluster.state import EpochEnd, UNDEFINED_EPOCH_END
 from klog.errors import CorruptRecordError
+from klog.partition import LOG_END
 
 BATCH_HEADER = 61          # bytes of a v2 batch header before its records
 READ_BYTES = 1 << 20       # at most this much per follower read (always at least one batch)
@@ -48,85 +49,74 @@ def split_batches(data):
 
 
 class StorageReplicaLog:
-    """A ``ReplicaLog`` over ``klog.storage.log.Log``. ``max_records`` of ``read`` is taken as a
-    byte budget (the storage reads whole batches)."""
+    """A ``ReplicaLog`` over a ``klog.partition.Partition`` (its Log and leader-epoch cache).
+    ``max_records`` of ``read`` is taken as a byte budget (the storage reads whole batches).
 
-    def __init__(self, log):
-        self.log = log
+    Taking a new epoch (``assign_epoch``) makes the Partition lead in it, with a high watermark
+    and ISR the replica manager sets right after (``Partition.update_high_watermark``,
+    ``set_in_sync_replicas``); leader appends go through ``Partition.append_records`` (the
+    idempotence checks; the replica has already checked ``min.insync.replicas``)."""
+
+    def __init__(self, partition):
+        self.partition = partition
 
     @property
     def log_start_offset(self) -> int:
-        return self.log.log_start_offset
+        return self.partition.log_start_offset
 
     @property
     def log_end_offset(self) -> int:
-        return self.log.log_end_offset
+        return self.partition.log_end_offset
 
     # -- epochs ---------------------------------------------------------------------------------
     def latest_epoch(self) -> int:
-        entries = self.log.leader_epochs
-        return entries[-1][0] if entries else -1
+        return self.partition.latest_epoch()
 
     def epoch_start_offset(self, epoch: int) -> int:
-        for e, start in self.log.leader_epochs:
-            if e == epoch:
-                return start
-        return -1
+        return self.partition.epoch_start_offset(epoch)
 
     def end_offset_for_epoch(self, epoch: int) -> EpochEnd:
         # The model's rule (KIP-279): the largest epoch <= the one asked for, ending where the
-        # next one starts (the log end for the latest).
-        entries = self.log.leader_epochs
-        found = None
-        for i, (e, _) in enumerate(entries):
-            if e <= epoch:
-                found = i
-        if found is None:
+        # next one starts (the log end for the latest). The cache answers an epoch above its
+        # latest with "undefined"; the model with the latest epoch and the log end.
+        latest = self.partition.latest_epoch()
+        if latest < 0:
             return UNDEFINED_EPOCH_END
-        end = entries[found + 1][1] if found + 1 < len(entries) else self.log.log_end_offset
-        return EpochEnd(entries[found][0], end)
+        if epoch >= latest:
+            return EpochEnd(latest, self.partition.log_end_offset)
+        found, end = self.partition.end_offset_for_epoch(epoch)
+        return EpochEnd(found, end) if found >= 0 else UNDEFINED_EPOCH_END
 
     def assign_epoch(self, epoch: int, start_offset: int) -> None:
-        if start_offset != self.log.log_end_offset:
-            raise ValueError(f"{self.log.path}: a new epoch starts at the log end "
-                             f"{self.log.log_end_offset}, not {start_offset}")
-        self.log.become_leader(epoch)
+        if start_offset != self.partition.log_end_offset:
+            raise ValueError(f"{self.partition!r}: a new epoch starts at the log end, "
+                             f"not {start_offset}")
+        self.partition.become_leader(epoch, high_watermark=0, in_sync_replicas=())
 
     # -- records --------------------------------------------------------------------------------
     def append_as_leader(self, values: Sequence, epoch: int) -> tuple[int, int]:
         """``values``: one producer batch (bytes) in a sequence. Returns (first, last offset)."""
-        if self.log.leader_epoch != epoch:
-            self.log.become_leader(epoch)
+        if self.partition.leader_epoch != epoch or not self.partition.is_leader:
+            raise ValueError(f"{self.partition!r}: not the leader in epoch {epoch}")
         first = last = None
         for batch in values:
-            base, _dup = self.log.append_idempotent(batch)
-            first = base if first is None else first
-            last = base + last_offset_delta(batch)
+            info = self.partition.append_records(batch, acks=1)
+            first = info.base_offset if first is None else first
+            last = info.last_offset
         return first, last
 
     def append_as_follower(self, records) -> None:
-        if not records:
-            return
-        for batch in split_batches(records):
-            header = read_header(batch)
-            if header.base_offset != self.log.log_end_offset:
-                raise CorruptRecordError(
-                    f"{self.log.path}: replicated batch starts at offset {header.base_offset}, "
-                    f"the log ends at {self.log.log_end_offset}")
-            epoch = header.leader_epoch
-            if epoch >= 0 and epoch != self.log.leader_epoch:
-                # The batch's epoch starts here if it is new: the cache follows the leader's.
-                self.log.become_leader(epoch)
-            self.log.append_idempotent(batch)
+        if records:
+            self.partition.append_as_follower(records)
 
     def read(self, offset: int, max_records: int = READ_BYTES) -> bytes:
-        if offset >= self.log.log_end_offset:
+        if offset >= self.partition.log_end_offset:
             return b""
-        view = self.log.read(offset, max(1, min(max_records, READ_BYTES)))
+        view = self.partition.read(offset, max(1, min(max_records, READ_BYTES)), LOG_END)
         try:
             return bytes(view)   # a copy: a live view would block a later truncation
         finally:
             view.release()
 
     def truncate_to(self, offset: int) -> None:
-        self.log.truncate_to(offset)
+        self.partition.truncate_to(offset)

@@ -67,8 +67,26 @@ class HostedPartition:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def log(self):
-        return self.replica.log.log
+    def part(self):
+        """The klog.partition.Partition under the replica."""
+        return self.replica.log.partition
+
+    def sync(self) -> None:
+        """Carry the replica's role, epoch, ISR and high watermark to the Partition, which the
+        rest of the broker reads (consumers' read bound, HW waiters). Caller holds ``lock``."""
+        r, part = self.replica, self.part
+        if r.role is Role.LEADER:
+            if not part.is_leader or part.leader_epoch != r.leader_epoch:
+                part.become_leader(r.leader_epoch, high_watermark=r.high_watermark,
+                                   in_sync_replicas=r.isr)
+                return
+            if part.in_sync_replicas != frozenset(r.isr):
+                part.set_in_sync_replicas(r.isr)
+        elif part.is_leader or part.leader_epoch != r.leader_epoch:
+            part.become_follower(r.leader_epoch, high_watermark=r.high_watermark)
+            return
+        if part.high_watermark != r.high_watermark:
+            part.update_high_watermark(r.high_watermark)
 
 
 class ReplicaManager:
@@ -163,11 +181,13 @@ class ReplicaManager:
                 except TopicExistsError:
                     pass
             for p, replicas in sorted(mine.items()):
-                rlog = StorageReplicaLog(self.broker.log(name, p))
-                replica = Replica(self.node_id, rlog,
+                part = self.broker.partition(name, p)
+                replica = Replica(self.node_id, StorageReplicaLog(part),
                                   high_watermark=self._saved_hw.get((name, p), 0),
-                                  min_insync_replicas=rlog.log.config.min_insync_replicas,
+                                  min_insync_replicas=part.config.min_insync_replicas,
                                   replica_lag_time_max_ms=self.lag_ms)
+                # No client appends until ZooKeeper's state for it has been applied.
+                part.become_follower(-1, high_watermark=replica.high_watermark)
                 self.partitions[(name, p)] = HostedPartition(name, p, tuple(replicas), replica)
         self._watched.add(name)
         for p in sorted(mine):
@@ -181,6 +201,7 @@ class ReplicaManager:
         with hosted.lock:
             before = (hosted.replica.role, hosted.replica.leader_epoch)
             hosted.replica.apply(state, hosted.replicas, now_ms())
+            hosted.sync()
             role, leader = hosted.replica.role, hosted.replica.leader_id
             after = (role, hosted.replica.leader_epoch)
         if before != after:
@@ -212,9 +233,11 @@ class ReplicaManager:
             except Exception:
                 with hosted.lock:
                     hosted.replica.isr_change_written(None)
+                    hosted.sync()
                 raise
             with hosted.lock:
                 hosted.replica.isr_change_written(written)
+                hosted.sync()
             log.info("broker %d: %s-%d ISR %s -> %s", self.node_id, hosted.topic,
                      hosted.partition, list(proposal.isr), "written" if written else "refused")
             self.on_change()
@@ -232,6 +255,8 @@ class ReplicaManager:
             before = hosted.replica.high_watermark
             resp = hosted.replica.handle_fetch(req, now_ms())
             moved = hosted.replica.high_watermark != before
+            if moved:
+                hosted.sync()
         if moved:
             self.on_change()
         return resp
@@ -319,6 +344,7 @@ class FollowerFetcher:
                 try:
                     with hosted.lock:
                         hosted.replica.handle_fetch_response(req, resp)
+                        hosted.sync()
                 except Exception:
                     log.exception("broker %d: applying the fetch of %s-%d from %d failed",
                                   m.node_id, key[0], key[1], self.leader)
