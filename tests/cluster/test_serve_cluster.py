@@ -100,7 +100,10 @@ class Cluster:
 
     def partition(self, n, topic, p=0):
         md = self.metadata(n, [topic])
-        return next(x for x in md["topics"][0]["partitions"] if x["partition_index"] == p)
+        # No partitions: the broker could not read ZooKeeper just now (e.g. reconnecting).
+        return next((x for x in md["topics"][0]["partitions"] if x["partition_index"] == p),
+                    {"leader_id": -1, "leader_epoch": -1, "isr_nodes": [], "replica_nodes": [],
+                     "offline_replicas": []})
 
     def log_output(self):
         return "\n".join(f"--- broker {n}\n" + (self.tmp / f"b{n}.out").read_text()[-3000:]
@@ -108,15 +111,27 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(zookeeper, tmp_path):
-    c = Cluster(zookeeper, tmp_path, ["min.insync.replicas=2"])
-    try:
+def make_cluster(zookeeper, tmp_path):
+    started = []
+
+    def make(settings=("min.insync.replicas=2",)):
+        c = Cluster(zookeeper, tmp_path, settings)
+        started.append(c)
         for n in (1, 2, 3):
             c.start(n)
         wait_for("three registered brokers", lambda: _brokers(c) == [1, 2, 3], 60)
-        yield c
+        return c
+
+    try:
+        yield make
     finally:
-        c.stop()
+        for c in started:
+            c.stop()
+
+
+@pytest.fixture
+def cluster(make_cluster):
+    return make_cluster()
 
 
 def _brokers(c):
@@ -306,3 +321,140 @@ def test_consumers_never_read_past_the_high_watermark(cluster):
             c.procs[n].send_signal(signal.SIGCONT)
     wait_for("the high watermark past the second record", lambda: fetch()["high_watermark"] == 2)
     assert b"uncommitted" in bytes(fetch()["records"] or b"")
+
+
+class BackgroundProducer:
+    """Unique values ``v0, v1, ...`` in small batches from a thread until ``stop``."""
+
+    def __init__(self, c, topic, **config):
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": c.bootstrap, "linger.ms": 2,
+                                  "message.timeout.ms": 45000, **config, **QUIET})
+        self.acked, self.failed = [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _report(self, err, msg):
+        (self.failed if err else self.acked).append(err or msg.value().decode())
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            for _ in range(5):
+                self.producer.produce(self.topic, f"v{i}".encode(), callback=self._report)
+                i += 1
+            self.producer.poll(0.005)
+
+    def stop(self, flush_s=45):
+        self._stop.set()
+        self._thread.join()
+        return self.producer.flush(flush_s)
+
+
+def read_all(c, topic, expect, timeout=30, linger=0.0):
+    """Values of partition 0 from the start, until ``expect`` is all seen (and ``linger``
+    seconds more, for what should not be there) or ``timeout``."""
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "check",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **QUIET})
+    seen = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if set(expect) <= set(seen):
+                deadline = min(deadline, time.monotonic() + linger)
+                linger = float("inf")
+            for m in consumer.consume(500, 0.2):
+                if m.error() is None:
+                    seen.append(m.value().decode())
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_sigterm_is_a_controlled_shutdown(cluster):
+    """SIGTERM to the leader: it hands leadership over while still up (it sees itself become a
+    follower), exits 0, and an acks=all producer loses nothing and sees no error."""
+    c = cluster
+    create_topic(c, "ctl")
+    leader = c.partition(1, "ctl")["leader_id"]
+    bg = BackgroundProducer(c, "ctl", acks="all", **{"enable.idempotence": True})
+    try:
+        wait_for("some acknowledgements", lambda: len(bg.acked) > 200, 30)
+        t0 = time.monotonic()
+        assert c.kill(leader, signal.SIGTERM) == 0
+        print("controlled shutdown took %.1f s" % (time.monotonic() - t0))
+        before = len(bg.acked)
+        wait_for("acknowledgements after the handover", lambda: len(bg.acked) > before + 200, 45)
+    finally:
+        assert bg.stop() == 0
+    assert not bg.failed, bg.failed[:5]
+    out = (c.tmp / f"b{leader}.out").read_text()
+    assert "ctl-0 is follower in epoch 1" in out, out[-2000:]
+    p = c.partition(min(c.procs), "ctl")
+    assert p["leader_id"] != leader and p["leader_epoch"] >= 1 and leader not in p["isr_nodes"]
+    seen = read_all(c, "ctl", bg.acked)
+    assert set(bg.acked) <= set(seen) and len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize("unclean", [True, False], ids=["unclean", "clean"])
+def test_isr_of_one_leader_dies_unclean_loses_the_write_clean_waits(make_cluster, unclean):
+    """Followers fall out of the ISR (paused past replica.lag.time.max.ms); the lone leader
+    acknowledges an acks=1 write (an acks=all one is refused with NOT_ENOUGH_REPLICAS at
+    min.insync.replicas=2) and dies. With unclean.leader.election.enable (the positive control)
+    a stale follower leads and the acknowledged write is gone; without it the partition stays
+    offline until the old leader returns, with the write."""
+    c = make_cluster(["min.insync.replicas=2", "replica.lag.time.max.ms=1000",
+                      f"unclean.leader.election.enable={str(unclean).lower()}"])
+    create_topic(c, "u")
+    leader = c.partition(1, "u")["leader_id"]
+    followers = [n for n in (1, 2, 3) if n != leader]
+    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "1", **QUIET})
+    producer.produce("u", b"early")
+    assert producer.flush(30) == 0
+    wait_for("the first write committed", lambda: c.raw(leader, ApiKey.LIST_OFFSETS, 2, {
+        "replica_id": -1, "isolation_level": 0, "topics": [{"name": "u", "partitions": [
+            {"partition_index": 0, "timestamp": -1}]}]})["topics"][0]["partitions"][0]["offset"]
+        == 1)
+    for n in followers:
+        c.procs[n].send_signal(signal.SIGSTOP)
+    try:
+        # The followers now lag and drop out of the ISR (well before their ZooKeeper sessions,
+        # 6 s, would expire). "w1" may still reach them: their last fetch may carry it.
+        producer.produce("u", b"w1")
+        assert producer.flush(30) == 0
+        wait_for("the ISR shrunk to the leader",
+                 lambda: c.partition(leader, "u")["isr_nodes"] == [leader], 4)
+        # No fetch of theirs is outstanding now: this one is on the leader alone.
+        delivered = []
+        producer.produce("u", b"acknowledged-then-lost",
+                         callback=lambda err, msg: delivered.append(err))
+        assert producer.flush(30) == 0 and delivered == [None]
+        from klog._native.batch import build_batch
+        resp = c.raw(leader, ApiKey.PRODUCE, 8, {
+            "transactional_id": None, "acks": -1, "timeout_ms": 5000, "topic_data": [
+                {"name": "u", "partition_data": [
+                    {"index": 0, "records": build_batch([b"x"], None, None, None, 0, 0, None)}]}]})
+        assert resp["responses"][0]["partition_responses"][0]["error_code"] == \
+            EC.NOT_ENOUGH_REPLICAS
+        epoch = c.partition(leader, "u")["leader_epoch"]
+        c.kill(leader)
+    finally:
+        for n in followers:
+            c.procs[n].send_signal(signal.SIGCONT)
+    if unclean:
+        wait_for("an unclean leader", lambda: c.partition(followers[0], "u")["leader_id"]
+                 in followers, 30)
+        seen = read_all(c, "u", ["early"], 20, linger=2)
+        assert "early" in seen and "acknowledged-then-lost" not in seen
+        return
+    wait_for("the controller's decision", lambda: c.partition(followers[0], "u")["leader_epoch"]
+             > epoch, 30)
+    p = c.partition(followers[0], "u")
+    assert p["leader_id"] == -1 and p["isr_nodes"] == [leader], p
+    c.start(leader)
+    wait_for("the old leader back", lambda: c.partition(followers[0], "u")["leader_id"] == leader,
+             30)
+    seen = read_all(c, "u", ["early", "acknowledged-then-lost"], 20)
+    assert "acknowledged-then-lost" in seen

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 
+from kazoo.client import KazooState
 from kazoo.exceptions import NoNodeError
 
 from klog.cluster import meta
@@ -91,6 +92,9 @@ class ClusterNode:
         self.cluster_id = None
         self.broker_epoch = -1
         self._on_append = lambda _log=None: self.changes.notify()
+        self._session_lost = False
+        self._stopping = False
+        self._address = None
 
     def start(self, host: str, port: int) -> "ClusterNode":
         self.store.start()
@@ -100,6 +104,8 @@ class ClusterNode:
             self.broker.add_append_listener(self._on_append)
             self.manager.start()
             self.broker_epoch = self._register(host, port)
+            self._address = (host, port)
+            self.store.client.add_listener(self._session_state)
             self.controller = Controller(self.store, self.node_id, lambda b, d: None,
                                          unclean_leader_election=self.unclean).start()
         except BaseException:
@@ -108,6 +114,25 @@ class ClusterNode:
         log.info("broker %d joined cluster %s at %s (broker epoch %d)", self.node_id,
                  self.cluster_id, self.store.connect, self.broker_epoch)
         return self
+
+    def _session_state(self, state):
+        # kazoo's thread: never block here. A lost session took the registration with it; the
+        # watches come back by themselves (kazoo's recipes), the registration does not.
+        if state == KazooState.LOST:
+            self._session_lost = True
+        elif state == KazooState.CONNECTED and self._session_lost and not self._stopping:
+            self._session_lost = False
+            threading.Thread(target=self._reregister, daemon=True,
+                             name=f"klog-reregister-{self.node_id}").start()
+
+    def _reregister(self):
+        try:
+            self.broker_epoch = self._register(*self._address)
+            log.warning("broker %d: ZooKeeper session was lost; registered again (broker epoch "
+                        "%d)", self.node_id, self.broker_epoch)
+        except Exception as e:      # noqa: BLE001 - logged; the next session loss tries again
+            log.error("broker %d: could not register again after a lost session: %s",
+                      self.node_id, e)
 
     def _register(self, host, port) -> int:
         # A previous process of this node may still be registered until its session expires.
@@ -130,6 +155,8 @@ class ClusterNode:
     def controlled_shutdown(self) -> None:
         """Move leadership away before stopping (see the module docstring). Blocking."""
         deadline = time.monotonic() + self.shutdown_timeout_s
+        self._stopping = True          # no registering again from here on
+        self.manager.stop_fetching()
         try:
             if self.is_controller:
                 done = self.controller.submit(self.controller.controlled_shutdown, self.node_id)
@@ -153,6 +180,7 @@ class ClusterNode:
                         self.node_id, self.shutdown_timeout_s)
 
     def stop(self) -> None:
+        self._stopping = True
         if self.controller is not None:
             self.controller.stop()
         self.manager.stop()

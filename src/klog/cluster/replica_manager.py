@@ -106,6 +106,7 @@ class ReplicaManager:
         self._events: "queue.Queue" = queue.Queue()
         self._stopped = threading.Event()
         self._fetchers: dict[int, "FollowerFetcher"] = {}
+        self._fetching = True
         self._thread = threading.Thread(target=self._run, name=f"klog-replicas-{node_id}",
                                         daemon=True)
 
@@ -123,6 +124,13 @@ class ReplicaManager:
         for f in list(self._fetchers.values()):
             f.stop()
         self.checkpoint_high_watermarks()
+
+    def stop_fetching(self) -> None:
+        """A broker shutting down follows no more (Kafka's StopReplica): a leader would otherwise
+        take it back into the ISR, and acks=all would wait for it after it is gone."""
+        self._fetching = False
+        for f in list(self._fetchers.values()):
+            f.stop()
 
     def get(self, topic: str, partition: int) -> Optional[HostedPartition]:
         return self.partitions.get((topic, partition))
@@ -215,7 +223,7 @@ class ReplicaManager:
         for b, f in list(self._fetchers.items()):
             if b != leader:
                 f.remove(key)
-        if leader is not None:
+        if leader is not None and self._fetching:
             f = self._fetchers.get(leader)
             if f is None:
                 f = self._fetchers[leader] = FollowerFetcher(self, leader)
@@ -329,7 +337,7 @@ class FollowerFetcher:
                 continue
             try:
                 answers = self._fetch(requests)
-            except (OSError, ConnectionError, ValueError, struct.error) as e:
+            except Exception as e:   # noqa: BLE001 - network or ZooKeeper trouble: retry
                 if not self._stopped.is_set():
                     log.debug("broker %d: fetch from %d failed: %s", m.node_id, self.leader, e)
                 self._close()
