@@ -6,6 +6,10 @@
   through and are validated as ``-c KEY=VALUE`` values are.
 - Kafka settings klog has no use for (threads, socket buffers, replication, KRaft/ZooKeeper
   quorum, TLS/SASL, ...) are a warning naming file and line, so a stock Kafka file works.
+- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and
+  ``replica.lag.time.max.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
+  ``--node-id`` do. Without ``zookeeper.connect`` a node id is ignored with a warning, as
+  before (a stock KRaft file names one).
 - Anything else is an error naming file and line (with a "did you mean"): a typo in a setting
   must not silently leave the default in force.
 """
@@ -53,6 +57,7 @@ class ServerProperties:
 
 def load(path):
     result = ServerProperties()
+    cluster_warnings = []
     known = list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC)
     for prop in properties.load(path):
         where = f"{path}:{prop.line}"
@@ -71,6 +76,10 @@ def load(path):
                     "give exactly one")
             result.data_dir = dirs[0]
         elif key in ("broker.id", "node.id", "replica.lag.time.max.ms"):
+            # Cluster settings: used with zookeeper.connect, else ignored as before (a stock
+            # KRaft file names a node.id too); the warning goes if zookeeper.connect comes.
+            cluster_warnings.append(len(result.warnings))
+            result.warnings.append(f"{where}: ignoring {key!r}: a Kafka setting klog does not use")
             if not value.lstrip("-").isdigit() or int(value) < 0:
                 raise ServerPropertiesError(f"{where}: {key}={value!r} is not a non-negative integer")
             if key == "replica.lag.time.max.ms":
@@ -95,6 +104,11 @@ def load(path):
             close = difflib.get_close_matches(key, known + list(MAPPED) + sorted(IGNORED), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ServerPropertiesError(f"{where}: unknown broker setting {key!r}{hint}")
+    if result.zookeeper is None:
+        result.node_id = result.replica_lag_time_max_ms = None
+    else:
+        for i in reversed(cluster_warnings):
+            del result.warnings[i]
     return result
 
 

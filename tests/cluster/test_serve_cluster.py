@@ -458,3 +458,64 @@ def test_isr_of_one_leader_dies_unclean_loses_the_write_clean_waits(make_cluster
              30)
     seen = read_all(c, "u", ["early", "acknowledged-then-lost"], 20)
     assert "acknowledged-then-lost" in seen
+
+
+def test_serve_config_file_joins_the_cluster(zookeeper, tmp_path):
+    """broker.id and zookeeper.connect in a server.properties file: the broker registers with
+    that id, becomes the controller of its (new) cluster and claims its data directory in
+    meta.properties; a node id without zookeeper.connect stays a warning (single node)."""
+    from klog import server_properties
+
+    port = free_port()
+    data = tmp_path / "data"
+    conf = tmp_path / "server.properties"
+    chroot = f"/cfg{uuid.uuid4().hex[:8]}"
+    conf.write_text(f"broker.id=7\nzookeeper.connect={zookeeper.address}{chroot}\n"
+                    f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={data}\n"
+                    "replica.lag.time.max.ms=5000\n")
+    got = server_properties.load(conf)
+    assert (got.node_id, got.zookeeper, got.replica_lag_time_max_ms, got.warnings) == \
+        (7, f"{zookeeper.address}{chroot}", 5000, [])
+    (tmp_path / "single.properties").write_text("node.id=1\n")
+    single = server_properties.load(tmp_path / "single.properties")
+    assert single.node_id is None and "ignoring 'node.id'" in single.warnings[0]
+
+    proc = subprocess.Popen([sys.executable, "-m", "klog", "serve", "--config", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def metadata():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    return call(s, ApiKey.METADATA, 9, {
+                        "topics": None, "allow_auto_topic_creation": False,
+                        "include_cluster_authorized_operations": False,
+                        "include_topic_authorized_operations": False})
+            except OSError:
+                return None
+        md = wait_for("the broker registered and elected",
+                      lambda: (m := metadata()) and m["controller_id"] == 7 and m, 60)
+        assert [b["node_id"] for b in md["brokers"]] == [7]
+        assert "broker.id=7" in (data / "meta.properties").read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # The data directory is node 7's: another node id is refused, naming it.
+    r = subprocess.run([sys.executable, "-m", "klog", "serve", "--node-id", "8", "--zookeeper",
+                        f"{zookeeper.address}{chroot}", "--data-dir", str(data), "--listen",
+                        f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "belongs to node 7, not --node-id 8" in r.stderr \
+        and "Traceback" not in r.stderr, \
+        r.stderr[-2000:]
+
+
+def test_serve_node_id_needs_zookeeper(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "klog", "serve", "--node-id", "1", "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "needs both --node-id" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "klog", "serve", "--node-id", "1", "--zookeeper",
+                        "nohost", "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "'nohost' is not host:port" in r.stderr, r.stderr
