@@ -107,11 +107,11 @@ class Producer:
         vals, ks, ts, ends = group
         if ends is None:  # a partition's share of a keyed batch: plan its own runs
             ends = chunk_ends(vals, ks, self._max_request)
-        log = self._broker.log(topic, p)
+        part = self._broker.partition(topic, p)
         lo = 0
         for hi in ends:
             whole = lo == 0 and hi == len(vals)
-            base = log.append(vals if whole else vals[lo:hi],
+            base = part.append(vals if whole else vals[lo:hi],
                               ks if whole or ks is None else ks[lo:hi],
                               ts[lo:hi] if isinstance(ts, list) else ts,
                               compression=self._compression)
