@@ -30,6 +30,7 @@ import shutil
 import threading
 from dataclasses import dataclass, replace
 
+from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
@@ -69,9 +70,13 @@ class TopicDescription:
 class Broker:
     """Open with ``klog.open(data_dir, config)``; a context manager."""
 
-    def __init__(self, data_dir, config=None):
+    def __init__(self, data_dir, config=None, clock=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
+        # One clock and one scheduler for the broker's background work (flushes, retention,
+        # the cleaner's trigger, group timers); a FakeClock drives them all in tests.
+        self.clock = SYSTEM_CLOCK if clock is None else clock
+        self.scheduler = Scheduler(self.clock, name="klog-scheduler")
         raise_open_file_limit()
         self.max_partitions = self.config["max.partitions"] or default_max_partitions()
         makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
@@ -85,7 +90,6 @@ class Broker:
         self._topics = {}     # name -> TopicRecord
         self._ids = (None, {})   # (the _topics dict it indexes, {topic id: name})
         self._partitions = {}   # (name, partition) -> Partition, opened lazily for internal topics
-        self._stop = threading.Event()
         self._services = []   # objects with close(), closed before the logs (groups, producers)
         self._coordinator = None   # the GroupCoordinator, created on first use
         self._appended = threading.Condition(threading.Lock())
@@ -100,15 +104,16 @@ class Broker:
                 self.group_coordinator   # replays committed offsets now; fails closed if damaged
         except BaseException:
             self._close_logs()
+            self.scheduler.shutdown()
             os.close(self._lock_fd)
             raise
-        self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
-                                         daemon=True)
-        self._manager.start()
+        self._retention = self.scheduler.schedule_periodic(
+            self.config["log.retention.check.interval.ms"], self._retention_task)
         self._cleaner = None   # compaction, on its own thread (klog.storage.log_cleaner)
         if self.config["log.cleaner.enable"]:
             self._cleaner = LogCleaner(self.data_dir, self.logs,
-                                       self.config["log.cleaner.backoff.ms"])
+                                       self.config["log.cleaner.backoff.ms"], self.clock,
+                                       self.scheduler)
             self._cleaner.start()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ class Broker:
             # with (or a later one the log already holds): stable across restarts.
             part = Partition.open(record.name, partition, path,
                                   self.config.topic_config(record.config),
-                                  leader_epoch=record.leader_epoch)
+                                  leader_epoch=record.leader_epoch, scheduler=self.scheduler)
             try:
                 ensure_topic_id(path, record.topic_id)
             except BaseException:
@@ -190,9 +195,7 @@ class Broker:
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
-        if self._manager is not threading.current_thread():
-            self._manager.join()
+        self._retention.cancel()
         if self._cleaner is not None:
             self._cleaner.close()
         for service in reversed(self._services):
@@ -200,6 +203,7 @@ class Broker:
         with self._lock:
             self._close_logs()
             os.close(self._lock_fd)
+        self.scheduler.shutdown()   # after the logs: their last flushes are queued there
 
     def _close_logs(self):
         for part in self._partitions.values():
@@ -414,6 +418,8 @@ class Broker:
             if record.name not in INTERNAL_TOPICS:   # internal ones open on first use
                 for p in range(first, end):
                     path = os.path.join(self.data_dir, f"{record.name}-{p}")
+                    # Left by a deleted incarnation of the topic (another topic id): removed.
+                    remove_stray(path, record.topic_id, DELETED_SUFFIX)
                     self._remove_leftover(path)
                     made.append(p)
                     self._open_log(record, p)
@@ -554,15 +560,16 @@ class Broker:
             self._services.append(service)
 
     # -- background: retention and cleaning ---------------------------------------------------------
-    def _manage_logs(self):
-        interval = self.config["log.retention.check.interval.ms"] / 1000.0
-        while not self._stop.wait(interval):
+    def _retention_task(self):
+        """Every ``log.retention.check.interval.ms``, on the scheduler."""
+        if not self._closed:
             self.enforce_retention()
 
     def enforce_retention(self, now=None):
         """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
         the number of segments deleted."""
         deleted = 0
+        now = self.clock.now_ms() if now is None else now
         for _, part in self.partitions():
             try:
                 deleted += part.enforce_retention(now)

@@ -333,7 +333,7 @@ class _LineChecker:
     RECORD_OVERHEAD = 30        # a record's varints and attributes, at most
 
     def __init__(self, broker, topic, headers, codec):
-        config = broker.log(topic, 0).config
+        config = broker.partition(topic, 0).config
         self.max_bytes = config.max_message_bytes
         self.compacted = "compact" in config.cleanup_policy
         self.topic = topic
@@ -514,7 +514,7 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
         tps += [klog.TopicPartition(name, p) for p in
                 ([partition] if partition is not None else range(n_parts))]
     if kcat_json:
-        tstypes = {name: "logappend" if broker.log(name, 0).config.message_timestamp_type ==
+        tstypes = {name: "logappend" if broker.partition(name, 0).config.message_timestamp_type ==
                    "LogAppendTime" else "create" for name in topic_names}
         render = _kcat_json(tstypes)
     elif as_json:
@@ -525,9 +525,9 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
     if end_ts is not None:
         ends = {}
         for tp in tps:
-            log = broker.log(tp.topic, tp.partition)
-            found = log.offset_for_time(end_ts)
-            ends[tp] = log.log_end_offset if found is None else found
+            part = broker.partition(tp.topic, tp.partition)
+            found = part.offset_for_time(end_ts)
+            ends[tp] = part.high_watermark if found is None else found
     consumer = broker.consumer(group, {"enable.auto.commit": "false",
                                        "auto.offset.reset": "earliest" if mode != "end" else "latest"})
     ctx.call_on_close(consumer.close)
@@ -611,22 +611,22 @@ def _past(consumer, ends):
 
 def _seek(consumer, broker, tps, mode, arg):
     for tp in tps:
-        log = broker.log(tp.topic, tp.partition)
+        part = broker.partition(tp.topic, tp.partition)
         if mode == "beginning":
-            consumer.seek(tp, log.log_start_offset)
+            consumer.seek(tp, part.log_start_offset)
         elif mode == "end":
-            consumer.seek(tp, log.log_end_offset)
+            consumer.seek(tp, part.high_watermark)
         elif mode == "absolute":
-            consumer.seek(tp, min(max(arg, log.log_start_offset), log.log_end_offset))
+            consumer.seek(tp, min(max(arg, part.log_start_offset), part.high_watermark))
         elif mode == "relative":
-            consumer.seek(tp, max(log.log_start_offset, log.log_end_offset + arg))
+            consumer.seek(tp, max(part.log_start_offset, part.high_watermark + arg))
         elif mode == "time":
-            found = log.offset_for_time(arg)
-            consumer.seek(tp, log.log_end_offset if found is None else found)
+            found = part.offset_for_time(arg)
+            consumer.seek(tp, part.high_watermark if found is None else found)
 
 
 def _at_end(consumer, broker, assignment):
-    return all(consumer.position(tp) >= broker.log(tp.topic, tp.partition).log_end_offset
+    return all(consumer.position(tp) >= broker.partition(tp.topic, tp.partition).high_watermark
                for tp in assignment)
 
 
@@ -669,13 +669,13 @@ def _group_rows(broker, group_id):
     rows = []
     for tp in sorted(set(committed) | set(owners)):
         try:
-            log = broker.log(tp.topic, tp.partition)
+            part = broker.partition(tp.topic, tp.partition)
         except KlogError:
             continue
         current = committed.get(tp)
-        lag = log.log_end_offset - current if current is not None else None
+        lag = part.high_watermark - current if current is not None else None
         m = owners.get(tp)
-        rows.append((tp.topic, tp.partition, current, log.log_start_offset, log.log_end_offset,
+        rows.append((tp.topic, tp.partition, current, part.log_start_offset, part.high_watermark,
                      lag, m.member_id if m else "", m.client_id if m else ""))
     return desc, rows
 
@@ -728,16 +728,16 @@ def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_of
     broker = _broker(ctx, create=False)
     offsets = {}
     for p in range(broker.partition_count(topic_name)):
-        log = broker.log(topic_name, p)
+        part = broker.partition(topic_name, p)
         if to == "earliest":
-            target = log.log_start_offset
+            target = part.log_start_offset
         elif to == "latest":
-            target = log.log_end_offset
+            target = part.high_watermark
         elif to_offset is not None:
-            target = min(max(to_offset, log.log_start_offset), log.log_end_offset)
+            target = min(max(to_offset, part.log_start_offset), part.high_watermark)
         else:
-            found = log.offset_for_time(to_time)
-            target = log.log_end_offset if found is None else found
+            found = part.offset_for_time(to_time)
+            target = part.high_watermark if found is None else found
         offsets[klog.TopicPartition(topic_name, p)] = target
     errors = broker.group_coordinator.commit_offsets(group_id, "", -1, offsets)
     failed = {tp: code for tp, code in errors.items() if code}
@@ -816,8 +816,8 @@ def bench_produce(ctx, topic_name, records, record_size, batch, partitions):
 def bench_consume(ctx, topic_name, records):
     broker = _broker(ctx, create=False)
     n_parts = broker.partition_count(topic_name)
-    available = sum(broker.log(topic_name, p).log_end_offset - broker.log(topic_name, p).log_start_offset
-                    for p in range(n_parts))
+    available = sum(broker.partition(topic_name, p).high_watermark
+                    - broker.partition(topic_name, p).log_start_offset for p in range(n_parts))
     if available < records:
         raise Failure(f"topic {topic_name!r} holds {available} records, fewer than {records}: "
                       "run 'klog bench produce' first or lower --records")

@@ -88,12 +88,13 @@ class Partition:
         log.add_listener(self._on_append)
 
     @classmethod
-    def open(cls, topic, partition, path, config, *, leader_epoch=0):
+    def open(cls, topic, partition, path, config, *, leader_epoch=0, clock=None, scheduler=None):
         """Open (creating if needed) the partition's log in directory ``path`` (``config``: a
-        LogConfig or Kafka topic-config names) and lead it in ``leader_epoch``, or in a later
-        epoch the log already holds (a single broker leads every partition; stable across
-        restarts). Raises what ``klog.Log.open`` raises."""
-        log = Log.open(path, config)
+        LogConfig or Kafka topic-config names; ``clock`` and ``scheduler`` as ``klog.Log.open``)
+        and lead it in ``leader_epoch``, or in a later epoch the log already holds (a single
+        broker leads every partition; stable across restarts). Raises what ``Log.open``
+        raises."""
+        log = Log.open(path, config, clock=clock, scheduler=scheduler)
         try:
             log.become_leader(max(leader_epoch, log.leader_epoch))
             return cls(topic, partition, log)

@@ -146,8 +146,8 @@ def serve(data, log_path, nofile=None):
 
     def limit():
         if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE,
-                               (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            # The hard limit too: the broker raises the soft limit to the hard one at open.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     out = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "klog", "serve", "--data-dir", str(data),

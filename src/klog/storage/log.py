@@ -29,10 +29,10 @@ import fcntl
 import logging
 import os
 import threading
-import time
 
 from klog._native.batch import RecordReader, build_batch, check_records, validate_batch
 from klog._native.batch import decode_records, read_header, set_log_append_time
+from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
@@ -53,17 +53,15 @@ from klog.storage.segment import LogSegment
 _logger = logging.getLogger("klog.storage")
 
 
-def now_ms():
-    return time.time_ns() // 1_000_000
-
-
 class Log:
     """A partition's log. Open with ``Log.open(path, config)``; use as a context manager."""
 
-    def __init__(self, path, config, lock_fd):
+    def __init__(self, path, config, lock_fd, clock=None, scheduler=None):
         self.path = path
         self.config = config
         self._lock_fd = lock_fd
+        self._clock = clock or scheduler and scheduler.clock or SYSTEM_CLOCK
+        self._scheduler = scheduler   # None: the process-wide one (see _background)
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._segments = []          # oldest first; the last one is active
@@ -72,23 +70,27 @@ class Log:
         self._end = 0                # log end offset (next offset to assign)
         self._recovery_point = 0
         self._unflushed = 0
-        self._last_flush_ms = now_ms()
+        self._last_flush_ms = self._clock.now_ms()
         self._closed = False
         self._offline = None
         self._compress = {}
         self._listeners = ()         # called after each append, outside the lock
-        self._flusher = None
-        self._stop_flusher = threading.Event()
+        self._flusher = None         # the periodic flush.ms Task
+        self._roll_flush_pending = False   # a rolled-segment flush is scheduled (under _lock)
+        self._roll_flush_upto = 0
         self._producers = ProducerState()   # idempotent de-duplication, under _lock
         self._epochs = None          # LeaderEpochCache, under _lock
         self._leader_epoch = 0       # stamped into every appended batch
 
     # -- opening and closing -----------------------------------------------------------------
     @classmethod
-    def open(cls, path, config=None):
+    def open(cls, path, config=None, *, clock=None, scheduler=None):
         """Open (creating if needed) the log in directory ``path``.
 
         ``config`` is a dict of Kafka topic-config names (``segment.bytes``, ``retention.ms``...).
+        ``clock`` (klog.clock; default: the scheduler's, else the system clock) gives record
+        times, segment ages and flush times; ``scheduler`` runs the background flushes (of
+        rolled segments, and every ``flush.ms``); default: one process-wide scheduler thread.
         Raises ConfigError for unknown names or bad values, LogLockedError if another process
         has the log open, CorruptLogError if flushed data is damaged.
         """
@@ -96,7 +98,7 @@ class Log:
         path = os.fspath(path)
         makedirs_durably(path)   # a new partition directory must survive a power loss
         lock_fd = _lock_directory(path)
-        log = cls(path, config, lock_fd)
+        log = cls(path, config, lock_fd, clock, scheduler)
         try:
             log._load()
         except BaseException:
@@ -278,7 +280,8 @@ class Log:
         with self._flush_lock, self._lock:
             if self._closed:
                 return
-            self._stop_flusher.set()
+            if self._flusher is not None:
+                self._flusher.cancel()
             try:
                 if self._offline is None:
                     for seg in self._segments:
@@ -414,7 +417,7 @@ class Log:
             keys = _require_keys(self.path, keys)
         codec = self._codec(compression)
         if self.config.message_timestamp_type == "LogAppendTime":
-            timestamps = now_ms()
+            timestamps = self._clock.now_ms()
         batch = build_batch(values, keys, timestamps, headers, 0, codec,
                             self._compressor(codec) if codec else None)
         return self._append(batch)
@@ -441,7 +444,7 @@ class Log:
         if "compact" in self.config.cleanup_policy and not read_header(batch).is_control:
             _require_keys(self.path, (r.key for r in decode_records(batch, -1, decompress)))
         if self.config.message_timestamp_type == "LogAppendTime":
-            batch = set_log_append_time(batch, now_ms())
+            batch = set_log_append_time(batch, self._clock.now_ms())
         header = read_header(batch)
         if header.producer_id < 0:
             return self._append(batch), False
@@ -485,7 +488,7 @@ class Log:
                     dup.append(True)
                     return original
             base = self._end
-            now = now_ms()
+            now = self._clock.now_ms()
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
@@ -544,11 +547,17 @@ class Log:
         if not active.is_empty:
             # As Kafka: a rolled segment is flushed in the background and the recovery point
             # moves past it, so recovery after a crash revalidates only the newest segments.
-            threading.Thread(target=self._flush_rolled, args=(base,), daemon=True,
-                             name=f"klog-roll-flush:{self.path}").start()
+            # One pending task per log covers every roll before it runs (no queue of fsyncs).
+            self._roll_flush_upto = max(self._roll_flush_upto, base)
+            if not self._roll_flush_pending:
+                self._roll_flush_pending = True
+                self._background().schedule(0, self._flush_rolled)
         return seg
 
-    def _flush_rolled(self, upto):
+    def _flush_rolled(self):
+        with self._lock:
+            self._roll_flush_pending = False
+            upto = self._roll_flush_upto
         try:
             self.flush(upto)
         except (LogClosedError, LogOfflineError):
@@ -590,7 +599,7 @@ class Log:
                 segments = [s for s in self._segments[first:] if s.base_offset < end]
                 if upto is None:
                     self._unflushed = 0
-                    self._last_flush_ms = now_ms()
+                    self._last_flush_ms = self._clock.now_ms()
             try:
                 for seg in segments:
                     seg.flush()
@@ -616,19 +625,24 @@ class Log:
                     # the checkpoint on a full disk): a retrying producer makes duplicates.
                     pass
 
+    def _background(self):
+        """The scheduler of this log's background flushes."""
+        if self._scheduler is None:
+            self._scheduler = _process_scheduler()
+        return self._scheduler
+
     def _start_flusher(self):
-        interval = max(self.config.flush_ms, 1) / 1000.0
+        self._flusher = self._background().schedule_periodic(
+            max(self.config.flush_ms, 1), self._flush_by_time)
 
-        def run():
-            while not self._stop_flusher.wait(interval):
-                try:
-                    if self._end != self._recovery_point:
-                        self.flush()
-                except (LogClosedError, LogOfflineError):
-                    return
-
-        self._flusher = threading.Thread(target=run, name=f"klog-flush:{self.path}", daemon=True)
-        self._flusher.start()
+    def _flush_by_time(self):
+        """flush.ms: fsync what is not yet durable (the periodic task; stops with the log)."""
+        try:
+            if self._end != self._recovery_point:
+                self.flush()
+        except (LogClosedError, LogOfflineError):
+            if self._flusher is not None:
+                self._flusher.cancel()
 
     # -- reading -------------------------------------------------------------------------------------
     def _check_range(self, offset):
@@ -809,7 +823,7 @@ class Log:
         """Delete whole old segments past ``retention.ms`` or ``retention.bytes``, oldest first.
         Returns how many segments were deleted."""
         cfg = self.config
-        now = now_ms() if now is None else now
+        now = self._clock.now_ms() if now is None else now
         with self._flush_lock, self._lock:
             self._check_writable()
             total = [self.size]
@@ -831,7 +845,7 @@ class Log:
     def clean(self, now=None):
         """Compact once (cleanup.policy=compact): keep the latest record per key in the sealed
         segments, drop expired tombstones; see klog.storage.cleaner. Returns a CleanResult."""
-        return cleaner.clean(self, now)
+        return cleaner.clean(self, self._clock.now_ms() if now is None else now)
 
     def _delete_segments(self, predicate, include_active=False):
         """Delete the oldest segments while ``predicate(segment, next_base)`` holds. The active
@@ -912,3 +926,19 @@ def _lock_directory(path):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+_PROCESS_SCHEDULER = (None, None)   # (pid, Scheduler): a forked child starts its own
+_PROCESS_SCHEDULER_LOCK = threading.Lock()
+
+
+def _process_scheduler():
+    """The scheduler of logs opened without one (``klog.Log.open`` on its own): one daemon
+    thread for the whole process, started on first use."""
+    global _PROCESS_SCHEDULER
+    with _PROCESS_SCHEDULER_LOCK:
+        pid, scheduler = _PROCESS_SCHEDULER
+        if pid != os.getpid():
+            scheduler = Scheduler(SYSTEM_CLOCK, name="klog-log-scheduler")
+            _PROCESS_SCHEDULER = (os.getpid(), scheduler)
+        return scheduler
