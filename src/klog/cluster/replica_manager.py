@@ -54,10 +54,6 @@ PARTITION_MAX_BYTES = 1 << 20
 RETRY_S = 0.2
 
 
-def now_ms() -> int:
-    return int(time.monotonic() * 1000)
-
-
 @dataclass
 class HostedPartition:
     topic: str
@@ -98,6 +94,7 @@ class ReplicaManager:
         self.node_id = node_id
         self.lag_ms = replica_lag_time_max_ms
         self.on_change = on_change          # a high watermark or a role changed: wake waiters
+        self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
         self._watched: set = set()
@@ -208,7 +205,7 @@ class ReplicaManager:
         state = self.store.partition_state(topic, partition)
         with hosted.lock:
             before = (hosted.replica.role, hosted.replica.leader_epoch)
-            hosted.replica.apply(state, hosted.replicas, now_ms())
+            hosted.replica.apply(state, hosted.replicas, self.clock.monotonic_ms())
             hosted.sync()
             role, leader = hosted.replica.role, hosted.replica.leader_id
             after = (role, hosted.replica.leader_epoch)
@@ -233,7 +230,7 @@ class ReplicaManager:
     def _maybe_change_isrs(self):
         for hosted in list(self.partitions.values()):
             with hosted.lock:
-                proposal = hosted.replica.isr_change(now_ms())
+                proposal = hosted.replica.isr_change(self.clock.monotonic_ms())
             if proposal is None:
                 continue
             try:
@@ -261,7 +258,7 @@ class ReplicaManager:
     def handle_follower_fetch(self, hosted: HostedPartition, req: FetchRequest) -> FetchResponse:
         with hosted.lock:
             before = hosted.replica.high_watermark
-            resp = hosted.replica.handle_fetch(req, now_ms())
+            resp = hosted.replica.handle_fetch(req, self.clock.monotonic_ms())
             moved = hosted.replica.high_watermark != before
             if moved:
                 hosted.sync()
