@@ -249,7 +249,8 @@ def test_acks_all_survives_leader_sigkill_with_every_acknowledged_value_once(clu
 def test_non_leader_and_non_controller_answers(cluster):
     """Produce to a follower: NOT_LEADER_OR_FOLLOWER; CreateTopics to a non-controller:
     NOT_CONTROLLER; a follower fetch from a broker that is no replica is refused; Metadata names
-    every broker, the controller, replicas, ISR and the leader epoch."""
+    every broker, the controller, replicas, ISR and the leader epoch; FindCoordinator names one
+    broker for a group whichever broker is asked."""
     c = cluster
     create_topic(c, "t2", partitions=1, rf=2)
     p = c.partition(1, "t2")
@@ -264,6 +265,13 @@ def test_non_leader_and_non_controller_answers(cluster):
         "topics": [{"name": "x", "num_partitions": 1, "replication_factor": 1, "assignments": [],
                     "configs": []}], "timeout_ms": 5000, "validate_only": False})
     assert answer["topics"][0]["error_code"] == EC.NOT_CONTROLLER
+
+    # Every broker names the same coordinator for a group (v4 batch and v3 single key).
+    named = {c.raw(n, ApiKey.FIND_COORDINATOR, 4, {"key_type": 0, "coordinator_keys": [
+        "g1", "g2"]})["coordinators"][0]["node_id"] for n in (1, 2, 3)}
+    named |= {c.raw(n, ApiKey.FIND_COORDINATOR, 3, {"key": "g1", "key_type": 0})["node_id"]
+              for n in (1, 2, 3)}
+    assert len(named) == 1 and named <= {1, 2, 3}
 
     from klog._native.batch import build_batch
     follower = next(r for r in replicas if r != leader)

@@ -12,8 +12,10 @@ the server uses these in place of the single-node handlers of klog.server.handle
   offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
 - CreateTopics goes to the controller (a non-controller answers NOT_CONTROLLER; clients then
   retry on the controller that Metadata names).
-- ListOffsets "latest" is the high watermark, on the leader only. FindCoordinator names this
-  broker; producer ids carry the node id in their high bits so brokers never hand out the same.
+- ListOffsets "latest" is the high watermark, on the leader only. FindCoordinator names the
+  same live broker for a group on every broker (see ``_coordinators``: the offsets are not
+  replicated yet); producer ids carry the node id in their high bits so brokers never hand out
+  the same.
 """
 from __future__ import annotations
 
@@ -372,15 +374,42 @@ async def create_topics(ctx, body):
 
 
 # -- coordinators and producer ids -------------------------------------------------------------
+def _coordinators(node, keys):
+    """key -> (node id, host, port): every broker names the same live broker for a group
+    (``partition_for(key, number of live brokers)`` over the live ids in order). The group's
+    state and offsets stay on that broker's own ``__consumer_offsets``, which is not replicated
+    yet: they are lost to the group if its coordinator changes (the consumers then start from
+    auto.offset.reset)."""
+    from klog.group.offsets import partition_for
+
+    live = node.store.live_brokers()
+    ids = sorted(live)
+    out = {}
+    for key in keys:
+        b = ids[partition_for(key, len(ids))]
+        out[key] = (b, live[b][1]["host"], live[b][1]["port"])
+    return out
+
+
 @api(ApiKey.FIND_COORDINATOR)
 async def find_coordinator(ctx, body):
-    answer = await base.find_coordinator(ctx, body)
-    node_id = _node(ctx).node_id
-    for c in answer.get("coordinators") or ():
-        c["node_id"] = node_id
-    if "node_id" in answer:
-        answer["node_id"] = node_id
-    return answer
+    node = _node(ctx)
+    keys = body.get("coordinator_keys") if ctx.version >= 4 else [body.get("key")]
+    try:
+        found = await base._run(_coordinators, node, keys)
+    except Exception:     # noqa: BLE001 - ZooKeeper unreachable: the client asks again
+        found = {}
+    answers = []
+    for k in keys:
+        b, host, port = found.get(k, (-1, "", -1))
+        answers.append({"key": k, "node_id": b, "host": host, "port": port,
+                        "error_code": 0 if b >= 0 else EC.COORDINATOR_NOT_AVAILABLE,
+                        "error_message": None})
+    if ctx.version >= 4:
+        return {"throttle_time_ms": 0, "coordinators": answers}
+    a = answers[0]
+    return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
+            "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
 
 
 @api(ApiKey.INIT_PRODUCER_ID)
