@@ -416,8 +416,8 @@ class Log:
         if "compact" in self.config.cleanup_policy:
             keys = _require_keys(self.path, keys)
         codec = self._codec(compression)
-        if self.config.message_timestamp_type == "LogAppendTime":
-            timestamps = self._clock.now_ms()
+        if timestamps is None or self.config.message_timestamp_type == "LogAppendTime":
+            timestamps = self._clock.now_ms()   # the log's clock, not the native default
         batch = build_batch(values, keys, timestamps, headers, 0, codec,
                             self._compressor(codec) if codec else None)
         return self._append(batch)
