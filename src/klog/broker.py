@@ -418,7 +418,8 @@ class Broker:
             if record.name not in INTERNAL_TOPICS:   # internal ones open on first use
                 for p in range(first, end):
                     path = os.path.join(self.data_dir, f"{record.name}-{p}")
-                    # Left by a deleted incarnation of the topic (another topic id): removed.
+                    # A deleted incarnation's directory (another topic id) goes; one with no id
+                    # but data is refused (see _remove_leftover).
                     remove_stray(path, record.topic_id, DELETED_SUFFIX)
                     self._remove_leftover(path)
                     made.append(p)

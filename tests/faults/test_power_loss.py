@@ -259,10 +259,13 @@ def check_checkpoint(directory, lines, prior):
             before, state, pending = state, (int(line[1]), int(line[2])), None
         elif line[0] == "try":
             pending = (int(line[1]), int(line[2]))
-    raw = read_checkpoint(os.path.join(directory, "log.checkpoint"))
+    problems = []
+    try:
+        raw = read_checkpoint(os.path.join(directory, "log.checkpoint"))
+    except klog.KlogError as exc:      # an empty or torn file: neither the old nor the new value
+        return [f"checkpoint unreadable: {exc}"], state
     found = (raw.get("recovery-point"), raw.get("log-start-offset")) if raw else None
     allowed = {before, state, pending}
-    problems = []
     if found not in allowed:
         problems.append(f"checkpoint (recovery point, log start) is {found}; the last "
                         f"acknowledged ones are {before} and {state}, the one in flight "

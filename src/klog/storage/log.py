@@ -45,6 +45,7 @@ from klog.storage.files import (
     base_offset_of, fsync_dir, makedirs_durably, remove_durably,
 )
 from klog.storage import cleaner
+from klog.storage.framing import walk_headers
 from klog.storage.leader_epoch import LeaderEpochCache
 from klog.storage.producer_state import ProducerState, remove_snapshot
 from klog.storage.segment import LogSegment
@@ -154,6 +155,25 @@ class Log:
                                   "segment that was not revalidated: refusing to open") from None
         self._load_epochs()
 
+    def _load_epochs(self):
+        """Load (or rebuild from the batch headers) the leader-epoch cache and fit it to the
+        log: entries past the end (a torn tail, an interrupted truncation) or below the start
+        go. An entry starting exactly at the end stays: its epoch began there, with no data yet."""
+        self._epochs, _ = LeaderEpochCache.load(self.path, self._batch_epochs)
+        self._epochs.truncate_from_end(self._end + 1)
+        self._epochs.truncate_from_start(self._log_start)
+        self._leader_epoch = max(self._leader_epoch, self._epochs.latest_epoch)
+
+    def _batch_epochs(self):
+        """(leader epoch, base offset) of each batch where the epoch changes, oldest first."""
+        last = None
+        for seg in self._segments:
+            for _, h in walk_headers(seg.log, seg.path(LOG_SUFFIX), 0, seg.size,
+                                     "rebuilding the leader-epoch cache"):
+                if h.leader_epoch != last:
+                    last = h.leader_epoch
+                    yield last, h.base_offset
+
     def _check_checkpoint(self, checkpoint_path):
         """Hold the recovery point against the segments before trusting it. When the last
         segment is whole batches to its end, its headers tell where the log ends; a recovery
@@ -174,32 +194,6 @@ class Log:
             self._recovery_point, end, last.path(LOG_SUFFIX), last.base_offset)
         self._recovery_point = last.base_offset
         return False
-
-    def _load_epochs(self):
-        """Load (or rebuild from the batch headers) the leader-epoch cache and fit it to the
-        log: entries past the end (a torn tail, an interrupted truncation) or below the start
-        go. An entry starting exactly at the end stays: its epoch began there, with no data yet."""
-        self._epochs, _ = LeaderEpochCache.load(self.path, self._batch_epochs)
-        self._epochs.truncate_from_end(self._end + 1)
-        self._epochs.truncate_from_start(self._log_start)
-        self._leader_epoch = max(self._leader_epoch, self._epochs.latest_epoch)
-
-    def _batch_epochs(self):
-        """(leader epoch, base offset) of each batch where the epoch changes, oldest first."""
-        last = None
-        for seg in self._segments:
-            pos, size = 0, seg.size
-            while pos < size:
-                h = read_header(seg.log, pos)
-                if h.leader_epoch != last:
-                    last = h.leader_epoch
-                    yield last, h.base_offset
-                if h.size <= 0 or pos + h.size > size:   # never loop on a damaged length
-                    raise CorruptLogError(
-                        f"{seg.path(LOG_SUFFIX)}: batch at byte {pos} has length {h.size - 12}, "
-                        f"past the end of the segment ({size} bytes); rebuilding the leader-epoch "
-                        "cache: refusing to open")
-                pos += h.size
 
     def _scan_directory(self):
         """Base offsets of the segments on disk; index files without a .log are removed. An
@@ -416,8 +410,8 @@ class Log:
         if "compact" in self.config.cleanup_policy:
             keys = _require_keys(self.path, keys)
         codec = self._codec(compression)
-        if self.config.message_timestamp_type == "LogAppendTime":
-            timestamps = self._clock.now_ms()
+        if timestamps is None or self.config.message_timestamp_type == "LogAppendTime":
+            timestamps = self._clock.now_ms()   # the log's clock, not the native default
         batch = build_batch(values, keys, timestamps, headers, 0, codec,
                             self._compressor(codec) if codec else None)
         return self._append(batch)
