@@ -3,6 +3,7 @@ failover and the wire answers of cluster mode, with real clients (confluent-kafk
 requests."""
 import glob
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -390,16 +391,15 @@ def test_sigterm_is_a_controlled_shutdown(cluster):
     bg = BackgroundProducer(c, "ctl", acks="all", **{"enable.idempotence": True})
     try:
         wait_for("some acknowledgements", lambda: len(bg.acked) > 200, 30)
-        t0 = time.monotonic()
-        assert c.kill(leader, signal.SIGTERM) == 0
-        print("controlled shutdown took %.1f s" % (time.monotonic() - t0))
+        rc = c.kill(leader, signal.SIGTERM)
+        assert rc == 0, c.log_output()
         before = len(bg.acked)
         wait_for("acknowledgements after the handover", lambda: len(bg.acked) > before + 200, 45)
     finally:
-        assert bg.stop() == 0
-    assert not bg.failed, bg.failed[:5]
+        assert bg.stop() == 0, c.log_output()
+    assert not bg.failed, (bg.failed[:5], c.log_output())
     out = (c.tmp / f"b{leader}.out").read_text()
-    assert "ctl-0 is follower in epoch 1" in out, out[-2000:]
+    assert re.search(r"ctl-0 is follower in epoch [1-9]", out), out[-3000:]
     p = c.partition(min(c.procs), "ctl")
     assert p["leader_id"] != leader and p["leader_epoch"] >= 1 and leader not in p["isr_nodes"]
     seen = read_all(c, "ctl", bg.acked)
