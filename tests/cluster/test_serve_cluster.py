@@ -274,6 +274,16 @@ def test_non_leader_and_non_controller_answers(cluster):
               for n in (1, 2, 3)}
     assert len(named) == 1 and named <= {1, 2, 3}
 
+    # Not through the controller yet: refused rather than changing one broker's copy.
+    answer = c.raw(leader, ApiKey.DELETE_TOPICS, 5, {"topic_names": ["t2"], "timeout_ms": 5000})
+    assert answer["responses"][0]["error_code"] == EC.INVALID_REQUEST
+    assert "cluster mode" in answer["responses"][0]["error_message"]
+    answer = c.raw(leader, ApiKey.CREATE_PARTITIONS, 1, {
+        "topics": [{"name": "t2", "count": 3, "assignments": None}], "timeout_ms": 5000,
+        "validate_only": False})
+    assert answer["results"][0]["error_code"] == EC.INVALID_REQUEST
+    assert os.path.isdir(c.tmp / f"b{leader}" / "t2-0")
+
     from klog._native.batch import build_batch
     follower = next(r for r in replicas if r != leader)
     resp = c.raw(follower, ApiKey.PRODUCE, 8, {

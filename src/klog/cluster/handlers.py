@@ -12,6 +12,8 @@ the server uses these in place of the single-node handlers of klog.server.handle
   offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
 - CreateTopics goes to the controller (a non-controller answers NOT_CONTROLLER; clients then
   retry on the controller that Metadata names).
+- DeleteTopics and CreatePartitions are refused (INVALID_REQUEST, saying so) until they go
+  through the controller.
 - ListOffsets "latest" is the high watermark, on the leader only. FindCoordinator names the
   same live broker for a group on every broker (see ``_coordinators``: the offsets are not
   replicated yet); producer ids carry the node id in their high bits so brokers never hand out
@@ -418,3 +420,33 @@ async def init_producer_id(ctx, body):
     if answer["error_code"] == 0 and body.get("producer_id", -1) < 0:
         answer["producer_id"] += _node(ctx).node_id << 48
     return answer
+
+
+# -- not in cluster mode yet -------------------------------------------------------------------
+# The single-node handlers would change this broker's local copy only, behind ZooKeeper's back
+# (a deleted topic's logs gone here while the cluster still serves it): refused, saying so.
+def _not_yet(what):
+    return f"{what} is not supported in cluster mode (klog serve --zookeeper) yet"
+
+
+@api(ApiKey.DELETE_TOPICS)
+async def delete_topics(ctx, body):
+    if ctx.version >= 6:
+        named = [(t.get("name"), t.get("topic_id")) for t in body["topics"]]
+    else:
+        named = [(n, None) for n in body["topic_names"]]
+    responses = []
+    for name, topic_id in named:
+        r = {"name": name, "error_code": EC.INVALID_REQUEST,
+             "error_message": _not_yet("DeleteTopics")}
+        if ctx.version >= 6:
+            r["topic_id"] = topic_id
+        responses.append(r)
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+@api(ApiKey.CREATE_PARTITIONS)
+async def create_partitions(ctx, body):
+    return {"throttle_time_ms": 0, "results": [
+        {"name": t["name"], "error_code": EC.INVALID_REQUEST,
+         "error_message": _not_yet("CreatePartitions")} for t in body["topics"]]}
