@@ -37,7 +37,6 @@ Concurrency: thread-safe. Callers serialize the writes of one group (the coordin
 group's lock), so each group's records reach the log in the order its state changed.
 """
 import threading
-import time
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -244,7 +243,7 @@ class OffsetStore:
             return
         self._ensure_topic()
         part = self._broker.partition(OFFSETS_TOPIC, self.partition_for(group_id))
-        part.append([v for _, v in records], [k for k, _ in records], time.time_ns() // 1_000_000)
+        part.append([v for _, v in records], [k for k, _ in records], self._broker.clock.now_ms())
 
     def load(self):
         """Replay the topic: LoadedOffsets with the latest offsets and group record per group."""
