@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
@@ -537,3 +538,59 @@ def test_serve_node_id_needs_zookeeper(tmp_path):
                         "nohost", "--data-dir", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "'nohost' is not host:port" in r.stderr, r.stderr
+
+
+def test_committed_offsets_survive_the_coordinators_death(make_cluster):
+    """__consumer_offsets is created through the controller at the first FindCoordinator,
+    replicated (factor 3); a group's coordinator is the leader of its offsets partition; the
+    coordinator is SIGKILLed; the new one (the partition's new leader) has the group's
+    committed offsets. A broker that is not the coordinator answers NOT_COORDINATOR."""
+    c = make_cluster(["min.insync.replicas=2", "offsets.topic.num.partitions=3"])
+    create_topic(c, "g")
+    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", **QUIET})
+    for i in range(10):
+        producer.produce("g", f"m{i}".encode())
+    assert producer.flush(30) == 0
+
+    def consumer():
+        return Consumer({"bootstrap.servers": c.bootstrap, "group.id": "grp",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **QUIET})
+
+    first = consumer()
+    try:
+        first.subscribe(["g"])
+        got = []
+        deadline = time.monotonic() + 45
+        while len(got) < 10 and time.monotonic() < deadline:
+            m = first.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m)
+        assert len(got) == 10
+        first.commit(message=got[6], asynchronous=False)       # next offset 7
+    finally:
+        first.close()
+
+    def coordinator(n):
+        try:
+            return c.raw(n, ApiKey.FIND_COORDINATOR, 3, {"key": "grp", "key_type": 0})["node_id"]
+        except OSError:
+            return -1
+    old = coordinator(min(c.procs))
+    assert old in (1, 2, 3)
+    p = c.partition(old, "__consumer_offsets", partition_for("grp", 3))
+    assert p["leader_id"] == old and len(p["replica_nodes"]) == 3
+    other = next(n for n in c.procs if n != old)
+    answer = c.raw(other, ApiKey.HEARTBEAT, 0, {"group_id": "grp", "generation_id": 1,
+                                                "member_id": "x"})
+    assert answer["error_code"] == EC.NOT_COORDINATOR
+
+    c.kill(old)
+    survivor = min(c.procs)
+    new = wait_for("a new coordinator", lambda: coordinator(survivor) not in (-1, old) and
+                   coordinator(survivor), 30)
+    second = consumer()
+    try:
+        committed = second.committed([TopicPartition("g", 0)], timeout=30)
+    finally:
+        second.close()
+    assert committed[0].offset == 7, (new, committed)

@@ -22,14 +22,17 @@ the server uses these in place of the single-node handlers of klog.server.handle
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 from klog._native.batch import validate_batch
 from klog.cluster.replica import FetchRequest, Role
 from klog.errors import KlogError
+from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
 from klog.partition import READ_UNCOMMITTED
 from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.frames import encode_request
 from klog.protocol.messages import ApiKey
 from klog.server import epochs
 from klog.server import handlers as base
@@ -376,20 +379,46 @@ async def create_topics(ctx, body):
 
 
 # -- coordinators and producer ids -------------------------------------------------------------
-def _coordinators(node, keys):
-    """key -> (node id, host, port): every broker names the same live broker for a group
-    (``partition_for(key, number of live brokers)`` over the live ids in order). The group's
-    state and offsets stay on that broker's own ``__consumer_offsets``, which is not replicated
-    yet: they are lost to the group if its coordinator changes (the consumers then start from
-    auto.offset.reset)."""
-    from klog.group.offsets import partition_for
+OFFSETS_REPLICATION_FACTOR = 3     # Kafka's offsets.topic.replication.factor default
 
+
+def _request_offsets_topic(node, broker):
+    """Have the controller create ``__consumer_offsets`` (replication factor 3 capped by the live
+    brokers, as Kafka does at first use): directly if this broker is the controller, else by a
+    CreateTopics request to it."""
+    n = broker.config["offsets.topic.num.partitions"]
     live = node.store.live_brokers()
-    ids = sorted(live)
+    rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
+    if node.is_controller:
+        node.controller.submit(node.controller.create_topic, OFFSETS_TOPIC, n, rf)
+        return
+    controller = node.store.controller()
+    if controller is None or controller not in live:
+        return
+    info = live[controller][1]
+    with socket.create_connection((info["host"], info["port"]), timeout=10) as s:
+        s.sendall(encode_request(ApiKey.CREATE_TOPICS, 4, 1, f"klog-broker-{node.node_id}", {
+            "topics": [{"name": OFFSETS_TOPIC, "num_partitions": n, "replication_factor": rf,
+                        "assignments": [], "configs": []}],
+            "timeout_ms": 10000, "validate_only": False}).getvalue())
+        s.recv(1 << 16)        # the answer does not matter: the client asks again
+
+
+def _coordinators(node, broker, keys):
+    """key -> (node id, host, port): the leader of the group's ``__consumer_offsets``
+    partition (``partition_for``), as in Kafka; (-1, ...) while it has no live leader or the
+    topic is still being created."""
+    store = node.store
+    if OFFSETS_TOPIC not in store.topics():
+        _request_offsets_topic(node, broker)
+        return {}
+    n = len(store.topic(OFFSETS_TOPIC).partitions)
+    live = store.live_brokers()
     out = {}
     for key in keys:
-        b = ids[partition_for(key, len(ids))]
-        out[key] = (b, live[b][1]["host"], live[b][1]["port"])
+        leader = store.partition_state(OFFSETS_TOPIC, partition_for(key, n)).leader
+        if leader in live:
+            out[key] = (leader, live[leader][1]["host"], live[leader][1]["port"])
     return out
 
 
@@ -398,8 +427,8 @@ async def find_coordinator(ctx, body):
     node = _node(ctx)
     keys = body.get("coordinator_keys") if ctx.version >= 4 else [body.get("key")]
     try:
-        found = await base._run(_coordinators, node, keys)
-    except Exception:     # noqa: BLE001 - ZooKeeper unreachable: the client asks again
+        found = await base._run(_coordinators, node, ctx.broker, keys)
+    except Exception:     # noqa: BLE001 - ZooKeeper or the controller unreachable: ask again
         found = {}
     answers = []
     for k in keys:
@@ -412,6 +441,88 @@ async def find_coordinator(ctx, body):
     a = answers[0]
     return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
             "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
+
+
+# -- group requests: only on the group's coordinator ---------------------------------------------
+def _coordinates(node, group_id):
+    """Whether this broker leads the group's ``__consumer_offsets`` partition."""
+    n = node.manager.partition_counts.get(OFFSETS_TOPIC)
+    if not n:
+        return False
+    hosted = node.manager.get(OFFSETS_TOPIC, partition_for(group_id, n))
+    return hosted is not None and hosted.replica.role is Role.LEADER
+
+
+def _not_coordinator(api_key, version, body):
+    nc = EC.NOT_COORDINATOR
+    if api_key == ApiKey.JOIN_GROUP:
+        return {"throttle_time_ms": 0, "error_code": nc, "generation_id": -1,
+                "protocol_type": None, "protocol_name": None, "leader": "", "member_id": "",
+                "members": [], "skip_assignment": False}
+    if api_key == ApiKey.SYNC_GROUP:
+        return {"throttle_time_ms": 0, "error_code": nc, "protocol_type": None,
+                "protocol_name": None, "assignment": b""}
+    if api_key == ApiKey.HEARTBEAT:
+        return {"throttle_time_ms": 0, "error_code": nc}
+    if api_key == ApiKey.LEAVE_GROUP:
+        return {"throttle_time_ms": 0, "error_code": nc, "members": []}
+    if api_key == ApiKey.OFFSET_COMMIT:
+        return {"throttle_time_ms": 0, "topics": [
+            {"name": t["name"], "partitions": [
+                {"partition_index": p["partition_index"], "error_code": nc}
+                for p in t["partitions"]]} for t in body["topics"]]}
+    raise AssertionError(api_key)
+
+
+COMMIT_REPLICATION_WAIT_S = 10.0
+
+
+async def _replicated(node, group_id):
+    """Wait (bounded) until the group's offsets partition's high watermark reaches its log end:
+    a commit is answered once the ISR holds it, as Kafka appends commits with acks=all."""
+    hosted = node.manager.get(OFFSETS_TOPIC, partition_for(
+        group_id, node.manager.partition_counts[OFFSETS_TOPIC]))
+    if hosted is None:
+        return
+    target = hosted.part.log_end_offset
+    deadline = time.monotonic() + COMMIT_REPLICATION_WAIT_S
+    while hosted.replica.high_watermark < target and time.monotonic() < deadline:
+        seq = node.changes.seq
+        if hosted.replica.high_watermark >= target:
+            break
+        await node.changes.wait(seq, deadline - time.monotonic())
+
+
+def _coordinator_only(api_key):
+    async def handler(ctx, body):
+        node = _node(ctx)
+        if not _coordinates(node, body["group_id"]):
+            return _not_coordinator(api_key, ctx.version, body)
+        answer = await base.HANDLERS[api_key](ctx, body)
+        if api_key in (ApiKey.OFFSET_COMMIT, ApiKey.SYNC_GROUP):
+            await _replicated(node, body["group_id"])
+        return answer
+    return handler
+
+
+for _key in (ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT, ApiKey.LEAVE_GROUP,
+             ApiKey.OFFSET_COMMIT):
+    HANDLERS[_key] = _coordinator_only(_key)
+
+
+@api(ApiKey.OFFSET_FETCH)
+async def offset_fetch(ctx, body):
+    node = _node(ctx)
+    if ctx.version >= 8:
+        groups = [g["group_id"] for g in body["groups"]]
+    else:
+        groups = [body["group_id"]]
+    if all(_coordinates(node, g) for g in groups):
+        return await base.offset_fetch(ctx, body)
+    if ctx.version >= 8:
+        return {"throttle_time_ms": 0, "groups": [
+            {"group_id": g, "topics": [], "error_code": EC.NOT_COORDINATOR} for g in groups]}
+    return {"throttle_time_ms": 0, "topics": [], "error_code": EC.NOT_COORDINATOR}
 
 
 @api(ApiKey.INIT_PRODUCER_ID)

@@ -40,6 +40,7 @@ from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import EpochEnd
 from klog.cluster.zkstore import ClusterStore
 from klog.errors import TopicExistsError
+from klog.group.offsets import OFFSETS_TOPIC
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
 
@@ -97,6 +98,7 @@ class ReplicaManager:
         self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
+        self.partition_counts: dict = {}    # topic name -> partitions (ZooKeeper's)
         self._watched: set = set()
         self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
         self._saved_hw = self._checkpoint.read()
@@ -178,11 +180,16 @@ class ReplicaManager:
             return
         assignment = self.store.topic(name)
         self.topic_ids[name] = assignment.topic_id
+        self.partition_counts[name] = len(assignment.partitions)
         mine = {p: r for p, r in assignment.partitions.items() if self.node_id in r}
         if mine:
-            if not self.broker.has_topic(name):
+            if name not in self.broker.list_topics(internal=True):
+                config = None
+                if name == OFFSETS_TOPIC:     # as the offsets store creates it
+                    config = {"cleanup.policy": "compact", "segment.bytes":
+                              self.broker.config["offsets.topic.segment.bytes"]}
                 try:
-                    self.broker.create_topic(name, partitions=len(assignment.partitions))
+                    self.broker.create_topic(name, len(assignment.partitions), config)
                 except TopicExistsError:
                     pass
             for p, replicas in sorted(mine.items()):
@@ -212,6 +219,10 @@ class ReplicaManager:
         if before != after:
             log.info("broker %d: %s-%d is %s in epoch %d (leader %d, isr %s)", self.node_id,
                      topic, partition, role.value, after[1], leader, list(state.isr))
+            if topic == OFFSETS_TOPIC and role is Role.LEADER:
+                # The group coordinator of this partition's groups is here now: their state is
+                # what the log holds (the previous coordinator's writes, replicated).
+                self.broker.group_coordinator.load_partition(partition)
         self._place_in_fetchers(hosted, leader if role is Role.FOLLOWER else None)
         self.on_change()
 

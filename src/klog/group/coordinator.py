@@ -374,6 +374,27 @@ class GroupCoordinator:
             g = self._groups.get(group_id) or self._groups.setdefault(group_id, _Group(group_id))
             g.offsets = dict(offsets)
 
+    def load_partition(self, partition):
+        """This broker now leads ``__consumer_offsets`` partition ``partition`` (cluster mode):
+        the groups stored there are replaced by what its log holds (another coordinator wrote
+        them); their members rejoin."""
+        loaded = self._store.load([partition])
+        now = self._clock.now_ms()
+        with self._lock:
+            for group_id in [g for g in self._groups
+                             if self._store.partition_for(g) == partition]:
+                del self._groups[group_id]
+            for group_id, record in loaded.groups.items():
+                g = self._groups[group_id] = _Group(group_id)
+                g.generation = record.generation
+                g.protocol_type = record.protocol_type or None
+                g.state_timestamp = record.current_state_timestamp \
+                    if record.current_state_timestamp >= 0 else now
+            for group_id, offsets in loaded.offsets.items():
+                g = self._groups.get(group_id) or self._groups.setdefault(group_id,
+                                                                          _Group(group_id))
+                g.offsets = dict(offsets)
+
     def _monotonic(self):
         """Seconds on the broker's monotonic clock (session deadlines)."""
         return self._clock.monotonic_ms() / 1000.0

@@ -245,12 +245,13 @@ class OffsetStore:
         part = self._broker.partition(OFFSETS_TOPIC, self.partition_for(group_id))
         part.append([v for _, v in records], [k for k, _ in records], self._broker.clock.now_ms())
 
-    def load(self):
-        """Replay the topic: LoadedOffsets with the latest offsets and group record per group."""
+    def load(self, partitions=None):
+        """Replay the topic (or only ``partitions``): LoadedOffsets with the latest offsets and
+        group record per group."""
         offsets, groups = {}, {}
         if OFFSETS_TOPIC not in self._broker.list_topics(internal=True):
             return LoadedOffsets(offsets, groups)
-        for p in range(self.num_partitions):
+        for p in (range(self.num_partitions) if partitions is None else partitions):
             # To the log end, as Kafka's GroupMetadataManager loads: the leader's log is the
             # group's state.
             for record in self._broker.partition(OFFSETS_TOPIC, p).records(isolation=LOG_END):
