@@ -268,7 +268,10 @@ def test_non_leader_and_non_controller_answers(cluster):
                     "configs": []}], "timeout_ms": 5000, "validate_only": False})
     assert answer["topics"][0]["error_code"] == EC.NOT_CONTROLLER
 
-    # Every broker names the same coordinator for a group (v4 batch and v3 single key).
+    # Every broker names the same coordinator for a group (v4 batch and v3 single key), once
+    # the first FindCoordinator had __consumer_offsets created.
+    wait_for("a coordinator", lambda: c.raw(1, ApiKey.FIND_COORDINATOR, 3, {
+        "key": "g1", "key_type": 0})["node_id"] >= 0)
     named = {c.raw(n, ApiKey.FIND_COORDINATOR, 4, {"key_type": 0, "coordinator_keys": [
         "g1", "g2"]})["coordinators"][0]["node_id"] for n in (1, 2, 3)}
     named |= {c.raw(n, ApiKey.FIND_COORDINATOR, 3, {"key": "g1", "key_type": 0})["node_id"]
