@@ -291,6 +291,9 @@ class Broker:
             if self._cleaner is not None:
                 self._cleaner.forget(name)
             services = list(self._services)
+            coordinator = self._coordinator
+        if coordinator is not None:
+            coordinator.topic_deleted(name)
         self._topic_changed(services, name)
 
     def list_topics(self, internal=False):
