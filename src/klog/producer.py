@@ -161,7 +161,7 @@ class Producer:
 
 
 class BrokerSink:
-    """Where the accumulator hands its batches: the broker's partition logs. The native
+    """Where the accumulator hands its batches: the broker's partitions. The native
     accumulator knows only this interface (``partition_count``, ``append``), not the Broker."""
     __slots__ = ("broker",)
 
@@ -174,8 +174,8 @@ class BrokerSink:
 
     def append(self, topic, partition, values, keys, timestamps, headers, compression):
         """Append one batch; returns its base offset (raises on failure)."""
-        return self.broker.log(topic, partition).append(values, keys, timestamps, headers,
-                                                        compression=compression)
+        return self.broker.partition(topic, partition).append(values, keys, timestamps, headers,
+                                                              compression=compression)
 
 
 class UnacknowledgedFuture:
