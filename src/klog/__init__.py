@@ -36,7 +36,7 @@ __all__ = [
     "LogClosedError", "LogOfflineError",
     "Consumer", "ConsumerRecord", "TopicPartition", "OffsetAndMetadata", "OffsetAndTimestamp",
     "GroupError", "CommitFailedError", "IllegalStateError", "InvalidGroupIdError",
-    "NoOffsetForPartitionError", "RebalanceInProgressError",
+    "NoOffsetForPartitionError", "RebalanceInProgressError", "connect",
 ]
 
 
@@ -45,6 +45,14 @@ def open(data_dir, config=None, clock=None):
     (``num.partitions``, ``auto.create.topics.enable``, ``log.retention.ms``, ...). ``clock``
     (klog.clock: ``FakeClock`` in tests) drives record times and the background work."""
     return Broker(data_dir, config, clock)
+
+
+def connect(target=None, config=None):
+    """The client API for ``target``: a data directory (embedded broker) or
+    ``kafka://host:port,...`` (klog serve, Kafka or Redpanda through confluent-kafka). Same
+    producer / consumer / admin methods, record types and errors on both; see klog.client."""
+    from klog.client import connect as _connect
+    return _connect(target, config)
 
 
 def encode_batch(values, keys=None, timestamps=None, headers=None, base_offset=0, compression=None):

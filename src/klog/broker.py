@@ -172,7 +172,8 @@ class Broker:
 
     def remove_append_listener(self, fn):
         with self._lock:
-            self._append_listeners = tuple(f for f in self._append_listeners if f is not fn)
+            # ``!=``, not ``is not``: a bound method is a new object at each access
+            self._append_listeners = tuple(f for f in self._append_listeners if f != fn)
 
     @property
     def append_seq(self):
@@ -290,6 +291,9 @@ class Broker:
             if self._cleaner is not None:
                 self._cleaner.forget(name)
             services = list(self._services)
+            coordinator = self._coordinator
+        if coordinator is not None:
+            coordinator.topic_deleted(name)
         self._topic_changed(services, name)
 
     def list_topics(self, internal=False):

@@ -70,17 +70,31 @@ def _configs(pairs, what="config"):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data-dir", envvar="KLOG_DATA_DIR", default="./klog-data", show_default=True,
               help="broker data directory (env KLOG_DATA_DIR)")
+@click.option("-b", "--brokers", envvar="KLOG_BROKERS", default=None, metavar="HOST:PORT[,...]",
+              help="talk to a running klog serve or Kafka cluster instead of a data directory "
+                   "(env KLOG_BROKERS)")
 @click.version_option(klog.__version__, prog_name="klog")
 @click.pass_context
-def cli(ctx, data_dir):
+def cli(ctx, data_dir, brokers):
     """klog: a Kafka-style commit log, embedded."""
-    ctx.obj = {"data_dir": data_dir}
+    ctx.obj = {"data_dir": data_dir, "brokers": brokers}
 
 
 def _broker(ctx, create=True):
+    if ctx.obj.get("brokers"):
+        from klog.client.brokerview import BrokerView
+        servers = ctx.obj["brokers"]
+        servers = servers.split("://", 1)[1] if "://" in servers else servers
+        view = BrokerView(klog.connect(f"kafka://{servers}"))
+        ctx.call_on_close(view.close)
+        return view
     data_dir = ctx.obj["data_dir"]
     _check_data_dir(data_dir, create)
-    broker = klog.open(data_dir)
+    try:
+        broker = klog.open(data_dir)
+    except klog.errors.BrokerLockedError as exc:
+        raise Failure(f"{exc}. If a klog serve owns it, go through the server: "
+                      "klog -b HOST:PORT ...") from None
     ctx.call_on_close(broker.close)
     return broker
 
@@ -1014,6 +1028,91 @@ def _cluster_int(value, key):
     if n < 0:
         raise Failure(f"{key}={value!r}: expected a non-negative integer")
     return n
+
+
+@cli.command()
+@click.option("--from", "source", required=True, metavar="TARGET",
+              help="data directory, file:PATH or kafka://HOST:PORT[,...] to copy from")
+@click.option("--to", "destination", required=True, metavar="TARGET",
+              help="data directory, file:PATH or kafka://HOST:PORT[,...] to copy to")
+@click.option("--topics", required=True, metavar="REGEX", help="topics to copy (full match)")
+@click.option("--group", default="klog-mirror", show_default=True,
+              help="consumer group on the source that records progress (resume point)")
+@click.option("-e", "--exit-at-end", is_flag=True, help="stop once the source has nothing more")
+@click.option("--rate", type=click.IntRange(min=1), default=None, metavar="RECORDS/S",
+              help="copy at most this many records per second")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@_guard
+def mirror(source, destination, topics, group, exit_at_end, rate, as_json):
+    """Copy topics between targets (keys, values, headers, timestamps; source position in
+    klog.mirror.* headers). Resumable: progress is committed to --group on the source."""
+    import signal
+
+    from klog.mirror import Mirror, connect_target
+
+    src = connect_target(source)
+    try:
+        dst = connect_target(destination)
+        try:
+            m = Mirror(src, dst, topics, group=group, rate=rate)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: m.stop())
+            report = m.run(exit_at_end=exit_at_end)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        click.echo(f"mirrored {report.mirrored} record(s) from {len(report.topics)} topic(s); "
+                   f"skipped {report.skipped} already at the destination")
+
+
+# -- klog run: functions wired to topics (klog.functions) -------------------------------------
+@cli.command("run")
+@click.argument("app_ref", metavar="MODULE:APP")
+@click.option("--broker", default=None, metavar="TARGET",
+              help="data directory (embedded) or kafka://HOST:PORT (default: KLOG_BROKER, the "
+                   "config file's broker, then the global --data-dir)")
+@click.option("--definition", default=None, help="functions to run, e.g. 'email|sms' or 'a;b'")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="bindings.<binding>.<property>=VALUE, default.<property>=VALUE, ...")
+@click.option("--config", "config_file", default=None, metavar="FILE",
+              help="config file (.properties, .toml, .json; default: KLOG_CONFIG)")
+@click.option("--metrics-port", type=click.IntRange(min=0), default=None,
+              help="serve Prometheus metrics on this port")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+@_guard
+def run_app(ctx, app_ref, broker, definition, sets, config_file, metrics_port, log_level):
+    """Run the functions of MODULE:APP (a klog.functions.App) until SIGTERM / SIGINT, then drain
+    in-flight records, commit and exit."""
+    import importlib
+    import logging
+
+    from klog.functions import App
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, sep, attr = app_ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise Failure(f"{app_ref!r}: expected MODULE:APP, e.g. message_service:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise Failure(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise Failure(f"{module_name}:{attr} is {type(app).__name__}, not a klog.functions.App")
+    if broker is None and not os.environ.get("KLOG_BROKER") and config_file is None and \
+            not os.environ.get("KLOG_CONFIG"):
+        broker = ctx.obj["data_dir"]
+    status = app.run(broker, definition, config_file=config_file, sets=list(sets),
+                     metrics_port=metrics_port)
+    sys.exit(status)
 
 
 # -- check (offline verification; the logic is klog.storage.check) --------------------------------

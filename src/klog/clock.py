@@ -127,6 +127,9 @@ class Task:
 
     def cancel(self):
         self.cancelled = True
+        # Let go of what the callback holds (a closed log, a group) now, not when the entry
+        # reaches the top of the heap.
+        self.fn, self.args = None, ()
         owner = self._owner
         if owner is not None:
             owner._discard(self)
@@ -199,6 +202,7 @@ class Scheduler:
             self._closed = True
             for _, _, t in self._heap:
                 t.cancelled = True
+                t.fn, t.args = None, ()
             self._heap.clear()
             self._cond.notify_all()
             thread = self._thread
@@ -243,8 +247,11 @@ class Scheduler:
             ran += 1
 
     def _execute(self, task, now):
+        fn, args = task.fn, task.args
+        if fn is None:   # cancelled after it was taken from the heap
+            return
         try:
-            task.fn(*task.args)
+            fn(*args)
         except Exception:   # one failing task must not stop the others
             _logger.exception("%s: scheduled task %r failed", self.name, task)
         if task.period and not task.cancelled:
@@ -312,7 +319,8 @@ class TaskSet:
             self._closed = True
             tasks, self._tasks = self._tasks, set()
         for t in tasks:
-            t.cancelled = True
+            t._owner = None
+            t.cancel()
 
     def __len__(self):
         return len(self._tasks)

@@ -451,6 +451,9 @@ class Partition:
             _fail(fut, NotLeaderOrFollowerError(
                 f"{self.topic}-{self.partition}: the partition was closed before the high "
                 "watermark reached the batch"))
+        # No cycle Log -> listener -> Partition -> Log: a closed log is freed (and its segments
+        # unmapped) as soon as nothing else holds it, not at the next garbage collection.
+        self._log.remove_listener(self._on_append)
         self._log.close()
 
     def __repr__(self):

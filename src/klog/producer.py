@@ -56,7 +56,7 @@ class Producer:
         self._linger_ms = self.config["linger.ms"]
         self._opened = threading.Event()
         self._stop = threading.Event()
-        self._acc = Accumulator(broker, self._partitioner, self.config["batch.size"],
+        self._acc = Accumulator(BrokerSink(broker), self._partitioner, self.config["batch.size"],
                                 self.config["batch.num.messages"], self._max_request,
                                 self._compression, self._opened.set)
         self.send = self._acc.send  # the hot path, straight into native code
@@ -158,6 +158,24 @@ class Producer:
                 if oldest < 0:
                     break
                 self._stop.wait(max(0.0, (oldest + linger - _now_ms()) / 1000.0))
+
+
+class BrokerSink:
+    """Where the accumulator hands its batches: the broker's partitions. The native
+    accumulator knows only this interface (``partition_count``, ``append``), not the Broker."""
+    __slots__ = ("broker",)
+
+    def __init__(self, broker):
+        self.broker = broker
+
+    def partition_count(self, topic):
+        """The topic's partition count, creating it if the broker auto-creates topics."""
+        return self.broker.ensure_topic(topic)
+
+    def append(self, topic, partition, values, keys, timestamps, headers, compression):
+        """Append one batch; returns its base offset (raises on failure)."""
+        return self.broker.partition(topic, partition).append(values, keys, timestamps, headers,
+                                                              compression=compression)
 
 
 class UnacknowledgedFuture:

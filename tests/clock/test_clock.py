@@ -203,3 +203,40 @@ def test_group_session_expires_on_the_fake_clock(tmp_path):
         assert len(gc.describe_groups(["g"])[0].members) == 1
         clock.advance(1)
         assert gc.describe_groups(["g"])[0].members == ()
+
+
+def test_a_cancelled_task_lets_go_of_its_callback_at_once():
+    """A closed log's cancelled flush task must not keep the log (and its mappings) alive until
+    the task's deadline comes round."""
+    import gc
+    import weakref
+
+    class Owner:
+        def tick(self):
+            pass
+
+    clock = FakeClock(monotonic_ms=0)
+    sched = Scheduler(clock)
+    owner = Owner()
+    ref = weakref.ref(owner)
+    task = sched.schedule_periodic(3_600_000, owner.tick)
+    del owner
+    task.cancel()
+    gc.collect()
+    assert ref() is None
+
+
+def test_closing_a_broker_frees_its_logs_without_garbage_collection(tmp_path):
+    """No reference cycle keeps a closed partition's log mapped: after close() the segments are
+    unmapped by reference counting alone (a FUSE or USB file system can then be unmounted)."""
+    import gc
+    gc.disable()
+    try:
+        with klog.open(tmp_path / "d", {"log.cleaner.enable": False}) as broker:
+            broker.create_topic("t", 2, {"flush.ms": 1_000, "segment.bytes": 4096})
+            for _ in range(50):
+                broker.partition("t", 1).append([b"x" * 100])
+        maps = [line for line in open("/proc/self/maps") if str(tmp_path) in line]
+        assert maps == []
+    finally:
+        gc.enable()

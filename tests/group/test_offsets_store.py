@@ -127,3 +127,40 @@ def test_broker_with_damaged_offsets_fails_to_open(tmp_path):
     for _ in range(2):   # the failed open released the directory (no BrokerLockedError)
         with pytest.raises(CorruptLogError, match="__consumer_offsets-0"):
             klog.open(tmp_path)
+
+
+def test_deleting_a_topic_deletes_its_committed_offsets(tmp_path):
+    """Kafka drops a deleted topic's committed offsets; otherwise a group resumes a re-created
+    topic at an offset of the old one and skips its first records."""
+    import klog
+
+    with klog.open(tmp_path / "d") as broker:
+        broker.create_topic("t", partitions=1)
+        broker.create_topic("other", partitions=1)
+        p = broker.producer()
+        for i in range(10):
+            p.send("t", b"old%d" % i, partition=0)
+            p.send("other", b"x", partition=0)
+        p.flush()
+        c = broker.consumer("g", {"auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.assign([("t", 0), ("other", 0)])
+        while sum(1 for _ in c.poll(timeout_ms=200)) or c.position(("t", 0)) < 10:
+            pass
+        c.commit()
+        c.close()
+        broker.delete_topic("t")
+        broker.create_topic("t", partitions=1)
+        p.send("t", b"new0", partition=0).get()
+        c = broker.consumer("g", {"auto.offset.reset": "earliest", "enable.auto.commit": False})
+        assert c.committed(("t", 0)) is None
+        assert c.committed(("other", 0)) == 10        # other topics keep theirs
+        c.assign([("t", 0)])
+        got = []
+        while not got:
+            got = [r.value for r in c.poll(timeout_ms=1000)]
+        assert got == [b"new0"]
+        c.close()
+    with klog.open(tmp_path / "d") as broker:       # and the tombstones replay after a restart
+        c = broker.consumer("g", {"enable.auto.commit": False})
+        assert c.committed(("t", 0)) is None
+        c.close()

@@ -121,7 +121,7 @@ cdef class TopicState:
 @cython.final
 cdef class Accumulator:
     cdef PyThread_type_lock lock
-    cdef object broker
+    cdef object sink            # partition_count(topic), append(topic, partition, ...) -> base offset
     cdef object partitioner     # klog.partitioner.Partitioner
     cdef int strategy
     cdef dict topics
@@ -141,9 +141,9 @@ cdef class Accumulator:
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
 
-    def __init__(self, broker, partitioner, Py_ssize_t batch_bytes, Py_ssize_t batch_records,
+    def __init__(self, sink, partitioner, Py_ssize_t batch_bytes, Py_ssize_t batch_records,
                  Py_ssize_t max_request, compression, on_open):
-        self.broker = broker
+        self.sink = sink
         self.partitioner = partitioner
         self.strategy = MURMUR2 if partitioner.custom is None and partitioner.name == "murmur2_random" else PYTHON
         self.topics = {}
@@ -167,7 +167,7 @@ cdef class Accumulator:
         cdef TopicState st = self.topics.get(topic)
         if st is None:
             st = TopicState()
-            st.n = self.broker.ensure_topic(topic)
+            st.n = self.sink.partition_count(topic)
             st.batches = [None] * st.n
             st.sticky = self.partitioner.sticky(topic, st.n)
             self.topics[topic] = st
@@ -276,14 +276,13 @@ cdef class Accumulator:
         return f
 
     cdef append(self, TopicState st, OpenBatch b):
-        """Hand one batch to its log. Caller holds the lock."""
+        """Hand one batch to the sink (the partition's log). Caller holds the lock."""
         st.batches[b.partition] = None
         self.open_batches.pop(id(b), None)
         try:
-            log = self.broker.log(b.topic, b.partition)
-            b.base_offset = log.append(b.values, b.keys,
-                                       b.timestamps if b.timestamps is not None else b.created,
-                                       b.headers, compression=self.compression)
+            b.base_offset = self.sink.append(b.topic, b.partition, b.values, b.keys,
+                                             b.timestamps if b.timestamps is not None else b.created,
+                                             b.headers, self.compression)
         except Exception as exc:  # any failure resolves the batch's futures (never left pending)
             b.error = exc
         b.done = True

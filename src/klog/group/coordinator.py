@@ -1085,6 +1085,29 @@ class GroupCoordinator:
                     g.offsets.pop(tp, None)
                 return E.NONE, result
 
+    def topic_deleted(self, topic):
+        """A topic was deleted: every group's committed offsets for it get tombstones, as Kafka
+        does, so a group does not resume a re-created topic at an offset of the old one."""
+        if self._closed:
+            return
+        with self._lock:
+            groups = list(self._groups.values())
+        for g in groups:
+            with _Locked(g):
+                doomed = [tp for tp in g.offsets if tp.topic == topic]
+                if not doomed:
+                    continue
+                records = [(encode_offset_key(g.group_id, tp.topic, tp.partition), None)
+                           for tp in doomed]
+                try:
+                    self._store.append(g.group_id, records)
+                except (KlogError, OSError) as exc:
+                    log.warning("group %s: could not delete offsets of deleted topic %s: %s",
+                                g.group_id, topic, exc)
+                    continue
+                for tp in doomed:
+                    g.offsets.pop(tp, None)
+
     @staticmethod
     def _subscribed_topics(group):
         """The topics the members of a consumer group subscribe to; None if a member's

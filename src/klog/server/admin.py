@@ -54,9 +54,6 @@ class InvalidReplicaAssignmentError(KlogError):
 
 
 def _code(exc, resource_type=TOPIC):
-    own = getattr(exc, "error_code", None)
-    if own is not None:
-        return own
     if isinstance(exc, ConfigError) or not isinstance(exc, KlogError):   # a bad name or value
         return EC.INVALID_REQUEST if resource_type == BROKER else EC.INVALID_CONFIG
     return error_code(exc)

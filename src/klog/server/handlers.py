@@ -15,7 +15,6 @@ from klog.errors import (
     LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
     FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
-    NotEnoughReplicasAfterAppendError, NotEnoughReplicasError, NotLeaderOrFollowerError,
 )
 from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
 from klog.metadata import INTERNAL_TOPICS
@@ -57,7 +56,9 @@ class Context:
         self.views.clear()
 
 
-# klog's exceptions → Kafka error codes, most specific first.
+# klog's exceptions carry their Kafka error code (KlogError.error_code, from klog.error_codes);
+# this table only covers exceptions that do not, most specific first. tests/client/test_errors.py
+# checks that every entry agrees with the class's own code.
 ERROR_CODES = (
     (UnknownTopicOrPartitionError, EC.UNKNOWN_TOPIC_OR_PARTITION),
     (InternalTopicError, EC.INVALID_REQUEST),
@@ -75,13 +76,13 @@ ERROR_CODES = (
     (FencedLeaderEpochError, EC.FENCED_LEADER_EPOCH),
     (UnknownLeaderEpochError, EC.UNKNOWN_LEADER_EPOCH),
     (UnknownTopicIdError, EC.UNKNOWN_TOPIC_ID),
-    (NotLeaderOrFollowerError, EC.NOT_LEADER_OR_FOLLOWER),
-    (NotEnoughReplicasError, EC.NOT_ENOUGH_REPLICAS),
-    (NotEnoughReplicasAfterAppendError, EC.NOT_ENOUGH_REPLICAS_AFTER_APPEND),
 )
 
 
 def error_code(exc):
+    own = getattr(exc, "error_code", None)
+    if own is not None:
+        return own
     for cls, code in ERROR_CODES:
         if isinstance(exc, cls):
             return code

@@ -22,10 +22,9 @@ is rebuilt from the batch headers. Not thread-safe: the owning Log calls it unde
 import bisect
 import os
 
-from klog.storage.files import write_atomic
+from klog.storage.checkpoint import CheckpointFormatError, read_rows, write_rows
 
 FILE = "leader-epoch-checkpoint"
-VERSION = 0
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
 
@@ -158,25 +157,19 @@ def read_checkpoint(path):
     """[(epoch, start_offset)] from a leader-epoch-checkpoint file, or None when it is missing
     or not a well-formed, monotonic checkpoint (the caller rebuilds it from the batches)."""
     try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("ascii").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return None
-    try:
-        if int(lines[0]) != VERSION or int(lines[1]) != len(lines) - 2:
+        rows = read_rows(path, 2)
+        if rows is None:
             return None
         entries = []
-        for line in lines[2:]:
-            epoch, start = (int(x) for x in line.split())
+        for epoch, start in ((int(e), int(s)) for e, s in rows):
             if epoch < 0 or start < 0 or (entries and (epoch <= entries[-1][0]
                                                        or start < entries[-1][1])):
                 return None
             entries.append((epoch, start))
         return entries
-    except (ValueError, IndexError):
+    except (CheckpointFormatError, ValueError):
         return None
 
 
 def write_checkpoint(path, entries):
-    body = "".join(f"{e} {s}\n" for e, s in entries)
-    write_atomic(path, f"{VERSION}\n{len(entries)}\n{body}".encode("ascii"))
+    write_rows(path, entries)

@@ -510,7 +510,8 @@ class Log:
 
     def remove_listener(self, fn):
         with self._lock:
-            self._listeners = tuple(f for f in self._listeners if f is not fn)
+            # ``!=``, not ``is not``: a bound method is a new object at each access
+            self._listeners = tuple(f for f in self._listeners if f != fn)
 
     def _codec(self, compression):
         if compression is None:

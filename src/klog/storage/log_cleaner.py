@@ -44,10 +44,9 @@ import threading
 from klog._native.batch import read_header
 from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.storage import cleaner
-from klog.storage.files import write_atomic
+from klog.storage.checkpoint import CheckpointFormatError, read_rows, write_rows
 
 CHECKPOINT_FILE = "cleaner-offset-checkpoint"
-VERSION = 0
 
 log = logging.getLogger("klog.cleaner")
 
@@ -119,31 +118,15 @@ def read_cleaner_checkpoint(path):
     """{(topic, partition): offset}; {} if the file does not exist. CleanerCheckpointError if
     it is malformed."""
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("ascii")
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError:
-        raise CleanerCheckpointError(f"{path}: not text") from None
-    lines = text.splitlines()
-    try:
-        version, count = int(lines[0]), int(lines[1])
-        if version != VERSION or count != len(lines) - 2:
-            raise ValueError
-        entries = {}
-        for line in lines[2:]:
-            topic, partition, offset = line.split()
-            entries[(topic, int(partition))] = int(offset)
-        return entries
-    except (ValueError, IndexError):
-        raise CleanerCheckpointError(
-            f"{path}: malformed (expected version {VERSION}, a count, then "
-            "'topic partition offset' lines)") from None
+        return {(topic, int(partition)): int(offset)
+                for topic, partition, offset in read_rows(path, 3) or ()}
+    except (CheckpointFormatError, ValueError) as exc:
+        raise CleanerCheckpointError(f"{path}: malformed ({exc}; expected 'topic partition "
+                                     "offset' lines)") from None
 
 
 def write_cleaner_checkpoint(path, entries):
-    body = "".join(f"{t} {p} {int(o)}\n" for (t, p), o in sorted(entries.items()))
-    write_atomic(os.fspath(path), f"{VERSION}\n{len(entries)}\n{body}".encode("ascii"))
+    write_rows(path, [(t, p, int(o)) for (t, p), o in sorted(entries.items())])
 
 
 class CleanerCheckpointError(ValueError):

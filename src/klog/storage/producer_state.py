@@ -13,6 +13,7 @@ only the batches after it are walked. A snapshot beyond the log end (truncated l
 import json
 import os
 
+from klog.error_codes import ErrorCode as EC
 from klog.errors import KlogError
 from klog.storage.files import fsync_dir
 
@@ -23,10 +24,12 @@ SNAPSHOT = "producer.snapshot"
 
 class OutOfOrderSequenceError(KlogError):
     """A batch's sequence does not follow the producer's last one (Kafka error 45)."""
+    error_code = EC.OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
 class InvalidProducerEpochError(KlogError):
     """A batch from an older epoch of its producer id (Kafka error 47)."""
+    error_code = EC.INVALID_PRODUCER_EPOCH
 
 
 def increment_sequence(seq, n):
