@@ -14,10 +14,13 @@ the server uses these in place of the single-node handlers of klog.server.handle
   retry on the controller that Metadata names).
 - DeleteTopics and CreatePartitions are refused (INVALID_REQUEST, saying so) until they go
   through the controller.
-- ListOffsets "latest" is the high watermark, on the leader only. FindCoordinator names the
-  same live broker for a group on every broker (see ``_coordinators``: the offsets are not
-  replicated yet); producer ids carry the node id in their high bits so brokers never hand out
-  the same.
+- ListOffsets "latest" is the high watermark, on the leader only; producer ids carry the node
+  id in their high bits so brokers never hand out the same.
+- Groups: ``__consumer_offsets`` is a replicated topic, created through the controller at the
+  first FindCoordinator; a group's coordinator is the leader of its partition (Kafka's
+  ``partitionFor``), which reloads the partition's groups when it becomes leader (ReplicaManager);
+  other brokers answer the group requests NOT_COORDINATOR. OffsetCommit and SyncGroup answer
+  once the offsets partition's high watermark reached its end (a bounded wait).
 """
 from __future__ import annotations
 
