@@ -3,14 +3,13 @@ adapter (klog.cluster.replica_log over klog.partition.Partition) in place of the
 the high-watermark checkpoint file."""
 import inspect
 import os
-import random
 from dataclasses import dataclass, field
 
 import pytest
 
 from klog._native.batch import build_batch
 from klog.cluster.hw_checkpoint import HighWatermarkCheckpoint
-from klog.cluster.replica import FetchRequest, Replica, Role
+from klog.cluster.replica import Replica
 from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import LeaderAndIsr
 from klog.partition import Partition
