@@ -418,6 +418,11 @@ def test_sigterm_is_a_controlled_shutdown(cluster):
     assert p["leader_id"] != leader and p["leader_epoch"] >= 1 and leader not in p["isr_nodes"]
     seen = read_all(c, "ctl", bg.acked)
     assert set(bg.acked) <= set(seen) and len(seen) == len(set(seen))
+    # The stopped broker checkpointed its high watermark on the way out.
+    lines = (c.tmp / f"b{leader}" / "replication-offset-checkpoint").read_text().splitlines()
+    assert lines[0] == "0" and int(lines[1]) == len(lines) - 2
+    hw = [int(x.split()[2]) for x in lines[2:] if x.startswith("ctl 0 ")]
+    assert hw and hw[0] > 0, lines
 
 
 @pytest.mark.parametrize("unclean", [True, False], ids=["unclean", "clean"])
