@@ -30,7 +30,7 @@ import time
 
 from klog._native.batch import validate_batch
 from klog.cluster.replica import FetchRequest, Role
-from klog.errors import KlogError
+from klog.errors import KlogError, TopicExistsError
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
 from klog.partition import READ_UNCOMMITTED
@@ -360,7 +360,7 @@ def _create_topics(node, broker, body):
                 res["error_message"] = f"topic {name!r} already exists"
                 continue
             if not body.get("validate_only"):
-                done = node.controller.submit(node.controller.create_topic, name, n, rf)
+                done = node.controller.submit(_create_if_absent, node.controller, name, n, rf)
                 topic_id = done.get(timeout=CONTROLLER_TIMEOUT_S)
                 if isinstance(topic_id, Exception):
                     raise topic_id
@@ -373,6 +373,13 @@ def _create_topics(node, broker, body):
                                  else EC.UNKNOWN_SERVER_ERROR)
             res["error_message"] = str(exc)[:500]
     return out
+
+
+def _create_if_absent(controller, name, partitions, replication_factor):
+    """On the controller thread, so two requests for one name cannot both pass the check."""
+    if name in controller.store.topics():
+        raise TopicExistsError(f"topic {name!r} already exists")
+    return controller.create_topic(name, partitions, replication_factor)
 
 
 @api(ApiKey.CREATE_TOPICS)
@@ -393,7 +400,7 @@ def _request_offsets_topic(node, broker):
     live = node.store.live_brokers()
     rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
     if node.is_controller:
-        node.controller.submit(node.controller.create_topic, OFFSETS_TOPIC, n, rf)
+        node.controller.submit(_create_if_absent, node.controller, OFFSETS_TOPIC, n, rf)
         return
     controller = node.store.controller()
     if controller is None or controller not in live:
