@@ -40,10 +40,11 @@ __all__ = [
 ]
 
 
-def open(data_dir, config=None):
+def open(data_dir, config=None, clock=None):
     """Open (creating if needed) a broker data directory; ``config`` uses Kafka's broker names
-    (``num.partitions``, ``auto.create.topics.enable``, ``log.retention.ms``, ...)."""
-    return Broker(data_dir, config)
+    (``num.partitions``, ``auto.create.topics.enable``, ``log.retention.ms``, ...). ``clock``
+    (klog.clock: ``FakeClock`` in tests) drives record times and the background work."""
+    return Broker(data_dir, config, clock)
 
 
 def connect(target=None, config=None):

@@ -1,4 +1,5 @@
-"""Broker: a data directory of topics, each split into partitions, each partition a Log.
+"""Broker: a data directory of topics, each split into partitions (klog.partition.Partition,
+each over a storage Log).
 
 Layout: ``<data_dir>/<topic>-<partition>/`` per partition (Kafka's), ``klog-metadata.json`` for
 topics and their configs (see klog.metadata), ``klog-broker-config.json`` for dynamic broker
@@ -16,8 +17,12 @@ segments are empty). ``max.partitions`` (default: what the open-file limit allow
 klog.fdlimit) bounds the partitions of all topics together, so a data directory never holds
 more partitions than the process can reopen.
 
-Concurrency: thread-safe. ``_lock`` guards the topic registry; each Log has its own locks, so
-produce and fetch on different partitions never contend here.
+Everything above the Broker reaches a partition through ``partition(topic, p)``: appends with
+the leader's checks, reads bounded by the high watermark, leader state. Nothing above it holds a
+storage Log (tests/test_architecture.py).
+
+Concurrency: thread-safe. ``_lock`` guards the topic registry; each partition has its own locks,
+so produce and fetch on different partitions never contend here.
 """
 import errno
 import os
@@ -25,6 +30,7 @@ import shutil
 import threading
 from dataclasses import dataclass, replace
 
+from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, DynamicBrokerConfig
 from klog.config import BrokerConfig, LogConfig
 from klog.errors import (
@@ -37,7 +43,8 @@ from klog.metadata import (
 )
 from klog.storage.files import fsync_dir, makedirs_durably
 from klog.storage.log_cleaner import LogCleaner
-from klog.storage.log import Log, _lock_directory
+from klog.partition import Partition
+from klog.storage.log import _lock_directory
 from klog.storage.partition_metadata import ensure_topic_id, remove_stray
 
 DELETED_SUFFIX = ".deleted"
@@ -63,9 +70,13 @@ class TopicDescription:
 class Broker:
     """Open with ``klog.open(data_dir, config)``; a context manager."""
 
-    def __init__(self, data_dir, config=None):
+    def __init__(self, data_dir, config=None, clock=None):
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         self.config = BrokerConfig.from_dict(config)
+        # One clock and one scheduler for the broker's background work (flushes, retention,
+        # the cleaner's trigger, group timers); a FakeClock drives them all in tests.
+        self.clock = SYSTEM_CLOCK if clock is None else clock
+        self.scheduler = Scheduler(self.clock, name="klog-scheduler")
         raise_open_file_limit()
         self.max_partitions = self.config["max.partitions"] or default_max_partitions()
         makedirs_durably(self.data_dir)   # a new data directory must survive a power loss
@@ -78,8 +89,7 @@ class Broker:
         self._store = MetadataStore(self.data_dir)
         self._topics = {}     # name -> TopicRecord
         self._ids = (None, {})   # (the _topics dict it indexes, {topic id: name})
-        self._logs = {}       # (name, partition) -> Log, opened lazily for internal topics
-        self._stop = threading.Event()
+        self._partitions = {}   # (name, partition) -> Partition, opened lazily for internal topics
         self._services = []   # objects with close(), closed before the logs (groups, producers)
         self._coordinator = None   # the GroupCoordinator, created on first use
         self._appended = threading.Condition(threading.Lock())
@@ -94,15 +104,16 @@ class Broker:
                 self.group_coordinator   # replays committed offsets now; fails closed if damaged
         except BaseException:
             self._close_logs()
+            self.scheduler.shutdown()
             os.close(self._lock_fd)
             raise
-        self._manager = threading.Thread(target=self._manage_logs, name="klog-log-manager",
-                                         daemon=True)
-        self._manager.start()
+        self._retention = self.scheduler.schedule_periodic(
+            self.config["log.retention.check.interval.ms"], self._retention_task)
         self._cleaner = None   # compaction, on its own thread (klog.storage.log_cleaner)
         if self.config["log.cleaner.enable"]:
             self._cleaner = LogCleaner(self.data_dir, self.logs,
-                                       self.config["log.cleaner.backoff.ms"])
+                                       self.config["log.cleaner.backoff.ms"], self.clock,
+                                       self.scheduler)
             self._cleaner.start()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -128,22 +139,23 @@ class Broker:
 
     def _open_log(self, record, partition):
         key = (record.name, partition)
-        log = self._logs.get(key)
-        if log is None:
+        part = self._partitions.get(key)
+        if part is None:
             path = os.path.join(self.data_dir, f"{record.name}-{partition}")
             remove_stray(path, record.topic_id, DELETED_SUFFIX)
-            log = Log.open(path, self.config.topic_config(record.config))
+            # The single broker leads every partition, in the epoch its topic was created
+            # with (or a later one the log already holds): stable across restarts.
+            part = Partition.open(record.name, partition, path,
+                                  self.config.topic_config(record.config),
+                                  leader_epoch=record.leader_epoch, scheduler=self.scheduler)
             try:
                 ensure_topic_id(path, record.topic_id)
-                # The single broker leads every partition, in the epoch its topic was created
-                # with (or a later one the log already holds): stable across restarts.
-                log.become_leader(max(record.leader_epoch, log.leader_epoch))
             except BaseException:
-                log.close()
+                part.close()
                 raise
-            self._logs[key] = log
-            log.add_listener(self._on_append)
-        return log
+            self._partitions[key] = part
+            part.add_append_listener(self._on_append)
+        return part
 
     def _on_append(self, _log):
         self._append_seq += 1
@@ -160,7 +172,8 @@ class Broker:
 
     def remove_append_listener(self, fn):
         with self._lock:
-            self._append_listeners = tuple(f for f in self._append_listeners if f is not fn)
+            # ``!=``, not ``is not``: a bound method is a new object at each access
+            self._append_listeners = tuple(f for f in self._append_listeners if f != fn)
 
     @property
     def append_seq(self):
@@ -183,9 +196,7 @@ class Broker:
             if self._closed:
                 return
             self._closed = True
-        self._stop.set()
-        if self._manager is not threading.current_thread():
-            self._manager.join()
+        self._retention.cancel()
         if self._cleaner is not None:
             self._cleaner.close()
         for service in reversed(self._services):
@@ -193,11 +204,12 @@ class Broker:
         with self._lock:
             self._close_logs()
             os.close(self._lock_fd)
+        self.scheduler.shutdown()   # after the logs: their last flushes are queued there
 
     def _close_logs(self):
-        for log in self._logs.values():
-            log.close()
-        self._logs.clear()
+        for part in self._partitions.values():
+            part.close()
+        self._partitions.clear()
 
     def __enter__(self):
         return self
@@ -267,9 +279,9 @@ class Broker:
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
-                log = self._logs.pop((name, p), None)
-                if log is not None:
-                    log.close()
+                part = self._partitions.pop((name, p), None)
+                if part is not None:
+                    part.close()
                 path = os.path.join(self.data_dir, f"{name}-{p}")
                 if os.path.exists(path):
                     doomed = f"{path}.{record.topic_id}{DELETED_SUFFIX}"
@@ -296,11 +308,12 @@ class Broker:
             record = self._record(name)
             parts = []
             for p in range(record.partitions):
-                log = self._logs.get((name, p))
-                if log is None:
+                part = self._partitions.get((name, p))
+                if part is None:
                     parts.append(PartitionDescription(p, 0, 0, 0))
                 else:
-                    parts.append(PartitionDescription(p, log.log_start_offset, log.log_end_offset, log.size))
+                    parts.append(PartitionDescription(p, part.log_start_offset, part.log_end_offset,
+                                                      part.size))
             config = self.config.topic_config(record.config).to_dict()
             return TopicDescription(name, record.topic_id, parts, config, name in INTERNAL_TOPICS)
 
@@ -338,9 +351,9 @@ class Broker:
             self._store.save(topics)
             self._topics = topics
             for p in range(record.partitions):
-                log = self._logs.get((name, p))
-                if log is not None:
-                    log.update_config(log_config)
+                part = self._partitions.get((name, p))
+                if part is not None:
+                    part.update_config(log_config)
 
     # -- broker configs ------------------------------------------------------------------------------
     @property
@@ -362,8 +375,8 @@ class Broker:
             if validate_only:
                 return
             self.config = config
-            for (name, _), log in self._logs.items():
-                log.update_config(config.topic_config(self._topics[name].config))
+            for (name, _), part in self._partitions.items():
+                part.update_config(config.topic_config(self._topics[name].config))
 
     def add_partitions(self, name, total, validate_only=False):
         """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
@@ -444,10 +457,10 @@ class Broker:
     def _abandon(self, name, partitions):
         """Undo a failed creation: close and remove the partitions it made."""
         for p in partitions:
-            log = self._logs.pop((name, p), None)
-            if log is not None:
+            part = self._partitions.pop((name, p), None)
+            if part is not None:
                 try:
-                    log.close()
+                    part.close()
                 except Exception:
                     pass
             shutil.rmtree(os.path.join(self.data_dir, f"{name}-{p}"), ignore_errors=True)
@@ -477,8 +490,8 @@ class Broker:
 
     def leader_epoch(self, topic, partition):
         """The partition's current leader epoch (without opening an internal topic's log)."""
-        log = self._logs.get((topic, partition))
-        return log.leader_epoch if log is not None else self._record(topic).leader_epoch
+        part = self._partitions.get((topic, partition))
+        return part.leader_epoch if part is not None else self._record(topic).leader_epoch
 
     def _record(self, name):
         record = self._topics.get(name)
@@ -486,11 +499,12 @@ class Broker:
             raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
         return record
 
-    def log(self, topic, partition):
-        """The Log of one partition (opening an internal topic's partition on first use)."""
-        log = self._logs.get((topic, partition))
-        if log is not None:
-            return log
+    def partition(self, topic, partition):
+        """The Partition ``partition`` of ``topic`` (opening an internal topic's partition on
+        first use); UnknownTopicOrPartitionError if there is none."""
+        part = self._partitions.get((topic, partition))
+        if part is not None:
+            return part
         with self._lock:
             self._check_open()
             record = self._record(topic)
@@ -499,10 +513,19 @@ class Broker:
                     f"topic {topic!r} has partitions 0..{record.partitions - 1}, not {partition!r}")
             return self._open_log(record, partition)
 
-    def logs(self):
-        """A snapshot of the open logs: [((topic, partition), Log)]."""
+    def partitions(self):
+        """A snapshot of the open partitions: [((topic, partition), Partition)]."""
         with self._lock:
-            return list(self._logs.items())
+            return list(self._partitions.items())
+
+    def log(self, topic, partition):
+        """The storage Log under a partition: for storage tools and tests only (klog's own
+        layers use ``partition()``)."""
+        return self.partition(topic, partition).log
+
+    def logs(self):
+        """A snapshot of the open logs, [((topic, partition), Log)]: for the log cleaner."""
+        return [(key, part.log) for key, part in self.partitions()]
 
     def producer(self, config=None):
         """A Producer (Kafka producer config names: linger.ms, batch.size, compression.type,
@@ -542,21 +565,19 @@ class Broker:
             self._services.append(service)
 
     # -- background: retention and cleaning ---------------------------------------------------------
-    def _manage_logs(self):
-        interval = self.config["log.retention.check.interval.ms"] / 1000.0
-        while not self._stop.wait(interval):
+    def _retention_task(self):
+        """Every ``log.retention.check.interval.ms``, on the scheduler."""
+        if not self._closed:
             self.enforce_retention()
 
     def enforce_retention(self, now=None):
         """Apply retention to every log once (cleaning has its own thread: clean_logs). Returns
         the number of segments deleted."""
         deleted = 0
-        for (topic, _), log in self.logs():
-            if log.closed:
-                continue
+        now = self.clock.now_ms() if now is None else now
+        for _, part in self.partitions():
             try:
-                if "delete" in log.config.cleanup_policy:
-                    deleted += log.enforce_retention(now)
+                deleted += part.enforce_retention(now)
             except Exception:  # one bad log must not stop the others; it reports on its own use
                 continue
         return deleted

@@ -347,7 +347,7 @@ class _LineChecker:
     RECORD_OVERHEAD = 30        # a record's varints and attributes, at most
 
     def __init__(self, broker, topic, headers, codec):
-        config = broker.log(topic, 0).config
+        config = broker.partition(topic, 0).config
         self.max_bytes = config.max_message_bytes
         self.compacted = "compact" in config.cleanup_policy
         self.topic = topic
@@ -528,7 +528,7 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
         tps += [klog.TopicPartition(name, p) for p in
                 ([partition] if partition is not None else range(n_parts))]
     if kcat_json:
-        tstypes = {name: "logappend" if broker.log(name, 0).config.message_timestamp_type ==
+        tstypes = {name: "logappend" if broker.partition(name, 0).config.message_timestamp_type ==
                    "LogAppendTime" else "create" for name in topic_names}
         render = _kcat_json(tstypes)
     elif as_json:
@@ -539,9 +539,9 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
     if end_ts is not None:
         ends = {}
         for tp in tps:
-            log = broker.log(tp.topic, tp.partition)
-            found = log.offset_for_time(end_ts)
-            ends[tp] = log.log_end_offset if found is None else found
+            part = broker.partition(tp.topic, tp.partition)
+            found = part.offset_for_time(end_ts)
+            ends[tp] = part.high_watermark if found is None else found
     consumer = broker.consumer(group, {"enable.auto.commit": "false",
                                        "auto.offset.reset": "earliest" if mode != "end" else "latest"})
     ctx.call_on_close(consumer.close)
@@ -626,22 +626,22 @@ def _past(consumer, ends):
 
 def _seek(consumer, broker, tps, mode, arg):
     for tp in tps:
-        log = broker.log(tp.topic, tp.partition)
+        part = broker.partition(tp.topic, tp.partition)
         if mode == "beginning":
-            consumer.seek(tp, log.log_start_offset)
+            consumer.seek(tp, part.log_start_offset)
         elif mode == "end":
-            consumer.seek(tp, log.log_end_offset)
+            consumer.seek(tp, part.high_watermark)
         elif mode == "absolute":
-            consumer.seek(tp, min(max(arg, log.log_start_offset), log.log_end_offset))
+            consumer.seek(tp, min(max(arg, part.log_start_offset), part.high_watermark))
         elif mode == "relative":
-            consumer.seek(tp, max(log.log_start_offset, log.log_end_offset + arg))
+            consumer.seek(tp, max(part.log_start_offset, part.high_watermark + arg))
         elif mode == "time":
-            found = log.offset_for_time(arg)
-            consumer.seek(tp, log.log_end_offset if found is None else found)
+            found = part.offset_for_time(arg)
+            consumer.seek(tp, part.high_watermark if found is None else found)
 
 
 def _at_end(consumer, broker, assignment):
-    return all(consumer.position(tp) >= broker.log(tp.topic, tp.partition).log_end_offset
+    return all(consumer.position(tp) >= broker.partition(tp.topic, tp.partition).high_watermark
                for tp in assignment)
 
 
@@ -684,13 +684,13 @@ def _group_rows(broker, group_id):
     rows = []
     for tp in sorted(set(committed) | set(owners)):
         try:
-            log = broker.log(tp.topic, tp.partition)
+            part = broker.partition(tp.topic, tp.partition)
         except KlogError:
             continue
         current = committed.get(tp)
-        lag = log.log_end_offset - current if current is not None else None
+        lag = part.high_watermark - current if current is not None else None
         m = owners.get(tp)
-        rows.append((tp.topic, tp.partition, current, log.log_start_offset, log.log_end_offset,
+        rows.append((tp.topic, tp.partition, current, part.log_start_offset, part.high_watermark,
                      lag, m.member_id if m else "", m.client_id if m else ""))
     return desc, rows
 
@@ -743,16 +743,16 @@ def group_reset_offsets(ctx, group_id, topic_name, to_earliest, to_latest, to_of
     broker = _broker(ctx, create=False)
     offsets = {}
     for p in range(broker.partition_count(topic_name)):
-        log = broker.log(topic_name, p)
+        part = broker.partition(topic_name, p)
         if to == "earliest":
-            target = log.log_start_offset
+            target = part.log_start_offset
         elif to == "latest":
-            target = log.log_end_offset
+            target = part.high_watermark
         elif to_offset is not None:
-            target = min(max(to_offset, log.log_start_offset), log.log_end_offset)
+            target = min(max(to_offset, part.log_start_offset), part.high_watermark)
         else:
-            found = log.offset_for_time(to_time)
-            target = log.log_end_offset if found is None else found
+            found = part.offset_for_time(to_time)
+            target = part.high_watermark if found is None else found
         offsets[klog.TopicPartition(topic_name, p)] = target
     errors = broker.group_coordinator.commit_offsets(group_id, "", -1, offsets)
     failed = {tp: code for tp, code in errors.items() if code}
@@ -831,8 +831,8 @@ def bench_produce(ctx, topic_name, records, record_size, batch, partitions):
 def bench_consume(ctx, topic_name, records):
     broker = _broker(ctx, create=False)
     n_parts = broker.partition_count(topic_name)
-    available = sum(broker.log(topic_name, p).log_end_offset - broker.log(topic_name, p).log_start_offset
-                    for p in range(n_parts))
+    available = sum(broker.partition(topic_name, p).high_watermark
+                    - broker.partition(topic_name, p).log_start_offset for p in range(n_parts))
     if available < records:
         raise Failure(f"topic {topic_name!r} holds {available} records, fewer than {records}: "
                       "run 'klog bench produce' first or lower --records")
@@ -955,9 +955,15 @@ def _check_bind(listen):
               help="a Kafka server.properties file (klog.properties); -c and the flags above win")
 @click.option("-c", "--config-value", "configs", multiple=True, metavar="KEY=VALUE",
               help="broker setting, Kafka's names (num.partitions, auto.create.topics.enable, ...)")
+@click.option("--node-id", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="this broker's id in a cluster (broker.id / node.id); needs --zookeeper")
+@click.option("--zookeeper", default=None, metavar="HOST:PORT[,...][/chroot]",
+              help="join the cluster coordinated by this ZooKeeper (zookeeper.connect; "
+                   "chroot default /klog); without it klog serve is a single node")
 @click.pass_context
 @_guard
-def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs):
+def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs, node_id,
+          zookeeper):
     """Serve the data directory over the Kafka wire protocol until SIGTERM/SIGINT.
 
     --config reads Kafka's server.properties format: listeners (the PLAINTEXT one) and
@@ -970,8 +976,12 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
     from klog.server import run
 
     settings = {}
+    lag_ms = None
     if config_file is not None:
         props = server_properties.load(config_file)
+        node_id = node_id if node_id is not None else props.node_id
+        zookeeper = zookeeper or props.zookeeper
+        lag_ms = props.replica_lag_time_max_ms
         for warning in props.warnings:
             err.print(f"warning: {escape(warning)}", highlight=False)
         settings.update(props.settings)
@@ -983,6 +993,21 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
                                    click.core.ParameterSource.ENVIRONMENT):
             serve_data_dir = props.data_dir
     settings.update(_configs(configs, "broker setting"))
+    if "replica.lag.time.max.ms" in settings:     # a cluster setting, not the broker's
+        lag_ms = _cluster_int(settings.pop("replica.lag.time.max.ms"), "replica.lag.time.max.ms")
+    cluster = None
+    if zookeeper is not None or node_id is not None:
+        if zookeeper is None or node_id is None:
+            raise Failure("cluster mode needs both --node-id (broker.id) and --zookeeper "
+                          "(zookeeper.connect)")
+        from klog.cluster.zkstore import parse_connect
+        try:
+            parse_connect(zookeeper)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        cluster = {"node_id": node_id, "zookeeper": zookeeper}
+        if lag_ms is not None:
+            cluster["replica_lag_time_max_ms"] = lag_ms
     listen = _hostport(listen or "127.0.0.1:9092", "--listen")
     if advertised_listener is not None:
         _hostport(advertised_listener, "--advertised-listener")
@@ -993,7 +1018,17 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
     _check_data_dir(data_dir, create=True)
     _check_bind(listen)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(data_dir, listen, advertised_listener, settings or None)
+    run(data_dir, listen, advertised_listener, settings or None, cluster)
+
+
+def _cluster_int(value, key):
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise Failure(f"{key}={value!r}: expected a non-negative integer")
+    return n
 
 
 @cli.command()

@@ -62,13 +62,15 @@ NO_GROUP_MESSAGE = ("{what} needs a consumer group: give broker.consumer() a gro
 
 
 class _PartitionState:
-    """An assigned partition: its position (next offset to return) and its reader."""
-    __slots__ = ("tp", "log", "position", "reset", "reader", "budget", "max_bytes", "paused",
-                 "fetched")
+    """An assigned partition: its position (next offset to return) and its reader. Reads stop
+    at the partition's limit for the consumer's isolation level (the high watermark)."""
+    __slots__ = ("tp", "partition", "isolation", "position", "reset", "reader", "budget",
+                 "max_bytes", "paused", "fetched")
 
-    def __init__(self, tp, log, max_bytes):
+    def __init__(self, tp, partition, max_bytes, isolation):
         self.tp = tp
-        self.log = log
+        self.partition = partition
+        self.isolation = isolation
         self.position = None   # unknown until committed offset / reset policy / seek decide
         self.reset = None      # a pending seek_to_beginning ("earliest") / seek_to_end ("latest")
         self.reader = None
@@ -87,14 +89,14 @@ class _PartitionState:
         if self.budget <= 0:
             return None
         self.budget -= 1
-        log = self.log
-        end = log.log_end_offset
-        if offset >= end:
+        part = self.partition
+        if offset >= part.offset_limit(self.isolation):
+            end = part.log_end_offset
             if offset > end:
                 raise OffsetOutOfRangeError(
-                    f"offset {offset} is outside the log [{log.log_start_offset}, {end}]")
+                    f"offset {offset} is outside the log [{part.log_start_offset}, {end}]")
             return None
-        view = log.read(offset, self.max_bytes)
+        view = part.read(offset, self.max_bytes, self.isolation)
         self.fetched += view.nbytes
         return view
 
@@ -136,6 +138,7 @@ class Consumer:
         self._reset_policy = c["auto.offset.reset"]
         self._max_poll_records = c["max.poll.records"]
         self._max_partition_bytes = c["max.partition.fetch.bytes"]
+        self._isolation = c["isolation.level"]   # klog.partition's names are Kafka's
         self._max_fetch_bytes = c["fetch.max.bytes"]
         self._parts = {}               # TopicPartition -> _PartitionState, sorted
         self._order = []               # the same states, in fetch order
@@ -224,7 +227,7 @@ class Consumer:
             raise TypeError("assign() takes a list of TopicPartition or (topic, partition) pairs")
         tps = [as_topic_partition(tp) for tp in partitions]
         for tp in tps:
-            self._broker.log(tp.topic, tp.partition)   # UnknownTopicOrPartitionError, clearly
+            self._broker.partition(tp.topic, tp.partition)   # UnknownTopicOrPartitionError, clearly
         if not tps:
             self.unsubscribe()
             return
@@ -261,11 +264,11 @@ class Consumer:
             ps = self._parts.get(tp)
             if ps is None:
                 try:
-                    plog = self._broker.log(tp.topic, tp.partition)
+                    part = self._broker.partition(tp.topic, tp.partition)
                 except UnknownTopicOrPartitionError:
                     log.warning("assigned %s-%d, which does not exist; skipping it", *tp)
                     continue
-                ps = _PartitionState(tp, plog, self._max_partition_bytes)
+                ps = _PartitionState(tp, part, self._max_partition_bytes, self._isolation)
                 self._need_positions = True
             parts[tp] = ps
         self._parts = parts
@@ -328,7 +331,8 @@ class Consumer:
         fetched_bytes = 0
         for i in range(n):
             ps = order[(start + i) % n]
-            if ps.position is None or ps.paused or ps.position == ps.log.log_end_offset:
+            if ps.position is None or ps.paused or \
+                    ps.position == ps.partition.offset_limit(ps.isolation):
                 continue   # (the last: caught up, so the reader has nothing buffered either)
             reader = ps.reader
             if reader is None:
@@ -366,16 +370,17 @@ class Consumer:
         return out
 
     def _out_of_range(self, ps, exc, have_records):
-        log_ = ps.log
+        part = ps.partition
         tp = ps.tp
         if self._reset_policy == "none":
             if have_records:
                 return   # hand out what we have; the next poll raises for this partition
             raise OffsetOutOfRangeError(
                 f"{tp.topic}-{tp.partition}: position {ps.position} is outside the log "
-                f"[{log_.log_start_offset}, {log_.log_end_offset}] and auto.offset.reset is "
+                f"[{part.log_start_offset}, {part.log_end_offset}] and auto.offset.reset is "
                 "'none'; seek() to a valid offset") from exc
-        target = log_.log_start_offset if self._reset_policy == "earliest" else log_.log_end_offset
+        target = part.log_start_offset if self._reset_policy == "earliest" else \
+            part.offset_limit(self._isolation)
         log.info("%s-%d: position %d out of range; reset to %s offset %d", tp.topic, tp.partition,
                  ps.position, self._reset_policy, target)
         ps.seek(target)
@@ -386,7 +391,7 @@ class Consumer:
         if self._broker.closed:
             raise LogClosedError(f"broker {self._broker.data_dir} is closed")
         try:
-            ps.log = self._broker.log(ps.tp.topic, ps.tp.partition)   # deleted and re-created?
+            ps.partition = self._broker.partition(ps.tp.topic, ps.tp.partition)   # re-created?
             self._refetch = True
         except UnknownTopicOrPartitionError:
             if self._mode == "assign":
@@ -420,9 +425,9 @@ class Consumer:
                     continue
                 strategy = self._reset_policy
             if strategy == "earliest":
-                ps.seek(ps.log.log_start_offset)
+                ps.seek(ps.partition.log_start_offset)
             elif strategy == "latest":
-                ps.seek(ps.log.log_end_offset)
+                ps.seek(ps.partition.offset_limit(ps.isolation))
             else:
                 no_offset.append(ps.tp)
         self._need_positions = bool(no_offset)
@@ -645,12 +650,15 @@ class Consumer:
     def beginning_offsets(self, partitions):
         """{TopicPartition: first offset in the log} (any partitions, assigned or not)."""
         self._check_open()
-        return {tp: self._log(tp).log_start_offset for tp in map(as_topic_partition, partitions)}
+        return {tp: self._partition(tp).log_start_offset
+                for tp in map(as_topic_partition, partitions)}
 
     def end_offsets(self, partitions):
-        """{TopicPartition: log end offset} (the offset the next record will get)."""
+        """{TopicPartition: end offset}: the high watermark (the offset the next record will
+        get on a single broker), or the last stable offset for read_committed, as Kafka's."""
         self._check_open()
-        return {tp: self._log(tp).log_end_offset for tp in map(as_topic_partition, partitions)}
+        return {tp: self._partition(tp).offset_limit(self._isolation)
+                for tp in map(as_topic_partition, partitions)}
 
     def offsets_for_times(self, timestamps):
         """{TopicPartition: OffsetAndTimestamp or None}: per partition, the first record whose
@@ -662,24 +670,26 @@ class Consumer:
             if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
                 raise ValueError(f"offsets_for_times(): the target time for {tp.topic}-"
                                  f"{tp.partition} must be an int >= 0 (ms), not {ts!r}")
-            log_ = self._log(tp)
-            offset = log_.offset_for_time(ts)
-            record = next(log_.records(offset), None) if offset is not None else None
+            part = self._partition(tp)
+            offset = part.offset_for_time(ts)
+            record = next(part.records(offset, self._isolation), None) if offset is not None \
+                else None
             out[tp] = None if record is None else OffsetAndTimestamp(record.offset, record.timestamp)
         return out
 
     def lag(self, partition=None):
-        """Records not yet returned: log end offset − position, for one assigned partition (int)
+        """Records not yet returned: high watermark − position, for one assigned partition (int)
         or for all of them ({TopicPartition: int})."""
         self._check_open()
         if partition is not None:
             ps = self._assigned(partition, "lag()")
             if ps.position is None:
                 self._update_positions()
-            return ps.log.log_end_offset - ps.position
+            return ps.partition.offset_limit(ps.isolation) - ps.position
         if self._need_positions:
             self._update_positions()
-        return {tp: ps.log.log_end_offset - ps.position for tp, ps in self._parts.items()}
+        return {tp: ps.partition.offset_limit(ps.isolation) - ps.position
+                for tp, ps in self._parts.items()}
 
     def partitions_for(self, topic):
         """The partitions of ``topic`` as TopicPartitions."""
@@ -688,10 +698,10 @@ class Consumer:
     def list_topics(self):
         return self._broker.list_topics()
 
-    def _log(self, tp):
+    def _partition(self, tp):
         if isinstance(tp.partition, bool) or tp.partition < 0:
             raise UnknownTopicOrPartitionError(f"no partition {tp.partition!r} in topic {tp.topic!r}")
-        return self._broker.log(tp.topic, tp.partition)
+        return self._broker.partition(tp.topic, tp.partition)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self):

@@ -148,6 +148,28 @@ class UnknownServerError(KlogError):
     error_code = EC.UNKNOWN_SERVER_ERROR
 
 
+class NotLeaderOrFollowerError(KlogError):
+    """This broker does not lead the partition (NOT_LEADER_OR_FOLLOWER): it is a follower, or
+    leadership moved; the client refreshes its metadata and retries."""
+    error_code = EC.NOT_LEADER_OR_FOLLOWER
+    retriable = True
+
+
+class NotEnoughReplicasError(KlogError):
+    """``acks=all`` with fewer in-sync replicas than ``min.insync.replicas``
+    (NOT_ENOUGH_REPLICAS): refused before the append, nothing written."""
+    error_code = EC.NOT_ENOUGH_REPLICAS
+    retriable = True
+
+
+class NotEnoughReplicasAfterAppendError(KlogError):
+    """The batch was appended but the ISR shrank below ``min.insync.replicas`` before it was
+    committed (NOT_ENOUGH_REPLICAS_AFTER_APPEND); a retry may duplicate it unless the producer
+    is idempotent."""
+    error_code = EC.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    retriable = True
+
+
 # -- conditions a networked client meets (the wire backend raises them; codes from Kafka) ----------
 class RequestTimedOutError(KlogError, TimeoutError):
     """No answer in time: a request, a delivery (``delivery.timeout.ms``) or an admin call

@@ -21,11 +21,11 @@ its lock). The timeout cannot cut an append in half, so it bounds nothing furthe
 returns the number of records still queued (0), as confluent-kafka's does.
 """
 import threading
-import time
 from collections import namedtuple
 
 from klog._native import accumulator
 from klog._native.accumulator import Accumulator, RecordFuture, chunk_ends
+from klog.clock import SYSTEM_CLOCK
 from klog.clientconfig import PRODUCER, check_producer, parse
 from klog.config import LONG_MAX
 from klog.errors import UnknownTopicOrPartitionError
@@ -107,11 +107,11 @@ class Producer:
         vals, ks, ts, ends = group
         if ends is None:  # a partition's share of a keyed batch: plan its own runs
             ends = chunk_ends(vals, ks, self._max_request)
-        log = self._broker.log(topic, p)
+        part = self._broker.partition(topic, p)
         lo = 0
         for hi in ends:
             whole = lo == 0 and hi == len(vals)
-            base = log.append(vals if whole else vals[lo:hi],
+            base = part.append(vals if whole else vals[lo:hi],
                               ks if whole or ks is None else ks[lo:hi],
                               ts[lo:hi] if isinstance(ts, list) else ts,
                               compression=self._compression)
@@ -161,7 +161,7 @@ class Producer:
 
 
 class BrokerSink:
-    """Where the accumulator hands its batches: the broker's partition logs. The native
+    """Where the accumulator hands its batches: the broker's partitions. The native
     accumulator knows only this interface (``partition_count``, ``append``), not the Broker."""
     __slots__ = ("broker",)
 
@@ -174,8 +174,8 @@ class BrokerSink:
 
     def append(self, topic, partition, values, keys, timestamps, headers, compression):
         """Append one batch; returns its base offset (raises on failure)."""
-        return self.broker.log(topic, partition).append(values, keys, timestamps, headers,
-                                                        compression=compression)
+        return self.broker.partition(topic, partition).append(values, keys, timestamps, headers,
+                                                              compression=compression)
 
 
 class UnacknowledgedFuture:
@@ -206,8 +206,9 @@ class UnacknowledgedFuture:
         return self
 
 
-def _now_ms():
-    return time.time_ns() // 1_000_000
+# The producer is a client: its linger clock is the one the native accumulator stamps batches
+# with (CLOCK_REALTIME), not the broker's.
+_now_ms = SYSTEM_CLOCK.now_ms
 
 
 def _check_timestamps(values, timestamps):

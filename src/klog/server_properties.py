@@ -6,6 +6,10 @@
   through and are validated as ``-c KEY=VALUE`` values are.
 - Kafka settings klog has no use for (threads, socket buffers, replication, KRaft/ZooKeeper
   quorum, TLS/SASL, ...) are a warning naming file and line, so a stock Kafka file works.
+- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and
+  ``replica.lag.time.max.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
+  ``--node-id`` do. Without ``zookeeper.connect`` a node id is ignored with a warning, as
+  before (a stock KRaft file names one).
 - Anything else is an error naming file and line (with a "did you mean"): a typo in a setting
   must not silently leave the default in force.
 """
@@ -18,7 +22,7 @@ from klog.errors import KlogError
 
 # Kafka broker settings that have no meaning for klog (one process, one replica, PLAINTEXT).
 IGNORED = frozenset("""
-node.id process.roles controller.quorum.voters controller.quorum.bootstrap.servers
+process.roles controller.quorum.voters controller.quorum.bootstrap.servers
 controller.listener.names inter.broker.listener.name listener.security.protocol.map
 num.network.threads num.io.threads num.replica.fetchers num.recovery.threads.per.data.dir
 socket.send.buffer.bytes socket.receive.buffer.bytes socket.request.max.bytes
@@ -31,7 +35,8 @@ queued.max.requests background.threads metadata.log.dir broker.rack
 IGNORED_PREFIXES = ("zookeeper.", "ssl.", "sasl.", "replica.", "controller.", "transaction.",
                     "metric.", "metrics.", "authorizer.", "super.users", "security.", "confluent.",
                     "quota.", "leader.imbalance.", "group.coordinator.", "share.")
-MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir")
+MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir", "broker.id", "node.id",
+          "zookeeper.connect", "replica.lag.time.max.ms")
 
 
 class ServerPropertiesError(KlogError, ValueError):
@@ -43,12 +48,16 @@ class ServerProperties:
     listen: str = None            # HOST:PORT from listeners
     advertised: str = None        # HOST:PORT from advertised.listeners
     data_dir: str = None          # from log.dirs / log.dir
+    node_id: int = None           # from broker.id / node.id (cluster mode)
+    zookeeper: str = None         # from zookeeper.connect (cluster mode)
+    replica_lag_time_max_ms: int = None   # from replica.lag.time.max.ms (cluster mode)
     settings: dict = field(default_factory=dict)   # broker settings, Kafka's names
     warnings: list = field(default_factory=list)   # "FILE:LINE: ..." lines for stderr
 
 
 def load(path):
     result = ServerProperties()
+    cluster_warnings = []
     known = list(BROKER_SETTINGS) + list(BROKER_TO_TOPIC)
     for prop in properties.load(path):
         where = f"{path}:{prop.line}"
@@ -66,6 +75,22 @@ def load(path):
                     f"{where}: {key}={value!r}: klog stores everything in one data directory; "
                     "give exactly one")
             result.data_dir = dirs[0]
+        elif key in ("broker.id", "node.id", "replica.lag.time.max.ms"):
+            # Cluster settings: used with zookeeper.connect, else ignored as before (a stock
+            # KRaft file names a node.id too); the warning goes if zookeeper.connect comes.
+            cluster_warnings.append(len(result.warnings))
+            result.warnings.append(f"{where}: ignoring {key!r}: a Kafka setting klog does not use")
+            if not value.lstrip("-").isdigit() or int(value) < 0:
+                raise ServerPropertiesError(f"{where}: {key}={value!r} is not a non-negative integer")
+            if key == "replica.lag.time.max.ms":
+                result.replica_lag_time_max_ms = int(value)
+            elif result.node_id is not None and result.node_id != int(value):
+                raise ServerPropertiesError(f"{where}: {key}={value} disagrees with the node id "
+                                            f"{result.node_id} given before")
+            else:
+                result.node_id = int(value)
+        elif key == "zookeeper.connect":
+            result.zookeeper = value
         elif key in BROKER_SETTINGS or key in BROKER_TO_TOPIC:
             setting = BROKER_SETTINGS.get(key) or SETTINGS[BROKER_TO_TOPIC.get(key)]
             try:
@@ -79,6 +104,11 @@ def load(path):
             close = difflib.get_close_matches(key, known + list(MAPPED) + sorted(IGNORED), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ServerPropertiesError(f"{where}: unknown broker setting {key!r}{hint}")
+    if result.zookeeper is None:
+        result.node_id = result.replica_lag_time_max_ms = None
+    else:
+        for i in reversed(cluster_warnings):
+            del result.warnings[i]
     return result
 
 

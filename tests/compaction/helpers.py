@@ -27,7 +27,8 @@ def kill(log):
     # A real kill also stops the log's background flushes (periodic, and after each roll); here
     # they must not outlive the "dead" log and write its checkpoint under the next owner. Once
     # _closed is set a flush refuses to start, and one in flight holds _flush_lock: wait it out.
-    log._stop_flusher.set()
+    if log._flusher is not None:   # the periodic flush.ms task (klog.clock.Task)
+        log._flusher.cancel()
     log._closed = True  # (and __del__ does nothing either)
     with log._flush_lock:
         pass

@@ -39,7 +39,10 @@ def reopened(d, log, how):
         copy = tempfile.mkdtemp()
         for name in os.listdir(d):
             if name != ".lock":
-                shutil.copy(os.path.join(d, name), os.path.join(copy, name))
+                try:
+                    shutil.copy(os.path.join(d, name), os.path.join(copy, name))
+                except FileNotFoundError:
+                    pass   # a background flush renamed its checkpoint temp file meanwhile
         log.close()
         return klog.Log.open(copy, CFG), copy
     log.close()

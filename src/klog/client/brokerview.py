@@ -46,13 +46,14 @@ class _Group:
 
 
 class _PartitionView:
-    """A partition's offsets, as ``Broker.log(topic, p)`` offers them to the CLI."""
+    """A partition's offsets, as ``Broker.partition(topic, p)`` offers them to the CLI. The
+    wire's latest offset is the high watermark (what a consumer can read)."""
 
     def __init__(self, view, tp):
         self._view = view
         self._tp = tp
         start, end = view._offsets([tp])[tp]
-        self.log_start_offset, self.log_end_offset = start, end
+        self.log_start_offset, self.high_watermark = start, end
 
     @property
     def config(self):
@@ -156,7 +157,7 @@ class BrokerView:
     def delete_topic(self, name):
         self.client.delete_topic(name)
 
-    def log(self, topic, partition):
+    def partition(self, topic, partition):
         return _PartitionView(self, TopicPartition(topic, partition))
 
     # -- clients ------------------------------------------------------------------------------------

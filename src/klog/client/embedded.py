@@ -102,7 +102,7 @@ class EmbeddedClient:
         for tp, value in offsets.items():
             tp = as_topic_partition(tp)
             om[tp] = value if isinstance(value, OffsetAndMetadata) else OffsetAndMetadata(value)
-            self.broker.log(tp.topic, tp.partition)   # UnknownTopicOrPartitionError, clearly
+            self.broker.partition(tp.topic, tp.partition)   # UnknownTopicOrPartitionError, clearly
         results = self.broker.group_coordinator.commit_offsets(group_id, "", -1, om)
         failed = {tp: code for tp, code in results.items() if code != NONE}
         if failed:

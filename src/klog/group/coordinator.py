@@ -46,15 +46,13 @@ The old member id is fenced: its requests get FENCED_INSTANCE_ID. Static members
 removed for missing a rebalance, only by session expiry or LeaveGroup (which names them by
 instance id), and either starts a rebalance.
 """
-import heapq
-import itertools
 import logging
 import threading
-import time
 import uuid
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 
+from klog.clock import SYSTEM_CLOCK
 from klog.errors import KlogError
 from klog.group import errors as E
 from klog.group.offsets import (
@@ -87,8 +85,7 @@ OFFSETS_RETENTION_CHECK_INTERVAL_S = 600.0  # offsets.retention.check.interval.m
 NO_OFFSET = CommittedOffset(-1, -1, "", -1)
 
 
-def _now_ms():
-    return time.time_ns() // 1_000_000
+_now_ms = SYSTEM_CLOCK.now_ms   # a group's state timestamps (the coordinator's own: its clock)
 
 
 # -- results (what the wire server puts in responses) ---------------------------------------------
@@ -157,81 +154,6 @@ class GroupDescription:
     members: tuple
 
 
-# -- timers --------------------------------------------------------------------------------------
-class Timeout:
-    """A scheduled callback; ``cancel()`` stops it if it has not run yet."""
-    __slots__ = ("deadline", "fn", "args", "cancelled")
-
-    def __init__(self, deadline, fn, args):
-        self.deadline = deadline
-        self.fn = fn
-        self.args = args
-        self.cancelled = False
-
-    def cancel(self):
-        self.cancelled = True
-
-
-class DeadlineTimer:
-    """Runs callbacks at monotonic deadlines on one daemon thread (a heap of deadlines).
-
-    Concurrency: ``schedule`` and ``cancel`` from any thread. Callbacks run one at a time on the
-    timer thread, so they must not block; an exception in one is logged and the rest go on.
-    Cancelled entries stay in the heap until they reach the top (cheap: members reschedule
-    their own expiry lazily instead of on every heartbeat).
-    """
-
-    def __init__(self, name="klog-group-timer"):
-        self._heap = []
-        self._cond = threading.Condition(threading.Lock())
-        self._seq = itertools.count()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def schedule(self, delay_s, fn, *args):
-        t = Timeout(time.monotonic() + max(0.0, delay_s), fn, args)
-        with self._cond:
-            if self._closed:
-                t.cancelled = True
-                return t
-            heapq.heappush(self._heap, (t.deadline, next(self._seq), t))
-            if self._heap[0][2] is t:
-                self._cond.notify()
-        return t
-
-    def _run(self):
-        while True:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    while self._heap and self._heap[0][2].cancelled:
-                        heapq.heappop(self._heap)
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    delay = self._heap[0][0] - time.monotonic()
-                    if delay <= 0:
-                        t = heapq.heappop(self._heap)[2]
-                        break
-                    self._cond.wait(delay)
-            if t.cancelled:
-                continue
-            try:
-                t.fn(*t.args)
-            except Exception:  # one failing timer must not stop the others
-                log.exception("group coordinator timer %r failed", t.fn)
-
-    def close(self):
-        with self._cond:
-            self._closed = True
-            self._heap.clear()
-            self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-
-
 # -- group state ---------------------------------------------------------------------------------
 class _Member:
     __slots__ = ("member_id", "group_instance_id", "client_id", "client_host",
@@ -253,9 +175,9 @@ class _Member:
         self.join_future = None           # set while the member awaits a JoinGroup answer
         self.sync_future = None           # set while it awaits a SyncGroup answer
         self.deadline = 0.0               # monotonic session deadline
-        self.expiry = None                # its session-expiry Timeout
+        self.expiry = None                # its session-expiry Task (klog.clock)
         self.is_new = True
-        self.joined_at = time.monotonic()
+        self.joined_at = 0.0              # monotonic s; set by the coordinator
 
     def metadata(self, protocol):
         for name, meta in self.protocols:
@@ -288,7 +210,7 @@ class _Group:
         self.leader_id = None
         self.members = {}                # member_id -> _Member, in join order
         self.static_members = {}         # group_instance_id -> member_id (KIP-345)
-        self.pending_members = {}        # member_id -> Timeout: got MEMBER_ID_REQUIRED, not back yet
+        self.pending_members = {}        # member_id -> Task (klog.clock): got MEMBER_ID_REQUIRED, not back yet
         self.pending_sync = set()        # members that have not sent SyncGroup this generation
         self.offsets = {}                # TopicPartition -> CommittedOffset
         self.join_timer = None           # the running DelayedJoin / InitialDelayedJoin
@@ -432,14 +354,17 @@ class GroupCoordinator:
         self._lock = threading.Lock()
         self._groups = {}
         self._closed = False
+        self._clock = broker.clock
         self._load()
-        self._timer = DeadlineTimer()
-        self._timer.schedule(OFFSETS_RETENTION_CHECK_INTERVAL_S, self._periodic_expiry)
+        # Session, join and sync timers run on the broker's scheduler (klog.clock), one at a
+        # time, so they must not block; close() cancels only these.
+        self._timer = broker.scheduler.tasks()
+        self._timer.schedule(OFFSETS_RETENTION_CHECK_INTERVAL_S * 1000, self._periodic_expiry)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def _load(self):
         loaded = self._store.load()
-        now = _now_ms()
+        now = self._clock.now_ms()
         for group_id, record in loaded.groups.items():
             g = self._groups[group_id] = _Group(group_id)
             g.generation = record.generation
@@ -448,6 +373,31 @@ class GroupCoordinator:
         for group_id, offsets in loaded.offsets.items():
             g = self._groups.get(group_id) or self._groups.setdefault(group_id, _Group(group_id))
             g.offsets = dict(offsets)
+
+    def load_partition(self, partition):
+        """This broker now leads ``__consumer_offsets`` partition ``partition`` (cluster mode):
+        the groups stored there are replaced by what its log holds (another coordinator wrote
+        them); their members rejoin."""
+        loaded = self._store.load([partition])
+        now = self._clock.now_ms()
+        with self._lock:
+            for group_id in [g for g in self._groups
+                             if self._store.partition_for(g) == partition]:
+                del self._groups[group_id]
+            for group_id, record in loaded.groups.items():
+                g = self._groups[group_id] = _Group(group_id)
+                g.generation = record.generation
+                g.protocol_type = record.protocol_type or None
+                g.state_timestamp = record.current_state_timestamp \
+                    if record.current_state_timestamp >= 0 else now
+            for group_id, offsets in loaded.offsets.items():
+                g = self._groups.get(group_id) or self._groups.setdefault(group_id,
+                                                                          _Group(group_id))
+                g.offsets = dict(offsets)
+
+    def _monotonic(self):
+        """Seconds on the broker's monotonic clock (session deadlines)."""
+        return self._clock.monotonic_ms() / 1000.0
 
     def close(self):
         """Stop the timers and answer every waiting join and sync with COORDINATOR_NOT_AVAILABLE."""
@@ -519,7 +469,7 @@ class GroupCoordinator:
                 elif require_known_member_id and group_instance_id is None:
                     # Static members skip MEMBER_ID_REQUIRED: their instance id is the identity.
                     group.pending_members[new_id] = self._timer.schedule(
-                        session_timeout_ms / 1000.0, self._expire_pending, group, new_id)
+                        session_timeout_ms, self._expire_pending, group, new_id)
                     group.reply(future, JoinGroupResult(E.MEMBER_ID_REQUIRED, member_id=new_id))
                 else:
                     self._add_member_and_rebalance(group, new_id, future, args, reason)
@@ -600,6 +550,7 @@ class GroupCoordinator:
         instance_id, client_id, client_host, rebalance_ms, session_ms, ptype, protocols = args
         member = _Member(member_id, instance_id, client_id, client_host, rebalance_ms, session_ms,
                          ptype, protocols)
+        member.joined_at = self._monotonic()
         member.join_future = future
         pending = group.pending_members.pop(member_id, None)
         if pending is not None:
@@ -668,7 +619,7 @@ class GroupCoordinator:
             group.join_timer.cancel()
         group.join_epoch += 1
         group.join_timer = None if fn is None else self._timer.schedule(
-            delay_ms / 1000.0, fn, group, group.join_epoch)
+            delay_ms, fn, group, group.join_epoch)
 
     def _check_join_complete(self, group):
         """DelayedJoin.tryComplete: done once every known member has rejoined."""
@@ -726,7 +677,7 @@ class GroupCoordinator:
             m.is_new = False
             self._touch(group, m)
             group.pending_sync.add(m.member_id)
-        group.sync_timer = self._timer.schedule(group.rebalance_timeout_ms() / 1000.0,
+        group.sync_timer = self._timer.schedule(group.rebalance_timeout_ms(),
                                                 self._sync_timeout, group, group.generation)
 
     def _sync_timeout(self, group, generation):
@@ -755,24 +706,24 @@ class GroupCoordinator:
     # -- membership and sessions -----------------------------------------------------------------
     def _touch(self, group, member):
         """completeAndScheduleNextHeartbeatExpiration: push the member's session deadline out."""
-        member.deadline = time.monotonic() + member.session_timeout_ms / 1000.0
+        member.deadline = self._monotonic() + member.session_timeout_ms / 1000.0
         if member.expiry is None:
-            member.expiry = self._timer.schedule(member.session_timeout_ms / 1000.0,
+            member.expiry = self._timer.schedule(member.session_timeout_ms,
                                                  self._session_expired, group, member)
 
     def _session_expired(self, group, member):
         with _Locked(group):
             if group.members.get(member.member_id) is not member:
                 return
-            now = time.monotonic()
+            now = self._monotonic()
             waiting = member.join_future is not None or member.sync_future is not None
             if waiting and not (member.is_new and member.join_future is not None and
                                 now - member.joined_at > NEW_MEMBER_JOIN_TIMEOUT_S):
                 # Blocked in a join or sync: the wait is ours, not a sign the member died.
                 member.deadline = now + member.session_timeout_ms / 1000.0
             if now < member.deadline:
-                member.expiry = self._timer.schedule(member.deadline - now, self._session_expired,
-                                                     group, member)
+                member.expiry = self._timer.schedule((member.deadline - now) * 1000,
+                                                     self._session_expired, group, member)
                 return
             member.expiry = None
             log.info("group %s: member %s expired (no heartbeat within session.timeout.ms=%d)",
@@ -939,7 +890,7 @@ class GroupCoordinator:
         CommittedOffset}. A member commits with its id and generation; a consumer outside group
         management (manual assignment) with member "" and generation -1, which only an Empty
         group accepts. Returns {TopicPartition: error code}."""
-        now = _now_ms()
+        now = self._clock.now_ms()
         entries = {}
         for tp, value in offsets.items():
             tp = as_topic_partition(tp)
@@ -1194,7 +1145,7 @@ class GroupCoordinator:
         for a group that used group management, counted from when it became Empty; for a
         standalone group, from each commit) and delete Empty groups left without offsets.
         Runs every 10 minutes on its own; returns the number of offsets removed."""
-        now = _now_ms() if now_ms is None else now_ms
+        now = self._clock.now_ms() if now_ms is None else now_ms
         retention = self._config["offsets.retention.minutes"] * 60_000
         removed = 0
         with self._lock:
@@ -1259,7 +1210,7 @@ class GroupCoordinator:
 
 
 __all__ = [
-    "GroupCoordinator", "DeadlineTimer", "JoinGroupResult", "JoinGroupMember", "SyncGroupResult",
+    "GroupCoordinator", "JoinGroupResult", "JoinGroupMember", "SyncGroupResult",
     "LeaveGroupResult", "OffsetFetchResult", "GroupOverview", "GroupDescription",
     "MemberDescription", "EMPTY", "PREPARING_REBALANCE", "COMPLETING_REBALANCE", "STABLE", "DEAD",
 ]

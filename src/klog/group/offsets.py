@@ -37,12 +37,12 @@ Concurrency: thread-safe. Callers serialize the writes of one group (the coordin
 group's lock), so each group's records reach the log in the order its state changed.
 """
 import threading
-import time
 from collections import namedtuple
 from dataclasses import dataclass
 
 from klog.errors import CorruptLogError, TopicExistsError
 from klog.group.protocol import ProtocolDecodeError, StructReader, StructWriter
+from klog.partition import LOG_END
 from klog.structs import TopicPartition
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -242,17 +242,19 @@ class OffsetStore:
         if not records:
             return
         self._ensure_topic()
-        log = self._broker.log(OFFSETS_TOPIC, self.partition_for(group_id))
-        log.append([v for _, v in records], [k for k, _ in records], time.time_ns() // 1_000_000)
+        part = self._broker.partition(OFFSETS_TOPIC, self.partition_for(group_id))
+        part.append([v for _, v in records], [k for k, _ in records], self._broker.clock.now_ms())
 
-    def load(self):
-        """Replay the topic: LoadedOffsets with the latest offsets and group record per group."""
+    def load(self, partitions=None):
+        """Replay the topic (or only ``partitions``): LoadedOffsets with the latest offsets and
+        group record per group."""
         offsets, groups = {}, {}
         if OFFSETS_TOPIC not in self._broker.list_topics(internal=True):
             return LoadedOffsets(offsets, groups)
-        for p in range(self.num_partitions):
-            log = self._broker.log(OFFSETS_TOPIC, p)
-            for record in log.records():
+        for p in (range(self.num_partitions) if partitions is None else partitions):
+            # To the log end, as Kafka's GroupMetadataManager loads: the leader's log is the
+            # group's state.
+            for record in self._broker.partition(OFFSETS_TOPIC, p).records(isolation=LOG_END):
                 try:
                     self._apply(record, offsets, groups)
                 except ProtocolDecodeError as exc:

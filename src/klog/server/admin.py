@@ -375,7 +375,7 @@ async def describe_producers(ctx, body):
             res = {"partition_index": p, "error_code": 0, "error_message": None,
                    "active_producers": []}
             try:
-                log = ctx.broker.log(t["name"], p)
+                log = ctx.broker.partition(t["name"], p)
                 res["active_producers"] = [
                     {"producer_id": pid, "producer_epoch": epoch, "last_sequence": seq,
                      "last_timestamp": ts, "coordinator_epoch": -1, "current_txn_start_offset": -1}

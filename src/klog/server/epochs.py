@@ -1,7 +1,7 @@
 """Leader-epoch and topic-id rules of the request handlers (KIP-101, KIP-320, KIP-516, KIP-595).
 
 One partition leader, so the rules reduce to comparisons with the partition's current epoch
-(``Log.leader_epoch``) and lookups in its leader-epoch cache. Kept apart from the handlers so
+(``Partition.leader_epoch``) and lookups in its leader-epoch cache. Kept apart from the handlers so
 Fetch, ListOffsets, OffsetForLeaderEpoch and Metadata apply the same ones, and so the
 replication work can reuse them for follower fetches.
 """
@@ -69,7 +69,7 @@ def offsets_for_leader_epochs(broker, topics, error_code):
             res = {"error_code": 0, "partition": p["partition"], "leader_epoch": NO_EPOCH,
                    "end_offset": -1}
             try:
-                log = broker.log(t["topic"], p["partition"])
+                log = broker.partition(t["topic"], p["partition"])
                 check_leader_epoch(log, p.get("current_leader_epoch", NO_EPOCH), t["topic"],
                                    p["partition"])
                 res["leader_epoch"], res["end_offset"] = log.end_offset_for_epoch(p["leader_epoch"])

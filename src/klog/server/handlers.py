@@ -16,6 +16,7 @@ from klog.errors import (
     UnknownTopicOrPartitionError,
     FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
 )
+from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
 from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
@@ -113,7 +114,7 @@ def _appends_may_block(broker, topic_data):
     for t in topic_data:
         for p in t["partition_data"]:
             try:
-                if broker.log(t["name"], p["index"]).fsyncs_on_append:
+                if broker.partition(t["name"], p["index"]).fsyncs_on_append:
                     return True
             except (KlogError, OSError):
                 pass   # answered with an error, no append
@@ -200,8 +201,12 @@ async def metadata(ctx, body):
 
 
 # -- Produce ---------------------------------------------------------------------------------------
-def _produce(broker, topic_data, conditions):
+def _produce(broker, topic_data, conditions, acks=1):
+    """Append each partition's batch; returns (responses, waits): ``waits`` pairs a response
+    of an acks=all append with the Future of its partition's high watermark reaching the
+    batch (already done when this broker is the partition's only in-sync replica)."""
     out = []
+    waits = []
     for t in topic_data:
         name = t["name"]
         parts = []
@@ -210,7 +215,7 @@ def _produce(broker, topic_data, conditions):
                    "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
             records = p["records"]
             try:
-                log = broker.log(name, p["index"])
+                part = broker.partition(name, p["index"])
                 if records is None or len(records) == 0:
                     raise CorruptRecordError("no records")
                 if validate_batch(records, False, False) != len(records):
@@ -220,8 +225,13 @@ def _produce(broker, topic_data, conditions):
                     parts.append(res)
                     continue
                 # An idempotent retry of an appended batch: success with its original offset.
-                res["base_offset"], _dup = log.append_idempotent(records)
-                res["log_start_offset"] = log.log_start_offset
+                info = part.append_records(records, acks=acks)
+                res["base_offset"] = info.base_offset
+                res["log_start_offset"] = info.log_start_offset
+                if acks == -1:
+                    future = part.high_watermark_future(info.last_offset + 1)
+                    if not future.done() or future.exception() is not None:
+                        waits.append((res, future))
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
                 res["error_message"] = str(exc)[:500]
@@ -230,7 +240,25 @@ def _produce(broker, topic_data, conditions):
                 res["error_message"] = str(exc)[:500]
             parts.append(res)
         out.append({"name": name, "partition_responses": parts})
-    return out
+    return out, waits
+
+
+async def _await_high_watermarks(waits, timeout_ms):
+    """acks=all: answer each waiting partition once its high watermark passed the batch;
+    REQUEST_TIMED_OUT when ``timeout_ms`` passes first (the batch stays appended, as Kafka)."""
+    futures = [asyncio.wrap_future(f) for _, f in waits]
+    pending = [f for f in futures if not f.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=max(0, timeout_ms) / 1000.0)
+    for (res, _), fut in zip(waits, futures):
+        if not fut.done():
+            fut.cancel()
+            res["error_code"] = EC.REQUEST_TIMED_OUT
+            res["error_message"] = "the high watermark did not reach the batch within timeout_ms"
+        elif fut.exception() is not None:
+            exc = fut.exception()
+            res["error_code"] = error_code(exc)
+            res["error_message"] = str(exc)[:500]
 
 
 @api(ApiKey.PRODUCE)
@@ -244,9 +272,11 @@ async def produce(ctx, body):
         topic_data = body["topic_data"]
         conditions = ctx.server.conditions
         if _appends_may_block(ctx.broker, topic_data):
-            responses = await _run(_produce, ctx.broker, topic_data, conditions)
+            responses, waits = await _run(_produce, ctx.broker, topic_data, conditions, acks)
         else:
-            responses = _produce(ctx.broker, topic_data, conditions)
+            responses, waits = _produce(ctx.broker, topic_data, conditions, acks)
+        if waits:
+            await _await_high_watermarks(waits, body.get("timeout_ms", 30000))
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
     return {"responses": responses, "throttle_time_ms": 0}
@@ -259,6 +289,9 @@ def _fetch_once(ctx, body):
     batch of the whole response is sent even if it is larger, so a consumer always progresses;
     once anything is in, a batch that does not fit is left for the next fetch."""
     broker = ctx.broker
+    # A replica's fetch reads to the log end; a consumer's to the high watermark (or LSO).
+    isolation = LOG_END if body.get("replica_id", -1) >= 0 else \
+        WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total = 0
     error = False
@@ -272,24 +305,26 @@ def _fetch_once(ctx, body):
                    "last_stable_offset": -1, "log_start_offset": -1,
                    "aborted_transactions": [], "records": b""}
             try:
-                log = broker.log(t["topic"], p["partition"])
-                epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["topic"],
+                part = broker.partition(t["topic"], p["partition"])
+                epochs.check_leader_epoch(part, p.get("current_leader_epoch", -1), t["topic"],
                                           p["partition"])
-                start, end = log.log_start_offset, log.log_end_offset
-                res.update(high_watermark=end, last_stable_offset=end, log_start_offset=start)
+                start, hw = part.log_start_offset, part.high_watermark
+                upto = part.offset_limit(isolation)
+                res.update(high_watermark=hw, last_stable_offset=part.last_stable_offset,
+                           log_start_offset=start)
                 offset = p["fetch_offset"]
-                diverging = epochs.diverging_epoch(log, p.get("last_fetched_epoch", -1), offset)
+                diverging = epochs.diverging_epoch(part, p.get("last_fetched_epoch", -1), offset)
                 if diverging is not None:
                     # The fetcher's log has records we never had: it truncates first.
                     res["diverging_epoch"] = diverging
                     error = True   # answer at once, with no records
-                elif not start <= offset <= end:
+                elif not start <= offset <= part.log_end_offset:
                     res["error_code"] = EC.OFFSET_OUT_OF_RANGE
                     error = True
-                elif offset < end:
+                elif offset < upto:
                     limit = min(p["partition_max_bytes"], budget)
                     if total == 0 or limit > 0:
-                        view = log.read(offset, max(1, limit))
+                        view = part.read(offset, max(1, limit), isolation)
                         if total and view.nbytes > limit:
                             view.release()   # its first batch alone is over what is left
                         else:
@@ -333,6 +368,7 @@ async def fetch(ctx, body):
 # -- ListOffsets -----------------------------------------------------------------------------------
 @api(ApiKey.LIST_OFFSETS)
 async def list_offsets(ctx, body):
+    isolation = WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
     topics = []
     for t in body["topics"]:
         parts = []
@@ -341,11 +377,11 @@ async def list_offsets(ctx, body):
                    "offset": -1, "leader_epoch": -1}
             ts = p["timestamp"]
             try:
-                log = ctx.broker.log(t["name"], p["partition_index"])
+                log = ctx.broker.partition(t["name"], p["partition_index"])
                 epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["name"],
                                           p["partition_index"])
-                if ts == -1:
-                    res["offset"] = log.log_end_offset
+                if ts == -1:   # latest: what a consumer of this isolation level can read
+                    res["offset"] = log.offset_limit(isolation)
                 elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
                     res["offset"] = log.log_start_offset
                 else:
@@ -622,9 +658,8 @@ def _delete_records(broker, topics, conditions):
         for p in t["partitions"]:
             res = {"partition_index": p["partition_index"], "low_watermark": -1, "error_code": 0}
             try:
-                log = broker.log(t["name"], p["partition_index"])
-                offset = log.log_end_offset if p["offset"] == -1 else p["offset"]
-                res["low_watermark"] = log.delete_before(offset)
+                part = broker.partition(t["name"], p["partition_index"])
+                res["low_watermark"] = part.delete_records(p["offset"])   # -1: the HW
             except KlogError as exc:
                 res["error_code"] = error_code(exc)
             except OSError as exc:

@@ -131,6 +131,8 @@ class Server:
         self._refused_logged = 0.0
         self._reaper = None
         self.conditions = ConditionLog(log)   # recurring failures: a line per condition
+        self.cluster = None                   # a klog.cluster.node.ClusterNode in cluster mode
+        self.handlers = handlers.HANDLERS     # cluster mode overrides some (klog.cluster.handlers)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):
@@ -339,7 +341,7 @@ class Server:
         hdr = req.header
         if conn.pending and hdr.api_key != ApiKey.PRODUCE:
             await self._send(conn, [])   # this one may wait (a fetch): don't hold answers back
-        handler = handlers.HANDLERS.get(hdr.api_key)
+        handler = self.handlers.get(hdr.api_key)
         if handler is None:
             log.warning("closing connection from %s: no handler for API %d", conn.peer, hdr.api_key)
             return False
@@ -436,8 +438,9 @@ class ServerThread:
         self.stop()
 
 
-def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None):
-    """Serve until SIGTERM/SIGINT (``klog serve``)."""
+def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None, cluster=None):
+    """Serve until SIGTERM/SIGINT (``klog serve``). ``cluster``: the keyword arguments of
+    klog.cluster.serve.join (node_id, zookeeper, ...) to serve as a cluster member."""
     import klog
 
     host, port = _parse_hostport(listen)
@@ -450,15 +453,24 @@ def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None):
 
     async def main():
         broker = klog.open(data_dir, serve_config(config))
+        node = None
         try:
             server = Server(broker, host, port, adv)
             await server.start()
+            if cluster is not None:
+                from klog.cluster import serve as cluster_serve
+                node = await cluster_serve.join(server, **cluster)
         except BaseException:
             broker.close()
             raise
         loop = asyncio.get_running_loop()
+        if node is None:
+            stop = server.stop
+        else:
+            def stop():
+                return cluster_serve.leave(server, node)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.stop()))
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(stop()))
         print(f"klog serving on {host}:{server.port}", flush=True)
         await server.wait_stopped()
 

@@ -70,11 +70,11 @@ import dataclasses
 import os
 import re
 import threading
-import time
 import weakref
 
 from klog._native.batch import build_batch, decode_records, read_header, set_log_append_time
 from klog._native.batch import validate_batch
+from klog.clock import SYSTEM_CLOCK
 from klog.codec import compressor, decompress
 from klog.errors import CorruptRecordError, LogOfflineError
 from klog.storage.files import (
@@ -119,8 +119,6 @@ class CleanResult:
     next_tombstone_expiry: float = float("inf")  # ms at which a kept tombstone expires
 
 
-def now_ms():
-    return time.time_ns() // 1_000_000
 
 
 class _IdleMemo:
@@ -285,7 +283,7 @@ def clean(log, now=None, first_dirty=None, stopping=None):
     the whole log is dirty); ``stopping()`` true makes the pass give up between batches (raising
     CleanerStopped; groups already swapped in stay). A log whose cleanup.policy lacks
     ``compact`` is left alone."""
-    now = now_ms() if now is None else now
+    now = SYSTEM_CLOCK.now_ms() if now is None else now
     with _pass_lock(log):
         with log._lock:
             log._check_writable()

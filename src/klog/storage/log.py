@@ -29,10 +29,10 @@ import fcntl
 import logging
 import os
 import threading
-import time
 
 from klog._native.batch import RecordReader, build_batch, check_records, validate_batch
 from klog._native.batch import decode_records, read_header, set_log_append_time
+from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.codec import NONE, codec_id, compressor, decompress
 from klog.config import LONG_MAX, LogConfig
 from klog.errors import (
@@ -54,17 +54,15 @@ from klog.storage.segment import LogSegment
 _logger = logging.getLogger("klog.storage")
 
 
-def now_ms():
-    return time.time_ns() // 1_000_000
-
-
 class Log:
     """A partition's log. Open with ``Log.open(path, config)``; use as a context manager."""
 
-    def __init__(self, path, config, lock_fd):
+    def __init__(self, path, config, lock_fd, clock=None, scheduler=None):
         self.path = path
         self.config = config
         self._lock_fd = lock_fd
+        self._clock = clock or scheduler and scheduler.clock or SYSTEM_CLOCK
+        self._scheduler = scheduler   # None: the process-wide one (see _background)
         self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._segments = []          # oldest first; the last one is active
@@ -73,23 +71,27 @@ class Log:
         self._end = 0                # log end offset (next offset to assign)
         self._recovery_point = 0
         self._unflushed = 0
-        self._last_flush_ms = now_ms()
+        self._last_flush_ms = self._clock.now_ms()
         self._closed = False
         self._offline = None
         self._compress = {}
         self._listeners = ()         # called after each append, outside the lock
-        self._flusher = None
-        self._stop_flusher = threading.Event()
+        self._flusher = None         # the periodic flush.ms Task
+        self._roll_flush_pending = False   # a rolled-segment flush is scheduled (under _lock)
+        self._roll_flush_upto = 0
         self._producers = ProducerState()   # idempotent de-duplication, under _lock
         self._epochs = None          # LeaderEpochCache, under _lock
         self._leader_epoch = 0       # stamped into every appended batch
 
     # -- opening and closing -----------------------------------------------------------------
     @classmethod
-    def open(cls, path, config=None):
+    def open(cls, path, config=None, *, clock=None, scheduler=None):
         """Open (creating if needed) the log in directory ``path``.
 
         ``config`` is a dict of Kafka topic-config names (``segment.bytes``, ``retention.ms``...).
+        ``clock`` (klog.clock; default: the scheduler's, else the system clock) gives record
+        times, segment ages and flush times; ``scheduler`` runs the background flushes (of
+        rolled segments, and every ``flush.ms``); default: one process-wide scheduler thread.
         Raises ConfigError for unknown names or bad values, LogLockedError if another process
         has the log open, CorruptLogError if flushed data is damaged.
         """
@@ -97,7 +99,7 @@ class Log:
         path = os.fspath(path)
         makedirs_durably(path)   # a new partition directory must survive a power loss
         lock_fd = _lock_directory(path)
-        log = cls(path, config, lock_fd)
+        log = cls(path, config, lock_fd, clock, scheduler)
         try:
             log._load()
         except BaseException:
@@ -151,7 +153,6 @@ class Log:
         except CorruptRecordError as exc:   # a reader's walk (position_of) met damaged framing
             raise CorruptLogError(f"{exc}; found rebuilding the idempotent-producer state of a "
                                   "segment that was not revalidated: refusing to open") from None
-
         self._load_epochs()
 
     def _load_epochs(self):
@@ -273,7 +274,8 @@ class Log:
         with self._flush_lock, self._lock:
             if self._closed:
                 return
-            self._stop_flusher.set()
+            if self._flusher is not None:
+                self._flusher.cancel()
             try:
                 if self._offline is None:
                     for seg in self._segments:
@@ -408,8 +410,8 @@ class Log:
         if "compact" in self.config.cleanup_policy:
             keys = _require_keys(self.path, keys)
         codec = self._codec(compression)
-        if self.config.message_timestamp_type == "LogAppendTime":
-            timestamps = now_ms()
+        if timestamps is None or self.config.message_timestamp_type == "LogAppendTime":
+            timestamps = self._clock.now_ms()   # the log's clock, not the native default
         batch = build_batch(values, keys, timestamps, headers, 0, codec,
                             self._compressor(codec) if codec else None)
         return self._append(batch)
@@ -436,7 +438,7 @@ class Log:
         if "compact" in self.config.cleanup_policy and not read_header(batch).is_control:
             _require_keys(self.path, (r.key for r in decode_records(batch, -1, decompress)))
         if self.config.message_timestamp_type == "LogAppendTime":
-            batch = set_log_append_time(batch, now_ms())
+            batch = set_log_append_time(batch, self._clock.now_ms())
         header = read_header(batch)
         if header.producer_id < 0:
             return self._append(batch), False
@@ -444,7 +446,28 @@ class Log:
         base = self._append(batch, header, dup)
         return base, bool(dup)
 
-    def _append(self, batch, header=None, dup=None):
+    def append_as_follower(self, batch):
+        """Append one batch exactly as a partition leader stored it (a follower's append, Kafka's
+        appendAsFollower): its base offset must be this log's end offset and its leader epoch is
+        kept, not stamped; the epoch cache follows the batch's epoch. The batch is validated
+        (CRC, framing) as a client's would be. Returns the new log end offset. Raises
+        CorruptRecordError for a batch that does not start at the log end."""
+        validate_batch(batch, True, True)
+        header = read_header(batch)
+        with self._lock:
+            if header.base_offset != self._end:
+                raise CorruptRecordError(
+                    f"{self.path}: a follower's batch starts at offset {header.base_offset}, "
+                    f"not at the log end {self._end}; fetch from the log end or truncate first")
+            if header.leader_epoch < self._epochs.latest_epoch:
+                raise FencedLeaderEpochError(
+                    f"{self.path}: batch at offset {header.base_offset} has leader epoch "
+                    f"{header.leader_epoch}, below the log's latest epoch "
+                    f"{self._epochs.latest_epoch}")
+            self._append(batch, header, None, follower=True)
+            return self._end
+
+    def _append(self, batch, header=None, dup=None, follower=False):
         size = len(batch) if not isinstance(batch, memoryview) else batch.nbytes
         if size > self.config.max_message_bytes:
             raise RecordTooLargeError(
@@ -453,22 +476,22 @@ class Log:
         last_delta = _last_offset_delta(batch)
         with self._lock:
             self._check_writable()
-            if header is not None:
+            if header is not None and not follower:
                 original = self._producers.check(header)
                 if original is not None:
                     dup.append(True)
                     return original
             base = self._end
-            now = now_ms()
+            now = self._clock.now_ms()
             active = self._segments[-1]
             if active.should_roll(size, base + last_delta, now):
                 active = self._roll(base)
-            epoch = self._leader_epoch
+            epoch = header.leader_epoch if follower else self._leader_epoch
             if epoch > self._epochs.latest_epoch:
                 # Before the batch: the checkpoint file never lacks an epoch the log holds.
                 self._epochs.assign(epoch, base)
-            active.append(batch, base, now, epoch)
-            if header is not None:
+            active.append(batch, base, now, None if follower else epoch)
+            if header is not None and header.producer_id >= 0:
                 self._producers.update(header, base)
             self._end = base + last_delta + 1
             self._unflushed += last_delta + 1
@@ -487,7 +510,8 @@ class Log:
 
     def remove_listener(self, fn):
         with self._lock:
-            self._listeners = tuple(f for f in self._listeners if f is not fn)
+            # ``!=``, not ``is not``: a bound method is a new object at each access
+            self._listeners = tuple(f for f in self._listeners if f != fn)
 
     def _codec(self, compression):
         if compression is None:
@@ -518,11 +542,17 @@ class Log:
         if not active.is_empty:
             # As Kafka: a rolled segment is flushed in the background and the recovery point
             # moves past it, so recovery after a crash revalidates only the newest segments.
-            threading.Thread(target=self._flush_rolled, args=(base,), daemon=True,
-                             name=f"klog-roll-flush:{self.path}").start()
+            # One pending task per log covers every roll before it runs (no queue of fsyncs).
+            self._roll_flush_upto = max(self._roll_flush_upto, base)
+            if not self._roll_flush_pending:
+                self._roll_flush_pending = True
+                self._background().schedule(0, self._flush_rolled)
         return seg
 
-    def _flush_rolled(self, upto):
+    def _flush_rolled(self):
+        with self._lock:
+            self._roll_flush_pending = False
+            upto = self._roll_flush_upto
         try:
             self.flush(upto)
         except (LogClosedError, LogOfflineError):
@@ -564,7 +594,7 @@ class Log:
                 segments = [s for s in self._segments[first:] if s.base_offset < end]
                 if upto is None:
                     self._unflushed = 0
-                    self._last_flush_ms = now_ms()
+                    self._last_flush_ms = self._clock.now_ms()
             try:
                 for seg in segments:
                     seg.flush()
@@ -590,19 +620,24 @@ class Log:
                     # the checkpoint on a full disk): a retrying producer makes duplicates.
                     pass
 
+    def _background(self):
+        """The scheduler of this log's background flushes."""
+        if self._scheduler is None:
+            self._scheduler = _process_scheduler()
+        return self._scheduler
+
     def _start_flusher(self):
-        interval = max(self.config.flush_ms, 1) / 1000.0
+        self._flusher = self._background().schedule_periodic(
+            max(self.config.flush_ms, 1), self._flush_by_time)
 
-        def run():
-            while not self._stop_flusher.wait(interval):
-                try:
-                    if self._end != self._recovery_point:
-                        self.flush()
-                except (LogClosedError, LogOfflineError):
-                    return
-
-        self._flusher = threading.Thread(target=run, name=f"klog-flush:{self.path}", daemon=True)
-        self._flusher.start()
+    def _flush_by_time(self):
+        """flush.ms: fsync what is not yet durable (the periodic task; stops with the log)."""
+        try:
+            if self._end != self._recovery_point:
+                self.flush()
+        except (LogClosedError, LogOfflineError):
+            if self._flusher is not None:
+                self._flusher.cancel()
 
     # -- reading -------------------------------------------------------------------------------------
     def _check_range(self, offset):
@@ -612,17 +647,25 @@ class Log:
             raise OffsetOutOfRangeError(
                 f"offset {offset} is outside the log [{self._log_start}, {self._end}]")
 
-    def read(self, offset, max_bytes=1048576):
+    def read(self, offset, max_bytes=1048576, max_offset=None):
         """Whole raw batches starting with the one that holds ``offset``, as a zero-copy
         read-only memoryview of at most ``max_bytes`` (but always at least one batch).
-        Empty at the log end. The view keeps its segment mapped until released."""
+        Empty at the log end. The view keeps its segment mapped until released.
+        ``max_offset`` (a batch boundary: the high watermark): only batches below it; an
+        offset at or past it reads nothing (OffsetOutOfRangeError only past the log end)."""
         with self._lock:
             self._check_range(offset)
+            if max_offset is None or max_offset >= self._end:
+                max_offset = None
+            elif offset >= max_offset:
+                return memoryview(b"")
             if offset == self._end:
                 return memoryview(b"")  # a new one: a caller may release it
             i = bisect.bisect_right(self._bases, offset) - 1
             while i < len(self._segments):
-                view = self._segments[i].read(offset, max_bytes)
+                if max_offset is not None and self._segments[i].base_offset >= max_offset:
+                    break
+                view = self._segments[i].read(offset, max_bytes, max_offset)
                 if view.nbytes:
                     return view
                 i += 1  # offset fell in a gap at a segment's end (compaction); go on
@@ -725,6 +768,15 @@ class Log:
             self._rebuild_producers()
             return self._end
 
+    def truncate_fully_and_start_at(self, offset):
+        """Drop every segment and start empty at ``offset`` (which may be past the log end: a
+        follower whose log ends below the leader's log start). Returns ``offset``."""
+        if offset < 0:
+            raise OffsetOutOfRangeError(f"cannot start the log at negative offset {offset}")
+        with self._flush_lock, self._lock:
+            self._check_writable()
+            return self._reset_at(offset)
+
     def _rebuild_producers(self):
         """After a truncation: forget the snapshot, replay the remaining batch headers."""
         if remove_snapshot(self.path):
@@ -766,7 +818,7 @@ class Log:
         """Delete whole old segments past ``retention.ms`` or ``retention.bytes``, oldest first.
         Returns how many segments were deleted."""
         cfg = self.config
-        now = now_ms() if now is None else now
+        now = self._clock.now_ms() if now is None else now
         with self._flush_lock, self._lock:
             self._check_writable()
             total = [self.size]
@@ -788,7 +840,7 @@ class Log:
     def clean(self, now=None):
         """Compact once (cleanup.policy=compact): keep the latest record per key in the sealed
         segments, drop expired tombstones; see klog.storage.cleaner. Returns a CleanResult."""
-        return cleaner.clean(self, now)
+        return cleaner.clean(self, self._clock.now_ms() if now is None else now)
 
     def _delete_segments(self, predicate, include_active=False):
         """Delete the oldest segments while ``predicate(segment, next_base)`` holds. The active
@@ -869,3 +921,19 @@ def _lock_directory(path):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+_PROCESS_SCHEDULER = (None, None)   # (pid, Scheduler): a forked child starts its own
+_PROCESS_SCHEDULER_LOCK = threading.Lock()
+
+
+def _process_scheduler():
+    """The scheduler of logs opened without one (``klog.Log.open`` on its own): one daemon
+    thread for the whole process, started on first use."""
+    global _PROCESS_SCHEDULER
+    with _PROCESS_SCHEDULER_LOCK:
+        pid, scheduler = _PROCESS_SCHEDULER
+        if pid != os.getpid():
+            scheduler = Scheduler(SYSTEM_CLOCK, name="klog-log-scheduler")
+            _PROCESS_SCHEDULER = (os.getpid(), scheduler)
+        return scheduler

@@ -42,6 +42,7 @@ import os
 import threading
 
 from klog._native.batch import read_header
+from klog.clock import SYSTEM_CLOCK, Scheduler
 from klog.storage import cleaner
 from klog.storage.checkpoint import CheckpointFormatError, read_rows, write_rows
 
@@ -136,13 +137,20 @@ class LogCleaner:
     """Schedules cleaning for the logs ``logs()`` returns ([((topic, partition), Log)]).
 
     ``clean_once(now)`` runs one round (tests call it with their own ``now``); ``start()`` runs
-    rounds on a thread every ``backoff_ms``; ``close()`` stops it after the pass in progress.
+    rounds on the cleaner's thread, woken every ``backoff_ms`` by a periodic task on
+    ``scheduler`` (klog.clock: a FakeClock's ``advance`` wakes it too; passes take long, so
+    they never run on the scheduler's own thread); ``close()`` stops it after the pass in
+    progress. ``clock`` gives ``now`` for rounds of the thread.
     """
 
-    def __init__(self, data_dir, logs, backoff_ms):
+    def __init__(self, data_dir, logs, backoff_ms, clock=SYSTEM_CLOCK, scheduler=None):
         self.path = os.path.join(data_dir, CHECKPOINT_FILE)
         self._logs = logs
-        self._backoff = max(backoff_ms, 1) / 1000.0
+        self._backoff_ms = max(backoff_ms, 1)
+        self._clock = clock
+        self._scheduler = scheduler
+        self._wake = threading.Event()
+        self._trigger = None
         self._lock = threading.Lock()
         self._round_lock = threading.Lock()
         self._stop = threading.Event()
@@ -162,17 +170,27 @@ class LogCleaner:
             return self._checkpoints.get((topic, partition))
 
     def start(self):
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self._clock, name="klog-log-cleaner-timer")
+        self._trigger = self._scheduler.schedule_periodic(self._backoff_ms, self._wake.set)
         self._thread = threading.Thread(target=self._run, name="klog-log-cleaner", daemon=True)
         self._thread.start()
 
     def close(self):
         self._stop.set()
+        self._wake.set()
+        if self._trigger is not None:
+            self._trigger.cancel()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _run(self):
-        while not self._stop.wait(self._backoff):
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             while not self._stop.is_set() and any(r.groups for r in self.clean_once().values()):
                 pass  # something was cleaned: look again before sleeping (Kafka's loop)
 
@@ -203,7 +221,7 @@ class LogCleaner:
     def clean_once(self, now=None):
         """One round: clean every log that needs it. Returns {(topic, partition): CleanResult}
         of the logs it cleaned (a log that fails is skipped: its readers and writers see why)."""
-        now = cleaner.now_ms() if now is None else now
+        now = self._clock.now_ms() if now is None else now
         results = {}
         with self._round_lock:
             for ltc in self.candidates(now):

@@ -406,10 +406,15 @@ class LogSegment:
         _, start = self.offset_index.lookup(offset)
         return find_position(self.log, start, offset)
 
-    def read(self, offset, max_bytes):
-        """Whole batches from the one holding ``offset``; an empty view past the segment's data."""
+    def read(self, offset, max_bytes, max_offset=None):
+        """Whole batches from the one holding ``offset``; an empty view past the segment's data.
+        With ``max_offset``: only batches that start below it (Kafka's maxPosition: a read
+        bounded by the high watermark never returns the batch that holds it)."""
         pos = self.position_of(offset)
-        return self.log.view(pos, fetch_end(self.log, pos, max_bytes))
+        end = fetch_end(self.log, pos, max_bytes)
+        if max_offset is not None and max_offset < self.next_offset:
+            end = max(pos, min(end, self.position_of(max_offset)))
+        return self.log.view(pos, end)
 
     def offset_for_time(self, timestamp, min_offset):
         """First offset >= min_offset whose record timestamp >= ``timestamp``, or None."""

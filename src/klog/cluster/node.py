@@ -1,0 +1,194 @@
+"""``ClusterNode``: what makes ``klog serve --zookeeper`` a member of a cluster.
+
+Start: connect to ZooKeeper, take the cluster id (created by the first broker), check or write
+``meta.properties`` (a data directory never changes cluster or node id), start the replica
+manager (its watches apply the partition states), register ``/brokers/ids/<node id>`` (the broker
+epoch; a previous session of this node that is still registered is waited out up to the session
+timeout), and run a Controller (one broker of the cluster is elected).
+
+Controlled shutdown (SIGTERM): the controller, if it is this broker, moves leadership and ISR
+membership away (``Controller.controlled_shutdown``) and resigns; then the registration is
+deleted while the ZooKeeper session stays open, so the controller moves whatever this broker
+still leads and this broker sees it (its produce answers turn NOT_LEADER_OR_FOLLOWER); it stops
+once it leads nothing, or after ``shutdown_timeout_s``. A non-controller has no request to ask
+the controller with (Kafka's ControlledShutdown, API 7, is not implemented): deregistering is
+its request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from kazoo.client import KazooState
+from kazoo.exceptions import NoNodeError
+
+from klog.cluster import meta
+from klog.cluster.controller import Controller
+from klog.cluster.replica import Role
+from klog.cluster.replica_manager import ReplicaManager
+from klog.cluster.zkstore import ClusterStore, NodeIdTakenError
+
+log = logging.getLogger("klog.cluster.node")
+
+
+class Changes:
+    """A counter the server's event loop can wait on: bumped on every append and every high
+    watermark or role change (from any thread), so long-polling fetches and acks=all produces
+    wake up."""
+
+    def __init__(self):
+        self.seq = 0
+        self._lock = threading.Lock()
+        self._waiters: set = set()
+        self.loop = None
+
+    def notify(self):
+        with self._lock:
+            self.seq += 1
+        loop = self.loop
+        if loop is None or not self._waiters:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:     # the loop is closed
+            pass
+
+    def _wake(self):
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait(self, seen: int, timeout: float):
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        try:
+            if self.seq != seen or timeout <= 0:
+                return
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+
+class ClusterNode:
+    def __init__(self, broker, node_id: int, connect: str, *, unclean_leader_election=False,
+                 replica_lag_time_max_ms=30_000, session_timeout_ms=6000,
+                 shutdown_timeout_s=30.0):
+        self.broker = broker
+        self.node_id = node_id
+        self.store = ClusterStore(connect, session_timeout_ms=session_timeout_ms)
+        self.session_timeout_ms = session_timeout_ms
+        self.unclean = unclean_leader_election
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.changes = Changes()
+        self.manager = ReplicaManager(broker, self.store, node_id,
+                                      replica_lag_time_max_ms=replica_lag_time_max_ms,
+                                      on_change=self.changes.notify)
+        self.controller = None
+        self.cluster_id = None
+        self.broker_epoch = -1
+        self._on_append = lambda _log=None: self.changes.notify()
+        self._session_lost = False
+        self._stopping = False
+        self._address = None
+
+    def start(self, host: str, port: int) -> "ClusterNode":
+        self.store.start()
+        try:
+            self.cluster_id = self.store.cluster_id()
+            meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
+            self.broker.add_append_listener(self._on_append)
+            self.manager.start()
+            self.broker_epoch = self._register(host, port)
+            self._address = (host, port)
+            self.store.client.add_listener(self._session_state)
+            self.controller = Controller(self.store, self.node_id, lambda b, d: None,
+                                         unclean_leader_election=self.unclean).start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("broker %d joined cluster %s at %s (broker epoch %d)", self.node_id,
+                 self.cluster_id, self.store.connect, self.broker_epoch)
+        return self
+
+    def _session_state(self, state):
+        # kazoo's thread: never block here. A lost session took the registration with it; the
+        # watches come back by themselves (kazoo's recipes), the registration does not.
+        if state == KazooState.LOST:
+            self._session_lost = True
+        elif state == KazooState.CONNECTED and self._session_lost and not self._stopping:
+            self._session_lost = False
+            threading.Thread(target=self._reregister, daemon=True,
+                             name=f"klog-reregister-{self.node_id}").start()
+
+    def _reregister(self):
+        try:
+            self.broker_epoch = self._register(*self._address)
+            log.warning("broker %d: ZooKeeper session was lost; registered again (broker epoch "
+                        "%d)", self.node_id, self.broker_epoch)
+        except Exception as e:      # noqa: BLE001 - logged; the next session loss tries again
+            log.error("broker %d: could not register again after a lost session: %s",
+                      self.node_id, e)
+
+    def _register(self, host, port) -> int:
+        # A previous process of this node may still be registered until its session expires.
+        deadline = time.monotonic() + self.session_timeout_ms / 1000 * 2 + 5
+        while True:
+            try:
+                return self.store.register_broker(self.node_id, host, port)
+            except NodeIdTakenError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    @property
+    def is_controller(self) -> bool:
+        return self.controller is not None and self.controller.is_controller
+
+    def leads_anything(self) -> bool:
+        return any(h.replica.role is Role.LEADER for h in list(self.manager.partitions.values()))
+
+    def controlled_shutdown(self) -> None:
+        """Move leadership away before stopping (see the module docstring). Blocking."""
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        self._stopping = True          # no registering again from here on
+        self.manager.stop_fetching()
+        try:
+            if self.is_controller:
+                done = self.controller.submit(self.controller.controlled_shutdown, self.node_id)
+                result = done.get(timeout=self.shutdown_timeout_s)
+                if isinstance(result, Exception):
+                    log.warning("controlled shutdown: %s", result)
+                self.controller.stop()
+                self.store.release_controller()
+            try:
+                self.store.client.delete(self.store._path("brokers", "ids", self.node_id))
+            except NoNodeError:
+                pass
+        except Exception as e:    # ZooKeeper gone: nothing to hand over through it
+            log.warning("broker %d: controlled shutdown could not reach ZooKeeper: %s",
+                        self.node_id, e)
+            return
+        while self.leads_anything() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.leads_anything():
+            log.warning("broker %d: still leading partitions after %.0f s; stopping anyway",
+                        self.node_id, self.shutdown_timeout_s)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.controller is not None:
+            self.controller.stop()
+        self.manager.stop()
+        try:
+            self.broker.remove_append_listener(self._on_append)
+        except Exception:
+            pass
+        try:
+            self.store.close()
+        except Exception:
+            pass

@@ -1,0 +1,421 @@
+"""``ReplicaManager``: one broker's replicas, driven by ZooKeeper and served over the wire
+(Kafka's ReplicaManager + ReplicaFetcherManager, ZooKeeper era).
+
+- **Decisions.** The transport of the controller's LeaderAndIsr decisions is ZooKeeper itself:
+  each broker watches ``/brokers/topics`` and the state znode of every partition it holds a
+  replica of, and applies what it reads (``Replica.apply``: an older leader epoch is ignored).
+  A broker that was down, paused or cut off reads the current state as soon as its session
+  works again, and nothing depends on a message that may be lost or delayed; the znode's
+  version and the leader epoch order the decisions. (Kafka sends LeaderAndIsr (API 4) with broker
+  epochs instead; the controller's ``send`` is kept for that and is a no-op here.)
+- **Leader side.** Follower fetches (replica id >= 0) go to ``Replica.handle_fetch`` (through
+  the server's Fetch handler); ISR changes the leader proposes are written by compare-and-set
+  (``ClusterStore.write_isr_as_leader``) from this manager's thread, one at a time per partition.
+- **Follower side.** One fetcher thread per leader broker sends Fetch v12 (replica id,
+  ``current_leader_epoch``, ``last_fetched_epoch``) for all partitions it follows there and hands
+  each answer to ``Replica.handle_fetch_response``; records are appended byte for byte.
+- **High watermarks** are checkpointed to ``replication-offset-checkpoint`` every
+  ``CHECKPOINT_S`` and on stop, and read back when a replica is created.
+
+Locking: each hosted partition has a lock that serialises every call into its ``Replica`` (the
+server's event loop, the fetcher threads and this manager's thread all call in). ZooKeeper and
+network I/O never happen under it.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+
+from klog.cluster.hw_checkpoint import HighWatermarkCheckpoint
+from klog.cluster.replica import FetchRequest, FetchResponse, Replica, Role
+from klog.cluster.replica_log import StorageReplicaLog
+from klog.cluster.state import EpochEnd
+from klog.cluster.zkstore import ClusterStore
+from klog.errors import TopicExistsError
+from klog.group.offsets import OFFSETS_TOPIC
+from klog.protocol.frames import decode_response, encode_request
+from klog.protocol.messages import ApiKey
+
+log = logging.getLogger("klog.cluster.replica_manager")
+
+TICK_S = 0.1                  # ISR checks
+CHECKPOINT_S = 5.0            # Kafka's replica.high-watermark.checkpoint.interval.ms
+FETCH_VERSION = 12
+FETCH_MAX_WAIT_MS = 500
+FETCH_MAX_BYTES = 8 << 20
+PARTITION_MAX_BYTES = 1 << 20
+RETRY_S = 0.2
+
+
+@dataclass
+class HostedPartition:
+    topic: str
+    partition: int
+    replicas: tuple
+    replica: Replica
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def part(self):
+        """The klog.partition.Partition under the replica."""
+        return self.replica.log.partition
+
+    def sync(self) -> None:
+        """Carry the replica's role, epoch, ISR and high watermark to the Partition, which the
+        rest of the broker reads (consumers' read bound, HW waiters). Caller holds ``lock``."""
+        r, part = self.replica, self.part
+        if r.role is Role.LEADER:
+            if not part.is_leader or part.leader_epoch != r.leader_epoch:
+                part.become_leader(r.leader_epoch, high_watermark=r.high_watermark,
+                                   in_sync_replicas=r.isr)
+                return
+            if part.in_sync_replicas != frozenset(r.isr):
+                part.set_in_sync_replicas(r.isr)
+        elif part.is_leader or part.leader_epoch != r.leader_epoch:
+            part.become_follower(r.leader_epoch, high_watermark=r.high_watermark)
+            return
+        if part.high_watermark != r.high_watermark:
+            part.update_high_watermark(r.high_watermark)
+
+
+class ReplicaManager:
+    def __init__(self, broker, store: ClusterStore, node_id: int, *,
+                 replica_lag_time_max_ms: int = 30_000,
+                 on_change: Callable[[], None] = lambda: None):
+        self.broker = broker
+        self.store = store
+        self.node_id = node_id
+        self.lag_ms = replica_lag_time_max_ms
+        self.on_change = on_change          # a high watermark or a role changed: wake waiters
+        self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
+        self.partitions: dict[tuple, HostedPartition] = {}
+        self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
+        self.partition_counts: dict = {}    # topic name -> partitions (ZooKeeper's)
+        self._watched: set = set()
+        self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
+        self._saved_hw = self._checkpoint.read()
+        self._events: "queue.Queue" = queue.Queue()
+        self._stopped = threading.Event()
+        self._fetchers: dict[int, "FollowerFetcher"] = {}
+        self._fetching = True
+        self._thread = threading.Thread(target=self._run, name=f"klog-replicas-{node_id}",
+                                        daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> "ReplicaManager":
+        self._thread.start()
+        ChildrenWatch(self.store.client, self.store._path("brokers", "topics"), self._topics_changed)
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._events.put(None)
+        if self._thread.ident is not None:
+            self._thread.join(10)
+        for f in list(self._fetchers.values()):
+            f.stop()
+        self.checkpoint_high_watermarks()
+
+    def stop_fetching(self) -> None:
+        """A broker shutting down follows no more (Kafka's StopReplica): a leader would otherwise
+        take it back into the ISR, and acks=all would wait for it after it is gone."""
+        self._fetching = False
+        for f in list(self._fetchers.values()):
+            f.stop()
+
+    def get(self, topic: str, partition: int) -> Optional[HostedPartition]:
+        return self.partitions.get((topic, partition))
+
+    # -- ZooKeeper watches (kazoo's thread): only enqueue -------------------------------------------
+    def _topics_changed(self, children):
+        if self._stopped.is_set():
+            return False
+        for name in children:
+            if name not in self._watched:
+                self._events.put((self._add_topic, (name,)))
+
+    def _state_changed(self, topic, partition):
+        def callback(data, stat, *_):
+            if self._stopped.is_set():
+                return False
+            if data is not None:
+                self._events.put((self._apply_state, (topic, partition)))
+        return callback
+
+    # -- the manager thread --------------------------------------------------------------------
+    def _run(self):
+        next_checkpoint = time.monotonic() + CHECKPOINT_S
+        while not self._stopped.is_set():
+            try:
+                item = self._events.get(timeout=TICK_S)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                return
+            try:
+                if item:
+                    fn, args = item
+                    fn(*args)
+                self._maybe_change_isrs()
+                if time.monotonic() >= next_checkpoint:
+                    self.checkpoint_high_watermarks()
+                    next_checkpoint = time.monotonic() + CHECKPOINT_S
+            except Exception:      # a ZooKeeper hiccup must not end replication: retry
+                log.exception("broker %d: replica manager step failed", self.node_id)
+                if item:
+                    t = threading.Timer(RETRY_S, self._events.put, (item,))
+                    t.daemon = True
+                    t.start()
+
+    def _add_topic(self, name: str):
+        if name in self._watched:
+            return
+        assignment = self.store.topic(name)
+        self.topic_ids[name] = assignment.topic_id
+        self.partition_counts[name] = len(assignment.partitions)
+        mine = {p: r for p, r in assignment.partitions.items() if self.node_id in r}
+        if mine:
+            if name not in self.broker.list_topics(internal=True):
+                config = None
+                if name == OFFSETS_TOPIC:     # as the offsets store creates it
+                    config = {"cleanup.policy": "compact", "segment.bytes":
+                              self.broker.config["offsets.topic.segment.bytes"]}
+                try:
+                    self.broker.create_topic(name, len(assignment.partitions), config)
+                except TopicExistsError:
+                    pass
+            for p, replicas in sorted(mine.items()):
+                part = self.broker.partition(name, p)
+                replica = Replica(self.node_id, StorageReplicaLog(part),
+                                  high_watermark=self._saved_hw.get((name, p), 0),
+                                  min_insync_replicas=part.config.min_insync_replicas,
+                                  replica_lag_time_max_ms=self.lag_ms)
+                # No client appends until ZooKeeper's state for it has been applied.
+                part.become_follower(-1, high_watermark=replica.high_watermark)
+                self.partitions[(name, p)] = HostedPartition(name, p, tuple(replicas), replica)
+        self._watched.add(name)
+        for p in sorted(mine):
+            DataWatch(self.store.client,
+                      self.store._path("brokers", "topics", name, "partitions", p, "state"),
+                      self._state_changed(name, p))
+
+    def _apply_state(self, topic: str, partition: int):
+        hosted = self.partitions[(topic, partition)]
+        state = self.store.partition_state(topic, partition)
+        with hosted.lock:
+            before = (hosted.replica.role, hosted.replica.leader_epoch)
+            hosted.replica.apply(state, hosted.replicas, self.clock.monotonic_ms())
+            hosted.sync()
+            role, leader = hosted.replica.role, hosted.replica.leader_id
+            after = (role, hosted.replica.leader_epoch)
+        if before != after:
+            log.info("broker %d: %s-%d is %s in epoch %d (leader %d, isr %s)", self.node_id,
+                     topic, partition, role.value, after[1], leader, list(state.isr))
+            if topic == OFFSETS_TOPIC and role is Role.LEADER:
+                # The group coordinator of this partition's groups is here now: their state is
+                # what the log holds (the previous coordinator's writes, replicated).
+                self.broker.group_coordinator.load_partition(partition)
+        self._place_in_fetchers(hosted, leader if role is Role.FOLLOWER else None)
+        self.on_change()
+
+    def _place_in_fetchers(self, hosted: HostedPartition, leader: Optional[int]):
+        key = (hosted.topic, hosted.partition)
+        for b, f in list(self._fetchers.items()):
+            if b != leader:
+                f.remove(key)
+        if leader is not None and self._fetching:
+            f = self._fetchers.get(leader)
+            if f is None:
+                f = self._fetchers[leader] = FollowerFetcher(self, leader)
+                f.start()
+            f.add(key)
+
+    def _maybe_change_isrs(self):
+        for hosted in list(self.partitions.values()):
+            with hosted.lock:
+                proposal = hosted.replica.isr_change(self.clock.monotonic_ms())
+            if proposal is None:
+                continue
+            try:
+                written = self.store.write_isr_as_leader(hosted.topic, hosted.partition, proposal)
+            except Exception:
+                with hosted.lock:
+                    hosted.replica.isr_change_written(None)
+                    hosted.sync()
+                raise
+            with hosted.lock:
+                hosted.replica.isr_change_written(written)
+                hosted.sync()
+            log.info("broker %d: %s-%d ISR %s -> %s", self.node_id, hosted.topic,
+                     hosted.partition, list(proposal.isr), "written" if written else "refused")
+            self.on_change()
+
+    def checkpoint_high_watermarks(self):
+        hws = dict(self._saved_hw)
+        for key, hosted in list(self.partitions.items()):
+            hws[key] = hosted.replica.high_watermark
+        if hws:
+            self._checkpoint.write(hws)
+
+    # -- leader side (the server's Fetch handler) ----------------------------------------------------
+    def handle_follower_fetch(self, hosted: HostedPartition, req: FetchRequest) -> FetchResponse:
+        with hosted.lock:
+            before = hosted.replica.high_watermark
+            resp = hosted.replica.handle_fetch(req, self.clock.monotonic_ms())
+            moved = hosted.replica.high_watermark != before
+            if moved:
+                hosted.sync()
+        if moved:
+            self.on_change()
+        return resp
+
+    def broker_address(self, broker_id: int):
+        info = self.store.live_brokers().get(broker_id)
+        if info is None:
+            return None
+        return info[1]["host"], info[1]["port"]
+
+
+class FollowerFetcher:
+    """Fetches, for every partition this broker follows on one leader broker, in one request."""
+
+    def __init__(self, manager: ReplicaManager, leader: int):
+        self.manager = manager
+        self.leader = leader
+        self._keys: set = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._sock: Optional[socket.socket] = None
+        self._cid = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"klog-fetcher-{manager.node_id}-from-{leader}", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopped.set()
+        self._wake.set()
+        self._close()
+        self._thread.join(5)
+
+    def add(self, key):
+        with self._lock:
+            self._keys.add(key)
+        self._wake.set()
+
+    def remove(self, key):
+        with self._lock:
+            self._keys.discard(key)
+
+    def _close(self):
+        s, self._sock = self._sock, None
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _run(self):
+        m = self.manager
+        while not self._stopped.is_set():
+            with self._lock:
+                keys = sorted(self._keys)
+            requests = {}
+            for key in keys:
+                hosted = m.partitions.get(key)
+                if hosted is None:
+                    continue
+                with hosted.lock:
+                    req = hosted.replica.fetch_request(PARTITION_MAX_BYTES)
+                if req is not None and hosted.replica.leader_id == self.leader:
+                    requests[key] = (hosted, req)
+            if not requests:
+                self._wake.wait(RETRY_S)
+                self._wake.clear()
+                continue
+            try:
+                answers = self._fetch(requests)
+            except Exception as e:   # noqa: BLE001 - network or ZooKeeper trouble: retry
+                if not self._stopped.is_set():
+                    log.debug("broker %d: fetch from %d failed: %s", m.node_id, self.leader, e)
+                self._close()
+                self._stopped.wait(RETRY_S)
+                continue
+            errors = False
+            for key, (hosted, req) in requests.items():
+                resp = answers.get(key)
+                if resp is None:
+                    continue
+                errors |= resp.error != 0
+                try:
+                    with hosted.lock:
+                        hosted.replica.handle_fetch_response(req, resp)
+                        hosted.sync()
+                except Exception:
+                    log.exception("broker %d: applying the fetch of %s-%d from %d failed",
+                                  m.node_id, key[0], key[1], self.leader)
+                    errors = True
+            if errors:     # fenced / not leader: wait for the controller's word, not a busy loop
+                self._stopped.wait(RETRY_S)
+
+    def _connect(self):
+        address = self.manager.broker_address(self.leader)
+        if address is None:
+            raise ConnectionError(f"broker {self.leader} is not registered")
+        s = socket.create_connection(address, timeout=5)
+        s.settimeout(FETCH_MAX_WAIT_MS / 1000 + 10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = s
+
+    def _fetch(self, requests: dict) -> dict:
+        if self._sock is None:
+            self._connect()
+        topics: dict = {}
+        for (topic, p), (_, req) in requests.items():
+            topics.setdefault(topic, []).append({
+                "partition": p, "current_leader_epoch": req.current_leader_epoch,
+                "fetch_offset": req.fetch_offset, "last_fetched_epoch": req.last_fetched_epoch,
+                "log_start_offset": -1, "partition_max_bytes": PARTITION_MAX_BYTES})
+        body = {"replica_id": self.manager.node_id, "max_wait_ms": FETCH_MAX_WAIT_MS,
+                "min_bytes": 1, "max_bytes": FETCH_MAX_BYTES, "isolation_level": 0,
+                "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
+                "forgotten_topics_data": [], "rack_id": ""}
+        self._cid = (self._cid + 1) & 0x7FFFFFFF
+        self._sock.sendall(encode_request(ApiKey.FETCH, FETCH_VERSION, self._cid,
+                                          f"klog-replica-{self.manager.node_id}", body).getvalue())
+        size = struct.unpack(">i", self._recv(4))[0]
+        cid, resp = decode_response(ApiKey.FETCH, FETCH_VERSION, memoryview(self._recv(size)))
+        if cid != self._cid:
+            raise ValueError(f"fetch answer for correlation id {cid}, expected {self._cid}")
+        out = {}
+        for t in resp["responses"]:
+            for p in t["partitions"]:
+                div = p.get("diverging_epoch") or {}
+                diverging = None
+                if div.get("epoch", -1) >= 0 or div.get("end_offset", -1) >= 0:
+                    diverging = EpochEnd(div["epoch"], div["end_offset"])
+                records = p.get("records")
+                out[(t["topic"], p["partition_index"])] = FetchResponse(
+                    p["error_code"], p["high_watermark"], p["log_start_offset"],
+                    bytes(records) if records else b"", diverging)
+        return out
+
+    def _recv(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self._sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError(f"broker {self.leader} closed the connection")
+            buf += chunk
+        return bytes(buf)
