@@ -611,6 +611,7 @@ def consume(ctx, topic_names, offset_specs, partition, exit_at_end, count, fmt, 
                 sink.flush()
             except OSError:
                 pass
+            sink.abandon()
             commit()
         raise
     if group:

@@ -37,6 +37,7 @@ class Stdout:
         self._tokens = []
         self._in_flight = None
         self._ctrl_c = _CtrlC()
+        self.abandoned = False
         if self.paced:
             self._poll = select.poll()
             self._poll.register(fd, select.POLLOUT)   # POLLERR: the read end is closed
@@ -57,6 +58,8 @@ class Stdout:
     def flush(self):
         """Write what is buffered; on a pipe, note (without waiting) whether the record in
         flight has been read."""
+        if self.abandoned:
+            return
         if self._buf:
             with self._ctrl_c.held():
                 _write_all(self.fd, b"".join(self._buf))
@@ -66,6 +69,12 @@ class Stdout:
                     self._on_taken(t)
         if self._in_flight is not None and self._unread() == 0:
             self._taken()
+
+    def abandon(self):
+        """The reader went away or Ctrl-C came: nothing more is written or counted as taken
+        (the group's last commit, on close, must not count a record still in the pipe; and
+        stdout may be /dev/null by then)."""
+        self.abandoned = True
 
     def finish(self):
         """A normal end: what is still in the pipe stays there for the reader."""
