@@ -236,7 +236,7 @@ def test_compacted_topic_rejects_null_key_batch_writes_nothing(broker, producers
 
 
 def test_unexpected_append_failure_resolves_futures_with_the_error(broker, producers, monkeypatch):
-    """Whatever the log raises, the batch's futures complete with it (never stay pending)."""
+    """Whatever the partition raises, the batch's futures complete with it (never stay pending)."""
     broker.create_topic("t", 1)
     p = producers({"linger.ms": NEVER})
     fs = [p.send("t", b"%d" % i) for i in range(3)]
@@ -247,10 +247,10 @@ def test_unexpected_append_failure_resolves_futures_with_the_error(broker, produ
         def append(self, *args, **kwargs):
             raise RuntimeError("disk on fire")
 
-    real_log = broker.log
-    monkeypatch.setattr(broker, "log", lambda topic, partition: Exploding())
+    real_partition = broker.partition   # the producer's sink appends through the Partition
+    monkeypatch.setattr(broker, "partition", lambda topic, partition: Exploding())
     p.flush()
-    monkeypatch.setattr(broker, "log", real_log)
+    monkeypatch.setattr(broker, "partition", real_partition)
     for f in fs:
         assert f.done() and not f.succeeded()
         with pytest.raises(RuntimeError, match="disk on fire"):
