@@ -36,8 +36,8 @@ def test_ctrl_c_commits_up_to_the_last_line_read(data_dir):
     try:
         lines = [proc.stdout.readline() for _ in range(7)]
         proc.send_signal(signal.SIGINT)
-        # communicate() reads on: a record written before the signal took effect is read by
-        # it, so it was taken too, and the commit must include it.
+        # communicate() reads on: it may also read the one record in flight when the signal
+        # came, before or after klog's last look at the pipe.
         rest, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -48,8 +48,11 @@ def test_ctrl_c_commits_up_to_the_last_line_read(data_dir):
     assert len(read) <= 8            # at most the one record in flight when Ctrl-C came
     assert proc.returncode == 130
     assert err == b""               # no traceback, no "Aborted!"
-    assert committed(data_dir, "g") == {("t", 0): len(read)}
-    assert ok(run("consume", "t", "-g", "g", "-c", "1", data_dir=data_dir)) == f"v{len(read)}\n"
+    # Every line read before Ctrl-C is committed; the one in flight may be (if klog saw it
+    # leave the pipe) or not (then it comes again: at-least-once), never more than was read.
+    done = committed(data_dir, "g")[("t", 0)]
+    assert 7 <= done <= len(read)
+    assert ok(run("consume", "t", "-g", "g", "-c", "1", data_dir=data_dir)) == f"v{done}\n"
 
 
 def test_a_file_gets_everything_and_the_commit_says_so(data_dir, tmp_path):
