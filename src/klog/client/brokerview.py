@@ -8,6 +8,7 @@ client API can answer is offered; ``size`` of a partition is -1 (unknown) over t
 """
 from dataclasses import dataclass
 
+from klog.group.coordinator import GroupDescription, MemberDescription
 from klog.group.protocol import Assignment, encode_assignment
 from klog.structs import TopicPartition
 
@@ -23,26 +24,6 @@ class _Committed:
 class _Fetched:
     error: int
     offsets: dict
-
-
-@dataclass(frozen=True)
-class _Member:
-    member_id: str
-    group_instance_id: str
-    client_id: str
-    client_host: str
-    metadata: bytes
-    assignment: bytes
-
-
-@dataclass(frozen=True)
-class _Group:
-    error: int
-    group_id: str
-    state: str
-    protocol_type: str
-    protocol: str
-    members: tuple
 
 
 class _PartitionView:
@@ -76,8 +57,8 @@ class _CoordinatorView:
         out = []
         for gid in group_ids:
             d = self._client.describe_group(gid)
-            out.append(_Group(0, gid, d.state, d.protocol_type, d.protocol, tuple(
-                _Member(m.member_id, m.group_instance_id or "", m.client_id, m.host, b"",
+            out.append(GroupDescription(0, gid, d.state, d.protocol_type, d.protocol, tuple(
+                MemberDescription(m.member_id, m.group_instance_id or "", m.client_id, m.host, b"",
                         encode_assignment(Assignment(tuple(m.assignment))) if m.assignment else b"")
                 for m in d.members)))
         return out
