@@ -7,8 +7,10 @@ directory has one owner at a time, so the test never holds it while the CLI runs
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,17 @@ def selected_ids(request, test_name):
     """The parametrize ids of ``test_name`` in this module that this session will run."""
     return [item.callspec.id for item in request.session.items
             if getattr(item, "originalname", None) == test_name and item.module is request.module]
+
+
+def wait_for_port(port, proc, timeout=30.0):
+    """Until ``klog serve`` (``proc``) accepts on 127.0.0.1:``port``; fails with its stderr if
+    it exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "klog serve did not start"
+            time.sleep(0.1)

@@ -5,11 +5,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
-from .conftest import cli_env, copy_dir, failed, klog_cmd, ok, run, seed
+from .conftest import cli_env, copy_dir, failed, klog_cmd, run, seed, wait_for_port
 
 T0 = 1_700_000_000_000
 BINARY = bytes(range(256)) + b"\n\r\t\\\"%s"
@@ -96,15 +95,7 @@ def test_json_envelopes_match_kcat(seeded, tmp_path):
                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_for_port(port, server)
         theirs = {}
         for t in ours:
             proc = subprocess.run([kcat, "-b", f"127.0.0.1:{port}", "-C", "-t", t, "-J", "-e", "-q"],

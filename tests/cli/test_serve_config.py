@@ -5,14 +5,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
 import klog
 from klog import properties
 
-from .conftest import cli_env, failed, klog_cmd
+from .conftest import cli_env, failed, klog_cmd, wait_for_port
 
 TRICKY = (
     "# a comment\n"
@@ -122,15 +121,7 @@ def test_serve_reads_server_properties(tmp_path, cwd):
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "klog serve did not start"
-                time.sleep(0.1)
+        wait_for_port(port, proc)
         p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}")
         p.send("auto", b"x").get(timeout=20)
         assert p.partitions_for("auto") == {0, 1}           # -c num.partitions=2 beat the file's 3
