@@ -4,8 +4,8 @@ delaying proxy per node between the clients and that node.
 
 With a proxy, node i listens on its own address and advertises the proxy's address (in the
 client namespace), so every client connection, including the ones metadata points to, passes
-through the proxy. ``node_args(i)`` adds per-node arguments (``--node-id``, ``--zookeeper``) for
-when cluster mode lands; today the default is a single node.
+through the proxy. ``node_args(i)`` adds per-node arguments; the cluster (ZooKeeper, ``--node-id``,
+``--zookeeper``, proxies between brokers) is cluster.py's ClusterTarget, built on this.
 
 ``close()`` (or leaving the ``with`` block) stops every process it started (servers, proxies,
 the workload if still running), then deletes the namespaces; each data directory is kept for the
