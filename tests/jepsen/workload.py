@@ -90,6 +90,9 @@ class Run:
                 "reconnect.backoff.max.ms": 500, **QUIET}
         if a.acks == "all":
             conf["enable.idempotence"] = True
+        if os.environ.get("JEPSEN_RDKAFKA_DEBUG"):     # e.g. "eos,msg": librdkafka's own log
+            conf.update({"debug": os.environ["JEPSEN_RDKAFKA_DEBUG"], "log_level": 7})
+            conf.pop("error_cb", None)
         prod = Producer(conf)
         pending: set[str] = set()
 
@@ -176,7 +179,10 @@ class Run:
             prod.flush(timeout=a.flush_timeout)
         except Exception:
             pass
-        prod.close(timeout=1)
+        try:
+            prod.close(timeout=1)
+        except Exception:     # KafkaTimeoutError: batches still unanswered, recorded below
+            pass
         with lock:
             left = list(pending)
         for v in left:
