@@ -43,6 +43,9 @@ def main():
     ap.add_argument("--rate", type=float, default=50.0, help="sends/s per producer")
     ap.add_argument("--delay", type=float, default=0.05, help="proxy delay (s each way) "
                                                                 "during the delay fault")
+    ap.add_argument("--send-timeout-ms", type=int, default=120000,
+                    help="producers' delivery timeout (Kafka's default 120 s); a shorter one "
+                         "makes librdkafka bump producer epochs during long faults")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
@@ -62,7 +65,8 @@ def main():
                 t0 = time.monotonic()
                 out = runner.run_cluster(
                     t, order, duration=1800, seed=a.seed * 1000 + rounds, topic=f"soak{rounds}",
-                    workload_args=["--max-sends", "100000000", "--rate", str(a.rate)],
+                    workload_args=["--max-sends", "100000000", "--rate", str(a.rate),
+                                   "--send-timeout-ms", str(a.send_timeout_ms)],
                     nemesis_args={"interval": 0.5, "max_faults": a.per_round})
                 rounds += 1
                 n_faults += out.faults
