@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+from klog.cluster import admin_handlers
 from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
 from klog.server import handlers
@@ -17,7 +18,7 @@ async def join(server, node_id: int, zookeeper: str, *, replica_lag_time_max_ms=
                        replica_lag_time_max_ms=replica_lag_time_max_ms)
     node.changes.loop = loop
     server.cluster = node
-    server.handlers = {**handlers.HANDLERS, **cluster_handlers.HANDLERS}
+    server.handlers = admin_handlers.install({**handlers.HANDLERS, **cluster_handlers.HANDLERS})
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id
     return node
