@@ -214,8 +214,8 @@ class ReplicaManager:
                                       or assignment.topic_id != self.topic_ids.get(name)):
             self._drop_topic(name)
         if assignment is None:
-            if self.broker.has_topic(name) and not is_internal(name):
-                self._delete_local(name)      # deleted while this broker was away
+            if not is_internal(name):
+                self._delete_local(name)      # (also: deleted while this broker was away)
             return
         if name not in self._topic_watches:
             self._topic_watches.add(name)
@@ -296,10 +296,15 @@ class ReplicaManager:
         self.on_change()
 
     def _delete_local(self, name: str):
+        """Delete the local topic (its logs, and the groups' offsets for it). A broker that
+        holds none of it may still coordinate groups with offsets for it: they go too (only
+        the coordinator, the leader of the group's offsets partition, can write that)."""
         for key in [k for k in self._saved_hw if k[0] == name]:
             del self._saved_hw[key]
         if self.broker.has_topic(name):
-            self.broker.delete_topic(name)   # its logs, and the groups' offsets for it
+            self.broker.delete_topic(name)
+        else:
+            self.broker.group_coordinator.topic_deleted(name)
 
     def _drop_unknown_topics(self):
         """At start: local topics ZooKeeper no longer has were deleted while this broker was
