@@ -498,6 +498,12 @@ class Broker:
         record = self._topics.get(topic)
         return record is not None and record.hosts(partition)
 
+    def local_partitions(self, name):
+        """The partitions of topic ``name`` this broker holds, as a sorted list when the topic
+        was created by a cluster (which names them); None when it holds all (a single node's)."""
+        local = self._record(name).local
+        return None if local is None else list(local)
+
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""
         topics, index = self._ids

@@ -45,7 +45,7 @@ from klog.cluster.hw_checkpoint import HighWatermarkCheckpoint
 from klog.cluster.replica import FetchRequest, FetchResponse, Replica, Role
 from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import EpochEnd
-from klog.cluster.topic_configs import offsets_topic_config
+from klog.cluster.topic_configs import apply_topic_config, offsets_topic_config
 from klog.cluster.zkstore import ClusterStore
 from klog.errors import TopicExistsError
 from klog.group.offsets import OFFSETS_TOPIC
@@ -217,6 +217,9 @@ class ReplicaManager:
             if not is_internal(name):
                 self._delete_local(name)      # (also: deleted while this broker was away)
             return
+        if name not in self._watched:
+            self.topic_ids[name] = assignment.topic_id
+            apply_topic_config(self, name)      # it may have changed while this broker was away
         if name not in self._topic_watches:
             self._topic_watches.add(name)
             DataWatch(self.store.client, self.store._path("brokers", "topics", name),
@@ -231,8 +234,9 @@ class ReplicaManager:
         self._watched.add(name)
         mine = {p: r for p, r in assignment.partitions.items()
                 if self.node_id in r and (name, p) not in self.partitions}
+        if mine and not self._create_local(name, assignment, total, sorted(mine)):
+            return
         if mine:
-            self._create_local(name, assignment, total, sorted(mine))
             for p, replicas in sorted(mine.items()):
                 part = self.broker.partition(name, p)
                 replica = Replica(self.node_id, StorageReplicaLog(part),
@@ -251,10 +255,18 @@ class ReplicaManager:
                       self.store._path("brokers", "topics", name, "partitions", p, "state"),
                       self._state_changed(name, p))
 
-    def _create_local(self, name: str, assignment, total: int, mine: list):
-        """The local topic, holding (a directory for) the partitions in ``mine`` only."""
+    def _create_local(self, name: str, assignment, total: int, mine: list) -> bool:
+        """The local topic, holding (a directory for) the partitions in ``mine`` only. False
+        (logged) when a topic of that name is here from before this broker was in a cluster:
+        its data is never deleted to make room."""
         topic_id = str(assignment.topic_id)
         if self.broker.has_topic(name) and self.broker.describe_topic(name).topic_id != topic_id:
+            if self.broker.local_partitions(name) is None:
+                log.error("broker %d: topic %s of the cluster (id %s) has a local namesake that "
+                          "is not the cluster's (id %s, from before this data directory joined "
+                          "the cluster): not replicating it here; move that topic away",
+                          self.node_id, name, topic_id, self.broker.describe_topic(name).topic_id)
+                return False
             self._delete_local(name)          # an older incarnation, deleted while away
         if not self.broker.has_topic(name):
             config, _ = self.store.topic_config(name)
@@ -262,7 +274,7 @@ class ReplicaManager:
                 config = {**offsets_topic_config(self.broker), **config}
             try:
                 self.broker.create_topic(name, total, config, topic_id=topic_id, local=mine)
-                return
+                return True
             except TopicExistsError:
                 pass
         if self.broker.partition_count(name) < total:
@@ -272,10 +284,12 @@ class ReplicaManager:
             if missing:
                 raise TopicExistsError(f"topic {name!r}: partitions {missing} are assigned to "
                                        "this broker but its local topic does not hold them")
+        return True
 
     def _drop_topic(self, name: str):
         """The topic is gone from ZooKeeper (or is another incarnation now): stop its
         replicas and delete its local data."""
+        known_id = self.topic_ids.get(name)
         dropped = [h for k, h in list(self.partitions.items()) if k[0] == name]
         for hosted in dropped:
             del self.partitions[(hosted.topic, hosted.partition)]
@@ -289,29 +303,35 @@ class ReplicaManager:
             for hosted in dropped:
                 with hosted.lock:       # no fetch or produce is using it while it goes
                     pass
-            self._delete_local(name)
+            self._delete_local(name, known_id)
         self.checkpoint_high_watermarks()
         log.info("broker %d: topic %s is gone; dropped its %d local replica(s)", self.node_id,
                  name, len(dropped))
         self.on_change()
 
-    def _delete_local(self, name: str):
+    def _delete_local(self, name: str, known_id=None):
         """Delete the local topic (its logs, and the groups' offsets for it). A broker that
         holds none of it may still coordinate groups with offsets for it: they go too (only
-        the coordinator, the leader of the group's offsets partition, can write that)."""
+        the coordinator, the leader of the group's offsets partition, can write that). A local
+        topic the cluster did not create (a single node's, from before this data directory
+        joined; it holds all partitions and has another id) is left alone."""
         for key in [k for k in self._saved_hw if k[0] == name]:
             del self._saved_hw[key]
-        if self.broker.has_topic(name):
-            self.broker.delete_topic(name)
-        else:
+        if not self.broker.has_topic(name):
             self.broker.group_coordinator.topic_deleted(name)
+        elif self.broker.local_partitions(name) is not None \
+                or self.broker.describe_topic(name).topic_id == str(known_id):
+            self.broker.delete_topic(name)
 
     def _drop_unknown_topics(self):
         """At start: local topics ZooKeeper no longer has were deleted while this broker was
         away (the data directory belongs to this cluster: ``meta.properties``)."""
         known = set(self.store.topics())
         for name in self.broker.list_topics():
-            if name not in known and name not in self._watched:
+            # Only topics a cluster created (a single node's topics, from before this data
+            # directory joined, are not the cluster's to delete).
+            if name not in known and name not in self._watched \
+                    and self.broker.local_partitions(name) is not None:
                 log.info("broker %d: topic %s was deleted while this broker was away",
                          self.node_id, name)
                 self._delete_local(name)

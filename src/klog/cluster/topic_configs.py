@@ -8,7 +8,8 @@ notification naming it in one multi-op (``ClusterStore.set_topic_config``). Each
 topic's config and applies it: the local overrides are replaced (so retention, cleanup and
 segment settings take effect on its logs at once) and the replicas take the new
 ``min.insync.replicas`` for acks=all. A topic created later is created with its current config,
-and a broker that was away catches up on start (it handles every notification present once).
+and a broker that was away re-reads the config of every topic it holds when it comes back
+(notifications older than 15 minutes are deleted by the next config write, as in Kafka).
 Notifications are applied on the replica manager's thread, in order with topic changes.
 """
 from __future__ import annotations
@@ -46,17 +47,20 @@ class TopicConfigListener:
             self.manager.submit(self._process)
 
     def _process(self):
-        for seq, topic in self.store.config_changes():
-            if seq > self._handled:
-                apply_topic_config(self.manager, topic)
-                self._handled = seq
+        new = [(seq, topic) for seq, topic in self.store.config_changes() if seq > self._handled]
+        for topic in dict.fromkeys(topic for _, topic in new):    # each topic once
+            apply_topic_config(self.manager, topic)
+        if new:
+            self._handled = new[-1][0]
 
 
 def apply_topic_config(manager, name: str) -> None:
     """Make the local topic ``name`` (if held here) run with ZooKeeper's overrides."""
     broker = manager.broker
-    if not broker.has_topic(name):
-        return                        # not held here, or created later with the current config
+    known = manager.topic_ids.get(name)
+    if known is None or not broker.has_topic(name) \
+            or broker.describe_topic(name).topic_id != str(known):
+        return          # not held here (or not this incarnation): created with the current config
     overrides, _ = manager.store.topic_config(name)
     if name == OFFSETS_TOPIC:
         overrides = {**offsets_topic_config(broker), **overrides}

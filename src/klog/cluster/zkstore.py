@@ -83,6 +83,9 @@ class TopicAssignment:
 
 
 CONFIG_CHANGE_PREFIX = "config_change_"
+# Kafka's changeExpirationMs: older notifications are deleted by the next config write (a broker
+# that was away longer re-reads every topic's config when it comes back).
+CONFIG_CHANGE_EXPIRY_MS = 15 * 60 * 1000
 
 
 def parse_connect(connect: str) -> tuple[str, str]:
@@ -427,6 +430,11 @@ class ClusterStore:
         t.create(self._path("config", "changes", CONFIG_CHANGE_PREFIX),
                  json.dumps({"version": 2, "entity_path": f"topics/{name}"}).encode(),
                  sequence=True)
+        now_ms = time.time() * 1000
+        for child in self._zk.get_children(self._path("config", "changes")):
+            stat = self._zk.exists(self._path("config", "changes", child))
+            if stat is not None and now_ms - stat.ctime > CONFIG_CHANGE_EXPIRY_MS:
+                t.delete(self._path("config", "changes", child), version=stat.version)
         self._commit(t, f"change the config of topic {name}")
 
     def config_changes(self) -> list[tuple[int, str]]:
