@@ -83,14 +83,16 @@ def commit(config, tp):
 
 
 def test_delete_topics_everywhere_and_recreate_with_a_new_id(make_cluster):
-    """DeleteTopics removes the topic from every broker (its directories, its group offsets);
-    re-created, it has a new topic id, leader epochs above the old ones and none of the old
-    data; an unknown topic and an internal topic are refused with Kafka's codes."""
+    """DeleteTopics removes the topic from every broker (its directories, its group offsets),
+    also from one that was down meanwhile; re-created, it has a new topic id, leader epochs
+    above the old ones and none of the old data; an unknown topic and an internal topic are
+    refused with Kafka's codes."""
     c = make_cluster()
     a = admin(c)
     create_topic(c, "d", partitions=2, rf=2)
-    held = dirs(c, "d")
-    assert sorted(p for ps in held.values() for p in ps) == [0, 0, 1, 1]   # 2 replicas each
+    replicas = {q: c.partition(1, "d", q)["replica_nodes"] for q in (0, 1)}
+    wait_for("directories on the replicas only", lambda: dirs(c, "d") == {
+        n: [q for q in (0, 1) if n in replicas[q]] for n in (1, 2, 3)}, TIMEOUT)
     p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", **QUIET})
     for i in range(5):
         p.produce("d", f"old{i}".encode(), partition=0)
@@ -129,6 +131,15 @@ def test_delete_topics_everywhere_and_recreate_with_a_new_id(make_cluster):
     answer = c.raw(controller(c), ApiKey.DELETE_TOPICS, 5,
                    {"topic_names": ["__consumer_offsets"], "timeout_ms": 5000})
     assert answer["responses"][0]["error_code"] == EC.INVALID_REQUEST     # as a single node
+
+    # A broker that is down while a topic is deleted drops it when it comes back.
+    create_topic(c, "w", partitions=1, rf=3)
+    wait_for("w on broker 3", lambda: dirs(c, "w")[3] == [0], TIMEOUT)
+    c.kill(3)
+    a = admin(c)
+    assert code_of(a.delete_topics(["w"], operation_timeout=30)["w"]) == 0
+    c.start(3)
+    wait_for("broker 3 to drop w", lambda: dirs(c, "w")[3] == [], TIMEOUT)
 
 
 def test_create_partitions_and_elect_leaders(make_cluster):
@@ -227,6 +238,10 @@ def test_topic_configs_live_in_zookeeper_and_govern_every_broker(make_cluster):
     a.incremental_alter_configs([change])[change].result(TIMEOUT)
     wait_for("acks=all accepted with the brokers' minimum (2)",
              lambda: produce_raw(c, leader, "c", 0) == 0, TIMEOUT)
+    c.start(follower)        # it was away when the config changed: it catches up
+    wait_for("the change on the restarted broker", lambda: "min.insync.replicas" not in json.loads(
+        (c.tmp / f"b{follower}" / "klog-metadata.json").read_text())["topics"]["c"]["config"],
+        TIMEOUT)
 
     bad = ConfigResource("topic", "c", incremental_configs=[
         ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
