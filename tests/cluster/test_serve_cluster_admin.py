@@ -142,6 +142,17 @@ def test_delete_topics_everywhere_and_recreate_with_a_new_id(make_cluster):
     wait_for("broker 3 to drop w", lambda: dirs(c, "w")[3] == [], TIMEOUT)
 
 
+def elect(a, election_type, partitions):
+    """ElectLeaders, again while it reached a broker that is no longer the controller (the
+    client's metadata lags a controller change; Kafka answers NOT_CONTROLLER per partition)."""
+    def attempt():
+        done = a.elect_leaders(election_type, partitions).result(TIMEOUT)
+        if any(e is not None and e.code() == EC.NOT_CONTROLLER for e in done.values()):
+            return None
+        return done
+    return wait_for("an answer from the controller", attempt, TIMEOUT, interval=0.5)
+
+
 def test_create_partitions_and_elect_leaders(make_cluster):
     """CreatePartitions spreads the new partitions over the brokers with leaders, only their
     replicas hold them, they take writes; bad counts and unknown topics get Kafka's codes.
@@ -177,15 +188,27 @@ def test_create_partitions_and_elect_leaders(make_cluster):
     wait_for("the preferred replica in sync", lambda: preferred in c.partition(
         next(iter(c.procs)), "p")["isr_nodes"], TIMEOUT)
     tp0 = TopicPartition("p", 0)
-    done = a.elect_leaders(ElectionType.PREFERRED, [tp0]).result(TIMEOUT)
+    done = elect(a, ElectionType.PREFERRED, [tp0])
     assert done[tp0] is None
     wait_for("the preferred leader", lambda: c.partition(1, "p")["leader_id"] == preferred,
              TIMEOUT)
-    done = a.elect_leaders(ElectionType.PREFERRED, [tp0, TopicPartition("p", 9)]).result(TIMEOUT)
+    done = elect(a, ElectionType.PREFERRED, [tp0, TopicPartition("p", 9)])
     assert done[tp0].code() == EC.ELECTION_NOT_NEEDED
     assert done[TopicPartition("p", 9)].code() == EC.UNKNOWN_TOPIC_OR_PARTITION
-    done = a.elect_leaders(ElectionType.UNCLEAN, [tp0]).result(TIMEOUT)
+    done = elect(a, ElectionType.UNCLEAN, [tp0])
     assert done[tp0].code() == EC.ELECTION_NOT_NEEDED         # it has a live leader
+    # v0 (preferred only); v2 for every partition (null) leaves out those that need none.
+    answer = c.raw(controller(c), ApiKey.ELECT_LEADERS, 0, {"topic_partitions": [
+        {"topic": "p", "partition_id": [0]}], "timeout_ms": 5000})
+    assert answer["replica_election_results"][0]["partition_result"][0]["error_code"] == \
+        EC.ELECTION_NOT_NEEDED
+    answer = c.raw(controller(c), ApiKey.ELECT_LEADERS, 2, {
+        "election_type": 0, "topic_partitions": None, "timeout_ms": 5000})
+    assert answer["error_code"] == 0
+    listed = {(t["topic"], r["partition_id"]): r["error_code"]
+              for t in answer["replica_election_results"] for r in t["partition_result"]}
+    assert ("p", 0) not in listed            # at its preferred leader: not listed
+    assert set(listed.values()) <= {0, EC.PREFERRED_LEADER_NOT_AVAILABLE}
     # A broker that is not the controller says so.
     other = next(n for n in (1, 2, 3) if n != controller(c))
     answer = c.raw(other, ApiKey.ELECT_LEADERS, 1, {"election_type": 0, "topic_partitions": [
