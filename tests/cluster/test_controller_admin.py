@@ -210,3 +210,14 @@ def test_no_auto_rebalance_when_disabled_or_under_the_threshold(cluster, options
             assert cluster.call(c._check_leader_imbalance) == 0
     finally:
         scheduler.shutdown()
+
+
+def test_a_large_topic_is_deleted_in_batches(cluster, monkeypatch):
+    from klog.cluster import zkstore
+    monkeypatch.setattr(zkstore, "DELETE_BATCH", 2)
+    c = three(cluster)
+    store = cluster.stores[1]
+    cluster.call(c.create_topic, "t", 5, 1)
+    cluster.call(c.delete_topic, "t")
+    assert store.topics() == [] and store.topics_marked_for_deletion() == []
+    assert store.client.exists(f"{store.chroot}/config/topics/t") is None

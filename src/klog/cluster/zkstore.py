@@ -83,6 +83,7 @@ class TopicAssignment:
 
 
 CONFIG_CHANGE_PREFIX = "config_change_"
+DELETE_BATCH = 1000           # znodes deleted per multi-op (ZooKeeper's 1 MB request limit)
 # Kafka's changeExpirationMs: older notifications are deleted by the next config write (a broker
 # that was away longer re-reads every topic's config when it comes back).
 CONFIG_CHANGE_EXPIRY_MS = 15 * 60 * 1000
@@ -364,29 +365,41 @@ class ClusterStore:
         return floor, stat.version
 
     def delete_topic(self, name: str, fence: ControllerEpoch, retired_epoch: int) -> None:
-        """Remove the topic's assignment, partition states, config and deletion marker in one
-        multi-op, fenced, and raise the leader-epoch floor above ``retired_epoch`` (the highest
-        epoch its partitions reached) by compare-and-set. BadVersionError if the floor moved."""
+        """Remove the topic, fenced at every step: first raise the leader-epoch floor above
+        ``retired_epoch`` (the highest epoch its partitions reached; compare-and-set,
+        BadVersionError if it moved), then delete the partitions' znodes in multi-ops of at
+        most ``DELETE_BATCH`` (a large topic does not fit ZooKeeper's request limit in one), then
+        the assignment, config and deletion marker together. A controller that fails in
+        between leaves the marker, and the next one goes on from what is left."""
         floor, floor_version = self.leader_epoch_floor()
-        topic = self._path("brokers", "topics", name)
+        new_floor = json.dumps({"version": 1, "floor": max(floor, retired_epoch + 1)}).encode()
         t = self._zk.transaction()
         t.check(self._path("controller_epoch"), fence.zk_version)
-        for p in self._zk.get_children(self._path("brokers", "topics", name, "partitions")):
-            for child in self._zk.get_children(self._path("brokers", "topics", name,
-                                                          "partitions", p)):
-                t.delete(self._path("brokers", "topics", name, "partitions", p, child))
-            t.delete(self._path("brokers", "topics", name, "partitions", p))
-        t.delete(self._path("brokers", "topics", name, "partitions"))
-        t.delete(topic)
-        if self._zk.exists(self._path("config", "topics", name)):
-            t.delete(self._path("config", "topics", name))
-        if self._zk.exists(self._path("admin", "delete_topics", name)):
-            t.delete(self._path("admin", "delete_topics", name))
-        new_floor = json.dumps({"version": 1, "floor": max(floor, retired_epoch + 1)}).encode()
         if floor_version < 0:
             t.create(self._path("admin", "leader_epoch_floor"), new_floor)
         else:
             t.set_data(self._path("admin", "leader_epoch_floor"), new_floor, version=floor_version)
+        self._commit(t, f"delete topic {name}")
+        partitions = self._path("brokers", "topics", name, "partitions")
+        doomed = []
+        for p in self._zk.get_children(partitions):
+            for child in self._zk.get_children(f"{partitions}/{p}"):
+                doomed.append(f"{partitions}/{p}/{child}")
+            doomed.append(f"{partitions}/{p}")
+        for start in range(0, len(doomed), DELETE_BATCH):
+            t = self._zk.transaction()
+            t.check(self._path("controller_epoch"), fence.zk_version)
+            for path in doomed[start:start + DELETE_BATCH]:
+                t.delete(path)
+            self._commit(t, f"delete topic {name}")
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.delete(partitions)
+        t.delete(self._path("brokers", "topics", name))
+        for path in (self._path("config", "topics", name),
+                     self._path("admin", "delete_topics", name)):
+            if self._zk.exists(path):
+                t.delete(path)
         self._commit(t, f"delete topic {name}")
 
     def delete_topic_leftovers(self, name: str, fence: ControllerEpoch) -> None:
