@@ -26,15 +26,15 @@ process.roles controller.quorum.voters controller.quorum.bootstrap.servers
 controller.listener.names inter.broker.listener.name listener.security.protocol.map
 num.network.threads num.io.threads num.replica.fetchers num.recovery.threads.per.data.dir
 socket.send.buffer.bytes socket.receive.buffer.bytes socket.request.max.bytes
-transaction.state.log.replication.factor
-transaction.state.log.min.isr delete.topic.enable
+offsets.topic.replication.factor transaction.state.log.replication.factor
+transaction.state.log.min.isr default.replication.factor delete.topic.enable
 log.cleaner.threads log.cleaner.dedupe.buffer.size log.cleaner.io.buffer.size
-log.flush.scheduler.interval.ms log.flush.offset.checkpoint.interval.ms
+log.flush.scheduler.interval.ms log.flush.offset.checkpoint.interval.ms auto.leader.rebalance.enable
 queued.max.requests background.threads metadata.log.dir broker.rack
 """.split())
 IGNORED_PREFIXES = ("zookeeper.", "ssl.", "sasl.", "replica.", "controller.", "transaction.",
                     "metric.", "metrics.", "authorizer.", "super.users", "security.", "confluent.",
-                    "quota.", "group.coordinator.", "share.")
+                    "quota.", "leader.imbalance.", "group.coordinator.", "share.")
 MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir", "broker.id", "node.id",
           "zookeeper.connect", "replica.lag.time.max.ms")
 

@@ -134,8 +134,11 @@ def test_delete_topics_everywhere_and_recreate_with_a_new_id(make_cluster):
 
     # A broker that is down while a topic is deleted drops it when it comes back.
     create_topic(c, "w", partitions=1, rf=3)
-    wait_for("w on broker 3", lambda: dirs(c, "w")[3] == [0], TIMEOUT)
+    wait_for("w on broker 3", lambda: dirs(c, "w")[3] == [0] and "w" in json.loads(
+        (c.tmp / "b3" / "klog-metadata.json").read_text())["topics"], TIMEOUT)
     c.kill(3)
+    # (If 3 was the controller, clients wait for it until its ZooKeeper session expires.)
+    wait_for("a live controller", lambda: controller(c) in c.procs, TIMEOUT)
     a = admin(c)
     assert code_of(a.delete_topics(["w"], operation_timeout=30)["w"]) == 0
     c.start(3)

@@ -36,8 +36,8 @@ from klog.cluster import election
 from klog.cluster.assignment import assign_replicas
 from klog.cluster.state import LeaderAndIsr, NO_LEADER
 from klog.cluster.zkstore import ClusterStore, ControllerEpoch, NotControllerError
-from klog.errors import (InternalTopicError, InvalidPartitionsError, TopicExistsError,
-                         UnknownTopicOrPartitionError)
+from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError,
+                         TopicExistsError, UnknownTopicOrPartitionError)
 from klog.metadata import is_internal
 from klog.protocol.errors import ErrorCode as EC
 
@@ -67,6 +67,12 @@ class TopicDeletionInProgressError(TopicExistsError):
     """The name is still being deleted (its marker is in ``/admin/delete_topics``)."""
 
 
+class TopicDeletionIncompleteError(KlogError):
+    """A deletion could not finish now (ZooKeeper kept changing under it); its marker stays and
+    the controller finishes it later (Kafka answers DeleteTopics REQUEST_TIMED_OUT then)."""
+    error_code = EC.REQUEST_TIMED_OUT
+
+
 class Controller:
     def __init__(self, store: ClusterStore, broker_id: int, send: Send, *,
                  unclean_leader_election: bool = False, scheduler=None,
@@ -93,6 +99,7 @@ class Controller:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "Controller":
+        self.store.ensure_admin_paths()
         self._thread.start()
         DataWatch(self.store.client, self.store._path("controller"), self._controller_changed)
         ChildrenWatch(self.store.client, self.store._path("brokers", "ids"),
@@ -322,6 +329,9 @@ class Controller:
         self._topic_or_unknown(name)
         self.store.mark_topic_for_deletion(name, self.fence)
         self._delete_marked_topics()
+        if name in self.store.topics_marked_for_deletion():
+            raise TopicDeletionIncompleteError(f"topic {name!r} is marked for deletion; the "
+                                               "controller will finish it")
 
     def _delete_marked_topics(self):
         if self.fence is None:
@@ -344,7 +354,8 @@ class Controller:
                         self.store.delete_topic_leftovers(name, self.fence)
                     log.info("topic %s deleted (leader epochs continue above %d)", name, retired)
                     break
-                except (BadVersionError, NoNodeError, NodeExistsError):
+                except (BadVersionError, NoNodeError, NodeExistsError) as e:
+                    log.warning("deleting topic %s: %s; reading again", name, type(e).__name__)
                     continue      # a partition or the floor moved meanwhile: read again
 
     def set_topic_config(self, name: str, config: dict, version: int) -> None:

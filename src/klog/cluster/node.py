@@ -103,8 +103,8 @@ class ClusterNode:
             self.cluster_id = self.store.cluster_id()
             meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
             self.broker.add_append_listener(self._on_append)
+            TopicConfigListener(self.manager).start()     # applied once the manager runs
             self.manager.start()
-            TopicConfigListener(self.manager).start()
             self.broker_epoch = self._register(host, port)
             self._address = (host, port)
             self.store.client.add_listener(self._session_state)

@@ -14,14 +14,14 @@
 - **Follower side.** One fetcher thread per leader broker sends Fetch v12 (replica id,
   ``current_leader_epoch``, ``last_fetched_epoch``) for all partitions it follows there and hands
   each answer to ``Replica.handle_fetch_response``; records are appended byte for byte.
+- **High watermarks** are checkpointed to ``replication-offset-checkpoint`` every
+  ``CHECKPOINT_S`` and on stop, and read back when a replica is created.
 - **Topics.** A broker holds (creates a directory for) only the partitions it is a replica of.
   It watches ``/brokers/topics`` and each topic's znode, so it picks up new partitions
   (CreatePartitions) and notices a topic that is gone (deleted) or came back under a new topic
   id (deleted and re-created, maybe while this broker was away): the old incarnation's local
   replicas, logs, saved high watermarks and group offsets go. Topic config changes
   (``/config/changes``) are applied through ``submit`` (klog.cluster.topic_configs).
-- **High watermarks** are checkpointed to ``replication-offset-checkpoint`` every
-  ``CHECKPOINT_S`` and on stop, and read back when a replica is created.
 
 Locking: each hosted partition has a lock that serialises every call into its ``Replica`` (the
 server's event loop, the fetcher threads and this manager's thread all call in). ZooKeeper and
@@ -111,6 +111,7 @@ class ReplicaManager:
         self._watched: set = set()          # topics added (by name; ``topic_ids`` has the id)
         self._topic_watches: set = set()    # topics with a DataWatch on their znode
         self._state_watches: set = set()    # (topic, partition) with a DataWatch on its state
+        self._listed = False                # /brokers/topics was listed once
         self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
         self._saved_hw = self._checkpoint.read()
         self._events: "queue.Queue" = queue.Queue()
@@ -124,7 +125,6 @@ class ReplicaManager:
     def start(self) -> "ReplicaManager":
         self._thread.start()
         ChildrenWatch(self.store.client, self.store._path("brokers", "topics"), self._topics_changed)
-        self._events.put((self._drop_unknown_topics, ()))
         return self
 
     def stop(self) -> None:
@@ -162,6 +162,9 @@ class ReplicaManager:
         # New names, and names gone; a name deleted and created again is seen by its DataWatch.
         for name in set(children) ^ self._watched:
             self._events.put((self._sync_topic, (name,)))
+        if not self._listed:         # the first listing: after its topics, what is left here
+            self._listed = True
+            self._events.put((self._drop_unknown_topics, ()))
 
     def _topic_changed(self, name):
         def callback(data, stat, *_):

@@ -37,6 +37,7 @@ class TopicConfigListener:
         self._handled = -1          # the last notification's sequence number handled
 
     def start(self) -> "TopicConfigListener":
+        self.store.ensure_admin_paths()
         ChildrenWatch(self.store.client, self.store._path("config", "changes"), self._changed)
         return self
 

@@ -144,8 +144,7 @@ class ClusterStore:
             raise ZooKeeperUnavailableError(
                 f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s"
             ) from None
-        for path in ("", "/brokers/ids", "/brokers/topics", "/admin/delete_topics",
-                     "/config/topics", "/config/changes"):
+        for path in ("", "/brokers/ids", "/brokers/topics"):
             self._zk.ensure_path(self.chroot + path)
         return self
 
@@ -285,6 +284,7 @@ class ClusterStore:
         partition, all or nothing, fenced by the controller epoch. Raises NodeExistsError if it
         exists (or is still being deleted: its config node is there until the end)."""
         topic_id = topic_id or uuid.uuid4()
+        self.ensure_admin_paths()
         topic = {"version": 3, "topic_id": _topic_id_text(topic_id),
                  "partitions": {str(p): list(r) for p, r in sorted(assignment.items())},
                  "adding_replicas": {}, "removing_replicas": {}}
@@ -335,6 +335,12 @@ class ClusterStore:
             t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
                      _state_json(states[p]))
         self._commit(t, f"add partitions to topic {name}")
+
+    def ensure_admin_paths(self) -> None:
+        """The parents of deletion markers, topic configs and change notifications (a cluster
+        made by an older klog lacks them)."""
+        for path in ("/admin/delete_topics", "/config/topics", "/config/changes"):
+            self._zk.ensure_path(self.chroot + path)
 
     # -- topic deletion --------------------------------------------------------------------------
 
