@@ -24,8 +24,13 @@ async def join(server, node_id: int, zookeeper: str, *, replica_lag_time_max_ms=
 
 
 async def leave(server, node: ClusterNode):
-    """Controlled shutdown, then stop replication and the server."""
+    """Controlled shutdown; then stop serving clients; then stop replication and close the
+    ZooKeeper session; then close the broker (Kafka's order: the socket server stops before the
+    ZooKeeper client). The other way round, a Metadata request answered after the session closed
+    named this broker alone, and a client that believes Metadata (librdkafka forgets brokers a
+    Metadata answer leaves out) was left with no broker but the one going away."""
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, node.controlled_shutdown)
+    await server.stop_serving()
     await loop.run_in_executor(None, node.stop)
     await server.stop()

@@ -114,6 +114,7 @@ class Server:
         self.grace = grace
         self.cluster_id = "klog-" + broker.data_dir.replace("/", "_")[-16:]
         self.stopping = False
+        self._closing = False
         self._server = None
         self._conns = set()
         self._waiters = set()
@@ -153,8 +154,20 @@ class Server:
         await self._stopped.wait()
 
     async def stop(self):
-        if self.stopping:
+        if self._closing:
             await self._stopped.wait()
+            return
+        self._closing = True
+        await self.stop_serving()
+        self.broker.remove_append_listener(self._on_append)
+        await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
+        self._stopped.set()
+
+    async def stop_serving(self):
+        """Stop accepting, finish or cancel what connections are doing, close them; the broker
+        stays open (``stop`` closes it). A cluster member leaving calls this before it closes
+        its ZooKeeper session: a request answered after that could only tell a partial view."""
+        if self.stopping:
             return
         self.stopping = True
         self._server.close()
@@ -175,9 +188,6 @@ class Server:
             await asyncio.wait_for(self._server.wait_closed(), 2)
         except (asyncio.TimeoutError, Exception):
             pass
-        self.broker.remove_append_listener(self._on_append)
-        await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
-        self._stopped.set()
 
     # -- appends → fetch wake-ups ------------------------------------------------------------------
     def _on_append(self):
