@@ -6,13 +6,13 @@ manager (its watches apply the partition states), register ``/brokers/ids/<node 
 epoch; a previous session of this node that is still registered is waited out up to the session
 timeout), and run a Controller (one broker of the cluster is elected).
 
-Controlled shutdown (SIGTERM): the controller, if it is this broker, moves leadership and ISR
-membership away (``Controller.controlled_shutdown``) and resigns; then the registration is
-deleted while the ZooKeeper session stays open, so the controller moves whatever this broker
-still leads and this broker sees it (its produce answers turn NOT_LEADER_OR_FOLLOWER); it stops
-once it leads nothing, or after ``shutdown_timeout_s``. A non-controller has no request to ask
-the controller with (Kafka's ControlledShutdown, API 7, is not implemented): deregistering is
-its request.
+Controlled shutdown (SIGTERM): stop fetching, then ask the controller to move leadership and ISR
+membership away (ControlledShutdown, API 7, klog.cluster.controlled_shutdown: over the wire, or
+on this broker's own controller thread if it is the controller, which then resigns), with
+Kafka's retries. If no controller could be asked, the registration is deleted while the
+ZooKeeper session stays open: the controller then moves whatever this broker leads as for a
+dead broker. Either way this broker sees the new states (its produce answers turn
+NOT_LEADER_OR_FOLLOWER) and stops once it leads nothing, or after ``shutdown_timeout_s``.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import time
 from kazoo.client import KazooState
 from kazoo.exceptions import NoNodeError
 
+from klog.cluster import controlled_shutdown as shutdown_protocol
 from klog.cluster import meta
 from klog.cluster.controller import Controller
 from klog.cluster.replica import Role
@@ -77,13 +78,17 @@ class Changes:
 class ClusterNode:
     def __init__(self, broker, node_id: int, connect: str, *, unclean_leader_election=False,
                  replica_lag_time_max_ms=30_000, session_timeout_ms=6000,
-                 shutdown_timeout_s=30.0):
+                 connection_timeout_ms=10_000, shutdown_timeout_s=30.0, controlled_shutdown_max_retries=3,
+                 controlled_shutdown_retry_backoff_ms=5000):
         self.broker = broker
         self.node_id = node_id
-        self.store = ClusterStore(connect, session_timeout_ms=session_timeout_ms)
+        self.store = ClusterStore(connect, session_timeout_ms=session_timeout_ms,
+                                  connect_timeout_s=connection_timeout_ms / 1000)
         self.session_timeout_ms = session_timeout_ms
         self.unclean = unclean_leader_election
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.shutdown_retries = controlled_shutdown_max_retries
+        self.shutdown_backoff_ms = controlled_shutdown_retry_backoff_ms
         self.changes = Changes()
         self.manager = ReplicaManager(broker, self.store, node_id,
                                       replica_lag_time_max_ms=replica_lag_time_max_ms,
@@ -157,18 +162,16 @@ class ClusterNode:
         deadline = time.monotonic() + self.shutdown_timeout_s
         self._stopping = True          # no registering again from here on
         self.manager.stop_fetching()
+        moved = shutdown_protocol.request(self, max_retries=self.shutdown_retries,
+                                          retry_backoff_ms=self.shutdown_backoff_ms)
         try:
             if self.is_controller:
-                done = self.controller.submit(self.controller.controlled_shutdown, self.node_id)
-                result = done.get(timeout=self.shutdown_timeout_s)
-                if isinstance(result, Exception):
-                    log.warning("controlled shutdown: %s", result)
                 self.controller.stop()
                 self.store.release_controller()
-            try:
+            if not moved:
                 self.store.client.delete(self.store._path("brokers", "ids", self.node_id))
-            except NoNodeError:
-                pass
+        except NoNodeError:
+            pass
         except Exception as e:    # ZooKeeper gone: nothing to hand over through it
             log.warning("broker %d: controlled shutdown could not reach ZooKeeper: %s",
                         self.node_id, e)

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import asyncio
 
+from klog.cluster import controlled_shutdown
 from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
 from klog.server import handlers
 
 
-async def join(server, node_id: int, zookeeper: str, *, replica_lag_time_max_ms=30_000):
-    """Make a started ``Server`` a cluster member (see ClusterNode); returns the node."""
+async def join(server, node_id: int, zookeeper: str, **settings):
+    """Make a started ``Server`` a cluster member (see ClusterNode); returns the node.
+    ``settings``: ClusterNode's keyword arguments (replica_lag_time_max_ms, ...)."""
     loop = asyncio.get_running_loop()
     node = ClusterNode(server.broker, node_id, zookeeper,
                        unclean_leader_election=server.broker.config.topic_config(
-                           {}).unclean_leader_election_enable,
-                       replica_lag_time_max_ms=replica_lag_time_max_ms)
+                           {}).unclean_leader_election_enable, **settings)
     node.changes.loop = loop
     server.cluster = node
-    server.handlers = {**handlers.HANDLERS, **cluster_handlers.HANDLERS}
+    server.handlers = {**handlers.HANDLERS, **cluster_handlers.HANDLERS,
+                       **controlled_shutdown.HANDLERS}
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id
     return node
