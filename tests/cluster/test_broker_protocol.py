@@ -2,11 +2,13 @@
 processes: how a leaving broker answers, ControlledShutdown (API 7), follower fetches from
 brokers that are not (or no longer) replicas, a follower that fell behind the leader's log start.
 """
+import re
 import signal
 import socket
 import struct
 import threading
 
+from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
 
@@ -80,3 +82,84 @@ def _read_one(s, answers):
     _, resp = decode_response(ApiKey.METADATA, 9, memoryview(_recv_exact(s, size)))
     answers.append({b["node_id"] for b in resp["brokers"]})
     return False
+
+
+# -- ControlledShutdown (API 7) ------------------------------------------------------------------
+def broker_epochs(c):
+    """Registered brokers' epochs (czxid of /brokers/ids/N), read from ZooKeeper."""
+    from kazoo.client import KazooClient
+
+    hosts, _, chroot = c.zk.partition("/")
+    zk = KazooClient(hosts=hosts)
+    zk.start(30)
+    try:
+        ids = zk.get_children(f"/{chroot}/brokers/ids")
+        return {int(b): zk.exists(f"/{chroot}/brokers/ids/{b}").czxid for b in ids}
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def controlled_shutdown(c, n, broker_id, broker_epoch=-1, version=3):
+    answer = c.raw(n, ApiKey.CONTROLLED_SHUTDOWN, version,
+                   {"broker_id": broker_id, "broker_epoch": broker_epoch})
+    return answer["error_code"], [(r["topic_name"], r["partition_index"])
+                                  for r in answer["remaining_partitions"]]
+
+
+def test_controlled_shutdown_answers(cluster):
+    """ControlledShutdown to a broker that is not the controller: NOT_CONTROLLER; to the
+    controller for an unregistered broker id: BROKER_NOT_AVAILABLE; with a broker epoch that is
+    not the registration's: STALE_BROKER_EPOCH and nothing moves; with the right epoch (v3) or
+    none (v0, header without client id): leadership and ISR membership move away, and a
+    partition whose only in-sync replica is the broker is answered as still led by it."""
+    c = cluster
+    create_topic(c, "cs", partitions=1, rf=3)
+    md = c.metadata(1)
+    controller = md["controller_id"]
+    other = next(n for n in (1, 2, 3) if n != controller)
+    epochs = broker_epochs(c)
+    assert sorted(epochs) == [1, 2, 3]
+
+    assert controlled_shutdown(c, other, other, epochs[other]) == (EC.NOT_CONTROLLER, [])
+    assert controlled_shutdown(c, controller, 9) == (EC.BROKER_NOT_AVAILABLE, [])
+    leader = c.partition(1, "cs")["leader_id"]
+    before = c.partition(1, "cs")
+    for stale in (epochs[leader] - 1, 0):
+        assert controlled_shutdown(c, controller, leader, stale) == (EC.STALE_BROKER_EPOCH, [])
+    assert c.partition(1, "cs")["leader_epoch"] == before["leader_epoch"]
+    assert c.partition(1, "cs")["leader_id"] == leader
+
+    assert controlled_shutdown(c, controller, leader, epochs[leader]) == (EC.NONE, [])
+    p = c.partition(1, "cs")
+    assert p["leader_id"] not in (leader, -1) and leader not in p["isr_nodes"]
+    assert p["leader_epoch"] > before["leader_epoch"]
+    # It still fetches (it is not really stopping), so it comes back into the ISR.
+    wait_for("the broker back in the ISR", lambda: leader in c.partition(1, "cs")["isr_nodes"])
+
+    # A replication-factor-1 partition cannot move: answered as remaining (v0: no epoch).
+    create_topic(c, "solo", partitions=1, rf=1)
+    solo = c.partition(1, "solo")["leader_id"]
+    assert controlled_shutdown(c, controller, solo, version=0) == (EC.NONE, [("solo", 0)])
+    assert c.partition(1, "solo")["leader_id"] == solo
+
+
+def test_sigterm_retries_controlled_shutdown_then_falls_back(make_cluster):
+    """SIGTERM to a broker that is the only replica of a partition: it asks the controller
+    controlled.shutdown.max.retries times, controlled.shutdown.retry.backoff.ms apart, is told
+    each time that it still leads the partition, then deletes its registration and exits 0; the
+    partition goes offline (no other replica), and the other brokers' partitions did not."""
+    c = make_cluster(["min.insync.replicas=1", "controlled.shutdown.max.retries=2",
+                      "controlled.shutdown.retry.backoff.ms=300"])
+    create_topic(c, "solo", partitions=3, rf=1)
+    owner = c.partition(1, "solo", 0)["leader_id"]
+    assert c.kill(owner, signal.SIGTERM) == 0
+    out = (c.tmp / f"b{owner}.out").read_text()
+    attempts = re.findall(r"controlled shutdown attempt (\d) of 2 failed \((.*)\)", out)
+    assert [a for a, _ in attempts] == ["1", "2"], out[-3000:]
+    assert all("still the leader of 1 partition(s), e.g. solo-" in why for _, why in attempts)
+    survivor = min(c.procs)
+    wait_for("the partition offline",
+             lambda: c.partition(survivor, "solo", 0)["leader_id"] == -1)
+    for p in (1, 2):
+        assert c.partition(survivor, "solo", p)["leader_id"] in c.procs
