@@ -108,7 +108,7 @@ class ClusterNode:
             meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
             self.broker.add_append_listener(self._on_append)
             self.manager.start()
-            self.broker_epoch = self._register(host, port)
+            self.broker_epoch = self.manager.broker_epoch = self._register(host, port)
             self._address = (host, port)
             self.store.client.add_listener(self._session_state)
             self.controller = Controller(self.store, self.node_id, lambda b, d: None,
@@ -132,7 +132,7 @@ class ClusterNode:
 
     def _reregister(self):
         try:
-            self.broker_epoch = self._register(*self._address)
+            self.broker_epoch = self.manager.broker_epoch = self._register(*self._address)
             log.warning("broker %d: ZooKeeper session was lost; registered again (broker epoch "
                         "%d)", self.node_id, self.broker_epoch)
         except Exception as e:      # noqa: BLE001 - logged; the next session loss tries again

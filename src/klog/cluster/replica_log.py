@@ -120,3 +120,6 @@ class StorageReplicaLog:
 
     def truncate_to(self, offset: int) -> None:
         self.partition.truncate_to(offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.partition.truncate_fully_and_start_at(offset)
