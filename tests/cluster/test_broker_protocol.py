@@ -7,11 +7,13 @@ import signal
 import socket
 import struct
 import threading
+import time
 
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
 
+from server.rawclient import call as rawcall
 from .test_serve_cluster import (  # noqa: F401 - fixtures
     Cluster, call, cluster, create_topic, make_cluster, wait_for,
 )
@@ -163,3 +165,93 @@ def test_sigterm_retries_controlled_shutdown_then_falls_back(make_cluster):
              lambda: c.partition(survivor, "solo", 0)["leader_id"] == -1)
     for p in (1, 2):
         assert c.partition(survivor, "solo", p)["leader_id"] in c.procs
+
+
+# -- follower fetches (Fetch v15: replica_state) ---------------------------------------------------
+def topic_id(c, n, topic):
+    md = c.raw(n, ApiKey.METADATA, 12, {"topics": [{"name": topic}],
+                                        "allow_auto_topic_creation": False,
+                                        "include_topic_authorized_operations": False})
+    return md["topics"][0]["topic_id"]
+
+
+def follower_fetch(c, n, tid, replica_id, replica_epoch, leader_epoch, offset, last_epoch=-1):
+    """A follower's Fetch v15 for partition 0, as raw bytes on a new connection."""
+    with socket.create_connection(c.address(n), timeout=30) as s:
+        resp = rawcall(s, ApiKey.FETCH, 15, {
+            "replica_state": {"replica_id": replica_id, "replica_epoch": replica_epoch},
+            "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20, "isolation_level": 0,
+            "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic_id": tid, "partitions": [
+                {"partition": 0, "current_leader_epoch": leader_epoch, "fetch_offset": offset,
+                 "last_fetched_epoch": last_epoch, "log_start_offset": -1,
+                 "partition_max_bytes": 1 << 20}]}],
+            "forgotten_topics_data": [], "rack_id": ""})
+    return resp["responses"][0]["partitions"][0]
+
+
+def produce(c, topic, values, acks="all"):
+    from confluent_kafka import Producer
+
+    from .test_serve_cluster import QUIET
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": acks, "linger.ms": 0, **QUIET})
+    for v in values:
+        p.produce(topic, v.encode() if isinstance(v, str) else v)
+    assert p.flush(30) == 0
+
+
+def test_follower_fetch_refusals(make_cluster):
+    """Fetch v15 from broker ids that may not fetch, against the partition leader:
+    - a broker that is no replica: UNKNOWN_LEADER_EPOCH with a leader epoch, else
+      NOT_LEADER_OR_FOLLOWER (Kafka's followerReplicaOrThrow);
+    - a leader epoch above the leader's: UNKNOWN_LEADER_EPOCH; below it: FENCED_LEADER_EPOCH;
+    - a replica's id with a broker epoch that is not its registration's: STALE_BROKER_EPOCH, and
+      the fetch counts for nothing: a follower out of the ISR (paused) is not taken back by
+      such fetches at the leader's end, and is taken back by the same fetch with its epoch."""
+    c = make_cluster(["min.insync.replicas=1", "replica.lag.time.max.ms=1000",
+                      "zookeeper.session.timeout.ms=30000"])
+    create_topic(c, "ff")
+    produce(c, "ff", ["a", "b", "c"])
+    p = c.partition(1, "ff")
+    leader, epoch = p["leader_id"], p["leader_epoch"]
+    tid = topic_id(c, leader, "ff")
+    epochs = broker_epochs(c)
+    follower = next(n for n in (1, 2, 3) if n != leader)
+
+    assert follower_fetch(c, leader, tid, 7, -1, epoch, 3)["error_code"] == \
+        EC.UNKNOWN_LEADER_EPOCH
+    assert follower_fetch(c, leader, tid, 7, -1, -1, 3)["error_code"] == EC.NOT_LEADER_OR_FOLLOWER
+    assert follower_fetch(c, leader, tid, follower, epochs[follower], epoch + 1, 3)[
+        "error_code"] == EC.UNKNOWN_LEADER_EPOCH
+
+    c.procs[follower].send_signal(signal.SIGSTOP)
+    try:
+        produce(c, "ff", ["d"], acks="1")        # the leader's end moves: the paused one lags
+        wait_for("the paused follower out of the ISR",
+                 lambda: follower not in c.partition(leader, "ff")["isr_nodes"], 30)
+        for stale in (epochs[follower] - 1, epochs[follower] + 1000):
+            answer = follower_fetch(c, leader, tid, follower, stale, epoch, 4, epoch)
+            assert answer["error_code"] == EC.STALE_BROKER_EPOCH, answer
+            assert not answer["records"]
+        # More than a lag check's worth of refused fetches at the leader's end: still out.
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert follower_fetch(c, leader, tid, follower, epochs[follower] - 1, epoch, 3,
+                                  epoch)["error_code"] == EC.STALE_BROKER_EPOCH
+            assert follower not in c.partition(leader, "ff")["isr_nodes"]
+            time.sleep(0.1)
+        answer = follower_fetch(c, leader, tid, follower, epochs[follower], epoch, 4, epoch)
+        assert answer["error_code"] == EC.NONE
+        wait_for("the follower back in the ISR on a fetch with its epoch",
+                 lambda: follower in c.partition(leader, "ff")["isr_nodes"], 10)
+    finally:
+        c.procs[follower].send_signal(signal.SIGCONT)
+
+    # A leadership change (ControlledShutdown of the leader) makes the old epoch fenced.
+    controller = c.metadata(1)["controller_id"]
+    assert controlled_shutdown(c, controller, leader, epochs[leader])[0] == EC.NONE
+    new = wait_for("a new leader", lambda: (q := c.partition(1, "ff"))["leader_id"] not in
+                   (leader, -1) and q)
+    other = next(n for n in (1, 2, 3) if n != new["leader_id"])
+    assert follower_fetch(c, new["leader_id"], tid, other, epochs[other], epoch, 3, epoch)[
+        "error_code"] == EC.FENCED_LEADER_EPOCH
