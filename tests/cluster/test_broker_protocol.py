@@ -255,3 +255,58 @@ def test_follower_fetch_refusals(make_cluster):
     other = next(n for n in (1, 2, 3) if n != new["leader_id"])
     assert follower_fetch(c, new["leader_id"], tid, other, epochs[other], epoch, 3, epoch)[
         "error_code"] == EC.FENCED_LEADER_EPOCH
+
+
+# -- a follower behind the leader's log start --------------------------------------------------------
+def test_follower_behind_the_leaders_log_start_starts_over_there(cluster):
+    """A follower stops at offset 10; the leader takes 20 more records and deletes the records
+    below 25 (DeleteRecords). The follower comes back: the leader answers its fetch from 10
+    OFFSET_OUT_OF_RANGE, it asks the leader's log start (ListOffsets as a replica), truncates
+    fully and starts there, catches up and rejoins the ISR; its log starts where the leader's
+    does (inside a batch: the batch is kept whole), with the leader's batches from there on."""
+    from klog.storage.checkpoint import read_checkpoint
+    from klog.storage.files import CHECKPOINT
+
+    from .test_serve_cluster import batches
+
+    c = cluster
+    create_topic(c, "gone")
+    produce(c, "gone", [f"a{i}" for i in range(10)])
+    leader = c.partition(1, "gone")["leader_id"]
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    paths = {n: c.tmp / f"b{n}" / "gone-0" for n in (1, 2, 3)}
+    wait_for("the follower holding all 10", lambda: sum(
+        1 for _ in batches(str(paths[follower]))) >= 1 and _end(paths[follower]) == 10)
+    assert c.kill(follower, signal.SIGTERM) == 0
+    wait_for("the follower out of the ISR",
+             lambda: follower not in c.partition(leader, "gone")["isr_nodes"])
+    produce(c, "gone", [f"b{i}" for i in range(20)])
+    answer = c.raw(leader, ApiKey.DELETE_RECORDS, 2, {"topics": [{"name": "gone", "partitions": [
+        {"partition_index": 0, "offset": 25}]}], "timeout_ms": 10000})
+    assert answer["topics"][0]["partitions"][0] == {
+        "partition_index": 0, "low_watermark": 25, "error_code": 0}, answer
+
+    c.start(follower)
+    wait_for("the follower back in the ISR",
+             lambda: follower in c.partition(leader, "gone")["isr_nodes"], 45)
+    start = {n: read_checkpoint(str(paths[n] / CHECKPOINT)).get("log-start-offset")
+             for n in (leader, follower)}
+    assert start == {leader: 25, follower: 25}, start
+    wait_for("the follower's end at the leader's", lambda: _end(paths[follower]) == 30)
+    # The same batches from the one holding offset 25 on (it began at 10: one produce batch).
+    theirs = [(b, raw) for b, raw in batches(str(paths[leader])) if _last(b, raw) >= 25]
+    mine = batches(str(paths[follower]))
+    assert mine and mine == theirs and mine[0][0] <= 25
+    out = (c.tmp / f"b{follower}.out").read_text()
+    assert "was out of range on leader" in out
+
+
+def _last(base, raw):
+    return base + int.from_bytes(raw[23:27], "big")
+
+
+def _end(path):
+    from .test_serve_cluster import batches
+
+    found = batches(str(path))
+    return _last(*found[-1]) + 1 if found else 0
