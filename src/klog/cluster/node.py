@@ -22,14 +22,15 @@ import threading
 import time
 
 from kazoo.client import KazooState
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
 
 from klog.cluster import controlled_shutdown as shutdown_protocol
 from klog.cluster import meta
 from klog.cluster.controller import Controller
 from klog.cluster.replica import Role
 from klog.cluster.replica_manager import ReplicaManager
-from klog.cluster.zkstore import ClusterStore, NodeIdTakenError
+from klog.cluster.zkstore import ClusterStore, NodeIdTakenError, ZooKeeperUnavailableError
 
 log = logging.getLogger("klog.cluster.node")
 
@@ -113,6 +114,12 @@ class ClusterNode:
             self.store.client.add_listener(self._session_state)
             self.controller = Controller(self.store, self.node_id, lambda b, d: None,
                                          unclean_leader_election=self.unclean).start()
+        except (KazooException, KazooTimeoutError) as e:
+            # ZooKeeper went away (or stalled) while joining: one line, not a traceback.
+            self.stop()
+            raise ZooKeeperUnavailableError(
+                f"ZooKeeper at {self.store.hosts} failed while broker {self.node_id} was "
+                f"joining: {type(e).__name__} {e}".rstrip()) from None
         except BaseException:
             self.stop()
             raise
@@ -140,14 +147,25 @@ class ClusterNode:
                       self.node_id, e)
 
     def _register(self, host, port) -> int:
-        # A previous process of this node may still be registered until its session expires.
+        # A previous process of this node may still be registered until its session expires:
+        # one that registered this very address (which this process now holds, so that one
+        # serves nothing) is waited out; a registration with another address is another live
+        # broker with this id, refused at once (as Kafka does).
         deadline = time.monotonic() + self.session_timeout_ms / 1000 * 2 + 5
         while True:
             try:
                 return self.store.register_broker(self.node_id, host, port)
-            except NodeIdTakenError:
+            except NodeIdTakenError as e:
+                holder = self.store.live_brokers().get(self.node_id)
+                where = holder and (holder[1].get("host"), holder[1].get("port"))
+                if where and where != (host, port):
+                    raise NodeIdTakenError(
+                        f"node id {self.node_id} is already registered in ZooKeeper "
+                        f"{self.store.connect} by a live broker at {where[0]}:{where[1]} "
+                        f"(broker epoch {holder[0]}); give each broker its own --node-id"
+                    ) from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise e from None
                 time.sleep(0.2)
 
     @property
