@@ -188,3 +188,35 @@ def test_malformed_zookeeper_connect_string(tmp_path, connect, why):
     assert len(lines) == 1 and f"zookeeper.connect {connect!r}" in lines[0] and why in lines[0], \
         r.stderr
     assert not (tmp_path / "d").exists()       # refused before anything was created
+
+
+def test_cluster_settings_from_server_properties(tmp_path):
+    """The cluster settings klog uses (controlled shutdown retries and back-off, ZooKeeper
+    timeouts, replica lag) come from server.properties with zookeeper.connect; without it they
+    are ignored with a warning, as the node id is."""
+    from klog import server_properties
+
+    conf = tmp_path / "server.properties"
+    conf.write_text("broker.id=3\nzookeeper.connect=127.0.0.1:2181/k\n"
+                    "controlled.shutdown.max.retries=2\ncontrolled.shutdown.retry.backoff.ms=100\n"
+                    "zookeeper.connection.timeout.ms=5000\nzookeeper.session.timeout.ms=9000\n"
+                    "replica.lag.time.max.ms=4000\n")
+    got = server_properties.load(conf)
+    assert got.cluster_settings == {
+        "controlled_shutdown_max_retries": 2, "controlled_shutdown_retry_backoff_ms": 100,
+        "connection_timeout_ms": 5000, "session_timeout_ms": 9000,
+        "replica_lag_time_max_ms": 4000}
+    assert got.warnings == []
+    conf.write_text("controlled.shutdown.max.retries=2\n")
+    single = server_properties.load(conf)
+    assert single.cluster_settings == {}
+    assert "ignoring 'controlled.shutdown.max.retries'" in single.warnings[0]
+    conf.write_text("zookeeper.connect=a:1\ncontrolled.shutdown.retry.backoff.ms=soon\n")
+    with pytest.raises(server_properties.ServerPropertiesError,
+                       match="controlled.shutdown.retry.backoff.ms='soon' is not a non-negative"):
+        server_properties.load(conf)
+    r = subprocess.run(serve(tmp_path, 1, "127.0.0.1:1", free_port(),
+                             "controlled.shutdown.max.retries=many"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and error_lines(r.stderr) == [
+        "error: controlled.shutdown.max.retries='many': expected a non-negative integer"], r.stderr
