@@ -72,6 +72,8 @@ class MemoryLog:
         older = [(e, offset) for e, s in self.epochs if s <= offset][-1:]
         self.epochs = older + kept
 
+    advance_log_start = delete_before
+
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.entries = [(-1, None)] * offset
         self.epochs = []

@@ -263,7 +263,8 @@ def test_follower_behind_the_leaders_log_start_starts_over_there(cluster):
     below 25 (DeleteRecords). The follower comes back: the leader answers its fetch from 10
     OFFSET_OUT_OF_RANGE, it asks the leader's log start (ListOffsets as a replica), truncates
     fully and starts there, catches up and rejoins the ISR; its log starts where the leader's
-    does (inside a batch: the batch is kept whole), with the leader's batches from there on."""
+    does (inside a batch: the batch is kept whole), with the leader's batches from there on.
+    The follower that stayed moves its log start with the leader's."""
     from klog.storage.checkpoint import read_checkpoint
     from klog.storage.files import CHECKPOINT
 
@@ -285,6 +286,11 @@ def test_follower_behind_the_leaders_log_start_starts_over_there(cluster):
         {"partition_index": 0, "offset": 25}]}], "timeout_ms": 10000})
     assert answer["topics"][0]["partitions"][0] == {
         "partition_index": 0, "low_watermark": 25, "error_code": 0}, answer
+
+    # The follower that stayed follows the leader's log start (from its fetch answers).
+    stayed = next(n for n in (1, 2, 3) if n not in (leader, follower))
+    wait_for("the other follower's log start at 25", lambda: read_checkpoint(
+        str(paths[stayed] / CHECKPOINT)).get("log-start-offset") == 25)
 
     c.start(follower)
     wait_for("the follower back in the ISR",

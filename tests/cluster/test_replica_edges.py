@@ -10,9 +10,9 @@ from .memlog import MemoryLog
 ASSIGNED = (1, 2, 3)
 
 
-def pair(records=10):
+def pair(records=10, isr=(1, 2, 3)):
     """Leader 1 in epoch 0 holding ``records`` values; follower 2 with an empty log."""
-    state = LeaderAndIsr(1, 0, (1, 2, 3), 0)
+    state = LeaderAndIsr(1, 0, isr, 0)
     leader, follower = Replica(1, MemoryLog()), Replica(2, MemoryLog())
     leader.apply(state, ASSIGNED, 0)
     follower.apply(state, ASSIGNED, 0)
@@ -73,3 +73,29 @@ def test_out_of_range_answers_that_are_stale_or_past_the_leaders_end():
     req = follower.fetch_request()
     assert follower.handle_out_of_range(req, 0, 5)
     assert follower.log.log_end_offset == 5 and follower.role is Role.FOLLOWER
+
+
+def test_follower_follows_the_leaders_log_start_up_to_its_high_watermark():
+    leader, follower = pair(isr=(1, 2))
+    for _ in range(2):
+        req = follower.fetch_request()
+        follower.handle_fetch_response(req, leader.handle_fetch(req, 0))
+    assert follower.high_watermark == 10 and follower.log.log_start_offset == 0
+    leader.log.delete_before(6)
+    req = follower.fetch_request()
+    follower.handle_fetch_response(req, leader.handle_fetch(req, 0))
+    assert follower.log.log_start_offset == 6
+    # Never past what the follower knows is committed: a follower whose high watermark is 2
+    # (its answers carried no more) stops its log start there.
+    leader, follower = pair(isr=(1, 2))
+    follower.log.append_as_follower(leader.log.read(0, 4))
+    follower.high_watermark = 2
+    leader.log.delete_before(3)
+    req = follower.fetch_request()
+    follower.handle_fetch_response(req, _with_hw(leader.handle_fetch(req, 0), 2))
+    assert follower.log.log_start_offset == 2
+
+
+def _with_hw(resp, hw):
+    from dataclasses import replace
+    return replace(resp, high_watermark=hw)

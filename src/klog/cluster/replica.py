@@ -74,6 +74,10 @@ class ReplicaLog(Protocol):
         """Drop everything and start empty at ``offset`` (log start = log end = ``offset``):
         a follower whose log ends below the leader's log start."""
 
+    def advance_log_start(self, offset: int) -> None:
+        """Records below ``offset`` are gone (a follower following the leader's DeleteRecords or
+        retention; ``offset`` is at most the high watermark)."""
+
 
 class Role(enum.Enum):
     NONE = "none"          # not yet told, or the partition went offline here
@@ -344,6 +348,12 @@ class Replica:
         learned = min(resp.high_watermark, log.log_end_offset)
         if learned > self.high_watermark:
             self.high_watermark = learned
+        # The leader's log start moved (DeleteRecords, retention): so does ours, as far as we
+        # hold committed records (Kafka's follower: maybeIncrementLogStartOffset), so a later
+        # leader here does not bring deleted records back.
+        start = min(resp.log_start_offset, self.high_watermark)
+        if start > log.log_start_offset:
+            log.advance_log_start(start)
 
     def handle_out_of_range(self, req: FetchRequest, leader_start: int, leader_end: int) -> bool:
         """The leader answered ``req`` with OFFSET_OUT_OF_RANGE and, asked (ListOffsets with our

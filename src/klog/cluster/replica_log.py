@@ -141,3 +141,11 @@ class StorageReplicaLog:
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         self.partition.truncate_fully_and_start_at(offset)
+
+    def advance_log_start(self, offset: int) -> None:
+        # The replica's high watermark is at least ``offset``; the partition learns it right
+        # after this call (HostedPartition.sync), and refuses deletion above its own: first.
+        part = self.partition
+        if part.high_watermark < offset:
+            part.update_high_watermark(offset)
+        part.delete_records(offset)
