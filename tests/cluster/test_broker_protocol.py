@@ -316,3 +316,44 @@ def _end(path):
 
     found = batches(str(path))
     return _last(*found[-1]) + 1 if found else 0
+
+
+# -- Metadata while ZooKeeper is away ------------------------------------------------------------
+def test_metadata_without_zookeeper_is_the_last_view_read(tmp_path):
+    """ZooKeeper stops: the brokers answer Metadata from the last view they read (Kafka's
+    metadata cache), all three brokers and the topic's partition, never themselves alone (which
+    makes librdkafka forget the others)."""
+    from .zookeeper import ZooKeeperServer
+
+    zk = ZooKeeperServer().start()
+    c = Cluster(zk, tmp_path)
+    try:
+        for n in (1, 2, 3):
+            c.start(n)
+        wait_for("three registered brokers", lambda: _registered(c) == [1, 2, 3], 60)
+        create_topic(c, "mc")
+        before = {n: c.metadata(n, ["mc"]) for n in (1, 2, 3)}
+        for n in (1, 2, 3):
+            c.metadata(n)             # a full request too: cached as well
+        zk.stop()
+        for n in (1, 2, 3):
+            log = c.tmp / f"b{n}.out"
+            wait_for(f"broker {n} answering without ZooKeeper", lambda: (
+                c.metadata(n, ["mc"]) and b"Metadata without ZooKeeper" in log.read_bytes()), 60)
+            md = c.metadata(n, ["mc"])
+            assert sorted(b["node_id"] for b in md["brokers"]) == [1, 2, 3], md["brokers"]
+            assert md["topics"] == before[n]["topics"]
+            assert md["controller_id"] == before[n]["controller_id"]
+            full = c.metadata(n)
+            assert sorted(b["node_id"] for b in full["brokers"]) == [1, 2, 3]
+            assert "mc" in [t["name"] for t in full["topics"]]
+    finally:
+        c.stop()
+        zk.stop()
+
+
+def _registered(c):
+    try:
+        return sorted(b["node_id"] for b in c.metadata(1)["brokers"])
+    except OSError:
+        return None

@@ -95,6 +95,7 @@ class ClusterNode:
                                       replica_lag_time_max_ms=replica_lag_time_max_ms,
                                       on_change=self.changes.notify)
         self.controller = None
+        self.metadata_cache: dict = {}     # the last cluster view Metadata read from ZooKeeper
         self.cluster_id = None
         self.broker_epoch = -1
         self._on_append = lambda _log=None: self.changes.notify()
