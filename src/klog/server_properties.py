@@ -6,8 +6,9 @@
   through and are validated as ``-c KEY=VALUE`` values are.
 - Kafka settings klog has no use for (threads, socket buffers, replication, KRaft/ZooKeeper
   quorum, TLS/SASL, ...) are a warning naming file and line, so a stock Kafka file works.
-- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and
-  ``replica.lag.time.max.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
+- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and the cluster
+  settings of ``CLUSTER_SETTINGS``: ``replica.lag.time.max.ms``, ``controlled.shutdown.*``,
+  ``zookeeper.*.timeout.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
   ``--node-id`` do. Without ``zookeeper.connect`` a node id is ignored with a warning, as
   before (a stock KRaft file names one).
 - Anything else is an error naming file and line (with a "did you mean"): a typo in a setting
