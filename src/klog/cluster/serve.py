@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from klog.cluster import controlled_shutdown
 from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
 from klog.server import handlers
+
+log = logging.getLogger("klog.cluster.serve")
 
 
 async def join(server, node_id: int, zookeeper: str, **settings):
@@ -32,7 +35,10 @@ async def leave(server, node: ClusterNode):
     named this broker alone, and a client that believes Metadata (librdkafka forgets brokers a
     Metadata answer leaves out) was left with no broker but the one going away."""
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, node.controlled_shutdown)
+    try:
+        await loop.run_in_executor(None, node.controlled_shutdown)
+    except Exception:       # noqa: BLE001 - stopping anyway: a failed handover must not hang it
+        log.exception("broker %d: controlled shutdown failed", node.node_id)
     await server.stop_serving()
     await loop.run_in_executor(None, node.stop)
     await server.stop()
