@@ -264,7 +264,8 @@ def test_follower_behind_the_leaders_log_start_starts_over_there(cluster):
     OFFSET_OUT_OF_RANGE, it asks the leader's log start (ListOffsets as a replica), truncates
     fully and starts there, catches up and rejoins the ISR; its log starts where the leader's
     does (inside a batch: the batch is kept whole), with the leader's batches from there on.
-    The follower that stayed moves its log start with the leader's."""
+    The follower that stayed moves its log start with the leader's (and refuses DeleteRecords
+    itself: NOT_LEADER_OR_FOLLOWER)."""
     from klog.storage.checkpoint import read_checkpoint
     from klog.storage.files import CHECKPOINT
 
@@ -282,13 +283,18 @@ def test_follower_behind_the_leaders_log_start_starts_over_there(cluster):
     wait_for("the follower out of the ISR",
              lambda: follower not in c.partition(leader, "gone")["isr_nodes"])
     produce(c, "gone", [f"b{i}" for i in range(20)])
+    stayed = next(n for n in (1, 2, 3) if n not in (leader, follower))
+    # DeleteRecords is the leader's: a follower refuses it and keeps its records.
+    answer = c.raw(stayed, ApiKey.DELETE_RECORDS, 2, {"topics": [{"name": "gone", "partitions": [
+        {"partition_index": 0, "offset": 5}]}], "timeout_ms": 10000})
+    assert answer["topics"][0]["partitions"][0]["error_code"] == EC.NOT_LEADER_OR_FOLLOWER
+    assert read_checkpoint(str(paths[stayed] / CHECKPOINT)).get("log-start-offset", 0) == 0
     answer = c.raw(leader, ApiKey.DELETE_RECORDS, 2, {"topics": [{"name": "gone", "partitions": [
         {"partition_index": 0, "offset": 25}]}], "timeout_ms": 10000})
     assert answer["topics"][0]["partitions"][0] == {
         "partition_index": 0, "low_watermark": 25, "error_code": 0}, answer
 
     # The follower that stayed follows the leader's log start (from its fetch answers).
-    stayed = next(n for n in (1, 2, 3) if n not in (leader, follower))
     wait_for("the other follower's log start at 25", lambda: read_checkpoint(
         str(paths[stayed] / CHECKPOINT)).get("log-start-offset") == 25)
 

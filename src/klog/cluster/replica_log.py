@@ -118,12 +118,10 @@ class StorageReplicaLog:
         if start == end and base < end <= base + last_offset_delta(first):
             # A log that just started over at the leader's log start, which falls inside this
             # batch (records deleted up to the middle of it): start at the batch and keep the
-            # log start (Kafka's UnexpectedAppendOffsetException case). Everything below the
-            # leader's log start is committed, so the high watermark may stand there.
+            # log start (Kafka's UnexpectedAppendOffsetException case).
             part.truncate_fully_and_start_at(base)
             part.append_as_follower(records)
-            part.update_high_watermark(end)
-            part.delete_records(end)
+            part.follow_log_start(end)
             return
         part.append_as_follower(records)
 
@@ -143,9 +141,4 @@ class StorageReplicaLog:
         self.partition.truncate_fully_and_start_at(offset)
 
     def advance_log_start(self, offset: int) -> None:
-        # The replica's high watermark is at least ``offset``; the partition learns it right
-        # after this call (HostedPartition.sync), and refuses deletion above its own: first.
-        part = self.partition
-        if part.high_watermark < offset:
-            part.update_high_watermark(offset)
-        part.delete_records(offset)
+        self.partition.follow_log_start(offset)
