@@ -363,3 +363,34 @@ def _registered(c):
         return sorted(b["node_id"] for b in c.metadata(1)["brokers"])
     except OSError:
         return None
+
+
+def test_a_starting_broker_answers_nothing_before_it_has_joined(cluster):
+    """A broker restarting: requests sent to it while it joins the cluster wait, and every
+    Metadata answer it gives names the whole cluster, itself included (before, it answered
+    naming itself alone until it reached ZooKeeper, and the others only until it registered)."""
+    c = cluster
+    assert c.kill(2, signal.SIGTERM) == 0
+    answers = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(c.address(2), timeout=2) as s:
+                    answers.append(sorted(b["node_id"] for b in call(
+                        s, ApiKey.METADATA, 9, METADATA_ALL)["brokers"]))
+            except OSError:
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=poll) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        c.start(2)
+        wait_for("broker 2 answering", lambda: [1, 2, 3] in answers, 60, 0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert all(a == [1, 2, 3] for a in answers), sorted(set(map(tuple, answers)))

@@ -25,6 +25,7 @@ async def join(server, node_id: int, zookeeper: str, **settings):
                        **controlled_shutdown.HANDLERS}
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id
+    server.release_requests()     # held (if the caller held them) until this broker has joined
     return node
 
 

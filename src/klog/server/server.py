@@ -115,6 +115,7 @@ class Server:
         self.cluster_id = "klog-" + broker.data_dir.replace("/", "_")[-16:]
         self.stopping = False
         self._closing = False
+        self._held = None                     # an asyncio.Event while requests are held
         self._server = None
         self._conns = set()
         self._waiters = set()
@@ -150,6 +151,15 @@ class Server:
         log.info("klog serving on %s:%d (advertised %s:%d)", self.host, self.port, *self.advertised)
         return self
 
+    def hold_requests(self):
+        """Accept connections but answer no request until ``release_requests`` (a cluster member
+        joining: until then it could only answer Metadata about itself alone)."""
+        self._held = asyncio.Event()
+
+    def release_requests(self):
+        if self._held is not None:
+            self._held.set()
+
     async def wait_stopped(self):
         await self._stopped.wait()
 
@@ -170,6 +180,7 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
+        self.release_requests()               # held requests end: their connections close
         self._server.close()
         if self._reaper is not None:
             self._reaper.cancel()
@@ -349,6 +360,10 @@ class Server:
             log.warning("closing connection from %s: malformed request: %s", conn.peer, exc)
             return False
         hdr = req.header
+        if self._held is not None and not self._held.is_set():
+            await self._held.wait()
+            if self.stopping:
+                return False
         if conn.pending and hdr.api_key != ApiKey.PRODUCE:
             await self._send(conn, [])   # this one may wait (a fetch): don't hold answers back
         handler = self.handlers.get(hdr.api_key)
@@ -466,6 +481,8 @@ def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None, cluster
         node = None
         try:
             server = Server(broker, host, port, adv)
+            if cluster is not None:
+                server.hold_requests()        # released once joined (cluster_serve.join)
             await server.start()
             if cluster is not None:
                 from klog.cluster import serve as cluster_serve
