@@ -395,31 +395,34 @@ class FollowerFetcher:
                     errors = True
             if out_of_range:
                 try:
-                    self._reset_out_of_range(out_of_range)
-                    errors = False
+                    if self._reset_out_of_range(out_of_range):
+                        errors = False          # fetch again at once, from the new position
                 except Exception as e:   # noqa: BLE001 - network trouble: fetch (and ask) again
                     log.debug("broker %d: offsets from %d failed: %s", m.node_id, self.leader, e)
                     self._close()
             if errors:     # fenced / not leader: wait for the controller's word, not a busy loop
                 self._stopped.wait(RETRY_S)
 
-    def _reset_out_of_range(self, requests: dict):
-        """Kafka's handleOutOfRangeError: the leader's log start and end, then truncate."""
+    def _reset_out_of_range(self, requests: dict) -> bool:
+        """Kafka's handleOutOfRangeError: the leader's log start and end, then truncate.
+        True if any partition was handled (else the caller waits before fetching again)."""
         m = self.manager
         starts = self._list_offsets(requests, -2)
         ends = self._list_offsets(requests, -1)
+        handled = False
         for key, (hosted, req) in requests.items():
             if key not in starts or key not in ends:
                 continue
             with hosted.lock:
                 before = hosted.replica.log.log_start_offset, hosted.replica.log.log_end_offset
-                hosted.replica.handle_out_of_range(req, starts[key], ends[key])
+                handled |= hosted.replica.handle_out_of_range(req, starts[key], ends[key])
                 hosted.sync()
                 after = hosted.replica.log.log_start_offset, hosted.replica.log.log_end_offset
             if before != after:
                 log.warning("broker %d: %s-%d was out of range on leader %d (its log [%d, %d)); "
                             "log [%d, %d) -> [%d, %d)", m.node_id, key[0], key[1], self.leader,
                             starts[key], ends[key], *before, *after)
+        return handled
 
     def _list_offsets(self, requests: dict, timestamp: int) -> dict:
         """ListOffsets as a replica (-1 latest: the log end; -2 earliest: the log start)."""
