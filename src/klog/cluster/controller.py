@@ -187,6 +187,7 @@ class Controller:
         self._on_brokers_change(resend_all=True)
         self._delete_marked_topics()        # a deletion the previous controller left unfinished
         if self.auto_rebalance:
+            self._cancel_rebalance()
             self._rebalance_task = self.scheduler.schedule_periodic(
                 self.imbalance_interval_ms, self._events.put,
                 (self._check_leader_imbalance, (), None))
@@ -337,6 +338,10 @@ class Controller:
         if self.fence is None:
             return
         for name in self.store.topics_marked_for_deletion():
+            if is_internal(name):     # not through DeleteTopics: someone wrote the marker
+                log.warning("not deleting internal topic %s (marked in /admin/delete_topics)",
+                            name)
+                continue
             for _ in range(CAS_ATTEMPTS):
                 retired = -1
                 try:
