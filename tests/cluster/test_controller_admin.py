@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from kazoo.exceptions import BadVersionError
+from kazoo.exceptions import BadVersionError, NoNodeError
 
 from klog.clock import FakeClock, Scheduler
 from klog.cluster.controller import PREFERRED, UNCLEAN, Controller
@@ -221,3 +221,26 @@ def test_a_large_topic_is_deleted_in_batches(cluster, monkeypatch):
     cluster.call(c.delete_topic, "t")
     assert store.topics() == [] and store.topics_marked_for_deletion() == []
     assert store.client.exists(f"{store.chroot}/config/topics/t") is None
+
+
+def test_large_topics_are_written_in_batches_and_a_successor_finishes_them(cluster,
+                                                                            monkeypatch):
+    from klog.cluster import zkstore
+    monkeypatch.setattr(zkstore, "CREATE_BATCH", 2)
+    c = three(cluster)
+    store = cluster.stores[1]
+    cluster.call(c.create_topic, "t", 5, 2)
+    cluster.call(c.add_partitions, "t", 9)
+    assert all(store.partition_state("t", p).leader >= 0 for p in range(9))
+    # A controller died after the first multi-op of a creation: the next one finishes it.
+    monkeypatch.setattr(store, "create_partition_states", lambda *a: None)
+    with pytest.raises(NoNodeError):          # it reads back partition 2: not there
+        cluster.call(c.create_topic, "u", 5, 2)
+    monkeypatch.undo()
+    assert sorted(store.client.get_children(f"{store.chroot}/brokers/topics/u/partitions")) == \
+        ["0", "1"]
+    cluster.broker(4)                                   # a broker change: a controller pass
+    wait_for(lambda: sorted(store.client.get_children(
+        f"{store.chroot}/brokers/topics/u/partitions")) == ["0", "1", "2", "3", "4"],
+        what="the rest of u's partitions")
+    assert all(store.partition_state("u", p).leader >= 0 for p in range(5))

@@ -216,8 +216,12 @@ class Controller:
         bounced = {b for b, e in live.items() if b in self._view and self._view[b] != e}
         started = {b for b in live if b not in self._view} | bounced
         self._view = live
+        deleting = set(self.store.topics_marked_for_deletion())
         for topic in self.store.topics():
+            if topic in deleting:
+                continue          # going away (maybe half deleted): no decisions for it
             assignment = self.store.topic(topic).partitions
+            self._finish_creation(topic, assignment, live)
             for p, replicas in assignment.items():
                 state = self.store.partition_state(topic, p)
                 changed = self._decide(topic, p, replicas, state, set(live), bounced)
@@ -225,6 +229,18 @@ class Controller:
                         or any(r in started for r in replicas))
                 if tell:
                     self._tell(topic, p, replicas, changed or state, live)
+
+    def _finish_creation(self, topic: str, assignment: dict, live) -> None:
+        """Partitions in the assignment without a state znode: a controller failed midway
+        through creating them (a large topic is written in several multi-ops)."""
+        partitions = self.store.client.get_children(
+            self.store._path("brokers", "topics", topic, "partitions"))
+        missing = {p: r for p, r in assignment.items() if str(p) not in partitions}
+        if missing:
+            log.warning("topic %s: creating the state of partitions %s left unfinished",
+                        topic, sorted(missing))
+            self.store.create_partition_states(topic, self._first_states(missing, live),
+                                               self.fence)
 
     def _decide(self, topic, p, replicas, state, live: set, bounced: set):
         written = None

@@ -86,6 +86,7 @@ class TopicAssignment:
 
 CONFIG_CHANGE_PREFIX = "config_change_"
 DELETE_BATCH = 1000           # znodes deleted per multi-op (ZooKeeper's 1 MB request limit)
+CREATE_BATCH = 500            # partitions (two znodes each) created per multi-op
 # Kafka's changeExpirationMs: older notifications are deleted by the next config write (a broker
 # that was away longer re-reads every topic's config when it comes back).
 CONFIG_CHANGE_EXPIRY_MS = 15 * 60 * 1000
@@ -293,7 +294,8 @@ class ClusterStore:
                      fence: ControllerEpoch, topic_id: Optional[uuid.UUID] = None,
                      config: Optional[dict] = None) -> uuid.UUID:
         """Create a topic with its config overrides, assignment and the first state of each
-        partition, all or nothing, fenced by the controller epoch. Raises NodeExistsError if it
+        partition, fenced by the controller epoch: one multi-op with the first ``CREATE_BATCH``
+        partitions, then the rest (``create_partition_states``). Raises NodeExistsError if it
         exists (or is still being deleted: its config node is there until the end)."""
         topic_id = topic_id or uuid.uuid4()
         self.ensure_admin_paths()
@@ -306,12 +308,30 @@ class ClusterStore:
         t.create(self._path("config", "topics", name), _config_json(config or {}))
         t.create(self._path("brokers", "topics", name), json.dumps(topic).encode())
         t.create(self._path("brokers", "topics", name, "partitions"))
-        for p in sorted(assignment):
+        ordered = sorted(assignment)
+        for p in ordered[:CREATE_BATCH]:
             t.create(self._path("brokers", "topics", name, "partitions", p))
             t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
                      _state_json(states[p]))
         self._commit(t, f"create topic {name}")
+        self.create_partition_states(name, {p: states[p] for p in ordered[CREATE_BATCH:]}, fence)
         return topic_id
+
+    def create_partition_states(self, name: str, states: dict, fence: ControllerEpoch) -> None:
+        """Create the znodes of partitions whose assignment is written but whose state is not,
+        in fenced multi-ops of at most ``CREATE_BATCH`` partitions: the rest of a large topic
+        (ZooKeeper refuses a request over 1 MB and drops the connection), or what a controller
+        that failed midway left (its successor finishes it). Partitions already there are
+        skipped."""
+        base = self._path("brokers", "topics", name, "partitions")
+        todo = [p for p in sorted(states) if not self._zk.exists(f"{base}/{p}")]
+        for start in range(0, len(todo), CREATE_BATCH):
+            t = self._zk.transaction()
+            t.check(self._path("controller_epoch"), fence.zk_version)
+            for p in todo[start:start + CREATE_BATCH]:
+                t.create(f"{base}/{p}")
+                t.create(f"{base}/{p}/state", _state_json(states[p]))
+            self._commit(t, f"create partitions of topic {name}")
 
     def topics(self) -> list[str]:
         return sorted(self._zk.get_children(self._path("brokers", "topics")))
@@ -333,8 +353,9 @@ class ClusterStore:
     def add_partitions(self, name: str, current: TopicAssignment, added: dict, states: dict,
                        fence: ControllerEpoch) -> None:
         """Grow a topic by the partitions in ``added`` (partition -> replicas) with their first
-        states: the assignment is rewritten by compare-and-set on ``current.version``, all or
-        nothing, fenced. BadVersionError if the topic changed since it was read."""
+        states: the assignment (with the first ``CREATE_BATCH`` new partitions) is rewritten by
+        compare-and-set on ``current.version``, fenced; BadVersionError if the topic changed
+        since it was read. The other partitions follow (``create_partition_states``)."""
         path = self._path("brokers", "topics", name)
         value, _ = self._read_json(path)
         value["partitions"] = {str(p): list(r) for p, r in
@@ -342,11 +363,13 @@ class ClusterStore:
         t = self._zk.transaction()
         t.check(self._path("controller_epoch"), fence.zk_version)
         t.set_data(path, json.dumps(value).encode(), version=current.version)
-        for p in sorted(added):
+        ordered = sorted(added)
+        for p in ordered[:CREATE_BATCH]:
             t.create(self._path("brokers", "topics", name, "partitions", p))
             t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
                      _state_json(states[p]))
         self._commit(t, f"add partitions to topic {name}")
+        self.create_partition_states(name, {p: states[p] for p in ordered[CREATE_BATCH:]}, fence)
 
     def ensure_admin_paths(self) -> None:
         """The parents of deletion markers, topic configs and change notifications (a cluster
