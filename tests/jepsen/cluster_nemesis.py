@@ -41,7 +41,7 @@ class ClusterNemesis(Nemesis):
                  zombie: float = SESSION_S + 4.0, lag_pause: float = LAG_MS / 1000 + 1.5,
                  isolate_hold: float = SESSION_S + 3.0, settle: float = 60.0,
                  topic: str = "jepsen", partitions: int = 3, record=None,
-                 max_faults: int | None = None):
+                 max_faults: int | None = None, warmup: float = 0.0):
         bad = set(kinds) - set(CLUSTER_FAULTS) - set(CONTROL_FAULTS)
         if bad:
             raise ValueError(f"unknown cluster fault kinds {sorted(bad)}")
@@ -52,6 +52,12 @@ class ClusterNemesis(Nemesis):
         self.settle = settle
         self.topic, self.partitions = topic, partitions
         self.unsettled = 0          # faults after which the cluster was not whole within settle
+        self.warmup = warmup        # seconds of workload before the first fault
+
+    def _run(self):
+        if self.warmup and not self._sleep(self.warmup):
+            return
+        super()._run()
 
     # -- aiming ----------------------------------------------------------------------------------
     def _leader(self) -> tuple[int, int]:
