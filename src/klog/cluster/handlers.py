@@ -470,8 +470,10 @@ def _coordinates(node, group_id):
 def _not_coordinator(api_key, version, body):
     nc = EC.NOT_COORDINATOR
     if api_key == ApiKey.JOIN_GROUP:
+        # protocol_name is nullable from v7 only (Kafka's JoinGroupResponse): "" below.
         return {"throttle_time_ms": 0, "error_code": nc, "generation_id": -1,
-                "protocol_type": None, "protocol_name": None, "leader": "", "member_id": "",
+                "protocol_type": None, "protocol_name": "" if version < 7 else None,
+                "leader": "", "member_id": "",
                 "members": [], "skip_assignment": False}
     if api_key == ApiKey.SYNC_GROUP:
         return {"throttle_time_ms": 0, "error_code": nc, "protocol_type": None,
