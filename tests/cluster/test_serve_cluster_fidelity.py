@@ -3,11 +3,14 @@ processes and a real ZooKeeper, driven by raw requests and
 confluent-kafka's AdminClient."""
 import socket
 
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   ConfigSource, ResourceType)
+
 from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .test_serve_cluster import call, make_cluster, wait_for  # noqa: F401
+from .test_serve_cluster import QUIET, call, make_cluster, wait_for  # noqa: F401
 
 TIMEOUT = 60
 
@@ -52,3 +55,55 @@ def test_join_and_sync_group_not_coordinator_is_encodable_at_every_version(make_
                 "group_instance_id": None, "protocol_type": "consumer", "protocol_name": "range",
                 "assignments": []}, cid=100 + v)
             assert answer["error_code"] == EC.NOT_COORDINATOR, v
+
+
+def admin(c, *nodes):
+    servers = ",".join("%s:%d" % c.address(n) for n in (nodes or sorted(c.procs)))
+    return AdminClient({"bootstrap.servers": servers, **QUIET})
+
+
+def broker_configs(a, n):
+    res = ConfigResource(ResourceType.BROKER, str(n))
+    return a.describe_configs([res])[res].result(TIMEOUT)
+
+
+def test_describe_cluster_and_broker_configs_name_the_node_id(make_cluster):
+    """Each broker's broker.id is its node id: DescribeCluster (raw v0-v2, and confluent-kafka's
+    describe_cluster) asked of any broker lists the three live brokers and Metadata's controller; DescribeConfigs, IncrementalAlterConfigs and
+    AlterConfigs on BROKER "<node id>" answer for that broker with its cluster-mode settings."""
+    c = make_cluster()          # min.insync.replicas=2 on every broker
+    controller = c.metadata(1)["controller_id"]
+    assert controller in (1, 2, 3)
+    for n in (1, 2, 3):
+        one = admin(c, n)
+        d = one.describe_cluster(request_timeout=TIMEOUT).result(TIMEOUT)
+        assert sorted(node.id for node in d.nodes) == [1, 2, 3], n
+        assert {node.id: (node.host, node.port) for node in d.nodes} == \
+            {m: c.address(m) for m in (1, 2, 3)}
+        assert d.controller.id == controller, n
+        for v in range(3):        # librdkafka's describe_cluster asks Metadata: DescribeCluster raw
+            answer = raw(c, n, ApiKey.DESCRIBE_CLUSTER, v, {
+                "include_cluster_authorized_operations": False, "endpoint_type": 1,
+                "include_fenced_brokers": False})
+            assert answer["error_code"] == 0
+            assert answer["controller_id"] == controller, (n, v)
+            assert {b["broker_id"]: (b["host"], b["port"]) for b in answer["brokers"]} == \
+                {m: c.address(m) for m in (1, 2, 3)}, (n, v)
+    a = admin(c)
+    for n in (1, 2, 3):
+        entries = broker_configs(a, n)
+        assert entries["broker.id"].value == str(n)
+        assert (entries["min.insync.replicas"].value, entries["min.insync.replicas"].source) == \
+            ("2", ConfigSource.STATIC_BROKER_CONFIG.value)
+
+    res = ConfigResource(ResourceType.BROKER, "2", incremental_configs=[
+        ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(TIMEOUT)
+    entry = broker_configs(a, 2)["log.retention.ms"]
+    assert (entry.value, entry.source) == ("7200000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert broker_configs(a, 1)["log.retention.ms"].source != \
+        ConfigSource.DYNAMIC_BROKER_CONFIG.value                  # broker 2's own
+    res = ConfigResource(ResourceType.BROKER, "2", set_config={"log.retention.ms": "3600000"})
+    a.alter_configs([res])[res].result(TIMEOUT)
+    entry = broker_configs(a, 2)["log.retention.ms"]
+    assert (entry.value, entry.source) == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)

@@ -18,6 +18,8 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
   DescribeConfigs reads ZooKeeper. Values are validated as on a single node (INVALID_CONFIG).
   BROKER resources stay this broker's own, as on a single node.
+- DescribeCluster lists the live brokers and the controller from ZooKeeper (Metadata's last
+  view while ZooKeeper is unreachable); BROKER config resources are named by the node id.
 - Metadata auto-creates unknown topics (``auto.create.topics.enable``) through the controller
   with ``default.replication.factor``, answering LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
 
@@ -35,6 +37,7 @@ from kazoo.exceptions import BadVersionError
 
 from klog.broker import _canonical_config
 from klog.broker_config import config_string
+from klog.cluster import bounded
 from klog.cluster.assignment import InvalidReplicationFactorError
 from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
 from klog.cluster.zkstore import NotControllerError
@@ -508,6 +511,31 @@ async def incremental_alter_configs(ctx, body):
 @api(ApiKey.ALTER_CONFIGS)
 async def alter_configs(ctx, body):
     return {"throttle_time_ms": 0, "responses": await base._run(_alter_configs, ctx, body, False)}
+
+
+# -- DescribeCluster: the live brokers and the controller, as Metadata -----------------------------
+def _live_and_controller(store):
+    return store.live_brokers(), store.controller()
+
+
+@api(ApiKey.DESCRIBE_CLUSTER)
+async def describe_cluster(ctx, body):
+    answer = await single.describe_cluster(ctx, body)
+    if answer["error_code"]:
+        return answer
+    node = _node(ctx)
+    try:
+        live, controller = await bounded.read(node, _live_and_controller, node.store)
+        brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(live.items())]
+    except Exception:   # noqa: BLE001 - ZooKeeper unreachable: Metadata's last view, as it does
+        cache = node.metadata_cache
+        brokers = [(b["node_id"], b["host"], b["port"]) for b in cache.get("brokers", ())]
+        controller = cache.get("controller", -1)
+    if brokers:
+        answer["brokers"] = [{"broker_id": b, "host": host, "port": port, "rack": None,
+                              "is_fenced": False} for b, host, port in brokers]
+    answer["controller_id"] = -1 if controller is None else controller
+    return answer
 
 
 # -- Metadata: auto-creation ---------------------------------------------------------------------

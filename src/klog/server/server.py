@@ -470,6 +470,8 @@ def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None, cluster
 
     host, port = _parse_hostport(listen)
     adv = _parse_hostport(advertised, port) if advertised else None
+    if cluster is not None:     # Kafka's broker.id is the node id (BROKER configs, DescribeCluster)
+        config = {**(config or {}), "broker.id": cluster["node_id"]}
     try:
         import uvloop  # type: ignore
         uvloop.install()
