@@ -4,13 +4,14 @@ confluent-kafka's AdminClient."""
 import socket
 
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   ConfigSource, ResourceType)
+                                   ConfigSource, NewTopic, ResourceType)
 
 from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
 from .test_serve_cluster import QUIET, call, make_cluster, wait_for  # noqa: F401
+from .test_serve_cluster_admin import produce_raw
 
 TIMEOUT = 60
 
@@ -107,3 +108,39 @@ def test_describe_cluster_and_broker_configs_name_the_node_id(make_cluster):
     a.alter_configs([res])[res].result(TIMEOUT)
     entry = broker_configs(a, 2)["log.retention.ms"]
     assert (entry.value, entry.source) == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+
+def set_broker_config(a, n, key, value):
+    res = ConfigResource(ResourceType.BROKER, str(n), incremental_configs=[
+        ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res])[res].result(TIMEOUT)
+
+
+def test_broker_level_min_insync_replicas_reaches_the_replicas(make_cluster):
+    """A dynamic broker-level min.insync.replicas (IncrementalAlterConfigs on BROKER "<leader>")
+    decides acks=all on the leader's partitions whose topic sets none, as in Kafka; a topic
+    override still wins. rf 3, one follower stopped: 3 -> NOT_ENOUGH_REPLICAS, 2 -> accepted."""
+    c = make_cluster()          # min.insync.replicas=2 on every broker (static)
+    a = admin(c)
+    fs = a.create_topics([NewTopic("plain", 1, -1, replica_assignment=[[1, 2, 3]]),
+                          NewTopic("own", 1, -1, replica_assignment=[[1, 3, 2]],
+                                   config={"min.insync.replicas": "1"})])
+    for f in fs.values():
+        f.result(TIMEOUT)
+    leader, follower = 1, 2                 # the preferred leader of both
+    wait_for("full ISRs", lambda: all(
+        len(c.partition(n, t)["isr_nodes"]) == 3 and c.partition(n, t)["leader_id"] == leader
+        for n in (1, 2, 3) for t in ("plain", "own")), TIMEOUT)
+    c.kill(follower)
+    wait_for("the ISRs to shrink", lambda: all(
+        len(c.partition(leader, t)["isr_nodes"]) == 2 for t in ("plain", "own")), TIMEOUT)
+    assert produce_raw(c, leader, "plain", 0) == 0                     # 2 in sync, minimum 2
+
+    a = admin(c, leader)
+    set_broker_config(a, leader, "min.insync.replicas", "3")
+    assert produce_raw(c, leader, "plain", 0) == EC.NOT_ENOUGH_REPLICAS
+    assert produce_raw(c, leader, "own", 0) == 0                       # its override: 1
+    entry = broker_configs(a, leader)["min.insync.replicas"]
+    assert (entry.value, entry.source) == ("3", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    set_broker_config(a, leader, "min.insync.replicas", "2")
+    assert produce_raw(c, leader, "plain", 0) == 0

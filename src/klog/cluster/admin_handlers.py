@@ -17,7 +17,8 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   the controller (clients send them to any broker: a non-controller forwards them, KIP-590's
   idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
   DescribeConfigs reads ZooKeeper. Values are validated as on a single node (INVALID_CONFIG).
-  BROKER resources stay this broker's own, as on a single node.
+  BROKER resources stay this broker's own, as on a single node; a change reaches its replicas
+  (``min.insync.replicas`` where the topic sets none).
 - DescribeCluster lists the live brokers and the controller from ZooKeeper (Metadata's last
   view while ZooKeeper is unreachable); BROKER config resources are named by the node id.
 - Metadata auto-creates unknown topics (``auto.create.topics.enable``) through the controller
@@ -40,6 +41,7 @@ from klog.broker_config import config_string
 from klog.cluster import bounded
 from klog.cluster.assignment import InvalidReplicationFactorError
 from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
+from klog.cluster.topic_configs import apply_broker_config
 from klog.cluster.zkstore import NotControllerError
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, TopicExistsError,
                          UnknownTopicOrPartitionError)
@@ -481,7 +483,15 @@ async def describe_configs(ctx, body):
 
 def _alter_configs(ctx, body, incremental):
     """TOPIC resources through the controller (forwarded there by another broker), the rest
-    here, answered in the request's order."""
+    here, answered in the request's order; a changed BROKER config reaches the replicas."""
+    answers = _alter_configs_answers(ctx, body, incremental)
+    if not body.get("validate_only") and any(
+            r["resource_type"] == single.BROKER for r in body["resources"]):
+        apply_broker_config(_node(ctx).manager)
+    return answers
+
+
+def _alter_configs_answers(ctx, body, incremental):
     node, broker = _node(ctx), ctx.broker
     here = node.is_controller or (ctx.header.client_id or "").startswith(FORWARDED_CLIENT_ID)
     topics = [r for r in body["resources"] if r["resource_type"] == single.TOPIC]

@@ -74,9 +74,21 @@ def apply_topic_config(manager, name: str) -> None:
         log.error("broker %d: topic %s: cannot apply config %r from ZooKeeper: %s",
                   manager.node_id, name, overrides, exc)
         return
-    for hosted in list(manager.partitions.values()):
-        if hosted.topic == name:
-            with hosted.lock:
-                hosted.replica.min_insync_replicas = hosted.part.config.min_insync_replicas
+    _sync_min_insync_replicas(manager, name)
     log.info("broker %d: topic %s now runs with %r", manager.node_id, name, overrides)
     manager.on_change()
+
+
+def apply_broker_config(manager) -> None:
+    """After a dynamic broker config change on this broker: the local logs already run with it
+    where their topic sets no override (``Broker.alter_broker_config``); the replicas take the
+    resulting ``min.insync.replicas`` for acks=all too, as Kafka's dynamic broker config does."""
+    _sync_min_insync_replicas(manager)
+    manager.on_change()
+
+
+def _sync_min_insync_replicas(manager, topic=None) -> None:
+    for hosted in list(manager.partitions.values()):
+        if topic is None or hosted.topic == topic:
+            with hosted.lock:
+                hosted.replica.min_insync_replicas = hosted.part.config.min_insync_replicas
