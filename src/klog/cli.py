@@ -1159,6 +1159,11 @@ def check(ctx, path, topic, truncate):
     sys.exit(1 if damaged else 0)
 
 
+from klog.cli_cluster import cluster  # noqa: E402 (it uses the helpers above)
+
+cli.add_command(cluster)
+
+
 def main():
     cli(prog_name="klog")
 
