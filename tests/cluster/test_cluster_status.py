@@ -175,3 +175,32 @@ def test_two_of_three_killed_offline_partitions_listed_and_exit_status_3(make_cl
     assert f"{len(lost)} offline" in table.stdout
     assert all(line.split()[-1] == "offline" for line in table.stdout.splitlines()
                if line.startswith(" pairs ") or line.startswith(" orders "))
+
+
+def test_a_chroot_with_no_cluster_says_so_and_where_clusters_are(zookeeper):
+    """Exit 2 naming the chroot and the chroots that do hold a cluster; an empty cluster (no
+    broker registered right now, no topic) is a status, not an error. Nothing is written."""
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=zookeeper.address)
+    zk.start(30)
+    try:
+        zk.ensure_path("/empty-cluster/brokers/ids")
+        zk.ensure_path("/empty-cluster/brokers/topics")
+        before = sorted(zk.get_children("/"))
+        proc = klog_cli("cluster", "status", "--zookeeper", f"{zookeeper.address}/nothing-here")
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+        assert f"ZooKeeper {zookeeper.address} holds no klog cluster under /nothing-here" \
+            in proc.stderr and "/empty-cluster" in proc.stderr, proc.stderr
+        assert sorted(zk.get_children("/")) == before            # read-only: no /nothing-here
+        proc = klog_cli("cluster", "status", "--zookeeper", f"{zookeeper.address}/empty-cluster",
+                        "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert (doc["brokers"], doc["partitions"], doc["controller"], doc["cluster_id"]) == \
+            ([], [], {"id": -1, "epoch": None}, None)
+    finally:
+        zk.delete("/empty-cluster", recursive=True)
+        zk.stop()
+        zk.close()
