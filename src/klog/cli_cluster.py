@@ -29,6 +29,8 @@ def cluster():
               help="read ZooKeeper instead (read-only; chroot default /klog)")
 @click.option("--topic", "topics", multiple=True, metavar="TOPIC",
               help="only these topics (repeat for more)")
+@click.option("--internal", is_flag=True,
+              help="list internal topics too (__consumer_offsets); they are always counted")
 @click.option("--under-replicated", is_flag=True,
               help="list only partitions whose ISR is smaller than their replicas")
 @click.option("--offline", is_flag=True,
@@ -40,8 +42,8 @@ def cluster():
 @_format_option
 @click.pass_context
 @_guard
-def cluster_status(ctx, servers, zookeeper, topics, under_replicated, offline, no_hw, timeout,
-                   output_format):
+def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, offline, no_hw,
+                   timeout, output_format):
     """Brokers, the controller, and per partition leader, replicas, ISR and high watermark;
     under-replicated (ISR < replicas) and offline (no live leader) partitions flagged and
     counted.
@@ -49,9 +51,12 @@ def cluster_status(ctx, servers, zookeeper, topics, under_replicated, offline, n
     Exit status 3 when any partition is offline, 2 when nothing answered within --timeout."""
     from klog.cluster import status as cs
 
-    servers = servers or (ctx.obj or {}).get("brokers")
+    from klog.metadata import is_internal
+
     if zookeeper and servers:
         raise click.UsageError("give either -b HOST:PORT or --zookeeper HOST:PORT, not both")
+    if not zookeeper:          # klog -b / KLOG_BROKERS, unless ZooKeeper is asked for
+        servers = servers or (ctx.obj or {}).get("brokers")
     if not zookeeper and not servers:
         raise click.UsageError("where is the cluster? give -b HOST:PORT (a broker) or "
                                "--zookeeper HOST:PORT[/chroot]")
@@ -77,8 +82,14 @@ def cluster_status(ctx, servers, zookeeper, topics, under_replicated, offline, n
             raise Failure(f"no topic {missing[0]!r} in the cluster ({status.source})")
         status.partitions = [p for p in status.partitions if p.topic in topics]
     listed = [p for p in status.partitions
-              if not (under_replicated or offline)
-              or (under_replicated and p.under_replicated) or (offline and p.offline)]
+              if (internal or topics or not is_internal(p.topic))
+              and (not (under_replicated or offline)
+                   or (under_replicated and p.under_replicated) or (offline and p.offline))]
+    hidden = sorted({p.topic for p in status.partitions
+                     if is_internal(p.topic) and not (internal or topics)})
+    if hidden:
+        status.notes.append(f"internal topics counted, not listed (--internal): "
+                            f"{', '.join(hidden)}")
     if output_format == "json":
         _json_out(status.to_json(listed))
     else:

@@ -79,6 +79,24 @@ def test_a_single_klog_serve_is_a_one_broker_cluster(server):
                   env={"KLOG_BROKERS": server.address})).count('"topic"') == 0
 
 
+def test_internal_topics_are_counted_and_listed_on_request(server):
+    ok(run("-b", server.address, "topic", "create", "orders"))
+    ok(run("-b", server.address, "produce", "orders", input="a\n"))
+    ok(run("-b", server.address, "consume", "orders", "-e", "-g", "readers"))   # commits
+    assert server.broker.has_topic("__consumer_offsets")
+    offsets = server.broker.partition_count("__consumer_offsets")
+    doc = json.loads(ok(run("cluster", "status", "-b", server.address, "--format", "json")))
+    assert {p["topic"] for p in doc["partitions"]} == {"orders"}
+    assert doc["summary"]["partitions"] == 2 + offsets and doc["summary"]["topics"] == 2
+    assert doc["notes"] == ["internal topics counted, not listed (--internal): __consumer_offsets"]
+    doc = json.loads(ok(run("cluster", "status", "-b", server.address, "--internal",
+                            "--format", "json")))
+    assert len(doc["partitions"]) == 2 + offsets and doc["notes"] == []
+    named = json.loads(ok(run("cluster", "status", "-b", server.address,
+                              "--topic", "__consumer_offsets", "--format", "json")))
+    assert len(named["partitions"]) == named["summary"]["partitions"] == offsets
+
+
 def test_topic_create_replication_factor_needs_a_cluster(server, tmp_path):
     failed(run("topic", "create", "t", "-r", "2", data_dir=tmp_path / "d"),
            match="a data directory is one broker")

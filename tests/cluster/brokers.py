@@ -1,6 +1,7 @@
 """``klog serve --zookeeper`` brokers 1..3 as processes on 127.0.0.1/2/3 for the cluster tests
 (the ``make_cluster`` / ``cluster`` fixtures in conftest.py start them), with raw requests and
 polling helpers."""
+import os
 import signal
 import socket
 import subprocess
@@ -118,7 +119,9 @@ def create_topic(c, name, partitions=1, rf=3):
         for n in c.procs))
 
 
-def klog_cli(*args, timeout=90):
-    """``python -m klog ARGS`` as the brokers run it; a CompletedProcess with text output."""
+def klog_cli(*args, timeout=90, env=None):
+    """``python -m klog ARGS`` as the brokers run it (``env``: extra variables); a
+    CompletedProcess with text output."""
     return subprocess.run([sys.executable, "-m", "klog", *map(str, args)], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+                          text=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})

@@ -13,7 +13,7 @@ def status(c, *args, via=None):
     """(exit status, JSON document) of ``klog cluster status``; ``via`` a broker number (-b) or
     None for ZooKeeper."""
     where = ["--zookeeper", c.zk] if via is None else ["-b", "%s:%d" % c.address(via)]
-    proc = klog_cli("cluster", "status", *where, "--format", "json", *args)
+    proc = klog_cli("cluster", "status", *where, "--internal", "--format", "json", *args)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, EXIT_OFFLINE), f"{proc.returncode}: {proc.stderr}"
     return proc.returncode, json.loads(proc.stdout)
@@ -194,8 +194,9 @@ def test_a_chroot_with_no_cluster_says_so_and_where_clusters_are(zookeeper):
         assert f"ZooKeeper {zookeeper.address} holds no klog cluster under /nothing-here" \
             in proc.stderr and "/empty-cluster" in proc.stderr, proc.stderr
         assert sorted(zk.get_children("/")) == before            # read-only: no /nothing-here
+        # (KLOG_BROKERS, the default of -b, gives way to an explicit --zookeeper)
         proc = klog_cli("cluster", "status", "--zookeeper", f"{zookeeper.address}/empty-cluster",
-                        "--format", "json")
+                        "--format", "json", env={"KLOG_BROKERS": "127.0.0.1:1"})
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         assert (doc["brokers"], doc["partitions"], doc["controller"], doc["cluster_id"]) == \

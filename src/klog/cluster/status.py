@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from klog.errors import KlogError
+from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode, ProtocolError
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey, REQUESTS
@@ -182,10 +183,20 @@ def _split_servers(servers: str) -> list:
 
 def _metadata(conn: _Connection) -> dict:
     v = conn.version(ApiKey.METADATA, 1)
-    return conn.call(ApiKey.METADATA, v, {
-        "topics": None, "allow_auto_topic_creation": False,
-        "include_cluster_authorized_operations": False,
-        "include_topic_authorized_operations": False})
+
+    def ask(names):
+        return conn.call(ApiKey.METADATA, v, {
+            "topics": None if names is None else [{"name": n} for n in names],
+            "allow_auto_topic_creation": False, "include_cluster_authorized_operations": False,
+            "include_topic_authorized_operations": False})
+
+    md = ask(None)
+    # A single klog serve leaves internal topics out of "all topics" (Kafka lists them): ask by
+    # name, never creating them.
+    missing = sorted(INTERNAL_TOPICS - {t["name"] for t in md["topics"]})
+    if missing:
+        md["topics"] += [t for t in ask(missing)["topics"] if t["error_code"] == 0]
+    return md
 
 
 def from_brokers(servers: str, timeout: float = 10.0) -> ClusterStatus:
