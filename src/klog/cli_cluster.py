@@ -33,6 +33,9 @@ def cluster():
               help="list internal topics too (__consumer_offsets); they are always counted")
 @click.option("--under-replicated", is_flag=True,
               help="list only partitions whose ISR is smaller than their replicas")
+@click.option("--under-min-isr", is_flag=True,
+              help="list only partitions with fewer in sync than min.insync.replicas "
+                   "(acks=all refused) or no leader")
 @click.option("--offline", is_flag=True,
               help="list only partitions with no live leader (unavailable)")
 @click.option("--no-high-watermark", "no_hw", is_flag=True,
@@ -42,11 +45,11 @@ def cluster():
 @_format_option
 @click.pass_context
 @_guard
-def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, offline, no_hw,
-                   timeout, output_format):
+def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, under_min_isr,
+                   offline, no_hw, timeout, output_format):
     """Brokers, the controller, and per partition leader, replicas, ISR and high watermark;
-    under-replicated (ISR < replicas) and offline (no live leader) partitions flagged and
-    counted.
+    under-replicated (ISR < replicas), under min ISR (ISR < min.insync.replicas) and offline
+    (no live leader) partitions flagged and counted (kafka-topics.sh's definitions).
 
     Exit status 3 when any partition is offline, 2 when nothing answered within --timeout."""
     from klog.cluster import status as cs
@@ -83,8 +86,9 @@ def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, 
         status.partitions = [p for p in status.partitions if p.topic in topics]
     listed = [p for p in status.partitions
               if (internal or topics or not is_internal(p.topic))
-              and (not (under_replicated or offline)
-                   or (under_replicated and p.under_replicated) or (offline and p.offline))]
+              and (not (under_replicated or under_min_isr or offline)
+                   or (under_replicated and p.under_replicated)
+                   or (under_min_isr and p.under_min_isr) or (offline and p.offline))]
     hidden = sorted({p.topic for p in status.partitions
                      if is_internal(p.topic) and not (internal or topics)})
     if hidden:
@@ -127,7 +131,8 @@ def _print_table(status, listed):
             hw = "-" if p.high_watermark_error == "not asked" else "?"
             if not p.offline and hw == "?":
                 unknown_hw.append(f"{p.topic}/{p.partition}: {p.high_watermark_error}")
-        state = "offline" if p.offline else "under-replicated" if p.under_replicated else "ok"
+        state = ("offline" if p.offline else "under-min-isr" if p.under_min_isr
+                 else "under-replicated" if p.under_replicated else "ok")
         rows.append([p.topic, p.partition, p.leader if p.leader >= 0 else "none", p.leader_epoch,
                      _ids(p.replicas), _ids(p.isr), hw, state])
     _table(["TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS", "ISR", "HW", "STATE"],
@@ -141,4 +146,5 @@ def _print_table(status, listed):
     down = len(status.brokers) - s["brokers"]
     click.echo(f"{s['brokers']} broker(s) up" + (f", {down} down" if down else "")
                + f"; {s['topics']} topic(s), {s['partitions']} partition(s): "
-               f"{s['under_replicated']} under-replicated, {s['offline']} offline")
+               f"{s['under_replicated']} under-replicated, {s['under_min_isr']} under min ISR, "
+               f"{s['offline']} offline")

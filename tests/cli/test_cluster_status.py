@@ -65,7 +65,8 @@ def test_a_single_klog_serve_is_a_one_broker_cluster(server):
             for p in doc["partitions"]] == [("orders", 0, 0, [0], [0], 0, False, False),
                                             ("orders", 1, 0, [0], [0], 3, False, False)]
     assert doc["summary"] == {"brokers": 1, "topics": 1, "partitions": 2,
-                              "under_replicated": 0, "offline": 0}
+                              "under_replicated": 0, "under_min_isr": 0, "offline": 0}
+    assert [p["min_isr"] for p in doc["partitions"]] == [1, 1]        # the broker's default
     # the global -b (or KLOG_BROKERS) works too; the table has the same rows
     text = ok(run("-b", server.address, "cluster", "status"))
     header, rows = table(text, "TOPIC")
@@ -74,7 +75,7 @@ def test_a_single_klog_serve_is_a_one_broker_cluster(server):
     assert rows == [["orders", "0", "0", "0", "0", "0", "0", "ok"],
                     ["orders", "1", "0", "0", "0", "0", "3", "ok"]]
     assert text.splitlines()[-1] == ("1 broker(s) up; 1 topic(s), 2 partition(s): "
-                                     "0 under-replicated, 0 offline")
+                                     "0 under-replicated, 0 under min ISR, 0 offline")
     assert ok(run("cluster", "status", "--under-replicated", "--format", "json",
                   env={"KLOG_BROKERS": server.address})).count('"topic"') == 0
 

@@ -67,7 +67,9 @@ def test_healthy_cluster_json_matches_metadata_from_brokers_and_zookeeper(cluste
     # acks=all: every acknowledged record is below the high watermark, 10 per partition
     assert [by_tp(doc)[("orders", p)]["high_watermark"] for p in range(3)] == [10, 10, 10]
     assert doc["summary"] == {"brokers": 3, "topics": len({t for t, _ in wire}),
-                              "partitions": len(wire), "under_replicated": 0, "offline": 0}
+                              "partitions": len(wire), "under_replicated": 0,
+                              "under_min_isr": 0, "offline": 0}
+    assert by_tp(doc)[("orders", 0)]["min_isr"] == 2          # -c min.insync.replicas=2
 
     code, zk = status(c)
     assert code == 0
@@ -83,7 +85,7 @@ def test_healthy_cluster_json_matches_metadata_from_brokers_and_zookeeper(cluste
     table = klog_cli("cluster", "status", "-b", c.bootstrap)
     assert table.returncode == 0, table.stderr
     assert "3 broker(s) up; " in table.stdout
-    assert "0 under-replicated, 0 offline" in table.stdout
+    assert "0 under-replicated, 0 under min ISR, 0 offline" in table.stdout
 
 
 def test_sigkill_one_broker_its_partitions_under_replicated_and_led_elsewhere(cluster):
@@ -118,6 +120,11 @@ def test_sigkill_one_broker_its_partitions_under_replicated_and_led_elsewhere(cl
     assert [by_tp(doc)[("orders", p)]["high_watermark"] for p in range(3)] == [10, 10, 10]
     assert doc["summary"]["under_replicated"] == len(hosted)
     assert doc["summary"]["offline"] == 0
+    # rf 3 with two in sync meets min.insync.replicas=2; rf 2 with one does not
+    assert {tp for tp, p in by_tp(doc).items() if p["under_min_isr"]} == \
+        {tp for tp in hosted if tp[0] == "pairs"}
+    code, only = status(c, "--under-min-isr", via=alive)
+    assert set(by_tp(only)) == {tp for tp in hosted if tp[0] == "pairs"}
 
     code, only = status(c, "--under-replicated", via=alive)
     assert set(by_tp(only)) == hosted and only["summary"] == doc["summary"]
@@ -157,7 +164,9 @@ def test_two_of_three_killed_offline_partitions_listed_and_exit_status_3(make_cl
         else:                       # led by the survivor, alone in the ISR (< min ISR 2)
             assert p["isr"] == [survivor] and p["under_replicated"] == (len(p["replicas"]) > 1)
             assert p["high_watermark"] == 0
+        assert p["min_isr"] == 2 and p["under_min_isr"], tp    # acks=all refused everywhere
     assert doc["summary"]["offline"] == len(lost) >= 1
+    assert doc["summary"]["under_min_isr"] == len(doc["partitions"])
 
     code, only = status(c, "--offline", via=survivor)
     assert code == EXIT_OFFLINE and set(by_tp(only)) == lost

@@ -33,6 +33,7 @@ from klog.protocol.messages import ApiKey, REQUESTS
 
 CLIENT_ID = "klog-cluster-status"
 LATEST = -1                    # ListOffsets timestamp: the log end as consumers see it (the HW)
+TOPIC_RESOURCE = 2             # DescribeConfigs resource type
 
 
 class ClusterUnreachableError(KlogError):
@@ -63,7 +64,9 @@ class PartitionStatus:
     offline_replicas: list
     high_watermark: Optional[int] = None
     high_watermark_error: Optional[str] = None
+    min_isr: Optional[int] = None        # the topic's min.insync.replicas, from its leader
     under_replicated: bool = False
+    under_min_isr: bool = False
     offline: bool = False
 
 
@@ -82,6 +85,10 @@ class ClusterStatus:
         return [p for p in self.partitions if p.under_replicated]
 
     @property
+    def under_min_isr(self) -> list:
+        return [p for p in self.partitions if p.under_min_isr]
+
+    @property
     def offline(self) -> list:
         return [p for p in self.partitions if p.offline]
 
@@ -89,7 +96,8 @@ class ClusterStatus:
         return {"brokers": sum(b.alive for b in self.brokers),
                 "topics": len({p.topic for p in self.partitions}),
                 "partitions": len(self.partitions),
-                "under_replicated": len(self.under_replicated), "offline": len(self.offline)}
+                "under_replicated": len(self.under_replicated),
+                "under_min_isr": len(self.under_min_isr), "offline": len(self.offline)}
 
     def to_json(self, partitions=None) -> dict:
         """The document ``klog cluster status --format json`` prints; ``partitions`` (default
@@ -228,7 +236,7 @@ def from_brokers(servers: str, timeout: float = 10.0) -> ClusterStatus:
     status = _finish(ClusterStatus(f"broker {host}:{port}", md.get("cluster_id"),
                                    md.get("controller_id", -1), None, brokers, partitions))
     _high_watermarks(status, deadline)
-    return status
+    return _flag_min_isr(status)
 
 
 def _why(exc: BaseException) -> str:
@@ -268,12 +276,15 @@ def _ask_leader(leader: int, parts: list, where: dict, deadline: float) -> None:
             resp = conn.call(ApiKey.LIST_OFFSETS, v, {
                 "replica_id": -1, "isolation_level": 0,
                 "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]})
+            min_isr = _min_isr(conn, sorted(topics))
         finally:
             conn.close()
     except (OSError, ProtocolError) as exc:
         for p in parts:
             p.high_watermark_error = f"leader {leader} at {host}:{port}: {_why(exc)}"
         return
+    for p in parts:
+        p.min_isr = min_isr.get(p.topic)
     got = {(t["name"], r["partition_index"]): r for t in resp["topics"] for r in t["partitions"]}
     for p in parts:
         r = got.get((p.topic, p.partition))
@@ -283,6 +294,24 @@ def _ask_leader(leader: int, parts: list, where: dict, deadline: float) -> None:
             p.high_watermark_error = f"leader {leader}: {_code_name(r['error_code'])}"
         else:
             p.high_watermark = r["offset"]
+
+
+def _min_isr(conn: _Connection, topics: list) -> dict:
+    """topic -> its ``min.insync.replicas`` as the leader applies it (DescribeConfigs)."""
+    try:
+        v = conn.version(ApiKey.DESCRIBE_CONFIGS, 1)
+    except ConnectionError:
+        return {}                            # not spoken there: the flag stays unknown
+    resp = conn.call(ApiKey.DESCRIBE_CONFIGS, v, {
+        "resources": [{"resource_type": TOPIC_RESOURCE, "resource_name": t,
+                       "configuration_keys": ["min.insync.replicas"]} for t in topics],
+        "include_synonyms": False, "include_documentation": False})
+    out = {}
+    for r in resp["results"]:
+        for c in r["configs"] if not r["error_code"] else ():
+            if c["name"] == "min.insync.replicas" and (c["value"] or "").isdigit():
+                out[r["resource_name"]] = int(c["value"])
+    return out
 
 
 def _code_name(code: int) -> str:
@@ -350,4 +379,15 @@ def from_zookeeper(connect: str, timeout: float = 10.0,
         status.notes.append("ZooKeeper does not hold high watermarks (not asked of the leaders)")
         for p in status.partitions:
             p.high_watermark_error = "not asked"
+    return _flag_min_isr(status)
+
+
+def _flag_min_isr(status: ClusterStatus) -> ClusterStatus:
+    """Kafka's ``--under-min-isr-partitions``: no leader, or fewer in sync than the topic's
+    ``min.insync.replicas`` (acks=all writes are refused). A partition with no live leader
+    lends its topic's setting from a sibling that has one."""
+    by_topic = {p.topic: p.min_isr for p in status.partitions if p.min_isr is not None}
+    for p in status.partitions:
+        p.min_isr = by_topic.get(p.topic)
+        p.under_min_isr = p.offline or (p.min_isr is not None and len(p.isr) < p.min_isr)
     return status
