@@ -1,9 +1,9 @@
 """``klog cluster status``: brokers, controller and partition health of a klog (or Kafka) cluster,
 from a broker over the wire (``-b``) or from ZooKeeper (``--zookeeper``).
 
-Exit status: 0 when every partition has a live leader, 3 when any is offline (whatever the
-filters list), 2 when the brokers or ZooKeeper do not answer or hold no cluster, 1 for other
-errors, as the rest of the CLI.
+Exit status: 0 when every partition has a live leader, 3 when any is offline (of the
+``--topic`` selection, whatever ``--under-replicated`` / ``--offline`` list), 2 when the brokers
+or ZooKeeper do not answer or hold no cluster, 1 for other errors as in the rest of the CLI.
 """
 import click
 
@@ -13,7 +13,7 @@ EXIT_UNREACHABLE = 2
 EXIT_OFFLINE = 3
 
 
-class Unreachable(Failure):
+class ClusterUnreachable(Failure):
     exit_code = EXIT_UNREACHABLE
 
 
@@ -53,7 +53,6 @@ def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, 
 
     Exit status 3 when any partition is offline, 2 when nothing answered within --timeout."""
     from klog.cluster import status as cs
-
     from klog.metadata import is_internal
 
     if zookeeper and servers:
@@ -78,7 +77,7 @@ def cluster_status(ctx, servers, zookeeper, topics, internal, under_replicated, 
             servers = servers.split("://", 1)[1] if "://" in servers else servers
             status = cs.from_brokers(servers, timeout)
     except (cs.ClusterUnreachableError, cs.NoClusterError) as exc:
-        raise Unreachable(str(exc)) from None
+        raise ClusterUnreachable(str(exc)) from None
     if topics:
         missing = sorted(set(topics) - {p.topic for p in status.partitions})
         if missing:

@@ -120,6 +120,9 @@ def _finish(status: ClusterStatus) -> ClusterStatus:
     # Replicas on brokers that are not registered: listed as down, so the table says who is gone.
     status.brokers += [BrokerStatus(b, None, None, False) for b in sorted(known - {
         x.id for x in status.brokers})]
+    if status.controller < 0 and live:
+        status.notes.append("no controller: none elected yet, or the broker asked cannot reach "
+                            "ZooKeeper")
     status.brokers.sort(key=lambda b: b.id)
     status.partitions.sort(key=lambda p: (p.topic, p.partition))
     return status
