@@ -337,7 +337,9 @@ def from_zookeeper(connect: str, timeout: float = 10.0,
     # kazoo logs every failed connection attempt; the one line we print says it better.
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     deadline = time.monotonic() + timeout
-    store = ClusterStore(connect, connect_timeout_s=timeout)
+    # the session timeout also bounds each connection attempt (and stop() waits for one)
+    store = ClusterStore(connect, session_timeout_ms=int(min(timeout, 6.0) * 1000),
+                         connect_timeout_s=timeout)
     try:
         store.start_read_only()
     except ZooKeeperUnavailableError as exc:
