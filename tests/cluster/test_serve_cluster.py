@@ -19,8 +19,12 @@ from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .brokers import QUIET, call, create_topic, wait_for
+from .brokers import QUIET, Cluster, call, create_topic, wait_for  # noqa: F401 - see below
+from .conftest import cluster, make_cluster  # noqa: F401 - see below
 from .zookeeper import free_port
+
+# The helpers and fixtures live in brokers.py and conftest.py now; other test modules that import
+# them from here (Cluster, cluster, make_cluster, call, ...) keep working.
 
 
 def batches(path, below=None):
