@@ -10,7 +10,7 @@ from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .test_serve_cluster import QUIET, call, make_cluster, wait_for  # noqa: F401
+from .brokers import QUIET, call, wait_for
 from .test_serve_cluster_admin import produce_raw
 
 TIMEOUT = 60
