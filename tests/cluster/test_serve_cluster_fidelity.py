@@ -1,7 +1,10 @@
 """Cluster-mode answers that must match Kafka's exactly: three ``klog serve --zookeeper``
 processes and a real ZooKeeper, driven by raw requests and
 confluent-kafka's AdminClient."""
+import os
+import signal
 import socket
+import time
 
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ConfigSource, NewTopic, ResourceType)
@@ -10,8 +13,9 @@ from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .brokers import QUIET, call, wait_for
+from .brokers import QUIET, Cluster, call, live_brokers, wait_for
 from .test_serve_cluster_admin import produce_raw
+from .zookeeper import ZooKeeperServer
 
 TIMEOUT = 60
 
@@ -144,3 +148,62 @@ def test_broker_level_min_insync_replicas_reaches_the_replicas(make_cluster):
     assert (entry.value, entry.source) == ("3", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     set_broker_config(a, leader, "min.insync.replicas", "2")
     assert produce_raw(c, leader, "plain", 0) == 0
+
+
+# -- while ZooKeeper is away ---------------------------------------------------------------------
+ZOOKEEPER_AWAY_ANSWER_S = 10.0     # kazoo waits for its reconnection (or the session's expiry)
+
+
+def timed(c, n, api_key, version, body):
+    start = time.monotonic()
+    answer = raw(c, n, api_key, version, body)
+    return answer, time.monotonic() - start
+
+
+def test_find_coordinator_create_topics_and_groups_answer_promptly_without_zookeeper(tmp_path):
+    """ZooKeeper stops: FindCoordinator answers COORDINATOR_NOT_AVAILABLE, CreateTopics on the
+    controller REQUEST_TIMED_OUT (both retriable), and the group requests are answered by the
+    coordinator (NOT_COORDINATOR elsewhere), each promptly instead of waiting on kazoo's
+    reconnection; once ZooKeeper is back, FindCoordinator names the coordinator again."""
+    zk = ZooKeeperServer().start()
+    c = Cluster(zk, tmp_path, ["min.insync.replicas=2", "offsets.topic.num.partitions=1"])
+    try:
+        for n in (1, 2, 3):
+            c.start(n)
+        wait_for("three registered brokers", lambda: live_brokers(c) == [1, 2, 3], 60)
+        coordinator = coordinator_of(c, "grp")
+        controller = c.metadata(1)["controller_id"]
+        join = {"group_id": "grp", "session_timeout_ms": 30000, "rebalance_timeout_ms": 30000,
+                "member_id": "", "group_instance_id": None, "protocol_type": "consumer",
+                "protocols": [{"name": "range", "metadata": b""}], "reason": None}
+        wait_for("the coordinator leading the group's partition", lambda: raw(
+            c, coordinator, ApiKey.JOIN_GROUP, 5, join)["error_code"] == EC.MEMBER_ID_REQUIRED,
+            TIMEOUT)
+        os.killpg(zk.proc.pid, signal.SIGTERM)        # its data stays for the restart
+        zk.proc.wait(30)
+        for n in (1, 2, 3):
+            log = c.tmp / f"b{n}.out"
+            wait_for(f"broker {n} seeing ZooKeeper gone", lambda: (
+                c.metadata(n) and b"Metadata without ZooKeeper" in log.read_bytes()), 60)
+        for n in (1, 2, 3):
+            answer, took = timed(c, n, ApiKey.FIND_COORDINATOR, 3, {"key": "grp", "key_type": 0})
+            assert answer["error_code"] == EC.COORDINATOR_NOT_AVAILABLE, (n, answer)
+            assert took < ZOOKEEPER_AWAY_ANSWER_S, (n, took)
+        answer, took = timed(c, controller, ApiKey.CREATE_TOPICS, 4, {
+            "topics": [{"name": "new", "num_partitions": 1, "replication_factor": 3,
+                        "assignments": [], "configs": []}],
+            "timeout_ms": 30000, "validate_only": False})
+        assert answer["topics"][0]["error_code"] == EC.REQUEST_TIMED_OUT, answer
+        assert "ZooKeeper" in answer["topics"][0]["error_message"]
+        assert took < ZOOKEEPER_AWAY_ANSWER_S, took
+        for n in (1, 2, 3):
+            answer, took = timed(c, n, ApiKey.JOIN_GROUP, 5, join)
+            assert answer["error_code"] == (EC.MEMBER_ID_REQUIRED if n == coordinator
+                                            else EC.NOT_COORDINATOR), (n, answer)
+            assert took < ZOOKEEPER_AWAY_ANSWER_S, (n, took)
+
+        zk.start()
+        assert coordinator_of(c, "grp") == coordinator
+    finally:
+        c.stop()
+        zk.stop()

@@ -263,8 +263,16 @@ def _create_topics(node, broker, body):
 
 @api(ApiKey.CREATE_TOPICS)
 async def create_topics(ctx, body):
+    node = _node(ctx)
+    if node.is_controller and not node.store.client.connected:
+        # kazoo would hold the request until ZooKeeper is back: a retriable error now.
+        message = f"broker {node.node_id} cannot reach ZooKeeper just now"
+        return {"throttle_time_ms": 0, "topics": [
+            {"name": t["name"], "error_code": EC.REQUEST_TIMED_OUT, "error_message": message,
+             "num_partitions": -1, "replication_factor": -1, "configs": None}
+            for t in body["topics"]]}
     return {"throttle_time_ms": 0,
-            "topics": await base._run(_create_topics, _node(ctx), ctx.broker, body)}
+            "topics": await base._run(_create_topics, node, ctx.broker, body)}
 
 
 # -- DeleteTopics --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import logging
 import time
 
 from klog._native.batch import validate_batch
+from klog.cluster import bounded
 from klog.cluster.replica import FetchRequest, Role
 from klog.errors import KlogError, TopicExistsError
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
@@ -440,8 +441,8 @@ def _coordinators(node, broker, keys):
 async def find_coordinator(ctx, body):
     node = _node(ctx)
     keys = body.get("coordinator_keys") if ctx.version >= 4 else [body.get("key")]
-    try:
-        found = await base._run(_coordinators, node, ctx.broker, keys)
+    try:    # bounded: kazoo would hold the request until ZooKeeper is back
+        found = await bounded.read(node, _coordinators, node, ctx.broker, keys)
     except Exception:     # noqa: BLE001 - ZooKeeper or the controller unreachable: ask again
         found = {}
     answers = []
