@@ -75,7 +75,8 @@ def broker_configs(a, n):
 def test_describe_cluster_and_broker_configs_name_the_node_id(make_cluster):
     """Each broker's broker.id is its node id: DescribeCluster (raw v0-v2, and confluent-kafka's
     describe_cluster) asked of any broker lists the three live brokers and Metadata's controller; DescribeConfigs, IncrementalAlterConfigs and
-    AlterConfigs on BROKER "<node id>" answer for that broker with its cluster-mode settings."""
+    AlterConfigs on BROKER "<node id>" answer for that broker with its cluster-mode settings
+    (zookeeper.connect, replica.lag.time.max.ms, ... read-only)."""
     c = make_cluster()          # min.insync.replicas=2 on every broker
     controller = c.metadata(1)["controller_id"]
     assert controller in (1, 2, 3)
@@ -100,6 +101,9 @@ def test_describe_cluster_and_broker_configs_name_the_node_id(make_cluster):
         assert entries["broker.id"].value == str(n)
         assert (entries["min.insync.replicas"].value, entries["min.insync.replicas"].source) == \
             ("2", ConfigSource.STATIC_BROKER_CONFIG.value)
+        zk = entries["zookeeper.connect"]                     # the cluster settings, read-only
+        assert (zk.value, zk.is_read_only) == (c.zk, True)
+        assert entries["replica.lag.time.max.ms"].value == "30000"
 
     res = ConfigResource(ResourceType.BROKER, "2", incremental_configs=[
         ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])

@@ -37,7 +37,7 @@ from types import SimpleNamespace
 from kazoo.exceptions import BadVersionError
 
 from klog.broker import _canonical_config
-from klog.broker_config import config_string
+from klog.broker_config import STATIC_BROKER_CONFIG, config_string
 from klog.cluster import bounded
 from klog.cluster.assignment import InvalidReplicationFactorError
 from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
@@ -467,6 +467,32 @@ class ClusterTopicConfigs:
                                          "try again")
 
 
+# The cluster settings this broker runs with (klog.server_properties.CLUSTER_SETTINGS and
+# zookeeper.connect): described read-only with a BROKER resource, as Kafka lists them.
+_INT, _LONG, _STRING = 3, 5, 2
+
+
+def _cluster_entries(node):
+    """[(name, value, Kafka ConfigType)] of this broker's cluster settings."""
+    return [("zookeeper.connect", node.store.connect, _STRING),
+            ("zookeeper.session.timeout.ms", node.session_timeout_ms, _INT),
+            ("zookeeper.connection.timeout.ms", round(node.store._connect_timeout_s * 1000), _INT),
+            ("replica.lag.time.max.ms", node.manager.lag_ms, _LONG),
+            ("controlled.shutdown.max.retries", node.shutdown_retries, _INT),
+            ("controlled.shutdown.retry.backoff.ms", node.shutdown_backoff_ms, _LONG)]
+
+
+def _with_cluster_settings(node, r, configs, documentation):
+    keys = r.get("configuration_keys")
+    extra = [{"name": name, "value": str(value), "read_only": True,
+              "config_source": STATIC_BROKER_CONFIG, "is_sensitive": False, "synonyms": [],
+              "config_type": kind,
+              "documentation": "a cluster-mode setting (klog serve --zookeeper)"
+              if documentation else None}
+             for name, value, kind in _cluster_entries(node) if keys is None or name in keys]
+    return sorted(configs + extra, key=lambda e: e["name"])
+
+
 def _describe_configs(node, broker, body):
     view = ClusterTopicConfigs(node, broker)
     results = []
@@ -477,6 +503,9 @@ def _describe_configs(node, broker, body):
             res["configs"] = single._describe_resource(
                 view, r, body.get("include_synonyms", False),
                 body.get("include_documentation", False))
+            if r["resource_type"] == single.BROKER:
+                res["configs"] = _with_cluster_settings(
+                    node, r, res["configs"], body.get("include_documentation", False))
         except KlogError as exc:
             res["error_code"] = single._code(exc, r["resource_type"])
             res["error_message"] = str(exc)
