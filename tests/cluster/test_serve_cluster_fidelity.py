@@ -166,7 +166,8 @@ def timed(c, n, api_key, version, body):
 
 def test_find_coordinator_create_topics_and_groups_answer_promptly_without_zookeeper(tmp_path):
     """ZooKeeper stops: FindCoordinator answers COORDINATOR_NOT_AVAILABLE, CreateTopics on the
-    controller REQUEST_TIMED_OUT (both retriable), and the group requests are answered by the
+    controller and DescribeConfigs / IncrementalAlterConfigs of a topic REQUEST_TIMED_OUT (all
+    retriable; a BROKER resource is described as ever), and the group requests are answered by the
     coordinator (NOT_COORDINATOR elsewhere), each promptly instead of waiting on kazoo's
     reconnection; once ZooKeeper is back, FindCoordinator names the coordinator again."""
     zk = ZooKeeperServer().start()
@@ -200,6 +201,22 @@ def test_find_coordinator_create_topics_and_groups_answer_promptly_without_zooke
         assert answer["topics"][0]["error_code"] == EC.REQUEST_TIMED_OUT, answer
         assert "ZooKeeper" in answer["topics"][0]["error_message"]
         assert took < ZOOKEEPER_AWAY_ANSWER_S, took
+        for n in (1, 2, 3):
+            answer, took = timed(c, n, ApiKey.DESCRIBE_CONFIGS, 1, {"resources": [
+                {"resource_type": 2, "resource_name": "__consumer_offsets",
+                 "configuration_keys": None},
+                {"resource_type": 4, "resource_name": str(n), "configuration_keys": None}],
+                "include_synonyms": False})
+            topic, broker = answer["results"]
+            assert topic["error_code"] == EC.REQUEST_TIMED_OUT, (n, topic)
+            assert broker["error_code"] == 0 and broker["configs"], (n, broker)
+            assert took < ZOOKEEPER_AWAY_ANSWER_S, (n, took)
+            answer, took = timed(c, n, ApiKey.INCREMENTAL_ALTER_CONFIGS, 0, {"resources": [
+                {"resource_type": 2, "resource_name": "__consumer_offsets", "configs": [
+                    {"name": "retention.ms", "config_operation": 0, "value": "1000"}]}],
+                "validate_only": False})
+            assert answer["responses"][0]["error_code"] == EC.REQUEST_TIMED_OUT, (n, answer)
+            assert took < ZOOKEEPER_AWAY_ANSWER_S, (n, took)
         for n in (1, 2, 3):
             answer, took = timed(c, n, ApiKey.JOIN_GROUP, 5, join)
             assert answer["error_code"] == (EC.MEMBER_ID_REQUIRED if n == coordinator

@@ -130,8 +130,16 @@ def request_topic_creation(node, name, partitions, replication_factor, config=No
         "timeout_ms": 10000, "validate_only": False}, wait=False)
 
 
+def _require_zookeeper(node):
+    """kazoo would wait for ZooKeeper to come back: a retriable error at once instead."""
+    if not node.store.client.connected:
+        raise bounded.ZooKeeperUnavailableError(
+            f"broker {node.node_id} cannot reach ZooKeeper just now")
+
+
 def _send_to_controller(node, api_key, version, body, wait=True):
     """One request to the controller broker; its decoded answer (None with ``wait=False``)."""
+    _require_zookeeper(node)
     store = node.store
     controller, live = store.controller(), store.live_brokers()
     if controller is None or controller not in live or controller == node.node_id:
@@ -427,6 +435,7 @@ class ClusterTopicConfigs:
         return getattr(self._broker, name)
 
     def _overrides(self, name):
+        _require_zookeeper(self._node)
         if name not in self._node.store.topics():
             raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
         config, version = self._node.store.topic_config(name)
