@@ -132,7 +132,7 @@ def request_topic_creation(node, name, partitions, replication_factor, config=No
 
 def _require_zookeeper(node):
     """kazoo would wait for ZooKeeper to come back: a retriable error at once instead."""
-    if not node.store.client.connected:
+    if not bounded.wait_connected(node):
         raise bounded.ZooKeeperUnavailableError(
             f"broker {node.node_id} cannot reach ZooKeeper just now")
 
@@ -272,7 +272,7 @@ def _create_topics(node, broker, body):
 @api(ApiKey.CREATE_TOPICS)
 async def create_topics(ctx, body):
     node = _node(ctx)
-    if node.is_controller and not node.store.client.connected:
+    if node.is_controller and not await bounded.connected(node):
         # kazoo would hold the request until ZooKeeper is back: a retriable error now.
         message = f"broker {node.node_id} cannot reach ZooKeeper just now"
         return {"throttle_time_ms": 0, "topics": [
