@@ -39,13 +39,23 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 VALUE_SIZE = 100
 QUIET = {"log_level": 0, "logger": lambda *a: None}
+# max.in.flight=5 as Kafka's Java producer: a broker answers one connection's requests in order,
+# one at a time (as Kafka does), and an acks=all answer waits for the followers; with
+# librdkafka's default (1 000 000) a client keeps sending small requests that queue behind each
+# other, where 5 in flight lets the next batches grow while it waits.
+MAX_IN_FLIGHT = int(os.environ.get("KLOG_BENCH_MAX_IN_FLIGHT", 5))
 PRODUCER = {"linger.ms": 5, "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
-            "queue.buffering.max.kbytes": 4_000_000, "enable.idempotence": False}
+            "queue.buffering.max.kbytes": 4_000_000, "enable.idempotence": False,
+            "max.in.flight": MAX_IN_FLIGHT}
 # See bench/wire_clients.py: linger.ms=1 keeps the request rate within what a broker answers.
-LATENCY_PRODUCER = {"linger.ms": 1, "enable.idempotence": False}
+LATENCY_PRODUCER = {"linger.ms": 1, "enable.idempotence": False, "max.in.flight": MAX_IN_FLIGHT}
 SETTINGS = ("min.insync.replicas=2",)
 FAILOVER_RATE = 2000           # records/s of the failover producer (1 ms ticks)
 SESSION_TIMEOUT_MS = 6000      # klog.cluster.node.ClusterNode's ZooKeeper session timeout
+# ZooKeeper expires sessions on tick boundaries: a dead broker's session ends 0-1 tick after the
+# timeout. 2000 ms is the tickTime of Debian's /etc/zookeeper/conf/zoo.cfg (and ZooKeeper's
+# sample configuration); ZooKeeperServerMain's own default, 3000 ms, is what tests use.
+ZK_TICK_MS = 2000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,8 +445,11 @@ class AckRecorder:
 
 
 def failover_round(c, rec, topic, sig):
-    part = c.partition(topic)
-    leader = part["leader_id"]
+    """One round: signal the leader; the ack gap, the time until Metadata named a new leader,
+    and whether the leader was also the controller. The old leader is back in the ISR after."""
+    md = c.metadata([topic])
+    leader = md["topics"][0]["partitions"][0]["leader_id"]
+    was_controller = md["controller_id"] == leader
     # acks flowing before the signal
     t0 = time.monotonic()
     wait_for("acks before the signal", lambda: rec.acked_after(t0 + 0.2), 30, 0.01)
@@ -447,6 +460,7 @@ def failover_round(c, rec, topic, sig):
         p = c.partition(topic)
         return p is not None and p["leader_id"] not in (-1, leader) and p["leader_id"]
     wait_for("a new leader", new_leader, 60, 0.02)
+    elected = time.monotonic() - t_signal
     proc.wait(60)
     t_moved = time.monotonic()
     # acks flowing on the new leader for a while: the gap is over
@@ -455,7 +469,7 @@ def failover_round(c, rec, topic, sig):
     c.start(leader)
     wait_for(f"broker {leader} registered again", lambda: leader in c.brokers(), 90, 0.1)
     c.wait_isr(topic, 3)
-    return leader, gap
+    return {"leader": leader, "controller": was_controller, "gap": gap, "elected": elected}
 
 
 def bench_failover(c, kills, shutdowns):
@@ -464,15 +478,18 @@ def bench_failover(c, kills, shutdowns):
     topic = "failover"
     c.create_topic(topic, 1, 3)
     rec = AckRecorder(c.bootstrap, topic, FAILOVER_RATE).start()
-    out = {"sigkill": [], "sigterm": []}
+    out = {"sigkill": [], "sigterm": [], "rounds": []}
     try:
         for what, sig, rounds in (("sigkill", signal.SIGKILL, kills),
                                   ("sigterm", signal.SIGTERM, shutdowns)):
             for i in range(rounds):
-                leader, gap = failover_round(c, rec, topic, sig)
-                out[what].append(gap)
-                print(f"  {what} {i + 1}: leader {leader}, no ack for {gap * 1000:.0f} ms",
-                      flush=True)
+                res = failover_round(c, rec, topic, sig)
+                out[what].append(res["gap"])
+                out["rounds"].append({"signal": what, **res})
+                print(f"  {what} {i + 1}: leader {res['leader']}"
+                      f"{' (the controller)' if res['controller'] else ''}: no ack for "
+                      f"{res['gap'] * 1000:.0f} ms; Metadata named a new leader after "
+                      f"{res['elected'] * 1000:.0f} ms", flush=True)
     finally:
         rec.stop()
     out["errors"] = rec.errors[:10]
@@ -518,10 +535,12 @@ def table(r, args):
                 ("sigkill", "SIGKILL of the leader", f"<= {limit:g} s (session {SESSION_TIMEOUT_MS / 1000:g} s + 2 s)"),
                 ("sigterm", "SIGTERM of the leader (controlled shutdown)", "<= 1 s")):
             xs = f[key]
+            el = [x["elected"] for x in f["rounds"] if x["signal"] == key]
             if xs:
                 rows.append((f"unavailability after {what}, {len(xs)} rounds (p50 / max)",
-                             f"{statistics.median(xs) * 1000:.0f} / {max(xs) * 1000:.0f} ms",
-                             "", target))
+                             f"{statistics.median(xs) * 1000:.0f} / {max(xs) * 1000:.0f} ms "
+                             f"(a new leader in Metadata after {statistics.median(el) * 1000:.0f}"
+                             f" / {max(el) * 1000:.0f} ms)", "", target))
     lat = r.get("latency")
     if lat:
         def show(runs):
@@ -550,6 +569,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--kills", type=int, help="SIGKILL rounds (default 10)")
     ap.add_argument("--shutdowns", type=int, help="SIGTERM rounds (default 10)")
+    ap.add_argument("--zk-tick-ms", type=int, default=ZK_TICK_MS, help="ZooKeeper's tickTime")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--write", action="store_true",
                     help="rewrite the cluster sections of BENCHMARKS.md and README.md")
@@ -576,9 +596,9 @@ def main():
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# machine: {machine()}\n# {uptime}", flush=True)
     r = {"machine": machine(), "started": started, "uptime_at_start": uptime,
-         "session_timeout_ms": SESSION_TIMEOUT_MS, "records": n, "runs": runs,
-         "partitions": args.partitions, "settings": list(SETTINGS)}
-    zk = ZooKeeperServer().start()
+         "session_timeout_ms": SESSION_TIMEOUT_MS, "zk_tick_ms": args.zk_tick_ms, "records": n, "runs": runs,
+         "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT}
+    zk = ZooKeeperServer(tick_time_ms=args.zk_tick_ms).start()
     base = tempfile.mkdtemp(prefix="klog-cluster-bench-")
     c = None
     try:
@@ -639,7 +659,8 @@ def write_docs(r, lines):
         "ack after). After every round the old leader is started again and the next round waits "
         "for the ISR to be 3 again (Metadata). The ZooKeeper session timeout is "
         f"{r['session_timeout_ms']} ms: after a SIGKILL the controller learns of the death when "
-        "the session expires.",
+        f"the session expires, which ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's "
+        "zoo.cfg) does on the first tick boundary past the timeout.",
         "- Latency: a producer at 50 k records/s (1 ms ticks, linger.ms=1) and a consumer "
         "(fetch.wait.max.ms=10) in one client process; the consumer reads from the leader, never "
         "past the high watermark, so factor 3 includes replication to both followers.",
