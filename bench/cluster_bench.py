@@ -664,11 +664,17 @@ def write_docs(r, lines):
         "- Latency: a producer at 50 k records/s (1 ms ticks, linger.ms=1) and a consumer "
         "(fetch.wait.max.ms=10) in one client process; the consumer reads from the leader, never "
         "past the high watermark, so factor 3 includes replication to both followers.",
+        "- Producers use max.in.flight=5 (the Java producer's default; librdkafka's is 1 000 000 "
+        "without idempotence): a broker answers one connection's requests one at a time, in "
+        "order (as Kafka does), so an acks=all request holds the next ones until the followers "
+        "have fetched it; with 5 in flight the next batches grow meanwhile.",
+        "- Latency rows: the run with the median p99 of the rounds.",
         "- librdkafka's mock cluster (`test.mock.num.brokers=3`, in the client process): the "
-        "topics are created with factor 3 and Metadata lists 3 replicas, but the mock keeps one "
-        "log per partition, answers Produce right after appending whatever `acks` says, and "
-        "has no followers or high watermark apart from the leader's end: it models the client "
-        "side and the wire, not replication.",
+        f"topic is auto-created with {t.get('mock_replicas', 3)} replicas in Metadata (the mock "
+        "has no controller, so CreateTopics fails), but the mock keeps one log per partition, "
+        "answers Produce right after appending whatever `acks` says, and has no followers: its "
+        "high watermark is the leader's log end. It models the client and the wire, not "
+        "replication: its acks=1 and acks=all rows are the same thing.",
     ]
     replace_section("cluster", notes)
     replace_section("cluster-figures", [
