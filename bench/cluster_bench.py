@@ -192,6 +192,27 @@ def client_latency(boot, topic, acks, n, rate):
             "records": len(lat)}
 
 
+def client_roundtrip(boot, topic, acks, n):
+    """One record at a time, each waited for (flush): the time of a produce request's round
+    trip, which with acks=all includes the followers fetching the record."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": boot, "acks": acks, "linger.ms": 0,
+                  "enable.idempotence": False, **QUIET})
+    p.produce(topic, b"w" * VALUE_SIZE, partition=0)
+    p.flush(30)
+    lat = []
+    for v in values(n):
+        t0 = time.perf_counter()
+        p.produce(topic, v, partition=0)
+        if p.flush(30):
+            raise RuntimeError("a record was not delivered")
+        lat.append(time.perf_counter() - t0)
+    lat.sort()
+    return {"p50": lat[len(lat) // 2] * 1e6, "p99": lat[int(len(lat) * 0.99)] * 1e6,
+            "records": n}
+
+
 def run_client(*args, timeout=900):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--client", *map(str, args)],
                          capture_output=True, text=True, timeout=timeout)
@@ -368,6 +389,14 @@ def bench_throughput(c, n, runs, partitions, with_mock):
                 rates[key].append(res["records"] / res["seconds"])
                 print(f"  round {r + 1} {key:>10}: {rates[key][-1] / 1e6:.3f} M records/s",
                       flush=True)
+    # one request at a time: what replication adds to a request's round trip
+    for key, rf, acks in (("rf1", 1, "1"), ("rf3_all", 3, "all")):
+        rt = rates.setdefault("roundtrip_" + key, [])
+        for r in range(runs):
+            res = run_client("roundtrip", c.bootstrap, f"tp-{key}", acks, 1000)
+            rt.append(res)
+            print(f"  one record per request, {key:>7}: p50 {res['p50']:.0f} us, "
+                  f"p99 {res['p99']:.0f} us", flush=True)
     return rates
 
 
@@ -528,6 +557,13 @@ def table(r, args):
                                                             f" ({ratio:.2f}x factor 1)"),
                          peer, ">= 0.5x factor 1 (Kafka 2014: 0.42 M/s)" if key == "rf3_all" else
                          ("Kafka 2014: 0.82 M/s" if key == "rf1" else "Kafka 2014: 0.79 M/s")))
+    if t and "roundtrip_rf1" in t:
+        def rt(runs):
+            mid = sorted(runs, key=lambda x: x["p50"])[len(runs) // 2]
+            return f"p50 {mid['p50'] / 1e3:.2f} ms, p99 {mid['p99'] / 1e3:.2f} ms"
+        rows.append(("one record per produce request, one in flight (flush each): factor 1 "
+                     "acks=1 / factor 3 acks=all", f"{rt(t['roundtrip_rf1'])} / "
+                     f"{rt(t['roundtrip_rf3_all'])}", "", "report"))
     f = r.get("failover")
     if f:
         limit = SESSION_TIMEOUT_MS / 1000 + 2
@@ -578,6 +614,8 @@ def main():
         mode, *rest = args.client
         if mode == "produce":
             res = client_produce(rest[0], rest[1], rest[2], int(rest[3]))
+        elif mode == "roundtrip":
+            res = client_roundtrip(rest[0], rest[1], rest[2], int(rest[3]))
         else:
             res = client_latency(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]))
         print(json.dumps(res))
