@@ -638,6 +638,8 @@ def main():
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# machine: {machine()}\n# {uptime}", flush=True)
     r = {"machine": machine(), "started": started, "uptime_at_start": uptime,
+         "commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip(),
          "session_timeout_ms": SESSION_TIMEOUT_MS, "zk_tick_ms": args.zk_tick_ms, "records": n, "runs": runs,
          "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT}
     zk = ZooKeeperServer(tick_time_ms=args.zk_tick_ms).start()
@@ -682,7 +684,7 @@ def write_docs(r, lines):
     notes = [
         "## Cluster (`python bench/cluster_bench.py`)", "",
         f"Machine: {r['machine']}.",
-        f"Run: {r['started']}; `uptime` at start: `{r['uptime_at_start']}`, at end: "
+        f"Run: {r['started']}, klog at {r.get('commit', '?')}; `uptime` at start: `{r['uptime_at_start']}`, at end: "
         f"`{r['uptime_at_end']}`. Everything on one machine: ZooKeeper (Debian's package), "
         "three `klog serve --zookeeper` processes on 127.0.0.1/2/3 "
         f"(`-c {' '.join(r['settings'])}`), and the client process.", "",
@@ -704,7 +706,17 @@ def write_docs(r, lines):
         "for the ISR to be 3 again (Metadata). The ZooKeeper session timeout is "
         f"{r['session_timeout_ms']} ms: after a SIGKILL the controller learns of the death when "
         f"the session expires, which ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's "
-        "zoo.cfg) does on the first tick boundary past the timeout.",
+        "zoo.cfg) does on the first tick boundary past the timeout (counted from the broker's "
+        "last ping, which kazoo sends every third of the timeout). The cluster's part of a round "
+        "is the time until Metadata names a new leader (in brackets); the rest is librdkafka's: "
+        "while a partition's broker is down it asks for the leader once a second, and when the "
+        "Metadata answer that names the new leader also leaves out a broker it knew (the dead "
+        "one, or one that deregistered), it drops the partition's leader until its next 1 s "
+        "scan (its `debug=topic` log: \"Reverting from preferred replica\").",
+        "- One record per request: a producer that waits for each record (flush) before the "
+        "next, 1000 records: the round trip of one request, with acks=all the followers' fetch "
+        "of it included; a broker answers a connection's requests one at a time (as Kafka), so "
+        "this is also what every acks=all request of one producer costs in a row.",
         "- Latency: a producer at 50 k records/s (1 ms ticks, linger.ms=1) and a consumer "
         "(fetch.wait.max.ms=10) in one client process; the consumer reads from the leader, never "
         "past the high watermark, so factor 3 includes replication to both followers.",
