@@ -3,14 +3,17 @@ ZooKeeper), measured with confluent-kafka, side by side in one run:
 
 - throughput: a producer into replication factor 1 (acks=1), factor 3 acks=1 and factor 3
   acks=all, on the same cluster, rounds interleaved; each figure min / median / max over runs,
-  every run a fresh client process; distinct 100-byte values built per produce() call;
+  every run a fresh client process; distinct 100-byte values built per produce() call; and one
+  record per request (flush each), factor 1 acks=1 vs factor 3 acks=all: what replication adds
+  to a request's round trip;
 - failover: an idempotent acks=all producer writes continuously while the partition's leader is
   SIGKILLed (then restarted and back in the ISR before the next round), and then SIGTERMed
   (controlled shutdown); the unavailability of a round is the longest gap between two
   acknowledgements around the signal;
 - latency: produce -> consume at a fixed 50 k records/s, factor 3 acks=all vs factor 1 (the
   consumer reads up to the high watermark, so factor 3 includes replication);
-- peer: librdkafka's mock cluster (``test.mock.num.brokers=3``) with the same topics and clients.
+- peer: librdkafka's mock cluster (``test.mock.num.brokers=3``, in the client process) with the
+  same clients; its topics list 3 replicas but it does not replicate and ignores acks.
 
     PYTHONPATH=src python bench/cluster_bench.py [--throughput] [--failover] [--latency] [--mock]
         [--quick] [--json FILE] [--write]
@@ -25,7 +28,6 @@ import shutil
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -632,12 +634,14 @@ def main():
     shutdowns = args.shutdowns if args.shutdowns is not None else (2 if args.quick else 10)
 
     from cluster.zookeeper import ZooKeeperServer
-    from storage_bench import machine, replace_section
+    from storage_bench import machine
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# machine: {machine()}\n# {uptime}", flush=True)
     r = {"machine": machine(), "started": started, "uptime_at_start": uptime,
+         "command": "PYTHONPATH=src python bench/" + " ".join(
+             [os.path.basename(sys.argv[0]), *sys.argv[1:]]),
          "commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip(),
          "session_timeout_ms": SESSION_TIMEOUT_MS, "zk_tick_ms": args.zk_tick_ms, "records": n, "runs": runs,
@@ -683,6 +687,7 @@ def write_docs(r, lines):
     t = r["throughput"]
     notes = [
         "## Cluster (`python bench/cluster_bench.py`)", "",
+        f"Command: `{r.get('command', 'python bench/cluster_bench.py --write')}`.",
         f"Machine: {r['machine']}.",
         f"Run: {r['started']}, klog at {r.get('commit', '?')}; `uptime` at start: `{r['uptime_at_start']}`, at end: "
         f"`{r['uptime_at_end']}`. Everything on one machine: ZooKeeper (Debian's package), "
