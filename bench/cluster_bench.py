@@ -581,7 +581,7 @@ def table(r, args):
             if xs:
                 rows.append((f"unavailability after {what}, {len(xs)} rounds (p50 / max)",
                              f"{statistics.median(xs) * 1000:.0f} / {max(xs) * 1000:.0f} ms "
-                             f"(a new leader in Metadata after {statistics.median(el) * 1000:.0f}"
+                             f"(Metadata, polled, named a new leader after {statistics.median(el) * 1000:.0f}"
                              f" / {max(el) * 1000:.0f} ms)", "", target))
     lat = r.get("latency")
     if lat:
@@ -713,7 +713,7 @@ def write_docs(r, lines):
         f"the session expires, which ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's "
         "zoo.cfg) does on the first tick boundary past the timeout (counted from the broker's "
         "last ping, which kazoo sends every third of the timeout). The cluster's part of a round "
-        "is the time until Metadata names a new leader (in brackets); the rest is librdkafka's: "
+        "is about the time until Metadata names a new leader (in brackets: the bench polls Metadata every 20 ms from the outside, under load a little late); the rest is librdkafka's: "
         "while a partition's broker is down it asks for the leader once a second, and when the "
         "Metadata answer that names the new leader also leaves out a broker it knew (the dead "
         "one, or one that deregistered), it drops the partition's leader until its next 1 s "
