@@ -739,8 +739,10 @@ def write_docs(r, lines):
     ]
     replace_section("cluster", notes)
     replace_section("cluster-figures", [
-        "A 3-broker cluster on this machine, `python bench/cluster_bench.py` "
-        f"({r['started']}, {r['uptime_at_start'].split('load average:')[-1].strip()} load):", "",
+        "A 3-broker cluster (three processes and ZooKeeper) on this 2-core machine, "
+        f"`python bench/cluster_bench.py` ({r['started']}, load average "
+        f"{r['uptime_at_start'].split('load average:')[-1].strip()} at the start; the notes and "
+        "the settings are in [BENCHMARKS.md](BENCHMARKS.md)):", "",
         *lines], "README.md")
 
 
