@@ -6,7 +6,9 @@ the server uses these in place of the single-node handlers of klog.server.handle
   ``min.insync.replicas`` for acks=all, which is answered once the high watermark passes the
   batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``); acks=1 on the leader's append.
 - Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` (a broker that is
-  not a replica of the partition is refused with NOT_LEADER_OR_FOLLOWER); a consumer's Fetch
+  not a replica of the partition is refused with UNKNOWN_LEADER_EPOCH, or NOT_LEADER_OR_FOLLOWER
+  without a leader epoch, as Kafka; a broker epoch that is not the registration's with
+  STALE_BROKER_EPOCH: ``ReplicaManager.handle_follower_fetch``); a consumer's Fetch
   (replica id -1) is served by the leader only and never past the high watermark.
 - Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
   offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
@@ -24,6 +26,7 @@ the server uses these in place of the single-node handlers of klog.server.handle
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -136,7 +139,7 @@ async def produce(ctx, body):
 
 
 # -- Fetch -------------------------------------------------------------------------------------
-def _fetch_once(ctx, body, replica_id):
+def _fetch_once(ctx, body, replica_id, replica_epoch=-1):
     node = _node(ctx)
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total, error, responses = 0, False, []
@@ -156,7 +159,7 @@ def _fetch_once(ctx, body, replica_id):
             if replica_id >= 0:
                 answer = node.manager.handle_follower_fetch(hosted, FetchRequest(
                     replica_id, offset, p.get("last_fetched_epoch", -1),
-                    p.get("current_leader_epoch", -1), p["partition_max_bytes"]))
+                    p.get("current_leader_epoch", -1), p["partition_max_bytes"], replica_epoch))
                 res.update(error_code=answer.error, high_watermark=answer.high_watermark,
                            last_stable_offset=answer.high_watermark,
                            log_start_offset=answer.log_start_offset)
@@ -219,9 +222,10 @@ def _fetch_once(ctx, body, replica_id):
 @api(ApiKey.FETCH)
 async def fetch(ctx, body):
     node, server = _node(ctx), ctx.server
-    replica_id = body.get("replica_id", -1)
+    replica_id, replica_epoch = body.get("replica_id", -1), -1
     if ctx.version >= 15:
-        replica_id = (body.get("replica_state") or {}).get("replica_id", -1)
+        state = body.get("replica_state") or {}
+        replica_id, replica_epoch = state.get("replica_id", -1), state.get("replica_epoch", -1)
     unknown = set()
     if ctx.version >= 13:
         names = {v: k for k, v in node.manager.topic_ids.items()}
@@ -232,7 +236,7 @@ async def fetch(ctx, body):
     deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
     while True:
         seq = node.changes.seq
-        responses, total, error = _fetch_once(ctx, body, replica_id)
+        responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= body["min_bytes"] or error or left <= 0 or server.stopping:
             break
@@ -255,7 +259,9 @@ async def list_offsets(ctx, body):
                 res.update(error_code=EC.NOT_LEADER_OR_FOLLOWER if hosted is not None
                            else _missing(node, t["name"]), offset=-1, leader_epoch=-1)
             elif p["timestamp"] == -1 and res["error_code"] == 0:
-                hw = hosted.replica.high_watermark
+                # A consumer's "latest" is the high watermark; a follower's the log end (Kafka).
+                hw = hosted.replica.high_watermark if body.get("replica_id", -1) < 0 \
+                    else hosted.part.log_end_offset
                 res["offset"] = hw
                 res["leader_epoch"] = hosted.part.epoch_for_offset(hw)
     return answer
@@ -292,6 +298,9 @@ def _cluster_view(node, names):
     return brokers, controller, topics
 
 
+METADATA_ZOOKEEPER_WAIT_S = 5.0
+
+
 @api(ApiKey.METADATA)
 async def metadata(ctx, body):
     node, v = _node(ctx), ctx.version
@@ -301,16 +310,28 @@ async def metadata(ctx, body):
         by_id = {i: n for n, i in node.manager.topic_ids.items()}
         names = [t["name"] if t.get("name") is not None else by_id.get(t.get("topic_id"), "")
                  for t in requested]
+    cache = node.metadata_cache
     try:
-        brokers, controller, topics = await base._run(_cluster_view, node, names)
+        # Reads wait while kazoo reconnects: not connected, or no answer soon, is "without".
+        if not node.store.client.connected:
+            raise ConnectionError("not connected to ZooKeeper")
+        brokers, controller, topics = await asyncio.wait_for(
+            base._run(_cluster_view, node, names), METADATA_ZOOKEEPER_WAIT_S)
+        cache.update(brokers=brokers, controller=controller)
+        cache.setdefault("topics", {}).update((t["name"], t) for t in topics if not t["error_code"])
     except Exception as exc:   # noqa: BLE001 - ZooKeeper unreachable (or stopping): say so
         ctx.server.conditions.report(("Metadata", type(exc).__name__), logging.WARNING,
                                      "Metadata without ZooKeeper: %s", exc)
+        # The last view read from ZooKeeper (Kafka's metadata cache). Never "this broker alone":
+        # librdkafka forgets the brokers a Metadata answer leaves out.
         host, port = ctx.server.advertised
-        brokers, controller = [{"node_id": node.node_id, "host": host, "port": port,
-                                "rack": None}], -1
-        topics = [{"error_code": EC.LEADER_NOT_AVAILABLE, "name": n, "partitions": []}
-                  for n in names or ()]
+        brokers = cache.get("brokers") or [{"node_id": node.node_id, "host": host,
+                                            "port": port, "rack": None}]
+        controller = cache.get("controller", -1)
+        known = cache.get("topics", {})
+        topics = list(known.values()) if names is None else [
+            known.get(n) or {"error_code": EC.LEADER_NOT_AVAILABLE, "name": n, "partitions": []}
+            for n in names]
     from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
     if body.get("include_topic_authorized_operations"):
         for t in topics:
