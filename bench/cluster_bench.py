@@ -51,9 +51,9 @@ PRODUCER = {"linger.ms": 5, "batch.size": 1_000_000, "queue.buffering.max.messag
             "max.in.flight": MAX_IN_FLIGHT}
 # See bench/wire_clients.py: linger.ms=1 keeps the request rate within what a broker answers.
 LATENCY_PRODUCER = {"linger.ms": 1, "enable.idempotence": False, "max.in.flight": MAX_IN_FLIGHT}
-SETTINGS = ("min.insync.replicas=2",)
 FAILOVER_RATE = 2000           # records/s of the failover producer (1 ms ticks)
-SESSION_TIMEOUT_MS = 6000      # klog.cluster.node.ClusterNode's ZooKeeper session timeout
+SESSION_TIMEOUT_MS = 6000      # klog.cluster.node.ClusterNode's default (Kafka's before 2.5)
+SETTINGS = ("min.insync.replicas=2", f"zookeeper.session.timeout.ms={SESSION_TIMEOUT_MS}")
 # ZooKeeper expires sessions on tick boundaries: a dead broker's session ends 0-1 tick after the
 # timeout. 2000 ms is the tickTime of Debian's /etc/zookeeper/conf/zoo.cfg (and ZooKeeper's
 # sample configuration); ZooKeeperServerMain's own default, 3000 ms, is what tests use.

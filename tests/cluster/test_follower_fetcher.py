@@ -3,6 +3,7 @@ leader with nothing new does for up to max_wait_ms: stopping the fetcher does no
 answer (a broker's controlled shutdown stops its fetchers before handing its leadership over)."""
 import socket
 import time
+import uuid
 
 from klog.cluster.replica import Replica, Role
 from klog.cluster.replica_manager import FollowerFetcher, HostedPartition
@@ -16,7 +17,9 @@ class Manager:
 
     def __init__(self, address, hosted):
         self.node_id = 2
+        self.broker_epoch = 1
         self.partitions = {(hosted.topic, hosted.partition): hosted}
+        self.topic_ids = {hosted.topic: uuid.uuid4()}
         self._address = address
 
     def broker_address(self, broker_id):
@@ -31,6 +34,7 @@ def test_stop_does_not_wait_for_a_fetch_the_leader_holds():
     with socket.socket() as leader:
         leader.bind(("127.0.0.1", 0))
         leader.listen()
+        leader.settimeout(10)
         fetcher = FollowerFetcher(Manager(leader.getsockname(), hosted), 1)
         fetcher.add(("t", 0))
         fetcher.start()
