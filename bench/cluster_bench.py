@@ -717,7 +717,12 @@ def write_docs(r, lines):
         "while a partition's broker is down it asks for the leader once a second, and when the "
         "Metadata answer that names the new leader also leaves out a broker it knew (the dead "
         "one, or one that deregistered), it drops the partition's leader until its next 1 s "
-        "scan (its `debug=topic` log: \"Reverting from preferred replica\").",
+        "scan (its `debug=topic` log: \"Reverting from preferred replica\"). Both times count "
+        "from the signal: after a SIGTERM the old leader answers until it has handed over. "
+        "The cluster holds `__consumer_offsets` by then (50 partitions, created at the latency "
+        "section's first FindCoordinator), and the controller decides a broker's death "
+        "partition by partition with ZooKeeper reads and writes, those 50 first: about 1 s of "
+        "the SIGKILL figure (`--failover` alone runs without it).",
         "- One record per request: a producer that waits for each record (flush) before the "
         "next, 1000 records: the round trip of one request, with acks=all the followers' fetch "
         "of it included; a broker answers a connection's requests one at a time (as Kafka), so "
