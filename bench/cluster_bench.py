@@ -692,7 +692,7 @@ def write_docs(r, lines):
         f"Run: {r['started']}, klog at {r.get('commit', '?')}; `uptime` at start: `{r['uptime_at_start']}`, at end: "
         f"`{r['uptime_at_end']}`. Everything on one machine: ZooKeeper (Debian's package), "
         "three `klog serve --zookeeper` processes on 127.0.0.1/2/3 "
-        f"(`-c {' '.join(r['settings'])}`), and the client process.", "",
+        f"(`{' '.join('-c ' + x for x in r['settings'])}`), and the client process.", "",
         *lines, "",
         f"- Throughput: {r['records']} distinct 100-byte records a run (a counter and a slice of "
         "random bytes built at every produce() call), one partition, confluent-kafka with "
