@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 
 from klog._native.batch import validate_batch
@@ -38,7 +37,6 @@ from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
 from klog.partition import READ_UNCOMMITTED
 from klog.protocol.errors import ErrorCode as EC
-from klog.protocol.frames import encode_request
 from klog.protocol.messages import ApiKey
 from klog.server import epochs
 from klog.server import handlers as base
@@ -410,29 +408,14 @@ async def create_topics(ctx, body):
 
 
 # -- coordinators and producer ids -------------------------------------------------------------
-OFFSETS_REPLICATION_FACTOR = 3     # Kafka's offsets.topic.replication.factor default
-
-
 def _request_offsets_topic(node, broker):
-    """Have the controller create ``__consumer_offsets`` (replication factor 3 capped by the live
-    brokers, as Kafka does at first use): directly if this broker is the controller, else by a
-    CreateTopics request to it."""
-    n = broker.config["offsets.topic.num.partitions"]
-    live = node.store.live_brokers()
-    rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
-    if node.is_controller:
-        node.controller.submit(_create_if_absent, node.controller, OFFSETS_TOPIC, n, rf)
-        return
-    controller = node.store.controller()
-    if controller is None or controller not in live:
-        return
-    info = live[controller][1]
-    with socket.create_connection((info["host"], info["port"]), timeout=10) as s:
-        s.sendall(encode_request(ApiKey.CREATE_TOPICS, 4, 1, f"klog-broker-{node.node_id}", {
-            "topics": [{"name": OFFSETS_TOPIC, "num_partitions": n, "replication_factor": rf,
-                        "assignments": [], "configs": []}],
-            "timeout_ms": 10000, "validate_only": False}).getvalue())
-        s.recv(1 << 16)        # the answer does not matter: the client asks again
+    """Have the controller create ``__consumer_offsets`` (``offsets.topic.replication.factor``
+    capped by the live brokers, as Kafka does at first use), with its config in ZooKeeper."""
+    from klog.cluster.admin_handlers import request_topic_creation
+    from klog.cluster.topic_configs import offsets_topic_config
+    rf = min(broker.config["offsets.topic.replication.factor"], len(node.store.live_brokers()))
+    request_topic_creation(node, OFFSETS_TOPIC, broker.config["offsets.topic.num.partitions"], rf,
+                           offsets_topic_config(broker))
 
 
 def _coordinators(node, broker, keys):
