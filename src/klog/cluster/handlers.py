@@ -1,45 +1,33 @@
-"""The Kafka requests a broker answers differently in cluster mode (``klog serve --zookeeper``):
-the server uses these in place of the single-node handlers of klog.server.handlers.
+"""The Kafka requests a broker answers from ZooKeeper's view of the cluster in cluster mode
+(``klog serve --zookeeper``): the server uses these in place of the single-node handlers of
+klog.server.handlers (``Server.handlers``). Produce, Fetch, ListOffsets and the group requests
+have one path for both modes: they ask the Partition and ``Server.replication``
+(klog.cluster.replication.ClusterReplication here).
 
-- Produce goes through the partition's ``Replica``: NOT_LEADER_OR_FOLLOWER on a non-leader,
-  NOT_ENOUGH_REPLICAS before the append and NOT_ENOUGH_REPLICAS_AFTER_APPEND after it by
-  ``min.insync.replicas`` for acks=all, which is answered once the high watermark passes the
-  batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``); acks=1 on the leader's append.
-- Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` (a broker that is
-  not a replica of the partition is refused with NOT_LEADER_OR_FOLLOWER); a consumer's Fetch
-  (replica id -1) is served by the leader only and never past the high watermark.
 - Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
   offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
 - CreateTopics goes to the controller (a non-controller answers NOT_CONTROLLER; clients then
   retry on the controller that Metadata names).
 - DeleteTopics and CreatePartitions are refused (INVALID_REQUEST, saying so) until they go
   through the controller.
-- ListOffsets "latest" is the high watermark, on the leader only; producer ids carry the node
-  id in their high bits so brokers never hand out the same.
-- Groups: ``__consumer_offsets`` is a replicated topic, created through the controller at the
-  first FindCoordinator; a group's coordinator is the leader of its partition (Kafka's
-  ``partitionFor``), which reloads the partition's groups when it becomes leader (ReplicaManager);
-  other brokers answer the group requests NOT_COORDINATOR. OffsetCommit and SyncGroup answer
-  once the offsets partition's high watermark reached its end (a bounded wait).
+- FindCoordinator: ``__consumer_offsets`` is a replicated topic, created through the controller
+  at the first FindCoordinator; a group's coordinator is the leader of its partition (Kafka's
+  ``partitionFor``), which reloads the partition's groups when it becomes leader
+  (ReplicaManager).
+- Producer ids carry the node id in their high bits so brokers never hand out the same.
 """
 from __future__ import annotations
 
 import logging
 import socket
-import time
 
-from klog._native.batch import validate_batch
-from klog.cluster.replica import FetchRequest, Role
 from klog.errors import KlogError, TopicExistsError
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
-from klog.partition import READ_UNCOMMITTED
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.frames import encode_request
 from klog.protocol.messages import ApiKey
-from klog.server import epochs
 from klog.server import handlers as base
-from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 
 HANDLERS = {}
 CONTROLLER_TIMEOUT_S = 30.0
@@ -54,211 +42,6 @@ def api(key):
 
 def _node(ctx):
     return ctx.server.cluster
-
-
-def _missing(node, topic):
-    return EC.NOT_LEADER_OR_FOLLOWER if topic in node.manager.topic_ids \
-        else EC.UNKNOWN_TOPIC_OR_PARTITION
-
-
-# -- Produce -----------------------------------------------------------------------------------
-@api(ApiKey.PRODUCE)
-async def produce(ctx, body):
-    acks = body["acks"]
-    if acks not in (0, 1, -1):
-        return await base.produce(ctx, body)
-    node = _node(ctx)
-    out, waiting = [], []
-    for t in body["topic_data"]:
-        name = t["name"]
-        parts = []
-        for p in t["partition_data"]:
-            res = {"index": p["index"], "error_code": 0, "base_offset": -1,
-                   "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
-            parts.append(res)
-            hosted = node.manager.get(name, p["index"])
-            if hosted is None:
-                res["error_code"] = _missing(node, name)
-                continue
-            records = p["records"]
-            try:
-                if records is None or len(records) == 0:
-                    raise base.CorruptRecordError("no records")
-                if validate_batch(records, False, False) != len(records):
-                    res["error_code"] = EC.INVALID_RECORD
-                    res["error_message"] = "only one record batch per partition is allowed"
-                    continue
-                with hosted.lock:
-                    appended = hosted.replica.append([records], acks=acks)
-                    hosted.sync()
-                    start = hosted.replica.log.log_start_offset
-            except (KlogError, OutOfOrderSequenceError, InvalidProducerEpochError,
-                    ValueError) as exc:
-                code = base.error_code(exc)
-                if code == EC.UNKNOWN_SERVER_ERROR and isinstance(exc, ValueError):
-                    code = EC.CORRUPT_MESSAGE
-                res["error_code"], res["error_message"] = code, str(exc)[:500]
-                continue
-            except OSError as exc:
-                res["error_code"] = base._storage_error(ctx.server.conditions, "Produce to",
-                                                        name, p["index"], exc)
-                continue
-            if appended.error:
-                res["error_code"] = appended.error
-                continue
-            res["base_offset"], res["log_start_offset"] = appended.first_offset, start
-            if acks == -1:
-                waiting.append((res, hosted, appended))
-        out.append({"name": name, "partition_responses": parts})
-    node.changes.notify()
-    deadline = time.monotonic() + max(0, body.get("timeout_ms", 30_000)) / 1000
-    while waiting:
-        seq = node.changes.seq
-        still = []
-        for res, hosted, appended in waiting:
-            with hosted.lock:
-                outcome = hosted.replica.acks_all_outcome(appended)
-            if outcome is None:
-                still.append((res, hosted, appended))
-            elif outcome:
-                res["error_code"] = outcome
-        waiting = still
-        left = deadline - time.monotonic()
-        if waiting and (left <= 0 or ctx.server.stopping):
-            for res, _, _ in waiting:
-                res["error_code"] = EC.REQUEST_TIMED_OUT
-            break
-        if waiting:
-            await node.changes.wait(seq, left)
-    if acks == 0:
-        return None
-    return {"responses": out, "throttle_time_ms": 0}
-
-
-# -- Fetch -------------------------------------------------------------------------------------
-def _fetch_once(ctx, body, replica_id):
-    node = _node(ctx)
-    budget = body.get("max_bytes", 0x7FFFFFFF)
-    total, error, responses = 0, False, []
-    for t in body["topics"]:
-        parts = []
-        for p in t["partitions"]:
-            res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
-                   "last_stable_offset": -1, "log_start_offset": -1,
-                   "aborted_transactions": [], "records": b""}
-            parts.append(res)
-            hosted = node.manager.get(t["topic"], p["partition"]) if t["topic"] else None
-            if hosted is None:
-                res["error_code"] = _missing(node, t["topic"])
-                error = True
-                continue
-            offset = p["fetch_offset"]
-            if replica_id >= 0:
-                answer = node.manager.handle_follower_fetch(hosted, FetchRequest(
-                    replica_id, offset, p.get("last_fetched_epoch", -1),
-                    p.get("current_leader_epoch", -1), p["partition_max_bytes"]))
-                res.update(error_code=answer.error, high_watermark=answer.high_watermark,
-                           last_stable_offset=answer.high_watermark,
-                           log_start_offset=answer.log_start_offset)
-                if answer.diverging_epoch is not None:
-                    d = answer.diverging_epoch
-                    # The leader knows none of the follower's epochs: epoch -1 with an end
-                    # offset >= 0 tells our follower to fall back to its high watermark.
-                    res["diverging_epoch"] = {"epoch": d.epoch, "end_offset": max(d.end_offset, 0)}
-                    error = True
-                elif answer.error:
-                    error = True
-                elif answer.records:
-                    res["records"] = answer.records
-                    total += len(answer.records)
-                continue
-            try:
-                with hosted.lock:
-                    replica = hosted.replica
-                    role, epoch, hw = replica.role, replica.leader_epoch, replica.high_watermark
-                asked = p.get("current_leader_epoch", -1)
-                if role is not Role.LEADER:
-                    res["error_code"] = EC.NOT_LEADER_OR_FOLLOWER
-                elif 0 <= asked < epoch:
-                    res["error_code"] = EC.FENCED_LEADER_EPOCH
-                elif asked > epoch:
-                    res["error_code"] = EC.UNKNOWN_LEADER_EPOCH
-                if res["error_code"]:
-                    error = True
-                    continue
-                part = hosted.part
-                start, end = part.log_start_offset, part.log_end_offset
-                res.update(high_watermark=hw, last_stable_offset=hw, log_start_offset=start)
-                diverging = epochs.diverging_epoch(part, p.get("last_fetched_epoch", -1), offset)
-                if diverging is not None:
-                    res["diverging_epoch"] = diverging
-                    error = True
-                elif not start <= offset <= end:
-                    res["error_code"] = EC.OFFSET_OUT_OF_RANGE
-                    error = True
-                elif offset < hw:
-                    limit = min(p["partition_max_bytes"], budget)
-                    if total == 0 or limit > 0:
-                        view = part.read(offset, max(1, limit), READ_UNCOMMITTED)
-                        ctx.views.append(view)
-                        if not (total and view.nbytes > limit) and view.nbytes:
-                            res["records"] = view
-                            total += view.nbytes
-                            budget -= view.nbytes
-            except KlogError as exc:
-                res["error_code"] = base.error_code(exc)
-                error = True
-            except OSError as exc:
-                res["error_code"] = base._storage_error(ctx.server.conditions, "Fetch from",
-                                                        t["topic"], p["partition"], exc)
-                error = True
-        responses.append({"topic": t["topic"], "partitions": parts})
-    return responses, total, error
-
-
-@api(ApiKey.FETCH)
-async def fetch(ctx, body):
-    node, server = _node(ctx), ctx.server
-    replica_id = body.get("replica_id", -1)
-    if ctx.version >= 15:
-        replica_id = (body.get("replica_state") or {}).get("replica_id", -1)
-    unknown = set()
-    if ctx.version >= 13:
-        names = {v: k for k, v in node.manager.topic_ids.items()}
-        for i, t in enumerate(body["topics"]):
-            t["topic"] = names.get(t.get("topic_id"))
-            if t["topic"] is None:
-                unknown.add(i)
-    deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
-    while True:
-        seq = node.changes.seq
-        responses, total, error = _fetch_once(ctx, body, replica_id)
-        left = deadline - time.monotonic()
-        if total >= body["min_bytes"] or error or left <= 0 or server.stopping:
-            break
-        ctx.release()
-        await node.changes.wait(seq, left)
-    if ctx.version >= 13:
-        epochs.mark_fetch_topic_ids(responses, body["topics"], unknown, EC.UNKNOWN_TOPIC_ID)
-    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
-
-
-# -- ListOffsets -------------------------------------------------------------------------------
-@api(ApiKey.LIST_OFFSETS)
-async def list_offsets(ctx, body):
-    node = _node(ctx)
-    answer = await base.list_offsets(ctx, body)
-    for t, asked in zip(answer["topics"], body["topics"]):
-        for res, p in zip(t["partitions"], asked["partitions"]):
-            hosted = node.manager.get(t["name"], res["partition_index"])
-            if hosted is None or hosted.replica.role is not Role.LEADER:
-                res.update(error_code=EC.NOT_LEADER_OR_FOLLOWER if hosted is not None
-                           else _missing(node, t["name"]), offset=-1, leader_epoch=-1)
-            elif p["timestamp"] == -1 and res["error_code"] == 0:
-                hw = hosted.replica.high_watermark
-                res["offset"] = hw
-                res["leader_epoch"] = hosted.part.epoch_for_offset(hw)
-    return answer
 
 
 # -- Metadata ----------------------------------------------------------------------------------
@@ -451,88 +234,6 @@ async def find_coordinator(ctx, body):
     a = answers[0]
     return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
             "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
-
-
-# -- group requests: only on the group's coordinator ---------------------------------------------
-def _coordinates(node, group_id):
-    """Whether this broker leads the group's ``__consumer_offsets`` partition."""
-    n = node.manager.partition_counts.get(OFFSETS_TOPIC)
-    if not n:
-        return False
-    hosted = node.manager.get(OFFSETS_TOPIC, partition_for(group_id, n))
-    return hosted is not None and hosted.replica.role is Role.LEADER
-
-
-def _not_coordinator(api_key, version, body):
-    nc = EC.NOT_COORDINATOR
-    if api_key == ApiKey.JOIN_GROUP:
-        return {"throttle_time_ms": 0, "error_code": nc, "generation_id": -1,
-                "protocol_type": None, "protocol_name": None, "leader": "", "member_id": "",
-                "members": [], "skip_assignment": False}
-    if api_key == ApiKey.SYNC_GROUP:
-        return {"throttle_time_ms": 0, "error_code": nc, "protocol_type": None,
-                "protocol_name": None, "assignment": b""}
-    if api_key == ApiKey.HEARTBEAT:
-        return {"throttle_time_ms": 0, "error_code": nc}
-    if api_key == ApiKey.LEAVE_GROUP:
-        return {"throttle_time_ms": 0, "error_code": nc, "members": []}
-    if api_key == ApiKey.OFFSET_COMMIT:
-        return {"throttle_time_ms": 0, "topics": [
-            {"name": t["name"], "partitions": [
-                {"partition_index": p["partition_index"], "error_code": nc}
-                for p in t["partitions"]]} for t in body["topics"]]}
-    raise AssertionError(api_key)
-
-
-COMMIT_REPLICATION_WAIT_S = 10.0
-
-
-async def _replicated(node, group_id):
-    """Wait (bounded) until the group's offsets partition's high watermark reaches its log end:
-    a commit is answered once the ISR holds it, as Kafka appends commits with acks=all."""
-    hosted = node.manager.get(OFFSETS_TOPIC, partition_for(
-        group_id, node.manager.partition_counts[OFFSETS_TOPIC]))
-    if hosted is None:
-        return
-    target = hosted.part.log_end_offset
-    deadline = time.monotonic() + COMMIT_REPLICATION_WAIT_S
-    while hosted.replica.high_watermark < target and time.monotonic() < deadline:
-        seq = node.changes.seq
-        if hosted.replica.high_watermark >= target:
-            break
-        await node.changes.wait(seq, deadline - time.monotonic())
-
-
-def _coordinator_only(api_key):
-    async def handler(ctx, body):
-        node = _node(ctx)
-        if not _coordinates(node, body["group_id"]):
-            return _not_coordinator(api_key, ctx.version, body)
-        answer = await base.HANDLERS[api_key](ctx, body)
-        if api_key in (ApiKey.OFFSET_COMMIT, ApiKey.SYNC_GROUP):
-            await _replicated(node, body["group_id"])
-        return answer
-    return handler
-
-
-for _key in (ApiKey.JOIN_GROUP, ApiKey.SYNC_GROUP, ApiKey.HEARTBEAT, ApiKey.LEAVE_GROUP,
-             ApiKey.OFFSET_COMMIT):
-    HANDLERS[_key] = _coordinator_only(_key)
-
-
-@api(ApiKey.OFFSET_FETCH)
-async def offset_fetch(ctx, body):
-    node = _node(ctx)
-    if ctx.version >= 8:
-        groups = [g["group_id"] for g in body["groups"]]
-    else:
-        groups = [body["group_id"]]
-    if all(_coordinates(node, g) for g in groups):
-        return await base.offset_fetch(ctx, body)
-    if ctx.version >= 8:
-        return {"throttle_time_ms": 0, "groups": [
-            {"group_id": g, "topics": [], "error_code": EC.NOT_COORDINATOR} for g in groups]}
-    return {"throttle_time_ms": 0, "topics": [], "error_code": EC.NOT_COORDINATOR}
 
 
 @api(ApiKey.INIT_PRODUCER_ID)

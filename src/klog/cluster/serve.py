@@ -5,6 +5,7 @@ import asyncio
 
 from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
+from klog.cluster.replication import ClusterReplication
 from klog.server import handlers
 
 
@@ -17,6 +18,7 @@ async def join(server, node_id: int, zookeeper: str, *, replica_lag_time_max_ms=
                        replica_lag_time_max_ms=replica_lag_time_max_ms)
     node.changes.loop = loop
     server.cluster = node
+    server.replication = ClusterReplication(server, node)
     server.handlers = {**handlers.HANDLERS, **cluster_handlers.HANDLERS}
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id

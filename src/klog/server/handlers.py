@@ -14,7 +14,7 @@ from klog.errors import (
     ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
     LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
-    FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
+    FencedLeaderEpochError, NotLeaderOrFollowerError, UnknownLeaderEpochError, UnknownTopicIdError,
 )
 from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
 from klog.metadata import INTERNAL_TOPICS
@@ -105,7 +105,7 @@ def _run(fn, *args):
     return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _appends_may_block(broker, topic_data):
+def _appends_may_block(replication, topic_data):
     """Whether a Produce might fsync (a topic with flush.messages / flush.ms set).
 
     Other appends run on the event loop: they only write to the page cache, which takes
@@ -114,7 +114,7 @@ def _appends_may_block(broker, topic_data):
     for t in topic_data:
         for p in t["partition_data"]:
             try:
-                if broker.partition(t["name"], p["index"]).fsyncs_on_append:
+                if replication.partition(t["name"], p["index"]).fsyncs_on_append:
                     return True
             except (KlogError, OSError):
                 pass   # answered with an error, no append
@@ -201,10 +201,10 @@ async def metadata(ctx, body):
 
 
 # -- Produce ---------------------------------------------------------------------------------------
-def _produce(broker, topic_data, conditions, acks=1):
+def _produce(replication, topic_data, conditions, acks=1):
     """Append each partition's batch; returns (responses, waits): ``waits`` pairs a response
-    of an acks=all append with the Future of its partition's high watermark reaching the
-    batch (already done when this broker is the partition's only in-sync replica)."""
+    of an acks=all append with what ``replication.await_acks_all`` waits on (nothing when
+    this broker is the partition's only in-sync replica)."""
     out = []
     waits = []
     for t in topic_data:
@@ -215,7 +215,7 @@ def _produce(broker, topic_data, conditions, acks=1):
                    "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
             records = p["records"]
             try:
-                part = broker.partition(name, p["index"])
+                part = replication.partition(name, p["index"])
                 if records is None or len(records) == 0:
                     raise CorruptRecordError("no records")
                 if validate_batch(records, False, False) != len(records):
@@ -224,14 +224,11 @@ def _produce(broker, topic_data, conditions, acks=1):
                     res["error_message"] = "only one record batch per partition is allowed"
                     parts.append(res)
                     continue
-                # An idempotent retry of an appended batch: success with its original offset.
-                info = part.append_records(records, acks=acks)
+                info, waiter = replication.append(part, records, acks)
                 res["base_offset"] = info.base_offset
                 res["log_start_offset"] = info.log_start_offset
-                if acks == -1:
-                    future = part.high_watermark_future(info.last_offset + 1)
-                    if not future.done() or future.exception() is not None:
-                        waits.append((res, future))
+                if waiter is not None:
+                    waits.append((res, waiter))
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
                 res["error_message"] = str(exc)[:500]
@@ -243,24 +240,6 @@ def _produce(broker, topic_data, conditions, acks=1):
     return out, waits
 
 
-async def _await_high_watermarks(waits, timeout_ms):
-    """acks=all: answer each waiting partition once its high watermark passed the batch;
-    REQUEST_TIMED_OUT when ``timeout_ms`` passes first (the batch stays appended, as Kafka)."""
-    futures = [asyncio.wrap_future(f) for _, f in waits]
-    pending = [f for f in futures if not f.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=max(0, timeout_ms) / 1000.0)
-    for (res, _), fut in zip(waits, futures):
-        if not fut.done():
-            fut.cancel()
-            res["error_code"] = EC.REQUEST_TIMED_OUT
-            res["error_message"] = "the high watermark did not reach the batch within timeout_ms"
-        elif fut.exception() is not None:
-            exc = fut.exception()
-            res["error_code"] = error_code(exc)
-            res["error_message"] = str(exc)[:500]
-
-
 @api(ApiKey.PRODUCE)
 async def produce(ctx, body):
     acks = body["acks"]
@@ -270,27 +249,38 @@ async def produce(ctx, body):
             for p in t["partition_data"]]} for t in body["topic_data"]]
     else:
         topic_data = body["topic_data"]
-        conditions = ctx.server.conditions
-        if _appends_may_block(ctx.broker, topic_data):
-            responses, waits = await _run(_produce, ctx.broker, topic_data, conditions, acks)
+        server = ctx.server
+        replication = server.replication
+        if _appends_may_block(replication, topic_data):
+            responses, waits = await _run(_produce, replication, topic_data, server.conditions,
+                                          acks)
         else:
-            responses, waits = _produce(ctx.broker, topic_data, conditions, acks)
+            responses, waits = _produce(replication, topic_data, server.conditions, acks)
         if waits:
-            await _await_high_watermarks(waits, body.get("timeout_ms", 30000))
+            await replication.await_acks_all(waits, body.get("timeout_ms", 30000), error_code)
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
     return {"responses": responses, "throttle_time_ms": 0}
 
 
 # -- Fetch -----------------------------------------------------------------------------------------
-def _fetch_once(ctx, body):
+def _check_leader(part):
+    """Clients produce to, fetch from and list offsets of a partition's leader only."""
+    if not part.is_leader:
+        raise NotLeaderOrFollowerError(
+            f"{part.topic}-{part.partition}: this broker is not the leader (epoch "
+            f"{part.leader_epoch})")
+
+
+def _fetch_once(ctx, body, replica_id):
     """One pass over the requested partitions. KIP-74: the response holds at most ``max_bytes``
     of records and each partition at most its ``partition_max_bytes``, except that the first
     batch of the whole response is sent even if it is larger, so a consumer always progresses;
-    once anything is in, a batch that does not fit is left for the next fetch."""
-    broker = ctx.broker
+    once anything is in, a batch that does not fit is left for the next fetch. A follower's
+    fetch (``replica_id`` >= 0) is the replication hook's to answer."""
+    replication = ctx.server.replication
     # A replica's fetch reads to the log end; a consumer's to the high watermark (or LSO).
-    isolation = LOG_END if body.get("replica_id", -1) >= 0 else \
+    isolation = LOG_END if replica_id >= 0 else \
         WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total = 0
@@ -304,8 +294,18 @@ def _fetch_once(ctx, body):
             res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
                    "last_stable_offset": -1, "log_start_offset": -1,
                    "aborted_transactions": [], "records": b""}
+            parts.append(res)
             try:
-                part = broker.partition(t["topic"], p["partition"])
+                part = replication.partition(t["topic"], p["partition"])
+                if replica_id >= 0:
+                    answered = replication.follower_fetch(part, replica_id, p, res)
+                    if answered is not None:
+                        failed, nbytes = answered
+                        error |= failed
+                        total += nbytes
+                        continue
+                else:
+                    _check_leader(part)
                 epochs.check_leader_epoch(part, p.get("current_leader_epoch", -1), t["topic"],
                                           p["partition"])
                 start, hw = part.log_start_offset, part.high_watermark
@@ -339,7 +339,6 @@ def _fetch_once(ctx, body):
                 res["error_code"] = _storage_error(ctx.server.conditions, "Fetch from",
                                                    t["topic"], p["partition"], exc)
                 error = True
-            parts.append(res)
         responses.append({"topic": t["topic"], "partitions": parts})
     return responses, total, error
 
@@ -347,19 +346,23 @@ def _fetch_once(ctx, body):
 @api(ApiKey.FETCH)
 async def fetch(ctx, body):
     server = ctx.server
+    replication = server.replication
     deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
     min_bytes = body["min_bytes"]
+    replica_id = body.get("replica_id", -1)
+    if ctx.version >= 15:   # KIP-903: the replica id moved into replica_state
+        replica_id = (body.get("replica_state") or {}).get("replica_id", -1)
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
-        unknown_ids = epochs.resolve_fetch_topic_ids(ctx.broker, body["topics"])
+        unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
     while True:
-        seq = ctx.broker.append_seq
-        responses, total, error = _fetch_once(ctx, body)
+        seq = replication.change_seq()
+        responses, total, error = _fetch_once(ctx, body, replica_id)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:
             break
         ctx.release()
-        await server.wait_for_append(seq, left)
+        await replication.wait_for_change(seq, left)
     if ctx.version >= 13:
         epochs.mark_fetch_topic_ids(responses, body["topics"], unknown_ids, EC.UNKNOWN_TOPIC_ID)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
@@ -369,6 +372,7 @@ async def fetch(ctx, body):
 @api(ApiKey.LIST_OFFSETS)
 async def list_offsets(ctx, body):
     isolation = WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
+    replication = ctx.server.replication
     topics = []
     for t in body["topics"]:
         parts = []
@@ -377,7 +381,8 @@ async def list_offsets(ctx, body):
                    "offset": -1, "leader_epoch": -1}
             ts = p["timestamp"]
             try:
-                log = ctx.broker.partition(t["name"], p["partition_index"])
+                log = replication.partition(t["name"], p["partition_index"])
+                _check_leader(log)
                 epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["name"],
                                           p["partition_index"])
                 if ts == -1:   # latest: what a consumer of this isolation level can read
@@ -731,3 +736,4 @@ async def offset_for_leader_epoch(ctx, body):
 
 
 from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)
+from klog.server import group_routing  # noqa: E402,F401  (group requests: their coordinator only)
