@@ -14,7 +14,6 @@ have one path for both modes: they ask the Partition and ``Server.replication``
   at the first FindCoordinator; a group's coordinator is the leader of its partition (Kafka's
   ``partitionFor``), which reloads the partition's groups when it becomes leader
   (ReplicaManager).
-- Producer ids carry the node id in their high bits so brokers never hand out the same.
 """
 from __future__ import annotations
 
@@ -234,14 +233,6 @@ async def find_coordinator(ctx, body):
     a = answers[0]
     return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
             "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
-
-
-@api(ApiKey.INIT_PRODUCER_ID)
-async def init_producer_id(ctx, body):
-    answer = await base.init_producer_id(ctx, body)
-    if answer["error_code"] == 0 and body.get("producer_id", -1) < 0:
-        answer["producer_id"] += _node(ctx).node_id << 48
-    return answer
 
 
 # -- not in cluster mode yet -------------------------------------------------------------------

@@ -726,13 +726,16 @@ async def init_producer_id(ctx, body):
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid,
                 "producer_epoch": epoch + 1}
     pid = await _run(ctx.server.producer_ids.next)
+    # The node id in the high bits: brokers of a cluster never hand out the same id.
+    pid += ctx.server.replication.node_id << 48
     return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": 0}
 
 
 @api(ApiKey.OFFSET_FOR_LEADER_EPOCH)
 async def offset_for_leader_epoch(ctx, body):
     return {"throttle_time_ms": 0,
-            "topics": epochs.offsets_for_leader_epochs(ctx.broker, body["topics"], error_code)}
+            "topics": epochs.offsets_for_leader_epochs(ctx.server.replication, body["topics"],
+                                                       error_code)}
 
 
 from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)

@@ -8,7 +8,10 @@ from its replicas and ZooKeeper's view. The handlers ask the Partition for its r
 epoch and high watermark either way; what differs is only here:
 
 - ``partition(topic, p)``: the Partition this broker hosts, or the error a client should see
-  (UnknownTopicOrPartitionError; NotLeaderOrFollowerError for a topic hosted elsewhere);
+  (UnknownTopicOrPartitionError; NotLeaderOrFollowerError for a topic hosted elsewhere); the
+  handlers then answer NOT_LEADER_OR_FOLLOWER unless it leads (Produce, consumers' Fetch,
+  ListOffsets, OffsetForLeaderEpoch);
+- ``node_id``: in the high bits of the producer ids it hands out (unique across brokers);
 - ``append(part, records, acks)``: the leader's append with the acks / ``min.insync.replicas``
   checks, returning ``(AppendInfo, waiter)``: ``waiter`` is None unless an acks=all Produce
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
