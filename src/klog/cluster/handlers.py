@@ -1,8 +1,9 @@
 """The Kafka requests a broker answers from ZooKeeper's view of the cluster in cluster mode
 (``klog serve --zookeeper``): the server uses these in place of the single-node handlers of
-klog.server.handlers (``Server.handlers``). Produce, Fetch, ListOffsets and the group requests
-have one path for both modes: they ask the Partition and ``Server.replication``
-(klog.cluster.replication.ClusterReplication here).
+klog.server.handlers (``Server.handlers``). Every other request has one path for both modes:
+Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, InitProducerId, FindCoordinator and the group
+requests ask the Partition and ``Server.replication`` (klog.cluster.replication.
+ClusterReplication here).
 
 - Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
   offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
@@ -10,21 +11,14 @@ have one path for both modes: they ask the Partition and ``Server.replication``
   retry on the controller that Metadata names).
 - DeleteTopics and CreatePartitions are refused (INVALID_REQUEST, saying so) until they go
   through the controller.
-- FindCoordinator: ``__consumer_offsets`` is a replicated topic, created through the controller
-  at the first FindCoordinator; a group's coordinator is the leader of its partition (Kafka's
-  ``partitionFor``), which reloads the partition's groups when it becomes leader
-  (ReplicaManager).
 """
 from __future__ import annotations
 
 import logging
-import socket
 
 from klog.errors import KlogError, TopicExistsError
-from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.metadata import INTERNAL_TOPICS, validate_topic_name
 from klog.protocol.errors import ErrorCode as EC
-from klog.protocol.frames import encode_request
 from klog.protocol.messages import ApiKey
 from klog.server import handlers as base
 
@@ -142,7 +136,7 @@ def _create_topics(node, broker, body):
                 res["error_message"] = f"topic {name!r} already exists"
                 continue
             if not body.get("validate_only"):
-                done = node.controller.submit(_create_if_absent, node.controller, name, n, rf)
+                done = node.controller.submit(create_if_absent, node.controller, name, n, rf)
                 topic_id = done.get(timeout=CONTROLLER_TIMEOUT_S)
                 if isinstance(topic_id, Exception):
                     raise topic_id
@@ -157,7 +151,7 @@ def _create_topics(node, broker, body):
     return out
 
 
-def _create_if_absent(controller, name, partitions, replication_factor):
+def create_if_absent(controller, name, partitions, replication_factor):
     """On the controller thread, so two requests for one name cannot both pass the check."""
     if name in controller.store.topics():
         raise TopicExistsError(f"topic {name!r} already exists")
@@ -168,71 +162,6 @@ def _create_if_absent(controller, name, partitions, replication_factor):
 async def create_topics(ctx, body):
     return {"throttle_time_ms": 0,
             "topics": await base._run(_create_topics, _node(ctx), ctx.broker, body)}
-
-
-# -- coordinators and producer ids -------------------------------------------------------------
-OFFSETS_REPLICATION_FACTOR = 3     # Kafka's offsets.topic.replication.factor default
-
-
-def _request_offsets_topic(node, broker):
-    """Have the controller create ``__consumer_offsets`` (replication factor 3 capped by the live
-    brokers, as Kafka does at first use): directly if this broker is the controller, else by a
-    CreateTopics request to it."""
-    n = broker.config["offsets.topic.num.partitions"]
-    live = node.store.live_brokers()
-    rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
-    if node.is_controller:
-        node.controller.submit(_create_if_absent, node.controller, OFFSETS_TOPIC, n, rf)
-        return
-    controller = node.store.controller()
-    if controller is None or controller not in live:
-        return
-    info = live[controller][1]
-    with socket.create_connection((info["host"], info["port"]), timeout=10) as s:
-        s.sendall(encode_request(ApiKey.CREATE_TOPICS, 4, 1, f"klog-broker-{node.node_id}", {
-            "topics": [{"name": OFFSETS_TOPIC, "num_partitions": n, "replication_factor": rf,
-                        "assignments": [], "configs": []}],
-            "timeout_ms": 10000, "validate_only": False}).getvalue())
-        s.recv(1 << 16)        # the answer does not matter: the client asks again
-
-
-def _coordinators(node, broker, keys):
-    """key -> (node id, host, port): the leader of the group's ``__consumer_offsets``
-    partition (``partition_for``), as in Kafka; (-1, ...) while it has no live leader or the
-    topic is still being created."""
-    store = node.store
-    if OFFSETS_TOPIC not in store.topics():
-        _request_offsets_topic(node, broker)
-        return {}
-    n = len(store.topic(OFFSETS_TOPIC).partitions)
-    live = store.live_brokers()
-    out = {}
-    for key in keys:
-        leader = store.partition_state(OFFSETS_TOPIC, partition_for(key, n)).leader
-        if leader in live:
-            out[key] = (leader, live[leader][1]["host"], live[leader][1]["port"])
-    return out
-
-
-@api(ApiKey.FIND_COORDINATOR)
-async def find_coordinator(ctx, body):
-    node = _node(ctx)
-    keys = body.get("coordinator_keys") if ctx.version >= 4 else [body.get("key")]
-    try:
-        found = await base._run(_coordinators, node, ctx.broker, keys)
-    except Exception:     # noqa: BLE001 - ZooKeeper or the controller unreachable: ask again
-        found = {}
-    answers = []
-    for k in keys:
-        b, host, port = found.get(k, (-1, "", -1))
-        answers.append({"key": k, "node_id": b, "host": host, "port": port,
-                        "error_code": 0 if b >= 0 else EC.COORDINATOR_NOT_AVAILABLE,
-                        "error_message": None})
-    if ctx.version >= 4:
-        return {"throttle_time_ms": 0, "coordinators": answers}
-    a = answers[0]
-    return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
-            "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
 
 
 # -- not in cluster mode yet -------------------------------------------------------------------

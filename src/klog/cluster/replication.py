@@ -14,7 +14,9 @@ the counterpart of klog.server.replication.LocalReplication (read that module's 
   high watermark, which the replica manager keeps equal to the replica's.
 - Topic ids are ZooKeeper's.
 - A group's coordinator is the leader of its ``__consumer_offsets`` partition (Kafka's
-  ``partitionFor``); a group write (commit, sync, delete) is answered once the offsets
+  ``partitionFor``), which reloads the partition's groups when it becomes leader
+  (ReplicaManager). ``__consumer_offsets`` is a replicated topic, created through the
+  controller at the first FindCoordinator. A group write (commit, sync, delete) is answered once the offsets
   partition's high watermark reached its end (a bounded wait), as Kafka appends them with
   acks=all.
 
@@ -23,16 +25,22 @@ klog.cluster.replica_manager); the Partition is read without it.
 """
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 
+from klog.cluster.handlers import create_if_absent
 from klog.cluster.replica import FetchRequest, Role
 from klog.errors import NotEnoughReplicasError, NotLeaderOrFollowerError, \
     UnknownTopicOrPartitionError
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.partition import AppendInfo
 from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.frames import encode_request
+from klog.protocol.messages import ApiKey
 
 COMMIT_REPLICATION_WAIT_S = 10.0
+OFFSETS_REPLICATION_FACTOR = 3     # Kafka's offsets.topic.replication.factor default
 
 
 class ClusterReplication:
@@ -140,6 +148,13 @@ class ClusterReplication:
             return None
         return self.manager.get(OFFSETS_TOPIC, partition_for(group_id, n))
 
+    async def coordinators(self, keys, key_type):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, find_coordinators, self.node, self.server.broker, keys)
+        except Exception:     # noqa: BLE001 - ZooKeeper or the controller unreachable: ask again
+            return {}
+
     def coordinates(self, group_id):
         """Whether this broker leads the group's ``__consumer_offsets`` partition."""
         hosted = self._offsets_partition(group_id)
@@ -159,3 +174,44 @@ class ClusterReplication:
             if hosted.replica.high_watermark >= target:
                 break
             await changes.wait(seq, deadline - time.monotonic())
+
+
+# -- FindCoordinator ---------------------------------------------------------------------------
+def request_offsets_topic(node, broker):
+    """Have the controller create ``__consumer_offsets`` (replication factor 3 capped by the live
+    brokers, as Kafka does at first use): directly if this broker is the controller, else by a
+    CreateTopics request to it."""
+    n = broker.config["offsets.topic.num.partitions"]
+    live = node.store.live_brokers()
+    rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
+    if node.is_controller:
+        node.controller.submit(create_if_absent, node.controller, OFFSETS_TOPIC, n, rf)
+        return
+    controller = node.store.controller()
+    if controller is None or controller not in live:
+        return
+    info = live[controller][1]
+    with socket.create_connection((info["host"], info["port"]), timeout=10) as s:
+        s.sendall(encode_request(ApiKey.CREATE_TOPICS, 4, 1, f"klog-broker-{node.node_id}", {
+            "topics": [{"name": OFFSETS_TOPIC, "num_partitions": n, "replication_factor": rf,
+                        "assignments": [], "configs": []}],
+            "timeout_ms": 10000, "validate_only": False}).getvalue())
+        s.recv(1 << 16)        # the answer does not matter: the client asks again
+
+
+def find_coordinators(node, broker, keys):
+    """key -> (node id, host, port): the leader of the group's ``__consumer_offsets``
+    partition (``partition_for``), as in Kafka; left out while it has no live leader or the
+    topic is still being created. Blocking (ZooKeeper reads)."""
+    store = node.store
+    if OFFSETS_TOPIC not in store.topics():
+        request_offsets_topic(node, broker)
+        return {}
+    n = len(store.topic(OFFSETS_TOPIC).partitions)
+    live = store.live_brokers()
+    out = {}
+    for key in keys:
+        leader = store.partition_state(OFFSETS_TOPIC, partition_for(key, n)).leader
+        if leader in live:
+            out[key] = (leader, live[leader][1]["host"], live[leader][1]["port"])
+    return out

@@ -411,13 +411,19 @@ async def list_offsets(ctx, body):
 # -- group coordination ----------------------------------------------------------------------------
 @api(ApiKey.FIND_COORDINATOR)
 async def find_coordinator(ctx, body):
-    host, port = ctx.server.advertised
+    keys = body["coordinator_keys"] if ctx.version >= 4 else [body.get("key")]
+    found = await ctx.server.replication.coordinators(keys, body.get("key_type", 0))
+    answers = []
+    for k in keys:
+        b, host, port = found.get(k, (-1, "", -1))
+        answers.append({"key": k, "node_id": b, "host": host, "port": port,
+                        "error_code": 0 if b >= 0 else EC.COORDINATOR_NOT_AVAILABLE,
+                        "error_message": None})
     if ctx.version >= 4:
-        return {"throttle_time_ms": 0, "coordinators": [
-            {"key": k, "node_id": 0, "host": host, "port": port, "error_code": 0,
-             "error_message": None} for k in body["coordinator_keys"]]}
-    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "node_id": 0,
-            "host": host, "port": port}
+        return {"throttle_time_ms": 0, "coordinators": answers}
+    a = answers[0]
+    return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
+            "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
 
 
 @api(ApiKey.JOIN_GROUP)

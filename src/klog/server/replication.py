@@ -17,8 +17,9 @@ epoch and high watermark either way; what differs is only here:
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
 - ``follower_fetch``: a Fetch with a replica id (a follower's);
 - ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on;
-- ``coordinates(group_id)`` and ``group_write_replicated``: which broker answers a group's
-  requests, and the wait before a group write (commit, sync, delete) is answered.
+- ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
+  ``group_write_replicated``: which broker answers a group's requests, and the wait before a
+  group write (commit, sync, delete) is answered.
 """
 import asyncio
 
@@ -87,6 +88,11 @@ class LocalReplication:
         return self.server.wait_for_append(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
+    async def coordinators(self, keys, key_type):
+        """FindCoordinator: ``{key: (node id, host, port)}``; a key left out has none now."""
+        host, port = self.server.advertised
+        return {k: (self.node_id, host, port) for k in keys}
+
     def coordinates(self, group_id):
         return True
 
