@@ -279,6 +279,7 @@ def _fetch_once(ctx, body, replica_id):
     once anything is in, a batch that does not fit is left for the next fetch. A follower's
     fetch (``replica_id`` >= 0) is the replication hook's to answer."""
     replication = ctx.server.replication
+    partition = replication.partition
     # A replica's fetch reads to the log end; a consumer's to the high watermark (or LSO).
     isolation = LOG_END if replica_id >= 0 else \
         WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
@@ -296,7 +297,7 @@ def _fetch_once(ctx, body, replica_id):
                    "aborted_transactions": [], "records": b""}
             parts.append(res)
             try:
-                part = replication.partition(t["topic"], p["partition"])
+                part = partition(t["topic"], p["partition"])
                 if replica_id >= 0:
                     answered = replication.follower_fetch(part, replica_id, p, res)
                     if answered is not None:
@@ -304,7 +305,7 @@ def _fetch_once(ctx, body, replica_id):
                         error |= failed
                         total += nbytes
                         continue
-                else:
+                elif not part.is_leader:
                     _check_leader(part)
                 epochs.check_leader_epoch(part, p.get("current_leader_epoch", -1), t["topic"],
                                           p["partition"])

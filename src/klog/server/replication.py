@@ -35,16 +35,15 @@ class LocalReplication:
     def __init__(self, server):
         self.server = server
         self.broker = server.broker
-
-    # -- partitions --------------------------------------------------------------------------
-    def partition(self, topic, partition):
-        return self.broker.partition(topic, partition)
+        # partition(topic, p): the broker's own, bound here (no extra call per partition of
+        # every Produce and Fetch).
+        self.partition = server.broker.partition
 
     def resolve_fetch_topic_ids(self, topics):
         """Fetch v13+: fill in each topic's name from its id; the indexes of unknown ids."""
         return epochs.resolve_fetch_topic_ids(self.broker, topics)
 
-    # -- Produce -----------------------------------------------------------------------------
+    # -- partitions and Produce ----------------------------------------------------------------
     def append(self, part, records, acks):
         # An idempotent retry of an appended batch: success with its original offset.
         info = part.append_records(records, acks=acks)
