@@ -114,7 +114,7 @@ class ClusterReplication:
                 await changes.wait(seq, left)
 
     # -- Fetch -------------------------------------------------------------------------------
-    def follower_fetch(self, part, replica_id, request, res):
+    def follower_fetch(self, part, replica_id, replica_epoch, request, res):
         hosted = self._hosted(part.topic, part.partition)
         answer = self.manager.handle_follower_fetch(hosted, FetchRequest(
             replica_id, request["fetch_offset"], request.get("last_fetched_epoch", -1),

@@ -272,12 +272,13 @@ def _check_leader(part):
             f"{part.leader_epoch})")
 
 
-def _fetch_once(ctx, body, replica_id):
+def _fetch_once(ctx, body, replica_id, replica_epoch=-1):
     """One pass over the requested partitions. KIP-74: the response holds at most ``max_bytes``
     of records and each partition at most its ``partition_max_bytes``, except that the first
     batch of the whole response is sent even if it is larger, so a consumer always progresses;
     once anything is in, a batch that does not fit is left for the next fetch. A follower's
-    fetch (``replica_id`` >= 0) is the replication hook's to answer."""
+    fetch (``replica_id`` >= 0, with its broker epoch from Fetch v15) is the replication hook's
+    to answer."""
     replication = ctx.server.replication
     partition = replication.partition
     # A replica's fetch reads to the log end; a consumer's to the high watermark (or LSO).
@@ -299,7 +300,7 @@ def _fetch_once(ctx, body, replica_id):
             try:
                 part = partition(t["topic"], p["partition"])
                 if replica_id >= 0:
-                    answered = replication.follower_fetch(part, replica_id, p, res)
+                    answered = replication.follower_fetch(part, replica_id, replica_epoch, p, res)
                     if answered is not None:
                         failed, nbytes = answered
                         error |= failed
@@ -350,15 +351,16 @@ async def fetch(ctx, body):
     replication = server.replication
     deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
     min_bytes = body["min_bytes"]
-    replica_id = body.get("replica_id", -1)
-    if ctx.version >= 15:   # KIP-903: the replica id moved into replica_state
-        replica_id = (body.get("replica_state") or {}).get("replica_id", -1)
+    replica_id, replica_epoch = body.get("replica_id", -1), -1
+    if ctx.version >= 15:   # KIP-903: the replica id and its broker epoch in replica_state
+        state = body.get("replica_state") or {}
+        replica_id, replica_epoch = state.get("replica_id", -1), state.get("replica_epoch", -1)
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
         unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
     while True:
         seq = replication.change_seq()
-        responses, total, error = _fetch_once(ctx, body, replica_id)
+        responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:
             break
@@ -372,7 +374,9 @@ async def fetch(ctx, body):
 # -- ListOffsets -----------------------------------------------------------------------------------
 @api(ApiKey.LIST_OFFSETS)
 async def list_offsets(ctx, body):
-    isolation = WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
+    # A consumer's "latest" is what its isolation level can read; a follower's the log end.
+    isolation = LOG_END if body.get("replica_id", -1) >= 0 else \
+        WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
     replication = ctx.server.replication
     topics = []
     for t in body["topics"]:
@@ -386,7 +390,7 @@ async def list_offsets(ctx, body):
                 _check_leader(log)
                 epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["name"],
                                           p["partition_index"])
-                if ts == -1:   # latest: what a consumer of this isolation level can read
+                if ts == -1:   # latest
                     res["offset"] = log.offset_limit(isolation)
                 elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
                     res["offset"] = log.log_start_offset

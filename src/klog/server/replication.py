@@ -74,10 +74,10 @@ class LocalReplication:
                 res["error_message"] = str(exc)[:500]
 
     # -- Fetch -------------------------------------------------------------------------------
-    def follower_fetch(self, part, replica_id, request, res):
-        """A Fetch with replica id ``replica_id`` >= 0 for ``part``: fills ``res`` and returns
-        (error, bytes of records), or None to serve it as a read up to the log end (a single
-        node has no followers to track)."""
+    def follower_fetch(self, part, replica_id, replica_epoch, request, res):
+        """A Fetch with replica id ``replica_id`` >= 0 (broker epoch ``replica_epoch``, -1 when
+        not sent) for ``part``: fills ``res`` and returns (error, bytes of records), or None to
+        serve it as a read up to the log end (a single node has no followers to track)."""
         return None
 
     def change_seq(self):
