@@ -976,12 +976,12 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
     from klog.server import run
 
     settings = {}
-    lag_ms = None
+    cluster_settings = {}
     if config_file is not None:
         props = server_properties.load(config_file)
         node_id = node_id if node_id is not None else props.node_id
         zookeeper = zookeeper or props.zookeeper
-        lag_ms = props.replica_lag_time_max_ms
+        cluster_settings.update(props.cluster_settings)
         for warning in props.warnings:
             err.print(f"warning: {escape(warning)}", highlight=False)
         settings.update(props.settings)
@@ -993,8 +993,9 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
                                    click.core.ParameterSource.ENVIRONMENT):
             serve_data_dir = props.data_dir
     settings.update(_configs(configs, "broker setting"))
-    if "replica.lag.time.max.ms" in settings:     # a cluster setting, not the broker's
-        lag_ms = _cluster_int(settings.pop("replica.lag.time.max.ms"), "replica.lag.time.max.ms")
+    for key, arg in server_properties.CLUSTER_SETTINGS.items():   # cluster settings, not the broker's
+        if key in settings:
+            cluster_settings[arg] = _cluster_int(settings.pop(key), key)
     cluster = None
     if zookeeper is not None or node_id is not None:
         if zookeeper is None or node_id is None:
@@ -1005,9 +1006,7 @@ def serve(ctx, serve_data_dir, listen, advertised_listener, config_file, configs
             parse_connect(zookeeper)
         except ValueError as exc:
             raise Failure(str(exc)) from None
-        cluster = {"node_id": node_id, "zookeeper": zookeeper}
-        if lag_ms is not None:
-            cluster["replica_lag_time_max_ms"] = lag_ms
+        cluster = {"node_id": node_id, "zookeeper": zookeeper, **cluster_settings}
     listen = _hostport(listen or "127.0.0.1:9092", "--listen")
     if advertised_listener is not None:
         _hostport(advertised_listener, "--advertised-listener")

@@ -295,6 +295,10 @@ class Partition:
     def delete_records(self, offset):
         """Kafka's DeleteRecords: move the log start offset to ``offset`` (-1: the high
         watermark); never past the high watermark. Returns the new log start offset."""
+        if self._role != LEADER:
+            raise NotLeaderOrFollowerError(
+                f"{self.topic}-{self.partition}: this broker is a follower (leader epoch "
+                f"{self.leader_epoch}); delete records on the leader")
         hw = self.high_watermark
         if offset == -1:
             offset = hw
@@ -373,6 +377,12 @@ class Partition:
             if self._hw is not None:
                 self._hw = end
         return end
+
+    def follow_log_start(self, offset):
+        """A follower takes the leader's log start (Kafka's maybeIncrementLogStartOffset on a
+        follower): the records below ``offset`` (at most the log end) go. The caller keeps
+        ``offset`` at or below the high watermark it learned. Returns the log start offset."""
+        return self._log.delete_before(min(offset, self._log.log_end_offset))
 
     def update_high_watermark(self, offset):
         """Set the HW (a leader: the lowest log end offset of its ISR; a follower: what the

@@ -6,8 +6,9 @@
   through and are validated as ``-c KEY=VALUE`` values are.
 - Kafka settings klog has no use for (threads, socket buffers, replication, KRaft/ZooKeeper
   quorum, TLS/SASL, ...) are a warning naming file and line, so a stock Kafka file works.
-- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and
-  ``replica.lag.time.max.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
+- Cluster mode: ``zookeeper.connect`` with ``broker.id`` / ``node.id`` (and the cluster
+  settings of ``CLUSTER_SETTINGS``: ``replica.lag.time.max.ms``, ``controlled.shutdown.*``,
+  ``zookeeper.*.timeout.ms``) make ``klog serve`` a cluster member, as ``--zookeeper`` and
   ``--node-id`` do. Without ``zookeeper.connect`` a node id is ignored with a warning, as
   before (a stock KRaft file names one).
 - Anything else is an error naming file and line (with a "did you mean"): a typo in a setting
@@ -35,8 +36,17 @@ queued.max.requests background.threads metadata.log.dir broker.rack
 IGNORED_PREFIXES = ("zookeeper.", "ssl.", "sasl.", "replica.", "controller.", "transaction.",
                     "metric.", "metrics.", "authorizer.", "super.users", "security.", "confluent.",
                     "quota.", "leader.imbalance.", "group.coordinator.", "share.")
+# Cluster-mode settings (integers, ms unless named otherwise) -> klog.cluster.node.ClusterNode's
+# keyword arguments; ``klog serve -c KEY=VALUE`` takes them too.
+CLUSTER_SETTINGS = {
+    "replica.lag.time.max.ms": "replica_lag_time_max_ms",
+    "controlled.shutdown.max.retries": "controlled_shutdown_max_retries",
+    "controlled.shutdown.retry.backoff.ms": "controlled_shutdown_retry_backoff_ms",
+    "zookeeper.connection.timeout.ms": "connection_timeout_ms",
+    "zookeeper.session.timeout.ms": "session_timeout_ms",
+}
 MAPPED = ("listeners", "advertised.listeners", "log.dirs", "log.dir", "broker.id", "node.id",
-          "zookeeper.connect", "replica.lag.time.max.ms")
+          "zookeeper.connect", *CLUSTER_SETTINGS)
 
 
 class ServerPropertiesError(KlogError, ValueError):
@@ -51,6 +61,7 @@ class ServerProperties:
     node_id: int = None           # from broker.id / node.id (cluster mode)
     zookeeper: str = None         # from zookeeper.connect (cluster mode)
     replica_lag_time_max_ms: int = None   # from replica.lag.time.max.ms (cluster mode)
+    cluster_settings: dict = field(default_factory=dict)   # CLUSTER_SETTINGS' keyword arguments
     settings: dict = field(default_factory=dict)   # broker settings, Kafka's names
     warnings: list = field(default_factory=list)   # "FILE:LINE: ..." lines for stderr
 
@@ -75,15 +86,17 @@ def load(path):
                     f"{where}: {key}={value!r}: klog stores everything in one data directory; "
                     "give exactly one")
             result.data_dir = dirs[0]
-        elif key in ("broker.id", "node.id", "replica.lag.time.max.ms"):
+        elif key in ("broker.id", "node.id") or key in CLUSTER_SETTINGS:
             # Cluster settings: used with zookeeper.connect, else ignored as before (a stock
             # KRaft file names a node.id too); the warning goes if zookeeper.connect comes.
             cluster_warnings.append(len(result.warnings))
             result.warnings.append(f"{where}: ignoring {key!r}: a Kafka setting klog does not use")
             if not value.lstrip("-").isdigit() or int(value) < 0:
                 raise ServerPropertiesError(f"{where}: {key}={value!r} is not a non-negative integer")
-            if key == "replica.lag.time.max.ms":
-                result.replica_lag_time_max_ms = int(value)
+            if key in CLUSTER_SETTINGS:
+                result.cluster_settings[CLUSTER_SETTINGS[key]] = int(value)
+                if key == "replica.lag.time.max.ms":
+                    result.replica_lag_time_max_ms = int(value)
             elif result.node_id is not None and result.node_id != int(value):
                 raise ServerPropertiesError(f"{where}: {key}={value} disagrees with the node id "
                                             f"{result.node_id} given before")
@@ -106,6 +119,7 @@ def load(path):
             raise ServerPropertiesError(f"{where}: unknown broker setting {key!r}{hint}")
     if result.zookeeper is None:
         result.node_id = result.replica_lag_time_max_ms = None
+        result.cluster_settings = {}
     else:
         for i in reversed(cluster_warnings):
             del result.warnings[i]

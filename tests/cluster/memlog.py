@@ -6,9 +6,8 @@ from klog.cluster.state import EpochEnd, UNDEFINED_EPOCH_END
 
 
 class MemoryLog:
-    log_start_offset = 0
-
     def __init__(self):
+        self.log_start_offset = 0    # entries below it are kept as placeholders, never read
         self.entries: list[tuple[int, object]] = []
         self.epochs: list[tuple[int, int]] = []      # (epoch, start offset), both increasing
 
@@ -64,3 +63,18 @@ class MemoryLog:
         # at its end (it led without writing), which the leader never knew (Kafka does the same).
         del self.entries[offset:]
         self.epochs = [(e, s) for e, s in self.epochs if s < offset]
+
+    def delete_before(self, offset: int) -> None:
+        """DeleteRecords / retention: the log start moves up; the epoch cache keeps the epoch
+        that holds the new start (Kafka's truncateFromStart)."""
+        self.log_start_offset = max(self.log_start_offset, offset)
+        kept = [(e, s) for e, s in self.epochs if s > offset]
+        older = [(e, offset) for e, s in self.epochs if s <= offset][-1:]
+        self.epochs = older + kept
+
+    advance_log_start = delete_before
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.entries = [(-1, None)] * offset
+        self.epochs = []
+        self.log_start_offset = offset

@@ -315,7 +315,8 @@ def test_non_leader_and_non_controller_answers(cluster):
             {"partition": 0, "current_leader_epoch": 0, "fetch_offset": 0,
              "last_fetched_epoch": -1, "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}],
         "forgotten_topics_data": [], "rack_id": ""})
-    assert resp["responses"][0]["partitions"][0]["error_code"] == EC.NOT_LEADER_OR_FOLLOWER
+    # Kafka's answer to a non-replica that names the current leader epoch (followerReplicaOrThrow)
+    assert resp["responses"][0]["partitions"][0]["error_code"] == EC.UNKNOWN_LEADER_EPOCH
 
 
 def test_consumers_never_read_past_the_high_watermark(cluster):

@@ -253,6 +253,21 @@ def test_follower_far_behind_starts_again_at_the_leaders_log_start(open_partitio
     assert (follower.log_start_offset, follower.log_end_offset) == (100, 100)
 
 
+def test_delete_records_is_the_leaders_a_follower_follows_the_log_start(open_partition):
+    leader = open_partition("leader")
+    fill(leader, 3)
+    follower = open_partition("follower")
+    follower.become_follower(0)
+    replicate(leader, follower)
+    with pytest.raises(NotLeaderOrFollowerError, match="delete records on the leader"):
+        follower.delete_records(4)
+    assert follower.log_start_offset == 0
+    assert leader.delete_records(4) == 4
+    assert follower.follow_log_start(4) == 4          # from the leader's fetch answers
+    assert follower.follow_log_start(99) == follower.log_end_offset   # never past the end
+    assert follower.log_start_offset == follower.log_end_offset
+
+
 @examples(40)
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=25), st.data())
 def test_no_read_returns_a_record_at_or_past_the_high_watermark(sizes, data):

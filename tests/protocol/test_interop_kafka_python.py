@@ -60,7 +60,11 @@ BITFIELDS = {"topic_authorized_operations", "cluster_authorized_operations", "au
 
 SAMPLES_PER_VERSION = 12
 
-CASES = [(k, v) for k in sorted(REQUESTS) for v in range(REQUESTS[k].min_version, REQUESTS[k].max_version + 1)]
+# kafka-python has no ControlledShutdown (7), a request between brokers: test_controlled_shutdown.py
+# checks its bytes against fixed vectors written from Kafka's message definitions instead.
+NO_ORACLE = {7}
+CASES = [(k, v) for k in sorted(REQUESTS) if k not in NO_ORACLE
+         for v in range(REQUESTS[k].min_version, REQUESTS[k].max_version + 1)]
 
 
 def _bits(v):
@@ -183,7 +187,7 @@ def test_response_encoded_by_klog_decodes_in_kafka_python(api_key, version):
 
 
 def test_every_implemented_api_has_an_oracle():
-    assert set(REQUESTS) == set(KP) == set(RESPONSES)
+    assert set(REQUESTS) - NO_ORACLE == set(KP) == set(RESPONSES) - NO_ORACLE
     for key, (req_cls, resp_cls) in KP.items():
         assert req_cls.API_KEY == key and resp_cls.API_KEY == key
         ours = REQUESTS[key]

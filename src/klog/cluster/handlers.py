@@ -14,6 +14,7 @@ ClusterReplication here).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from klog.errors import KlogError, TopicExistsError
@@ -68,6 +69,9 @@ def _cluster_view(node, names):
     return brokers, controller, topics
 
 
+METADATA_ZOOKEEPER_WAIT_S = 5.0
+
+
 @api(ApiKey.METADATA)
 async def metadata(ctx, body):
     node, v = _node(ctx), ctx.version
@@ -77,16 +81,28 @@ async def metadata(ctx, body):
         by_id = {i: n for n, i in node.manager.topic_ids.items()}
         names = [t["name"] if t.get("name") is not None else by_id.get(t.get("topic_id"), "")
                  for t in requested]
+    cache = node.metadata_cache
     try:
-        brokers, controller, topics = await base._run(_cluster_view, node, names)
+        # Reads wait while kazoo reconnects: not connected, or no answer soon, is "without".
+        if not node.store.client.connected:
+            raise ConnectionError("not connected to ZooKeeper")
+        brokers, controller, topics = await asyncio.wait_for(
+            base._run(_cluster_view, node, names), METADATA_ZOOKEEPER_WAIT_S)
+        cache.update(brokers=brokers, controller=controller)
+        cache.setdefault("topics", {}).update((t["name"], t) for t in topics if not t["error_code"])
     except Exception as exc:   # noqa: BLE001 - ZooKeeper unreachable (or stopping): say so
         ctx.server.conditions.report(("Metadata", type(exc).__name__), logging.WARNING,
                                      "Metadata without ZooKeeper: %s", exc)
+        # The last view read from ZooKeeper (Kafka's metadata cache). Never "this broker alone":
+        # librdkafka forgets the brokers a Metadata answer leaves out.
         host, port = ctx.server.advertised
-        brokers, controller = [{"node_id": node.node_id, "host": host, "port": port,
-                                "rack": None}], -1
-        topics = [{"error_code": EC.LEADER_NOT_AVAILABLE, "name": n, "partitions": []}
-                  for n in names or ()]
+        brokers = cache.get("brokers") or [{"node_id": node.node_id, "host": host,
+                                            "port": port, "rack": None}]
+        controller = cache.get("controller", -1)
+        known = cache.get("topics", {})
+        topics = list(known.values()) if names is None else [
+            known.get(n) or {"error_code": EC.LEADER_NOT_AVAILABLE, "name": n, "partitions": []}
+            for n in names]
     from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
     if body.get("include_topic_authorized_operations"):
         for t in topics:

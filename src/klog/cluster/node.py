@@ -6,13 +6,13 @@ manager (its watches apply the partition states), register ``/brokers/ids/<node 
 epoch; a previous session of this node that is still registered is waited out up to the session
 timeout), and run a Controller (one broker of the cluster is elected).
 
-Controlled shutdown (SIGTERM): the controller, if it is this broker, moves leadership and ISR
-membership away (``Controller.controlled_shutdown``) and resigns; then the registration is
-deleted while the ZooKeeper session stays open, so the controller moves whatever this broker
-still leads and this broker sees it (its produce answers turn NOT_LEADER_OR_FOLLOWER); it stops
-once it leads nothing, or after ``shutdown_timeout_s``. A non-controller has no request to ask
-the controller with (Kafka's ControlledShutdown, API 7, is not implemented): deregistering is
-its request.
+Controlled shutdown (SIGTERM): stop fetching, then ask the controller to move leadership and ISR
+membership away (ControlledShutdown, API 7, klog.cluster.controlled_shutdown: over the wire, or
+on this broker's own controller thread if it is the controller, which then resigns), with
+Kafka's retries. If no controller could be asked, the registration is deleted while the
+ZooKeeper session stays open: the controller then moves whatever this broker leads as for a
+dead broker. Either way this broker sees the new states (its produce answers turn
+NOT_LEADER_OR_FOLLOWER) and stops once it leads nothing, or after ``shutdown_timeout_s``.
 """
 from __future__ import annotations
 
@@ -22,13 +22,15 @@ import threading
 import time
 
 from kazoo.client import KazooState
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.handlers.threading import KazooTimeoutError
 
+from klog.cluster import controlled_shutdown as shutdown_protocol
 from klog.cluster import meta
 from klog.cluster.controller import Controller
 from klog.cluster.replica import Role
 from klog.cluster.replica_manager import ReplicaManager
-from klog.cluster.zkstore import ClusterStore, NodeIdTakenError
+from klog.cluster.zkstore import ClusterStore, NodeIdTakenError, ZooKeeperUnavailableError
 
 log = logging.getLogger("klog.cluster.node")
 
@@ -77,18 +79,23 @@ class Changes:
 class ClusterNode:
     def __init__(self, broker, node_id: int, connect: str, *, unclean_leader_election=False,
                  replica_lag_time_max_ms=30_000, session_timeout_ms=6000,
-                 shutdown_timeout_s=30.0):
+                 connection_timeout_ms=10_000, shutdown_timeout_s=30.0, controlled_shutdown_max_retries=3,
+                 controlled_shutdown_retry_backoff_ms=5000):
         self.broker = broker
         self.node_id = node_id
-        self.store = ClusterStore(connect, session_timeout_ms=session_timeout_ms)
+        self.store = ClusterStore(connect, session_timeout_ms=session_timeout_ms,
+                                  connect_timeout_s=connection_timeout_ms / 1000)
         self.session_timeout_ms = session_timeout_ms
         self.unclean = unclean_leader_election
         self.shutdown_timeout_s = shutdown_timeout_s
+        self.shutdown_retries = controlled_shutdown_max_retries
+        self.shutdown_backoff_ms = controlled_shutdown_retry_backoff_ms
         self.changes = Changes()
         self.manager = ReplicaManager(broker, self.store, node_id,
                                       replica_lag_time_max_ms=replica_lag_time_max_ms,
                                       on_change=self.changes.notify)
         self.controller = None
+        self.metadata_cache: dict = {}     # the last cluster view Metadata read from ZooKeeper
         self.cluster_id = None
         self.broker_epoch = -1
         self._on_append = lambda _log=None: self.changes.notify()
@@ -103,11 +110,17 @@ class ClusterNode:
             meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
             self.broker.add_append_listener(self._on_append)
             self.manager.start()
-            self.broker_epoch = self._register(host, port)
+            self.broker_epoch = self.manager.broker_epoch = self._register(host, port)
             self._address = (host, port)
             self.store.client.add_listener(self._session_state)
             self.controller = Controller(self.store, self.node_id, lambda b, d: None,
                                          unclean_leader_election=self.unclean).start()
+        except (KazooException, KazooTimeoutError) as e:
+            # ZooKeeper went away (or stalled) while joining: one line, not a traceback.
+            self.stop()
+            raise ZooKeeperUnavailableError(
+                f"ZooKeeper at {self.store.hosts} failed while broker {self.node_id} was "
+                f"joining: {type(e).__name__} {e}".rstrip()) from None
         except BaseException:
             self.stop()
             raise
@@ -127,7 +140,7 @@ class ClusterNode:
 
     def _reregister(self):
         try:
-            self.broker_epoch = self._register(*self._address)
+            self.broker_epoch = self.manager.broker_epoch = self._register(*self._address)
             log.warning("broker %d: ZooKeeper session was lost; registered again (broker epoch "
                         "%d)", self.node_id, self.broker_epoch)
         except Exception as e:      # noqa: BLE001 - logged; the next session loss tries again
@@ -135,14 +148,25 @@ class ClusterNode:
                       self.node_id, e)
 
     def _register(self, host, port) -> int:
-        # A previous process of this node may still be registered until its session expires.
+        # A previous process of this node may still be registered until its session expires:
+        # one that registered this very address (which this process now holds, so that one
+        # serves nothing) is waited out; a registration with another address is another live
+        # broker with this id, refused at once (as Kafka does).
         deadline = time.monotonic() + self.session_timeout_ms / 1000 * 2 + 5
         while True:
             try:
                 return self.store.register_broker(self.node_id, host, port)
-            except NodeIdTakenError:
+            except NodeIdTakenError as e:
+                holder = self.store.live_brokers().get(self.node_id)
+                where = holder and (holder[1].get("host"), holder[1].get("port"))
+                if where and where != (host, port):
+                    raise NodeIdTakenError(
+                        f"node id {self.node_id} is already registered in ZooKeeper "
+                        f"{self.store.connect} by a live broker at {where[0]}:{where[1]} "
+                        f"(broker epoch {holder[0]}); give each broker its own --node-id"
+                    ) from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise e from None
                 time.sleep(0.2)
 
     @property
@@ -157,18 +181,16 @@ class ClusterNode:
         deadline = time.monotonic() + self.shutdown_timeout_s
         self._stopping = True          # no registering again from here on
         self.manager.stop_fetching()
+        moved = shutdown_protocol.request(self, max_retries=self.shutdown_retries,
+                                          retry_backoff_ms=self.shutdown_backoff_ms)
         try:
             if self.is_controller:
-                done = self.controller.submit(self.controller.controlled_shutdown, self.node_id)
-                result = done.get(timeout=self.shutdown_timeout_s)
-                if isinstance(result, Exception):
-                    log.warning("controlled shutdown: %s", result)
                 self.controller.stop()
                 self.store.release_controller()
-            try:
+            if not moved:
                 self.store.client.delete(self.store._path("brokers", "ids", self.node_id))
-            except NoNodeError:
-                pass
+        except NoNodeError:
+            pass
         except Exception as e:    # ZooKeeper gone: nothing to hand over through it
             log.warning("broker %d: controlled shutdown could not reach ZooKeeper: %s",
                         self.node_id, e)

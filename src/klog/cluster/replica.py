@@ -70,6 +70,14 @@ class ReplicaLog(Protocol):
         """Drop everything from ``offset`` on, and the cache entries starting there or later
         (even when no record is dropped: an epoch may start at the end of the log)."""
 
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop everything and start empty at ``offset`` (log start = log end = ``offset``):
+        a follower whose log ends below the leader's log start."""
+
+    def advance_log_start(self, offset: int) -> None:
+        """Records below ``offset`` are gone (a follower following the leader's DeleteRecords or
+        retention; ``offset`` is at most the high watermark)."""
+
 
 class Role(enum.Enum):
     NONE = "none"          # not yet told, or the partition went offline here
@@ -84,6 +92,7 @@ class FetchRequest:
     last_fetched_epoch: int
     current_leader_epoch: int
     max_records: int = 1 << 30
+    replica_epoch: int = -1        # the follower's broker epoch (Fetch v15+), -1 if not sent
 
 
 @dataclass(frozen=True)
@@ -222,8 +231,16 @@ class Replica:
                 return FetchResponse(ErrorCode.UNKNOWN_LEADER_EPOCH)
         follower = self._followers.get(req.replica_id)
         if follower is None:
-            return FetchResponse(ErrorCode.NOT_LEADER_OR_FOLLOWER)   # not a replica of this one
+            # Not a replica of this partition (Kafka's followerReplicaOrThrow): with a leader
+            # epoch that matched ours, "(replica, epoch) not known here"; without, no better word.
+            return FetchResponse(ErrorCode.UNKNOWN_LEADER_EPOCH if req.current_leader_epoch >= 0
+                                 else ErrorCode.NOT_LEADER_OR_FOLLOWER)
         log = self.log
+        if req.fetch_offset < log.log_start_offset:
+            # Below our log start (DeleteRecords, retention) whatever the epochs say: the
+            # follower starts again from our log start (``handle_out_of_range``).
+            return FetchResponse(ErrorCode.OFFSET_OUT_OF_RANGE, self.high_watermark,
+                                 log.log_start_offset)
         if req.last_fetched_epoch >= 0:
             ends = log.end_offset_for_epoch(req.last_fetched_epoch)
             if ends.epoch < req.last_fetched_epoch or ends.end_offset < req.fetch_offset:
@@ -331,6 +348,30 @@ class Replica:
         learned = min(resp.high_watermark, log.log_end_offset)
         if learned > self.high_watermark:
             self.high_watermark = learned
+        # The leader's log start moved (DeleteRecords, retention): so does ours, as far as we
+        # hold committed records (Kafka's follower: maybeIncrementLogStartOffset), so a later
+        # leader here does not bring deleted records back.
+        start = min(resp.log_start_offset, self.high_watermark)
+        if start > log.log_start_offset:
+            log.advance_log_start(start)
+
+    def handle_out_of_range(self, req: FetchRequest, leader_start: int, leader_end: int) -> bool:
+        """The leader answered ``req`` with OFFSET_OUT_OF_RANGE and, asked (ListOffsets with our
+        replica id), gave its log start and end (Kafka's ``handleOutOfRangeError``). Past its end
+        (possible only after an unclean election): truncate to it. Below its start (records
+        deleted there while we were away): truncate fully and start at it; everything below it
+        is committed. False when the answer is stale (our epoch or position moved since)."""
+        log = self.log
+        if (self.role is not Role.FOLLOWER or req.current_leader_epoch != self.leader_epoch
+                or req.fetch_offset != log.log_end_offset):
+            return False
+        if leader_end < log.log_end_offset:
+            log.truncate_to(leader_end)
+            self.high_watermark = min(self.high_watermark, log.log_end_offset)
+        elif leader_start > log.log_end_offset:
+            log.truncate_fully_and_start_at(leader_start)
+            self.high_watermark = leader_start
+        return True
 
     def _truncate_to_divergence(self, theirs: EpochEnd) -> None:
         # Kafka's AbstractFetcherThread: cut to where the leader's epoch ends, or where ours ends

@@ -12,7 +12,10 @@ klog.storage.leader_epoch):
   idempotent path (a retry of an appended batch answers with its original offsets);
 - ``truncate_to`` cuts the log at a batch boundary and the epoch entries starting at or past
   the cut even when no batch goes (the semantics the replica model assumes: tests/cluster/
-  memlog.py).
+  memlog.py);
+- ``truncate_fully_and_start_at`` empties the log to start at the leader's log start; when that
+  falls inside a batch, the first batch fetched starts below it: the log then starts over at
+  that batch's base offset and keeps the leader's log start (as Kafka's follower does).
 """
 from __future__ import annotations
 
@@ -109,8 +112,21 @@ class StorageReplicaLog:
         return first, last
 
     def append_as_follower(self, records) -> None:
-        if records:
-            self.partition.append_as_follower(records)
+        if not records:
+            return
+        part = self.partition
+        start, end = part.log_start_offset, part.log_end_offset
+        first = memoryview(records)
+        base = int.from_bytes(first[0:8], "big", signed=True)
+        if start == end and base < end <= base + last_offset_delta(first):
+            # A log that just started over at the leader's log start, which falls inside this
+            # batch (records deleted up to the middle of it): start at the batch and keep the
+            # log start (Kafka's UnexpectedAppendOffsetException case).
+            part.truncate_fully_and_start_at(base)
+            part.append_as_follower(records)
+            part.follow_log_start(end)
+            return
+        part.append_as_follower(records)
 
     def read(self, offset: int, max_records: int = READ_BYTES) -> bytes:
         if offset >= self.partition.log_end_offset:
@@ -123,3 +139,9 @@ class StorageReplicaLog:
 
     def truncate_to(self, offset: int) -> None:
         self.partition.truncate_to(offset)
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        self.partition.truncate_fully_and_start_at(offset)
+
+    def advance_log_start(self, offset: int) -> None:
+        self.partition.follow_log_start(offset)

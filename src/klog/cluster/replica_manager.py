@@ -11,9 +11,18 @@
 - **Leader side.** Follower fetches (replica id >= 0) go to ``Replica.handle_fetch`` (through
   the server's Fetch handler); ISR changes the leader proposes are written by compare-and-set
   (``ClusterStore.write_isr_as_leader``) from this manager's thread, one at a time per partition.
-- **Follower side.** One fetcher thread per leader broker sends Fetch v12 (replica id,
-  ``current_leader_epoch``, ``last_fetched_epoch``) for all partitions it follows there and hands
-  each answer to ``Replica.handle_fetch_response``; records are appended byte for byte.
+- **Follower side.** One fetcher thread per leader broker sends Fetch v15 (topic ids; replica
+  id and broker epoch in ``replica_state``; ``current_leader_epoch``, ``last_fetched_epoch``)
+  for all partitions it follows there and hands each answer to ``Replica.handle_fetch_response``;
+  records are appended byte for byte. OFFSET_OUT_OF_RANGE (the leader deleted records below our
+  end while we were away) is answered as Kafka does: ListOffsets with our replica id for the
+  leader's log start and end, then ``Replica.handle_out_of_range`` (truncate fully, start at
+  the leader's log start).
+- **Broker epochs.** The registrations' epochs are watched (``/brokers/ids``): a follower fetch
+  whose broker epoch is not its broker's registration (an earlier life of that broker id, or a
+  broker that is no longer registered) is answered STALE_BROKER_EPOCH and counts for nothing
+  (ISR, high watermark). While this broker's view lags a registration, that broker's fetches are
+  refused and retried.
 - **High watermarks** are checkpointed to ``replication-offset-checkpoint`` every
   ``CHECKPOINT_S`` and on stop, and read back when a replica is created.
 
@@ -40,6 +49,7 @@ from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import EpochEnd
 from klog.cluster.zkstore import ClusterStore
 from klog.errors import TopicExistsError
+from klog.protocol.errors import ErrorCode
 from klog.group.offsets import OFFSETS_TOPIC
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
@@ -48,7 +58,8 @@ log = logging.getLogger("klog.cluster.replica_manager")
 
 TICK_S = 0.1                  # ISR checks
 CHECKPOINT_S = 5.0            # Kafka's replica.high-watermark.checkpoint.interval.ms
-FETCH_VERSION = 12
+FETCH_VERSION = 15
+LIST_OFFSETS_VERSION = 4      # the first with current_leader_epoch
 FETCH_MAX_WAIT_MS = 500
 FETCH_MAX_BYTES = 8 << 20
 PARTITION_MAX_BYTES = 1 << 20
@@ -106,6 +117,8 @@ class ReplicaManager:
         self._stopped = threading.Event()
         self._fetchers: dict[int, "FollowerFetcher"] = {}
         self._fetching = True
+        self.broker_epoch = -1              # this broker's registration (ClusterNode sets it)
+        self.broker_epochs: dict[int, int] = {}   # registered brokers -> epochs, as watched
         self._thread = threading.Thread(target=self._run, name=f"klog-replicas-{node_id}",
                                         daemon=True)
 
@@ -113,6 +126,7 @@ class ReplicaManager:
     def start(self) -> "ReplicaManager":
         self._thread.start()
         ChildrenWatch(self.store.client, self.store._path("brokers", "topics"), self._topics_changed)
+        ChildrenWatch(self.store.client, self.store._path("brokers", "ids"), self._brokers_changed)
         return self
 
     def stop(self) -> None:
@@ -141,6 +155,14 @@ class ReplicaManager:
         for name in children:
             if name not in self._watched:
                 self._events.put((self._add_topic, (name,)))
+
+    def _brokers_changed(self, _children):
+        if self._stopped.is_set():
+            return False
+        self._events.put((self._read_broker_epochs, ()))
+
+    def _read_broker_epochs(self):
+        self.broker_epochs = {b: epoch for b, (epoch, _) in self.store.live_brokers().items()}
 
     def _state_changed(self, topic, partition):
         def callback(data, stat, *_):
@@ -267,6 +289,8 @@ class ReplicaManager:
 
     # -- leader side (the server's Fetch handler) ----------------------------------------------------
     def handle_follower_fetch(self, hosted: HostedPartition, req: FetchRequest) -> FetchResponse:
+        if req.replica_epoch >= 0 and self.broker_epochs.get(req.replica_id) != req.replica_epoch:
+            return FetchResponse(ErrorCode.STALE_BROKER_EPOCH)
         with hosted.lock:
             before = hosted.replica.high_watermark
             resp = hosted.replica.handle_fetch(req, self.clock.monotonic_ms())
@@ -352,11 +376,15 @@ class FollowerFetcher:
                 self._stopped.wait(RETRY_S)
                 continue
             errors = False
+            out_of_range = {}
             for key, (hosted, req) in requests.items():
                 resp = answers.get(key)
                 if resp is None:
                     continue
                 errors |= resp.error != 0
+                if resp.error == ErrorCode.OFFSET_OUT_OF_RANGE:
+                    out_of_range[key] = (hosted, req)
+                    continue
                 try:
                     with hosted.lock:
                         hosted.replica.handle_fetch_response(req, resp)
@@ -365,8 +393,61 @@ class FollowerFetcher:
                     log.exception("broker %d: applying the fetch of %s-%d from %d failed",
                                   m.node_id, key[0], key[1], self.leader)
                     errors = True
+            if out_of_range:
+                try:
+                    if self._reset_out_of_range(out_of_range):
+                        errors = False          # fetch again at once, from the new position
+                except Exception as e:   # noqa: BLE001 - network trouble: fetch (and ask) again
+                    log.debug("broker %d: offsets from %d failed: %s", m.node_id, self.leader, e)
+                    self._close()
             if errors:     # fenced / not leader: wait for the controller's word, not a busy loop
                 self._stopped.wait(RETRY_S)
+
+    def _reset_out_of_range(self, requests: dict) -> bool:
+        """Kafka's handleOutOfRangeError: the leader's log start and end, then truncate.
+        True if any partition was handled (else the caller waits before fetching again)."""
+        m = self.manager
+        starts = self._list_offsets(requests, -2)
+        ends = self._list_offsets(requests, -1)
+        handled = False
+        for key, (hosted, req) in requests.items():
+            if key not in starts or key not in ends:
+                continue
+            with hosted.lock:
+                before = hosted.replica.log.log_start_offset, hosted.replica.log.log_end_offset
+                handled |= hosted.replica.handle_out_of_range(req, starts[key], ends[key])
+                hosted.sync()
+                after = hosted.replica.log.log_start_offset, hosted.replica.log.log_end_offset
+            if before != after:
+                log.warning("broker %d: %s-%d was out of range on leader %d (its log [%d, %d)); "
+                            "log [%d, %d) -> [%d, %d)", m.node_id, key[0], key[1], self.leader,
+                            starts[key], ends[key], *before, *after)
+        return handled
+
+    def _list_offsets(self, requests: dict, timestamp: int) -> dict:
+        """ListOffsets as a replica (-1 latest: the log end; -2 earliest: the log start)."""
+        topics: dict = {}
+        for (topic, p), (_, req) in requests.items():
+            topics.setdefault(topic, []).append({
+                "partition_index": p, "current_leader_epoch": req.current_leader_epoch,
+                "timestamp": timestamp})
+        body = {"replica_id": self.manager.node_id, "isolation_level": 0,
+                "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]}
+        resp = self._call(ApiKey.LIST_OFFSETS, LIST_OFFSETS_VERSION, body)
+        return {(t["name"], p["partition_index"]): p["offset"] for t in resp["topics"]
+                for p in t["partitions"] if p["error_code"] == 0 and p["offset"] >= 0}
+
+    def _call(self, api_key: int, version: int, body: dict) -> dict:
+        if self._sock is None:
+            self._connect()
+        self._cid = (self._cid + 1) & 0x7FFFFFFF
+        self._sock.sendall(encode_request(api_key, version, self._cid,
+                                          f"klog-replica-{self.manager.node_id}", body).getvalue())
+        size = struct.unpack(">i", self._recv(4))[0]
+        cid, resp = decode_response(api_key, version, memoryview(self._recv(size)))
+        if cid != self._cid:
+            raise ValueError(f"answer for correlation id {cid}, expected {self._cid}")
+        return resp
 
     def _connect(self):
         address = self.manager.broker_address(self.leader)
@@ -378,35 +459,31 @@ class FollowerFetcher:
         self._sock = s
 
     def _fetch(self, requests: dict) -> dict:
-        if self._sock is None:
-            self._connect()
+        m = self.manager
         topics: dict = {}
         for (topic, p), (_, req) in requests.items():
             topics.setdefault(topic, []).append({
                 "partition": p, "current_leader_epoch": req.current_leader_epoch,
                 "fetch_offset": req.fetch_offset, "last_fetched_epoch": req.last_fetched_epoch,
                 "log_start_offset": -1, "partition_max_bytes": PARTITION_MAX_BYTES})
-        body = {"replica_id": self.manager.node_id, "max_wait_ms": FETCH_MAX_WAIT_MS,
-                "min_bytes": 1, "max_bytes": FETCH_MAX_BYTES, "isolation_level": 0,
-                "session_id": 0, "session_epoch": -1,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in topics.items()],
+        body = {"replica_state": {"replica_id": m.node_id, "replica_epoch": m.broker_epoch},
+                "max_wait_ms": FETCH_MAX_WAIT_MS, "min_bytes": 1, "max_bytes": FETCH_MAX_BYTES,
+                "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic_id": m.topic_ids[t], "partitions": ps}
+                           for t, ps in topics.items()],
                 "forgotten_topics_data": [], "rack_id": ""}
-        self._cid = (self._cid + 1) & 0x7FFFFFFF
-        self._sock.sendall(encode_request(ApiKey.FETCH, FETCH_VERSION, self._cid,
-                                          f"klog-replica-{self.manager.node_id}", body).getvalue())
-        size = struct.unpack(">i", self._recv(4))[0]
-        cid, resp = decode_response(ApiKey.FETCH, FETCH_VERSION, memoryview(self._recv(size)))
-        if cid != self._cid:
-            raise ValueError(f"fetch answer for correlation id {cid}, expected {self._cid}")
+        resp = self._call(ApiKey.FETCH, FETCH_VERSION, body)
+        names = {m.topic_ids[t]: t for t in topics}
         out = {}
         for t in resp["responses"]:
+            name = names.get(t["topic_id"])
             for p in t["partitions"]:
                 div = p.get("diverging_epoch") or {}
                 diverging = None
                 if div.get("epoch", -1) >= 0 or div.get("end_offset", -1) >= 0:
                     diverging = EpochEnd(div["epoch"], div["end_offset"])
                 records = p.get("records")
-                out[(t["topic"], p["partition_index"])] = FetchResponse(
+                out[(name, p["partition_index"])] = FetchResponse(
                     p["error_code"], p["high_watermark"], p["log_start_offset"],
                     bytes(records) if records else b"", diverging)
         return out

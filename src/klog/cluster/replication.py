@@ -8,10 +8,12 @@ the counterpart of klog.server.replication.LocalReplication (read that module's 
   ``min.insync.replicas`` for acks=all, which is answered once the high watermark passes the
   batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``; NOT_LEADER_OR_FOLLOWER if the
   leader epoch changed meanwhile); acks=1 on the leader's append.
-- A Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` through the
-  replica manager (a broker that is not a replica of the partition is refused with
-  NOT_LEADER_OR_FOLLOWER); consumers' fetches are the handler's, bounded by the Partition's
-  high watermark, which the replica manager keeps equal to the replica's.
+- A Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` through
+  ``ReplicaManager.handle_follower_fetch`` (a broker that is not a replica of the partition is
+  refused with UNKNOWN_LEADER_EPOCH, or NOT_LEADER_OR_FOLLOWER without a leader epoch, as
+  Kafka; a broker epoch that is not the registration's with STALE_BROKER_EPOCH); consumers'
+  fetches are the handler's, bounded by the Partition's high watermark, which the replica
+  manager keeps equal to the replica's.
 - Topic ids are ZooKeeper's.
 - A group's coordinator is the leader of its ``__consumer_offsets`` partition (Kafka's
   ``partitionFor``), which reloads the partition's groups when it becomes leader
@@ -118,7 +120,8 @@ class ClusterReplication:
         hosted = self._hosted(part.topic, part.partition)
         answer = self.manager.handle_follower_fetch(hosted, FetchRequest(
             replica_id, request["fetch_offset"], request.get("last_fetched_epoch", -1),
-            request.get("current_leader_epoch", -1), request["partition_max_bytes"]))
+            request.get("current_leader_epoch", -1), request["partition_max_bytes"],
+            replica_epoch))
         res.update(error_code=answer.error, high_watermark=answer.high_watermark,
                    last_stable_offset=answer.high_watermark,
                    log_start_offset=answer.log_start_offset)

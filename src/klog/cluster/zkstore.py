@@ -30,8 +30,10 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
+from kazoo.exceptions import (BadVersionError, KazooException, NodeExistsError, NoNodeError,
+                              RolledBackError)
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.retry import KazooRetry
 
 from klog.cluster.state import LeaderAndIsr
 from klog.errors import KlogError
@@ -110,7 +112,11 @@ class ClusterStore:
                  connect_timeout_s: float = 10.0):
         self.hosts, self.chroot = parse_connect(connect)
         self.connect = connect
-        self._zk = KazooClient(hosts=self.hosts, timeout=session_timeout_ms / 1000)
+        # Reconnection attempts at most a second apart (kazoo's default backs off to a minute):
+        # a ZooKeeper that comes up late is joined as soon as it answers, within the timeout.
+        self._zk = KazooClient(hosts=self.hosts, timeout=session_timeout_ms / 1000,
+                               connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
+                                                           max_delay=1.0))
         self._connect_timeout_s = connect_timeout_s
 
     # -- session -------------------------------------------------------------------------------
@@ -122,10 +128,16 @@ class ClusterStore:
             self._zk.stop()
             self._zk.close()
             raise ZooKeeperUnavailableError(
-                f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s"
-            ) from None
-        for path in ("", "/brokers/ids", "/brokers/topics"):
-            self._zk.ensure_path(self.chroot + path)
+                f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s "
+                "(zookeeper.connection.timeout.ms)") from None
+        try:
+            for path in ("", "/brokers/ids", "/brokers/topics"):
+                self._zk.ensure_path(self.chroot + path)
+        except (KazooException, KazooTimeoutError) as e:
+            self.close()
+            raise ZooKeeperUnavailableError(
+                f"ZooKeeper at {self.hosts}: could not create {self.chroot}: "
+                f"{type(e).__name__} {e}".rstrip()) from None
         return self
 
     def close(self) -> None:

@@ -1,5 +1,7 @@
 """Request and response headers, and which header version each API version uses.
 
+    RequestHeader v0:  api_key int16, api_version int16, correlation_id int32 (only
+                       ControlledShutdown v0 uses it)
     RequestHeader v1:  api_key int16, api_version int16, correlation_id int32,
                        client_id nullable string (int16 length)
     RequestHeader v2:  v1 + tagged fields.  client_id keeps its int16 length
@@ -41,6 +43,8 @@ def _is_flexible(api_key: int, api_version: int) -> bool:
 
 
 def request_header_version(api_key: int, api_version: int) -> int:
+    if api_key == ApiKey.CONTROLLED_SHUTDOWN and api_version == 0:
+        return 0            # Kafka's one exception: no client id
     return 2 if _is_flexible(api_key, api_version) else 1
 
 
@@ -60,7 +64,10 @@ def read_request_header(r: ReadBuffer) -> RequestHeader:
     api_key = r.read_int16("RequestHeader.api_key")
     api_version = r.read_int16("RequestHeader.api_version")
     correlation_id = r.read_int32("RequestHeader.correlation_id")
-    client_id = r.read_string("RequestHeader.client_id", nullable=True)
+    if api_key == ApiKey.CONTROLLED_SHUTDOWN and api_version == 0:
+        client_id = None                # request header v0
+    else:
+        client_id = r.read_string("RequestHeader.client_id", nullable=True)
     hdr = RequestHeader(api_key, api_version, correlation_id, client_id)
     if api_key not in REQUESTS:
         err = UnknownApiError(f"unknown API key {api_key} (correlation id {correlation_id})",
@@ -85,6 +92,8 @@ def write_request_header(w: WriteBuffer, hdr: RequestHeader) -> None:
     w.write_int16(hdr.api_key, "api_key")
     w.write_int16(hdr.api_version, "api_version")
     w.write_int32(hdr.correlation_id, "correlation_id")
+    if request_header_version(hdr.api_key, hdr.api_version) == 0:
+        return
     w.write_string(hdr.client_id, "client_id", nullable=True)
     if request_header_version(hdr.api_key, hdr.api_version) >= 2:
         tags = sorted(hdr.tagged_fields.items())

@@ -843,6 +843,29 @@ def response_schema(api_key: int) -> Message | None:
     return RESPONSES.get(api_key)
 
 
+# -- between brokers (ZooKeeper mode; Kafka 3.x message definitions) --------------------------------
+# | ControlledShutdown (7) | 0-3 | 3 | v0's request header has no client id (header v0) |
+CONTROLLED_SHUTDOWN_REQUEST = Message(
+    "ControlledShutdownRequest", 7, "0-3", 3,
+    F("broker_id", INT32),
+    F("broker_epoch", INT64, "2+", default="-1"),
+)
+
+CONTROLLED_SHUTDOWN_RESPONSE = Message(
+    "ControlledShutdownResponse", 7, "0-3", 3,
+    F("error_code", INT16),
+    F("remaining_partitions", Array(Struct(
+        "RemainingPartition",
+        F("topic_name", STRING),
+        F("partition_index", INT32),
+    ))),
+)
+
+REQUESTS[CONTROLLED_SHUTDOWN_REQUEST.api_key] = CONTROLLED_SHUTDOWN_REQUEST
+RESPONSES[CONTROLLED_SHUTDOWN_RESPONSE.api_key] = CONTROLLED_SHUTDOWN_RESPONSE
+ApiKey.CONTROLLED_SHUTDOWN = CONTROLLED_SHUTDOWN_REQUEST.api_key
+
+
 # -- admin APIs (Kafka 4.x message definitions) ------------------------------------------------------
 # | AlterConfigs (33)      | 0-2 | 2  |   | DescribeLogDirs (35)   | 1-4 | 2  |
 # | CreatePartitions (37)  | 0-3 | 2  |   | OffsetDelete (47)      | 0   | -  |

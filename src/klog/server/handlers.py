@@ -692,6 +692,12 @@ async def delete_records(ctx, body):
                                                         ctx.server.conditions)}
 
 
+@api(ApiKey.CONTROLLED_SHUTDOWN)
+async def controlled_shutdown(ctx, body):
+    # A single node has no controller (cluster mode: klog.cluster.controlled_shutdown).
+    return {"error_code": EC.NOT_CONTROLLER, "remaining_partitions": []}
+
+
 class ProducerIdAllocator:
     """Unique producer ids, never reused after a restart: ids are handed out from blocks whose
     end is first written durably to ``<data_dir>/producer-id-block``, and a new process starts

@@ -115,6 +115,8 @@ class Server:
         self.grace = grace
         self.cluster_id = "klog-" + broker.data_dir.replace("/", "_")[-16:]
         self.stopping = False
+        self._closing = False
+        self._held = None                     # an asyncio.Event while requests are held
         self._server = None
         self._conns = set()
         self._waiters = set()
@@ -155,14 +157,36 @@ class Server:
         log.info("klog serving on %s:%d (advertised %s:%d)", self.host, self.port, *self.advertised)
         return self
 
+    def hold_requests(self):
+        """Accept connections but answer no request until ``release_requests`` (a cluster member
+        joining: until then it could only answer Metadata about itself alone)."""
+        self._held = asyncio.Event()
+
+    def release_requests(self):
+        if self._held is not None:
+            self._held.set()
+
     async def wait_stopped(self):
         await self._stopped.wait()
 
     async def stop(self):
-        if self.stopping:
+        if self._closing:
             await self._stopped.wait()
             return
+        self._closing = True
+        await self.stop_serving()
+        self.broker.remove_append_listener(self._on_append)
+        await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
+        self._stopped.set()
+
+    async def stop_serving(self):
+        """Stop accepting, finish or cancel what connections are doing, close them; the broker
+        stays open (``stop`` closes it). A cluster member leaving calls this before it closes
+        its ZooKeeper session: a request answered after that could only tell a partial view."""
+        if self.stopping:
+            return
         self.stopping = True
+        self.release_requests()               # held requests end: their connections close
         self._server.close()
         if self._reaper is not None:
             self._reaper.cancel()
@@ -181,9 +205,6 @@ class Server:
             await asyncio.wait_for(self._server.wait_closed(), 2)
         except (asyncio.TimeoutError, Exception):
             pass
-        self.broker.remove_append_listener(self._on_append)
-        await asyncio.get_running_loop().run_in_executor(None, self.broker.close)
-        self._stopped.set()
 
     # -- appends → fetch wake-ups ------------------------------------------------------------------
     def _on_append(self):
@@ -345,6 +366,10 @@ class Server:
             log.warning("closing connection from %s: malformed request: %s", conn.peer, exc)
             return False
         hdr = req.header
+        if self._held is not None and not self._held.is_set():
+            await self._held.wait()
+            if self.stopping:
+                return False
         if conn.pending and hdr.api_key != ApiKey.PRODUCE:
             await self._send(conn, [])   # this one may wait (a fetch): don't hold answers back
         handler = self.handlers.get(hdr.api_key)
@@ -462,6 +487,8 @@ def run(data_dir, listen="127.0.0.1:9092", advertised=None, config=None, cluster
         node = None
         try:
             server = Server(broker, host, port, adv)
+            if cluster is not None:
+                server.hold_requests()        # released once joined (cluster_serve.join)
             await server.start()
             if cluster is not None:
                 from klog.cluster import serve as cluster_serve
