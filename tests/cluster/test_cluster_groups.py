@@ -29,12 +29,12 @@ def listed(c, n):
     return {g["group_id"] for g in c.raw(n, ApiKey.LIST_GROUPS, 4, {"states_filter": []})["groups"]}
 
 
-def consume_and_commit(c, group, close=True):
-    """A member of ``group`` reads the 10 records of topic "g", commits offset 7 and leaves
+def consume_and_commit(c, group, close=True, topic="g"):
+    """A member of ``group`` reads the 10 records of ``topic``, commits offset 7 and leaves
     (``close``) or stays (returned)."""
     consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest", **QUIET})
-    consumer.subscribe(["g"])
+    consumer.subscribe([topic])
     got = []
     deadline = time.monotonic() + 60
     while len(got) < 10 and time.monotonic() < deadline:
@@ -49,19 +49,27 @@ def consume_and_commit(c, group, close=True):
     return consumer
 
 
-def test_group_admin_asks_the_coordinator_and_survives_its_sigkill(make_cluster):
+def start(make_cluster, topic="g", rf=3):
+    """Three brokers, ``topic`` with 10 records, ``__consumer_offsets`` created and in sync."""
     c = make_cluster(["min.insync.replicas=2", f"offsets.topic.num.partitions={OFFSETS_PARTITIONS}",
                       "group.initial.rebalance.delay.ms=0"])
-    create_topic(c, "g")
-    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", **QUIET})
+    create_topic(c, topic, rf=rf)
+    # acks=all needs min.insync.replicas=2 in-sync replicas: a single replica takes acks=1.
+    producer = Producer({"bootstrap.servers": c.bootstrap, "acks": "all" if rf > 1 else "1",
+                         **QUIET})
     for i in range(10):
-        producer.produce("g", f"m{i}".encode())
+        producer.produce(topic, f"m{i}".encode())
     assert producer.flush(30) == 0
     wait_for("__consumer_offsets created", lambda: c.raw(1, ApiKey.FIND_COORDINATOR, 3, {
         "key": "any", "key_type": 0})["node_id"] >= 0)
     wait_for("offsets partitions led, fully in sync", lambda: all(
         (p := c.partition(1, "__consumer_offsets", i))["leader_id"] > 0
         and len(p["isr_nodes"]) == 3 for i in range(OFFSETS_PARTITIONS)))
+    return c
+
+
+def test_group_admin_asks_the_coordinator_and_survives_its_sigkill(make_cluster):
+    c = start(make_cluster)
 
     # Two groups on different coordinators: "kept" (its coordinator dies later) and "live".
     names = [f"grp-{i}" for i in range(40)]
@@ -152,3 +160,24 @@ def test_group_admin_asks_the_coordinator_and_survives_its_sigkill(make_cluster)
             assert answer[0]["error_code"] == EC.NOT_COORDINATOR
     finally:
         member.close()
+
+
+def test_offsets_of_a_topic_with_no_replica_on_the_coordinator(make_cluster):
+    """The coordinator checks committed partitions against the cluster's topics (ZooKeeper's),
+    not its own broker's: a replication-factor-1 topic living on another broker is committed to,
+    fetched and deleted like any other."""
+    c = start(make_cluster, "solo", rf=1)
+    home = c.partition(1, "solo")["leader_id"]
+    group = next(g for g in (f"grp-{i}" for i in range(40)) if coordinator(c, g, 1) != home)
+    consume_and_commit(c, group, topic="solo")
+    admin = AdminClient({"bootstrap.servers": c.bootstrap, **QUIET})
+    offsets = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition("solo", 0)])])[group].result(30)
+    assert [tp.offset for tp in offsets.topic_partitions] == [7]
+    answer = c.raw(coordinator(c, group, 1), ApiKey.OFFSET_DELETE, 0, {
+        "group_id": group, "topics": [{"name": "solo", "partitions": [{"partition_index": 0}]}]})
+    assert answer["error_code"] == 0
+    assert answer["topics"][0]["partitions"][0]["error_code"] == 0
+    offsets = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition("solo", 0)])])[group].result(30)
+    assert [tp.offset for tp in offsets.topic_partitions] == [-1001]

@@ -14,7 +14,8 @@ the counterpart of klog.server.replication.LocalReplication (read that module's 
   Kafka; a broker epoch that is not the registration's with STALE_BROKER_EPOCH); consumers'
   fetches are the handler's, bounded by the Partition's high watermark, which the replica
   manager keeps equal to the replica's.
-- Topic ids are ZooKeeper's.
+- Topic ids and partition counts are ZooKeeper's (also for the group coordinator's checks of
+  committed topics: a topic with no replica on this broker is still a topic).
 - A group's coordinator is the leader of its ``__consumer_offsets`` partition (Kafka's
   ``partitionFor``), which reloads the partition's groups when it becomes leader
   (ReplicaManager). ``__consumer_offsets`` is a replicated topic, created through the
@@ -51,6 +52,8 @@ class ClusterReplication:
         self.node = node
         self.manager = node.manager
         self.node_id = node.node_id
+        # The group coordinator checks committed topics against the cluster's topics.
+        server.broker.group_coordinator.topic_partitions = self.partition_count
 
     # -- partitions --------------------------------------------------------------------------
     def _hosted(self, topic, partition):
@@ -64,6 +67,13 @@ class ClusterReplication:
 
     def partition(self, topic, partition):
         return self._hosted(topic, partition).part
+
+    def partition_count(self, topic):
+        """The topic's partitions as ZooKeeper says, hosted here or not."""
+        n = self.manager.partition_counts.get(topic)
+        if n is None:
+            raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+        return n
 
     def resolve_fetch_topic_ids(self, topics):
         names = {v: k for k, v in self.manager.topic_ids.items()}

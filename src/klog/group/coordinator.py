@@ -355,6 +355,10 @@ class GroupCoordinator:
         self._groups = {}
         self._closed = False
         self._clock = broker.clock
+        # How many partitions a topic has (OffsetCommit and OffsetDelete check the partitions
+        # named): the broker's own topics; a cluster member sets ZooKeeper's view (a topic with
+        # no replica on the coordinator's broker is still a topic).
+        self.topic_partitions = broker.partition_count
         self._load()
         # Session, join and sync timers run on the broker's scheduler (klog.clock), one at a
         # time, so they must not block; close() cancels only these.
@@ -959,7 +963,7 @@ class GroupCoordinator:
 
     def _topic_has(self, tp):
         try:
-            return 0 <= tp.partition < self._broker.partition_count(tp.topic)
+            return 0 <= tp.partition < self.topic_partitions(tp.topic)
         except KlogError:
             return False
 
