@@ -124,7 +124,7 @@ class Broker:
                 shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
         for record in self._topics.values():
             if record.name not in INTERNAL_TOPICS:
-                for p in range(record.partitions):
+                for p in record.local_partitions():
                     try:
                         self._open_log(record, p)
                     except OSError as exc:
@@ -227,8 +227,10 @@ class Broker:
             raise LogClosedError(f"broker {self.data_dir} is closed")
 
     # -- topics ------------------------------------------------------------------------------------
-    def create_topic(self, name, partitions=None, config=None):
-        """Create a topic (Kafka's naming rules and topic-config names); returns its description."""
+    def create_topic(self, name, partitions=None, config=None, *, topic_id=None, local=None):
+        """Create a topic (Kafka's naming rules and topic-config names); returns its description.
+        Cluster mode gives the topic id (ZooKeeper's) and ``local``, the partitions this broker
+        holds a replica of: only those get a directory here."""
         validate_topic_name(name)
         if partitions is None:
             partitions = self.config["num.partitions"]
@@ -246,7 +248,10 @@ class Broker:
                     "('.' and '_' are interchangeable in Kafka's metric names)")
             self._check_budget(name, partitions)
             record = TopicRecord(name, partitions, overrides,
-                                 leader_epoch=self._store.leader_epoch_floor)
+                                 leader_epoch=self._store.leader_epoch_floor,
+                                 local=None if local is None else sorted(set(local)))
+            if topic_id is not None:
+                record.topic_id = str(topic_id)
             topics = dict(self._topics)
             topics[name] = record
             self._create_partitions(record, 0, partitions, topics)
@@ -378,13 +383,14 @@ class Broker:
             for (name, _), part in self._partitions.items():
                 part.update_config(config.topic_config(self._topics[name].config))
 
-    def add_partitions(self, name, total, validate_only=False):
+    def add_partitions(self, name, total, validate_only=False, *, local=None):
         """Grow the topic to ``total`` partitions (Kafka's CreatePartitions: never shrinks).
-        With ``validate_only``: every check, no change."""
+        With ``validate_only``: every check, no change. Cluster mode: ``local`` names the new
+        partitions this broker holds a replica of (only those get a directory)."""
         with self._lock:
             self._check_open()
             record = self._record(name)
-            if is_internal(name):   # groups (transactions) are mapped to its partitions by hash
+            if is_internal(name) and local is None:   # groups (transactions) are mapped to its partitions by hash
                 raise InternalTopicError(
                     f"topic {name!r} is internal: its partition count cannot change")
             _check_partition_count(total)
@@ -396,7 +402,13 @@ class Broker:
             if validate_only:
                 return
             topics = dict(self._topics)
-            grown = topics[name] = replace(record, partitions=total)
+            if record.local is not None or local is not None:
+                held = set(record.local_partitions()) | set(range(record.partitions, total)
+                                                            if local is None else local)
+                grown = replace(record, partitions=total, local=sorted(held))
+            else:
+                grown = replace(record, partitions=total)
+            topics[name] = grown
             self._create_partitions(grown, record.partitions, total, topics)
             services = list(self._services)
         self._topic_changed(services, name)
@@ -421,6 +433,8 @@ class Broker:
         try:
             if record.name not in INTERNAL_TOPICS:   # internal ones open on first use
                 for p in range(first, end):
+                    if not record.hosts(p):
+                        continue
                     path = os.path.join(self.data_dir, f"{record.name}-{p}")
                     # A deleted incarnation's directory (another topic id) goes; one with no id
                     # but data is refused (see _remove_leftover).
@@ -479,6 +493,17 @@ class Broker:
     def partition_count(self, name):
         return self._record(name).partitions
 
+    def hosts_partition(self, topic, partition):
+        """Whether this broker holds a replica of the partition (cluster mode: not all do)."""
+        record = self._topics.get(topic)
+        return record is not None and record.hosts(partition)
+
+    def local_partitions(self, name):
+        """The partitions of topic ``name`` this broker holds, as a sorted list when the topic
+        was created by a cluster (which names them); None when it holds all (a single node's)."""
+        local = self._record(name).local
+        return None if local is None else list(local)
+
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""
         topics, index = self._ids
@@ -511,6 +536,9 @@ class Broker:
             if not isinstance(partition, int) or not 0 <= partition < record.partitions:
                 raise UnknownTopicOrPartitionError(
                     f"topic {topic!r} has partitions 0..{record.partitions - 1}, not {partition!r}")
+            if not record.hosts(partition):
+                raise UnknownTopicOrPartitionError(
+                    f"partition {partition} of topic {topic!r} has no replica on this broker")
             return self._open_log(record, partition)
 
     def partitions(self):

@@ -226,6 +226,17 @@ BROKER_SETTINGS = {s.name: s for s in [
     Setting("offsets.topic.num.partitions", int, 50, 1, 1_000_000),
     Setting("offsets.retention.minutes", int, 7 * 24 * 60, 1, INT_MAX),
     Setting("offsets.topic.segment.bytes", int, 100 << 20, 1024, INT_MAX),
+    # Cluster mode (klog serve --zookeeper); a single node has one replica of everything.
+    Setting("offsets.topic.replication.factor", int, 3, 1, 32767,
+            doc="replicas of __consumer_offsets, capped by the live brokers when it is created"),
+    Setting("default.replication.factor", int, 1, 1, 32767,
+            doc="replicas of a topic created with replication factor -1 or auto-created"),
+    Setting("auto.leader.rebalance.enable", bool, True,
+            doc="the controller moves leadership back to preferred replicas periodically"),
+    Setting("leader.imbalance.check.interval.seconds", int, 300, 1, LONG_MAX),
+    Setting("leader.imbalance.per.broker.percentage", int, 10, 0, 100,
+            doc="rebalance a broker's partitions when more than this share of those it is "
+                "preferred leader of are led elsewhere"),
     # Kafka's default is 3000, and `klog serve` (and ServerThread) use it: klog.server's
     # SERVE_DEFAULTS. Embedded apps start and stop groups often, so the embedded broker waits 0.
     Setting("group.initial.rebalance.delay.ms", int, 0, 0, INT_MAX,

@@ -91,10 +91,22 @@ class TopicRecord:
     config: dict = field(default_factory=dict)   # overrides only, Kafka names → values
     topic_id: str = field(default_factory=new_topic_id)
     leader_epoch: int = 0                         # the epoch its partitions were created with
+    # Cluster mode: the partitions this broker holds a replica of (sorted); None: all of them.
+    local: list = None
 
     def to_json(self):
-        return {"partitions": self.partitions, "config": self.config, "id": self.topic_id,
-                "leader_epoch": self.leader_epoch}
+        doc = {"partitions": self.partitions, "config": self.config, "id": self.topic_id,
+               "leader_epoch": self.leader_epoch}
+        if self.local is not None:
+            doc["local"] = self.local
+        return doc
+
+    def hosts(self, partition):
+        """Whether this broker holds partition ``partition`` (an int in range)."""
+        return 0 <= partition < self.partitions and (self.local is None or partition in self.local)
+
+    def local_partitions(self):
+        return range(self.partitions) if self.local is None else list(self.local)
 
 
 class MetadataStore:
@@ -122,7 +134,9 @@ class MetadataStore:
                     f"{self.path}: metadata version {doc['version']}, this klog reads {VERSION}")
             self.leader_epoch_floor = int(doc.get("leader_epoch_floor", 0))
             return {name: TopicRecord(name, int(t["partitions"]), dict(t["config"]), t["id"],
-                                      int(t.get("leader_epoch", 0)))
+                                      int(t.get("leader_epoch", 0)),
+                                      None if t.get("local") is None
+                                      else sorted(int(p) for p in t["local"]))
                     for name, t in doc["topics"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptLogError(f"{self.path}: malformed broker metadata ({exc!r})") from None

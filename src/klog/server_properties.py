@@ -27,15 +27,15 @@ process.roles controller.quorum.voters controller.quorum.bootstrap.servers
 controller.listener.names inter.broker.listener.name listener.security.protocol.map
 num.network.threads num.io.threads num.replica.fetchers num.recovery.threads.per.data.dir
 socket.send.buffer.bytes socket.receive.buffer.bytes socket.request.max.bytes
-offsets.topic.replication.factor transaction.state.log.replication.factor
-transaction.state.log.min.isr default.replication.factor delete.topic.enable
+transaction.state.log.replication.factor
+transaction.state.log.min.isr delete.topic.enable
 log.cleaner.threads log.cleaner.dedupe.buffer.size log.cleaner.io.buffer.size
-log.flush.scheduler.interval.ms log.flush.offset.checkpoint.interval.ms auto.leader.rebalance.enable
+log.flush.scheduler.interval.ms log.flush.offset.checkpoint.interval.ms
 queued.max.requests background.threads metadata.log.dir broker.rack
 """.split())
 IGNORED_PREFIXES = ("zookeeper.", "ssl.", "sasl.", "replica.", "controller.", "transaction.",
                     "metric.", "metrics.", "authorizer.", "super.users", "security.", "confluent.",
-                    "quota.", "leader.imbalance.", "group.coordinator.", "share.")
+                    "quota.", "group.coordinator.", "share.")
 # Cluster-mode settings (integers, ms unless named otherwise) -> klog.cluster.node.ClusterNode's
 # keyword arguments; ``klog serve -c KEY=VALUE`` takes them too.
 CLUSTER_SETTINGS = {

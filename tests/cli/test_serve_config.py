@@ -186,3 +186,25 @@ def test_readme_example_file(tmp_path):
     assert (got.listen, got.advertised, got.data_dir) == ("127.0.0.1:9092", "localhost:9092", "/var/lib/klog")
     assert got.settings == {"num.partitions": "3", "log.retention.hours": "168"}
     assert len(got.warnings) == 1 and "'node.id'" in got.warnings[0]
+
+
+def test_cluster_admin_settings_are_honoured_not_ignored(tmp_path):
+    """The replication-factor and leader-rebalance settings (cluster mode) are broker settings:
+    passed through and validated, never 'ignored' warnings."""
+    from klog import server_properties
+
+    conf = tmp_path / "server.properties"
+    conf.write_text("offsets.topic.replication.factor=2\ndefault.replication.factor=2\n"
+                    "auto.leader.rebalance.enable=false\n"
+                    "leader.imbalance.check.interval.seconds=30\n"
+                    "leader.imbalance.per.broker.percentage=20\n")
+    got = server_properties.load(conf)
+    assert got.warnings == []
+    assert got.settings == {"offsets.topic.replication.factor": "2",
+                            "default.replication.factor": "2",
+                            "auto.leader.rebalance.enable": "false",
+                            "leader.imbalance.check.interval.seconds": "30",
+                            "leader.imbalance.per.broker.percentage": "20"}
+    conf.write_text("default.replication.factor=0\n")
+    with pytest.raises(server_properties.ServerPropertiesError, match=r"server\.properties:1"):
+        server_properties.load(conf)

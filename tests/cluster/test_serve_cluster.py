@@ -249,8 +249,10 @@ def test_acks_all_survives_leader_sigkill_with_every_acknowledged_value_once(clu
 
 
 def test_non_leader_and_non_controller_answers(cluster):
-    """Produce, ListOffsets and OffsetForLeaderEpoch to a follower: NOT_LEADER_OR_FOLLOWER; CreateTopics to a non-controller:
-    NOT_CONTROLLER; a follower fetch from a broker that is no replica is refused; Metadata names
+    """Produce, ListOffsets and OffsetForLeaderEpoch to a follower: NOT_LEADER_OR_FOLLOWER;
+    CreateTopics, DeleteTopics and CreatePartitions to a non-controller: NOT_CONTROLLER; a broker
+    that is no replica holds no directory for the partition; a follower fetch from a broker that
+    is no replica is refused; Metadata names
     every broker, the controller, replicas, ISR and the leader epoch; FindCoordinator names one
     broker for a group whichever broker is asked."""
     c = cluster
@@ -278,15 +280,17 @@ def test_non_leader_and_non_controller_answers(cluster):
               for n in (1, 2, 3)}
     assert len(named) == 1 and named <= {1, 2, 3}
 
-    # Not through the controller yet: refused rather than changing one broker's copy.
-    answer = c.raw(leader, ApiKey.DELETE_TOPICS, 5, {"topic_names": ["t2"], "timeout_ms": 5000})
-    assert answer["responses"][0]["error_code"] == EC.INVALID_REQUEST
-    assert "cluster mode" in answer["responses"][0]["error_message"]
-    answer = c.raw(leader, ApiKey.CREATE_PARTITIONS, 1, {
+    # Admin changes go through the controller: another broker changes nothing and says so.
+    answer = c.raw(other, ApiKey.DELETE_TOPICS, 5, {"topic_names": ["t2"], "timeout_ms": 5000})
+    assert answer["responses"][0]["error_code"] == EC.NOT_CONTROLLER
+    answer = c.raw(other, ApiKey.CREATE_PARTITIONS, 1, {
         "topics": [{"name": "t2", "count": 3, "assignments": None}], "timeout_ms": 5000,
         "validate_only": False})
-    assert answer["results"][0]["error_code"] == EC.INVALID_REQUEST
+    assert answer["results"][0]["error_code"] == EC.NOT_CONTROLLER
     assert os.path.isdir(c.tmp / f"b{leader}" / "t2-0")
+    # Only its replicas hold a partition (the third broker has no directory for it).
+    assert not os.path.exists(c.tmp / f"b{next(n for n in (1, 2, 3) if n not in replicas)}"
+                              / "t2-0")
 
     from klog._native.batch import build_batch
     follower = next(r for r in replicas if r != leader)

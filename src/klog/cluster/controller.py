@@ -9,6 +9,13 @@ tells the replicas through ``send`` (LeaderAndIsr). A broker that re-registered 
 epoch restarted: it is handled as a failure, then a start, so its partitions move away and its
 stale replica state is never trusted.
 
+Topic administration is Kafka's too: deletion goes through an ``/admin/delete_topics/<topic>``
+marker that any controller (a later one, after a failover) finishes; CreatePartitions extends
+the assignment with Kafka's spread; topic configs live in ``/config/topics`` with a change
+notification per write; ElectLeaders and the periodic preferred-leader rebalance
+(``auto.leader.rebalance.enable``, checked every ``leader.imbalance.check.interval.seconds`` on
+the controller's clock) move leadership. Every write is version-checked and fenced.
+
 Events (watch callbacks, requests from the server) go through one queue handled by one thread,
 as Kafka's controller does, so decisions never interleave. Safety does not rest on being the only
 controller: a deposed controller's writes fail on the epoch check (NotControllerError), and it
@@ -19,15 +26,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from kazoo.exceptions import BadVersionError, NoNodeError, NodeExistsError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from klog.cluster import election
 from klog.cluster.assignment import assign_replicas
-from klog.cluster.state import LeaderAndIsr
+from klog.cluster.state import LeaderAndIsr, NO_LEADER
 from klog.cluster.zkstore import ClusterStore, ControllerEpoch, NotControllerError
+from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError,
+                         TopicExistsError, UnknownTopicOrPartitionError)
+from klog.metadata import is_internal
+from klog.protocol.errors import ErrorCode as EC
 
 log = logging.getLogger("klog.cluster.controller")
 
@@ -47,14 +59,35 @@ class PartitionDecision:
 
 Send = Callable[[int, PartitionDecision], None]
 
+PREFERRED, UNCLEAN = 0, 1          # ElectLeaders election types (KIP-460)
+CAS_ATTEMPTS = 5                   # re-reads when a compare-and-set loses to a concurrent change
+
+
+class TopicDeletionInProgressError(TopicExistsError):
+    """The name is still being deleted (its marker is in ``/admin/delete_topics``)."""
+
+
+class TopicDeletionIncompleteError(KlogError):
+    """A deletion could not finish now (ZooKeeper kept changing under it); its marker stays and
+    the controller finishes it later (Kafka answers DeleteTopics REQUEST_TIMED_OUT then)."""
+    error_code = EC.REQUEST_TIMED_OUT
+
 
 class Controller:
     def __init__(self, store: ClusterStore, broker_id: int, send: Send, *,
-                 unclean_leader_election: bool = False):
+                 unclean_leader_election: bool = False, scheduler=None,
+                 auto_leader_rebalance: bool = True, imbalance_check_interval_s: int = 300,
+                 imbalance_per_broker_percentage: int = 10):
         self.store = store
         self.broker_id = broker_id
         self._send = send
         self.unclean = unclean_leader_election
+        # The rebalance check runs on this scheduler's clock (a FakeClock in tests).
+        self.scheduler = scheduler
+        self.auto_rebalance = auto_leader_rebalance and scheduler is not None
+        self.imbalance_interval_ms = imbalance_check_interval_s * 1000
+        self.imbalance_percentage = imbalance_per_broker_percentage
+        self._rebalance_task = None
         self.fence: Optional[ControllerEpoch] = None
         self._view: dict[int, int] = {}          # live brokers -> epochs, as last handled
         self._events: "queue.Queue" = queue.Queue()
@@ -66,14 +99,18 @@ class Controller:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> "Controller":
+        self.store.ensure_admin_paths()
         self._thread.start()
         DataWatch(self.store.client, self.store._path("controller"), self._controller_changed)
         ChildrenWatch(self.store.client, self.store._path("brokers", "ids"),
                       self._brokers_changed)
+        ChildrenWatch(self.store.client, self.store._path("admin", "delete_topics"),
+                      self._deletions_changed)
         return self
 
     def stop(self) -> None:
         self._stopped.set()
+        self._cancel_rebalance()
         self._events.put(None)
         self._thread.join(10)
 
@@ -99,6 +136,12 @@ class Controller:
         if self._stopped.is_set():
             return False
         self._events.put((self._on_brokers_change, (), None))
+
+    def _deletions_changed(self, children):
+        if self._stopped.is_set():
+            return False
+        if children:
+            self._events.put((self._delete_marked_topics, (), None))
 
     def _run(self):
         while True:
@@ -142,12 +185,24 @@ class Controller:
         self._view = {}
         log.info("broker %d is the controller (epoch %d)", self.broker_id, fence.epoch)
         self._on_brokers_change(resend_all=True)
+        self._delete_marked_topics()        # a deletion the previous controller left unfinished
+        if self.auto_rebalance:
+            self._cancel_rebalance()
+            self._rebalance_task = self.scheduler.schedule_periodic(
+                self.imbalance_interval_ms, self._events.put,
+                (self._check_leader_imbalance, (), None))
         self.became_controller.set()
 
     def _resign_locally(self):
         self.fence = None
         self._view = {}
+        self._cancel_rebalance()
         self.became_controller.clear()
+
+    def _cancel_rebalance(self):
+        task, self._rebalance_task = self._rebalance_task, None
+        if task is not None:
+            task.cancel()
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -161,8 +216,12 @@ class Controller:
         bounced = {b for b, e in live.items() if b in self._view and self._view[b] != e}
         started = {b for b in live if b not in self._view} | bounced
         self._view = live
+        deleting = set(self.store.topics_marked_for_deletion())
         for topic in self.store.topics():
+            if topic in deleting:
+                continue          # going away (maybe half deleted): no decisions for it
             assignment = self.store.topic(topic).partitions
+            self._finish_creation(topic, assignment, live)
             for p, replicas in assignment.items():
                 state = self.store.partition_state(topic, p)
                 changed = self._decide(topic, p, replicas, state, set(live), bounced)
@@ -170,6 +229,18 @@ class Controller:
                         or any(r in started for r in replicas))
                 if tell:
                     self._tell(topic, p, replicas, changed or state, live)
+
+    def _finish_creation(self, topic: str, assignment: dict, live) -> None:
+        """Partitions in the assignment without a state znode: a controller failed midway
+        through creating them (a large topic is written in several multi-ops)."""
+        partitions = self.store.client.get_children(
+            self.store._path("brokers", "topics", topic, "partitions"))
+        missing = {p: r for p, r in assignment.items() if str(p) not in partitions}
+        if missing:
+            log.warning("topic %s: creating the state of partitions %s left unfinished",
+                        topic, sorted(missing))
+            self.store.create_partition_states(topic, self._first_states(missing, live),
+                                               self.fence)
 
     def _decide(self, topic, p, replicas, state, live: set, bounced: set):
         written = None
@@ -198,18 +269,122 @@ class Controller:
     # -- requests from the server (run them through ``submit``) ---------------------------------
 
     def create_topic(self, name: str, partitions: int, replication_factor: int,
-                     assignment: Optional[dict] = None):
+                     assignment: Optional[dict] = None, config: Optional[dict] = None):
         """Assign replicas over the live brokers (Kafka's spread) unless given, write the topic
-        and its partitions' first states, tell the replicas. Returns the topic id."""
+        (config overrides, assignment, its partitions' first states), tell the replicas.
+        Returns the topic id. Leader epochs start at the cluster's floor, above every epoch a
+        deleted topic reached, so a re-created name never goes back in epochs."""
         self._require_controller()
+        if name in self.store.topics_marked_for_deletion():
+            raise TopicDeletionInProgressError(f"topic {name!r} is marked for deletion")
         live = self._live()
         assignment = assignment or assign_replicas(partitions, replication_factor, list(live))
-        states = {p: election.initial_state(replicas, set(live), self.fence.epoch)
-                  for p, replicas in assignment.items()}
-        topic_id = self.store.create_topic(name, assignment, states, self.fence)
+        states = self._first_states(assignment, live)
+        try:
+            topic_id = self.store.create_topic(name, assignment, states, self.fence,
+                                               config=config)
+        except NodeExistsError:
+            raise TopicExistsError(f"topic {name!r} already exists") from None
         for p, replicas in assignment.items():
             self._tell(name, p, replicas, self.store.partition_state(name, p), live)
         return topic_id
+
+    def _first_states(self, assignment: dict, live) -> dict:
+        floor, _ = self.store.leader_epoch_floor()
+        return {p: replace(election.initial_state(replicas, set(live), self.fence.epoch),
+                           leader_epoch=floor)
+                for p, replicas in assignment.items()}
+
+    def add_partitions(self, name: str, total: int, assignment: Optional[list] = None) -> None:
+        """CreatePartitions: grow ``name`` to ``total`` partitions. The new ones are spread as
+        Kafka does (starting at the broker that leads partition 0's preferred replica, with the
+        topic's replication factor) unless ``assignment`` gives their replica lists."""
+        self._require_controller()
+        if is_internal(name):   # groups are mapped to its partitions by hash
+            raise InternalTopicError(f"topic {name!r} is internal: its partition count cannot "
+                                     "change")
+        for _ in range(CAS_ATTEMPTS):
+            current = self._topic_or_unknown(name)
+            count = len(current.partitions)
+            if total <= count:        # Kafka's wording
+                raise InvalidPartitionsError(
+                    f"Topic already has {count} partitions." if total == count else
+                    f"Topic currently has {count} partitions, which is higher than the "
+                    f"requested {total}.")
+            live = self._live()
+            if assignment is not None:
+                added = {count + i: tuple(r) for i, r in enumerate(assignment)}
+            else:
+                brokers = sorted(live)
+                first = current.partitions[0][0]
+                start = next((i for i, b in enumerate(brokers) if b >= first), 0)
+                added = assign_replicas(total - count, len(current.partitions[0]), brokers,
+                                        start_index=start, first_partition=count)
+            try:
+                self.store.add_partitions(name, current, added, self._first_states(added, live),
+                                          self.fence)
+            except (BadVersionError, NodeExistsError):
+                continue            # the topic changed meanwhile: decide on what is there
+            for p, replicas in added.items():
+                self._tell(name, p, replicas, self.store.partition_state(name, p), live)
+            return
+        raise InvalidPartitionsError(f"topic {name!r} kept changing; try again")
+
+    def _topic_or_unknown(self, name: str):
+        try:
+            return self.store.topic(name)
+        except NoNodeError:
+            raise UnknownTopicOrPartitionError(
+                f"This server does not host this topic-partition: topic {name!r}") from None
+
+    def delete_topic(self, name: str) -> None:
+        """DeleteTopics: mark the topic (Kafka's ``/admin/delete_topics``), then delete it. If
+        this controller fails in between, the next one finishes from the marker."""
+        self._require_controller()
+        if is_internal(name):
+            raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
+        self._topic_or_unknown(name)
+        self.store.mark_topic_for_deletion(name, self.fence)
+        self._delete_marked_topics()
+        if name in self.store.topics_marked_for_deletion():
+            raise TopicDeletionIncompleteError(f"topic {name!r} is marked for deletion; the "
+                                               "controller will finish it")
+
+    def _delete_marked_topics(self):
+        if self.fence is None:
+            return
+        for name in self.store.topics_marked_for_deletion():
+            if is_internal(name):     # not through DeleteTopics: someone wrote the marker
+                log.warning("not deleting internal topic %s (marked in /admin/delete_topics)",
+                            name)
+                continue
+            for _ in range(CAS_ATTEMPTS):
+                retired = -1
+                try:
+                    for p in self.store.topic(name).partitions:
+                        try:
+                            retired = max(retired, self.store.partition_state(name, p).leader_epoch)
+                        except NoNodeError:
+                            pass
+                except NoNodeError:       # only the marker (and maybe a config) is left
+                    pass
+                try:
+                    if self.store.client.exists(self.store._path("brokers", "topics", name)):
+                        self.store.delete_topic(name, self.fence, retired)
+                    else:
+                        self.store.delete_topic_leftovers(name, self.fence)
+                    log.info("topic %s deleted (leader epochs continue above %d)", name, retired)
+                    break
+                except (BadVersionError, NoNodeError, NodeExistsError) as e:
+                    log.warning("deleting topic %s: %s; reading again", name, type(e).__name__)
+                    continue      # a partition or the floor moved meanwhile: read again
+
+    def set_topic_config(self, name: str, config: dict, version: int) -> None:
+        """Replace the topic's config overrides (already validated by the caller) if they are
+        still at ``version``; BadVersionError otherwise (the caller reads and decides again)."""
+        self._require_controller()
+        self._topic_or_unknown(name)
+        self.store.set_topic_config(name, config, version, self.fence)
 
     def controlled_shutdown(self, broker_id: int) -> int:
         """Move leadership and ISR membership away from a broker that is stopping; returns
@@ -230,6 +405,88 @@ class Controller:
                 if state.leader == broker_id:
                     remaining += 1
         return remaining
+
+    def elect_leaders(self, election_type: int, partitions=None) -> dict:
+        """ElectLeaders (API 43): {(topic, partition): (error code, message)} for the given
+        partitions, or for every partition when None. PREFERRED moves leadership to the first
+        replica if it is alive and in sync; UNCLEAN elects a leader for a partition that has
+        none, from the ISR if possible, else any live replica (it may lack committed records)."""
+        self._require_controller()
+        live = self._live()
+        if partitions is None:
+            partitions = [(t, p) for t in self.store.topics()
+                          for p in self.store.topic(t).partitions]
+        assignments, out = {}, {}
+        for t, p in partitions:
+            if t not in assignments:
+                try:
+                    assignments[t] = self.store.topic(t).partitions
+                except NoNodeError:
+                    assignments[t] = {}
+            replicas = assignments[t].get(p)
+            if replicas is None:
+                out[(t, p)] = (EC.UNKNOWN_TOPIC_OR_PARTITION,
+                               f"The partition {t}-{p} does not exist.")
+                continue
+            out[(t, p)] = self._elect(t, p, replicas, election_type, live)
+        return out
+
+    def _elect(self, topic, p, replicas, election_type, live):
+        for _ in range(CAS_ATTEMPTS):
+            state = self.store.partition_state(topic, p)
+            if election_type == PREFERRED:
+                if state.leader == replicas[0]:
+                    return EC.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
+                new = election.preferred_leader(state, replicas, set(live), self.fence.epoch)
+                if new is None:
+                    return (EC.PREFERRED_LEADER_NOT_AVAILABLE,
+                            f"Failed to elect leader for partition {topic}-{p} under strategy "
+                            f"PreferredReplicaPartitionLeaderElectionStrategy: preferred replica "
+                            f"{replicas[0]} is not alive and in sync (isr {list(state.isr)})")
+            else:
+                if state.leader != NO_LEADER and state.leader in live:
+                    return EC.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
+                leader = election.elect_leader(replicas, state.isr, set(live), unclean=True)
+                if leader == NO_LEADER:
+                    return (EC.ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                            f"Failed to elect leader for partition {topic}-{p} under strategy "
+                            f"OfflinePartitionLeaderElectionStrategy: no live replica of "
+                            f"{list(replicas)}")
+                isr = [r for r in state.isr if r in live] if leader in state.isr else [leader]
+                new = state.with_leader(leader, isr, self.fence.epoch)
+            written = self.store.write_state_as_controller(topic, p, new, self.fence)
+            if written is not None:
+                self._tell(topic, p, replicas, written, live)
+                return EC.NONE, None
+        return EC.UNKNOWN_SERVER_ERROR, f"partition {topic}-{p} kept changing; try again"
+
+    def _check_leader_imbalance(self) -> int:
+        """Kafka's ``checkAndTriggerAutoLeaderRebalance``: for each broker, the share of the
+        partitions it is preferred leader of that another broker leads; past
+        ``leader.imbalance.per.broker.percentage``, those whose preferred replica is alive and in
+        sync move back to it. Returns how many moved."""
+        if self.fence is None:
+            return 0
+        live = self._live()
+        deleting = set(self.store.topics_marked_for_deletion())
+        by_preferred: dict = {}
+        for topic in self.store.topics():
+            if topic in deleting:
+                continue
+            for p, replicas in self.store.topic(topic).partitions.items():
+                by_preferred.setdefault(replicas[0], []).append((topic, p, replicas))
+        moved = 0
+        for broker, parts in sorted(by_preferred.items()):
+            states = {(t, p): self.store.partition_state(t, p) for t, p, _ in parts}
+            off = [(t, p, r) for t, p, r in parts if states[(t, p)].leader != broker]
+            if len(off) / len(parts) <= self.imbalance_percentage / 100 or broker not in live:
+                continue
+            log.info("broker %d is the preferred leader of %d partitions and leads %d: "
+                     "rebalancing", broker, len(parts), len(parts) - len(off))
+            for t, p, replicas in off:
+                code, _ = self._elect(t, p, replicas, PREFERRED, live)
+                moved += code == EC.NONE
+        return moved
 
     def elect_preferred_leaders(self) -> int:
         """Move every partition's leadership to its preferred replica where it is in sync

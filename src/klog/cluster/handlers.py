@@ -152,7 +152,7 @@ def _create_topics(node, broker, body):
                 res["error_message"] = f"topic {name!r} already exists"
                 continue
             if not body.get("validate_only"):
-                done = node.controller.submit(create_if_absent, node.controller, name, n, rf)
+                done = node.controller.submit(_create_if_absent, node.controller, name, n, rf)
                 topic_id = done.get(timeout=CONTROLLER_TIMEOUT_S)
                 if isinstance(topic_id, Exception):
                     raise topic_id
@@ -167,7 +167,7 @@ def _create_topics(node, broker, body):
     return out
 
 
-def create_if_absent(controller, name, partitions, replication_factor):
+def _create_if_absent(controller, name, partitions, replication_factor):
     """On the controller thread, so two requests for one name cannot both pass the check."""
     if name in controller.store.topics():
         raise TopicExistsError(f"topic {name!r} already exists")

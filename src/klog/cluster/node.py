@@ -30,6 +30,7 @@ from klog.cluster import meta
 from klog.cluster.controller import Controller
 from klog.cluster.replica import Role
 from klog.cluster.replica_manager import ReplicaManager
+from klog.cluster.topic_configs import TopicConfigListener
 from klog.cluster.zkstore import ClusterStore, NodeIdTakenError, ZooKeeperUnavailableError
 
 log = logging.getLogger("klog.cluster.node")
@@ -109,12 +110,19 @@ class ClusterNode:
             self.cluster_id = self.store.cluster_id()
             meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
             self.broker.add_append_listener(self._on_append)
+            TopicConfigListener(self.manager).start()     # applied once the manager runs
             self.manager.start()
             self.broker_epoch = self.manager.broker_epoch = self._register(host, port)
             self._address = (host, port)
             self.store.client.add_listener(self._session_state)
-            self.controller = Controller(self.store, self.node_id, lambda b, d: None,
-                                         unclean_leader_election=self.unclean).start()
+            config = self.broker.config
+            self.controller = Controller(
+                self.store, self.node_id, lambda b, d: None,
+                unclean_leader_election=self.unclean, scheduler=self.broker.scheduler,
+                auto_leader_rebalance=config["auto.leader.rebalance.enable"],
+                imbalance_check_interval_s=config["leader.imbalance.check.interval.seconds"],
+                imbalance_per_broker_percentage=config["leader.imbalance.per.broker.percentage"],
+            ).start()
         except (KazooException, KazooTimeoutError) as e:
             # ZooKeeper went away (or stalled) while joining: one line, not a traceback.
             self.stop()

@@ -25,6 +25,12 @@
   refused and retried.
 - **High watermarks** are checkpointed to ``replication-offset-checkpoint`` every
   ``CHECKPOINT_S`` and on stop, and read back when a replica is created.
+- **Topics.** A broker holds (creates a directory for) only the partitions it is a replica of.
+  It watches ``/brokers/topics`` and each topic's znode, so it picks up new partitions
+  (CreatePartitions) and notices a topic that is gone (deleted) or came back under a new topic
+  id (deleted and re-created, maybe while this broker was away): the old incarnation's local
+  replicas, logs, saved high watermarks and group offsets go. Topic config changes
+  (``/config/changes``) are applied through ``submit`` (klog.cluster.topic_configs).
 
 Locking: each hosted partition has a lock that serialises every call into its ``Replica`` (the
 server's event loop, the fetcher threads and this manager's thread all call in). ZooKeeper and
@@ -41,16 +47,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from kazoo.exceptions import NoNodeError
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from klog.cluster.hw_checkpoint import HighWatermarkCheckpoint
 from klog.cluster.replica import FetchRequest, FetchResponse, Replica, Role
 from klog.cluster.replica_log import StorageReplicaLog
 from klog.cluster.state import EpochEnd
+from klog.cluster.topic_configs import apply_topic_config, offsets_topic_config
 from klog.cluster.zkstore import ClusterStore
 from klog.errors import TopicExistsError
 from klog.protocol.errors import ErrorCode
 from klog.group.offsets import OFFSETS_TOPIC
+from klog.metadata import is_internal
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import ApiKey
 
@@ -110,7 +119,10 @@ class ReplicaManager:
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
         self.partition_counts: dict = {}    # topic name -> partitions (ZooKeeper's)
-        self._watched: set = set()
+        self._watched: set = set()          # topics added (by name; ``topic_ids`` has the id)
+        self._topic_watches: set = set()    # topics with a DataWatch on their znode
+        self._state_watches: set = set()    # (topic, partition) with a DataWatch on its state
+        self._listed = False                # /brokers/topics was listed once
         self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
         self._saved_hw = self._checkpoint.read()
         self._events: "queue.Queue" = queue.Queue()
@@ -148,13 +160,32 @@ class ReplicaManager:
     def get(self, topic: str, partition: int) -> Optional[HostedPartition]:
         return self.partitions.get((topic, partition))
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def submit(self, fn, *args) -> None:
+        """Run ``fn(*args)`` on the manager thread, in order with the topic and state changes
+        (retried after a failure, as they are)."""
+        self._events.put((fn, args))
+
     # -- ZooKeeper watches (kazoo's thread): only enqueue -------------------------------------------
     def _topics_changed(self, children):
         if self._stopped.is_set():
             return False
-        for name in children:
-            if name not in self._watched:
-                self._events.put((self._add_topic, (name,)))
+        # New names, and names gone; a name deleted and created again is seen by its DataWatch.
+        for name in set(children) ^ self._watched:
+            self._events.put((self._sync_topic, (name,)))
+        if not self._listed:         # the first listing: after its topics, what is left here
+            self._listed = True
+            self._events.put((self._drop_unknown_topics, ()))
+
+    def _topic_changed(self, name):
+        def callback(data, stat, *_):
+            if self._stopped.is_set():
+                return False
+            self._events.put((self._sync_topic, (name,)))
+        return callback
 
     def _brokers_changed(self, _children):
         if self._stopped.is_set():
@@ -197,23 +228,40 @@ class ReplicaManager:
                     t.daemon = True
                     t.start()
 
-    def _add_topic(self, name: str):
-        if name in self._watched:
+    def _sync_topic(self, name: str):
+        """Bring this broker's replicas of ``name`` in line with ZooKeeper: add the topic or its
+        new partitions; drop it when it is gone or has another topic id (re-created)."""
+        try:
+            assignment = self.store.topic(name)
+        except NoNodeError:
+            assignment = None
+        if name in self._watched and (assignment is None
+                                      or assignment.topic_id != self.topic_ids.get(name)):
+            self._drop_topic(name)
+        if assignment is None:
+            if not is_internal(name):
+                self._delete_local(name)      # (also: deleted while this broker was away)
             return
-        assignment = self.store.topic(name)
+        if name not in self._watched:
+            self.topic_ids[name] = assignment.topic_id
+            apply_topic_config(self, name)      # it may have changed while this broker was away
+        if name not in self._topic_watches:
+            self._topic_watches.add(name)
+            DataWatch(self.store.client, self.store._path("brokers", "topics", name),
+                      self._topic_changed(name))
+        self._add_partitions(name, assignment)
+
+    def _add_partitions(self, name: str, assignment):
+        """Create the local replicas of the partitions of ``assignment`` this broker holds and
+        does not have yet (all of them for a new topic)."""
         self.topic_ids[name] = assignment.topic_id
-        self.partition_counts[name] = len(assignment.partitions)
-        mine = {p: r for p, r in assignment.partitions.items() if self.node_id in r}
+        self.partition_counts[name] = total = len(assignment.partitions)
+        self._watched.add(name)
+        mine = {p: r for p, r in assignment.partitions.items()
+                if self.node_id in r and (name, p) not in self.partitions}
+        if mine and not self._create_local(name, assignment, total, sorted(mine)):
+            return
         if mine:
-            if name not in self.broker.list_topics(internal=True):
-                config = None
-                if name == OFFSETS_TOPIC:     # as the offsets store creates it
-                    config = {"cleanup.policy": "compact", "segment.bytes":
-                              self.broker.config["offsets.topic.segment.bytes"]}
-                try:
-                    self.broker.create_topic(name, len(assignment.partitions), config)
-                except TopicExistsError:
-                    pass
             for p, replicas in sorted(mine.items()):
                 part = self.broker.partition(name, p)
                 replica = Replica(self.node_id, StorageReplicaLog(part),
@@ -223,15 +271,109 @@ class ReplicaManager:
                 # No client appends until ZooKeeper's state for it has been applied.
                 part.become_follower(-1, high_watermark=replica.high_watermark)
                 self.partitions[(name, p)] = HostedPartition(name, p, tuple(replicas), replica)
-        self._watched.add(name)
         for p in sorted(mine):
+            if (name, p) in self._state_watches:
+                self._events.put((self._apply_state, (name, p)))   # a watch from before
+                continue
+            self._state_watches.add((name, p))
             DataWatch(self.store.client,
                       self.store._path("brokers", "topics", name, "partitions", p, "state"),
                       self._state_changed(name, p))
 
+    def _create_local(self, name: str, assignment, total: int, mine: list) -> bool:
+        """The local topic, holding (a directory for) the partitions in ``mine`` only. False
+        (logged) when a topic of that name is here from before this broker was in a cluster:
+        its data is never deleted to make room."""
+        topic_id = str(assignment.topic_id)
+        if self.broker.has_topic(name) and self.broker.describe_topic(name).topic_id != topic_id:
+            if self.broker.local_partitions(name) is None:
+                log.error("broker %d: topic %s of the cluster (id %s) has a local namesake that "
+                          "is not the cluster's (id %s, from before this data directory joined "
+                          "the cluster): not replicating it here; move that topic away",
+                          self.node_id, name, topic_id, self.broker.describe_topic(name).topic_id)
+                return False
+            self._delete_local(name)          # an older incarnation, deleted while away
+        if not self.broker.has_topic(name):
+            config, _ = self.store.topic_config(name)
+            if name == OFFSETS_TOPIC:     # as the offsets store creates it
+                config = {**offsets_topic_config(self.broker), **config}
+            try:
+                self.broker.create_topic(name, total, config, topic_id=topic_id, local=mine)
+                return True
+            except TopicExistsError:
+                pass
+        if self.broker.partition_count(name) < total:
+            self.broker.add_partitions(name, total, local=mine)
+        else:       # a local topic of this id from before that lacks partitions now held here
+            missing = [p for p in mine if not self.broker.hosts_partition(name, p)]
+            if missing:
+                raise TopicExistsError(f"topic {name!r}: partitions {missing} are assigned to "
+                                       "this broker but its local topic does not hold them")
+        return True
+
+    def _drop_topic(self, name: str):
+        """The topic is gone from ZooKeeper (or is another incarnation now): stop its
+        replicas and delete its local data."""
+        known_id = self.topic_ids.get(name)
+        dropped = [h for k, h in list(self.partitions.items()) if k[0] == name]
+        for hosted in dropped:
+            del self.partitions[(hosted.topic, hosted.partition)]
+            for f in list(self._fetchers.values()):
+                f.remove((hosted.topic, hosted.partition))
+            self._saved_hw.pop((hosted.topic, hosted.partition), None)
+        self._watched.discard(name)
+        self.topic_ids.pop(name, None)
+        self.partition_counts.pop(name, None)
+        if not is_internal(name):
+            for hosted in dropped:
+                with hosted.lock:       # no fetch or produce is using it while it goes
+                    pass
+            self._delete_local(name, known_id)
+        self.checkpoint_high_watermarks()
+        log.info("broker %d: topic %s is gone; dropped its %d local replica(s)", self.node_id,
+                 name, len(dropped))
+        self.on_change()
+
+    def _delete_local(self, name: str, known_id=None):
+        """Delete the local topic (its logs, and the groups' offsets for it). A broker that
+        holds none of it may still coordinate groups with offsets for it: they go too (only
+        the coordinator, the leader of the group's offsets partition, can write that). A local
+        topic the cluster did not create (a single node's, from before this data directory
+        joined; it holds all partitions and has another id) is left alone."""
+        for key in [k for k in self._saved_hw if k[0] == name]:
+            del self._saved_hw[key]
+        if not self.broker.has_topic(name):
+            self.broker.group_coordinator.topic_deleted(name)
+        elif self.broker.local_partitions(name) is not None \
+                or self.broker.describe_topic(name).topic_id == str(known_id):
+            self.broker.delete_topic(name)
+
+    def _drop_unknown_topics(self):
+        """At start: local topics ZooKeeper no longer has were deleted while this broker was
+        away (the data directory belongs to this cluster: ``meta.properties``)."""
+        known = set(self.store.topics())
+        for name in self.broker.list_topics():
+            # Only topics a cluster created (a single node's topics, from before this data
+            # directory joined, are not the cluster's to delete).
+            if name not in known and name not in self._watched \
+                    and self.broker.local_partitions(name) is not None:
+                log.info("broker %d: topic %s was deleted while this broker was away",
+                         self.node_id, name)
+                self._delete_local(name)
+
     def _apply_state(self, topic: str, partition: int):
-        hosted = self.partitions[(topic, partition)]
-        state = self.store.partition_state(topic, partition)
+        hosted = self.partitions.get((topic, partition))
+        if hosted is None:
+            return                      # dropped (topic deleted) since the watch fired
+        try:
+            current = self.store.topic(topic).topic_id
+            state = self.store.partition_state(topic, partition)
+        except NoNodeError:
+            current = None
+        if current != self.topic_ids.get(topic):
+            # The state of another incarnation (deleted, maybe re-created): drop this one first.
+            self._events.put((self._sync_topic, (topic,)))
+            return
         with hosted.lock:
             before = (hosted.replica.role, hosted.replica.leader_epoch)
             hosted.replica.apply(state, hosted.replicas, self.clock.monotonic_ms())

@@ -29,21 +29,18 @@ klog.cluster.replica_manager); the Partition is read without it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
-from klog.cluster.handlers import create_if_absent
+from klog.cluster.admin_handlers import request_topic_creation
 from klog.cluster.replica import FetchRequest, Role
+from klog.cluster.topic_configs import offsets_topic_config
 from klog.errors import NotEnoughReplicasError, NotLeaderOrFollowerError, \
     UnknownTopicOrPartitionError
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.partition import AppendInfo
 from klog.protocol.errors import ErrorCode as EC
-from klog.protocol.frames import encode_request
-from klog.protocol.messages import ApiKey
 
 COMMIT_REPLICATION_WAIT_S = 10.0
-OFFSETS_REPLICATION_FACTOR = 3     # Kafka's offsets.topic.replication.factor default
 
 
 class ClusterReplication:
@@ -191,25 +188,11 @@ class ClusterReplication:
 
 # -- FindCoordinator ---------------------------------------------------------------------------
 def request_offsets_topic(node, broker):
-    """Have the controller create ``__consumer_offsets`` (replication factor 3 capped by the live
-    brokers, as Kafka does at first use): directly if this broker is the controller, else by a
-    CreateTopics request to it."""
-    n = broker.config["offsets.topic.num.partitions"]
-    live = node.store.live_brokers()
-    rf = min(OFFSETS_REPLICATION_FACTOR, len(live))
-    if node.is_controller:
-        node.controller.submit(create_if_absent, node.controller, OFFSETS_TOPIC, n, rf)
-        return
-    controller = node.store.controller()
-    if controller is None or controller not in live:
-        return
-    info = live[controller][1]
-    with socket.create_connection((info["host"], info["port"]), timeout=10) as s:
-        s.sendall(encode_request(ApiKey.CREATE_TOPICS, 4, 1, f"klog-broker-{node.node_id}", {
-            "topics": [{"name": OFFSETS_TOPIC, "num_partitions": n, "replication_factor": rf,
-                        "assignments": [], "configs": []}],
-            "timeout_ms": 10000, "validate_only": False}).getvalue())
-        s.recv(1 << 16)        # the answer does not matter: the client asks again
+    """Have the controller create ``__consumer_offsets`` (``offsets.topic.replication.factor``
+    capped by the live brokers, as Kafka does at first use), with its config in ZooKeeper."""
+    rf = min(broker.config["offsets.topic.replication.factor"], len(node.store.live_brokers()))
+    request_topic_creation(node, OFFSETS_TOPIC, broker.config["offsets.topic.num.partitions"], rf,
+                           offsets_topic_config(broker))
 
 
 def find_coordinators(node, broker, keys):

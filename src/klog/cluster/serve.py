@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from klog.cluster import controlled_shutdown
+from klog.cluster import admin_handlers, controlled_shutdown
 from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
 from klog.cluster.replication import ClusterReplication
@@ -23,8 +23,8 @@ async def join(server, node_id: int, zookeeper: str, **settings):
     node.changes.loop = loop
     server.cluster = node
     server.replication = ClusterReplication(server, node)
-    server.handlers = {**handlers.HANDLERS, **cluster_handlers.HANDLERS,
-                       **controlled_shutdown.HANDLERS}
+    server.handlers = admin_handlers.install({**handlers.HANDLERS, **cluster_handlers.HANDLERS,
+                                              **controlled_shutdown.HANDLERS})
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id
     server.release_requests()     # held (if the caller held them) until this broker has joined

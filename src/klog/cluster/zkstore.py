@@ -11,6 +11,13 @@ version it was based on or fails. Paths, under a chroot (default ``/klog``):
     /brokers/topics/<topic>/partitions/<p>/state
                                              {"controller_epoch":C,"leader":L,"version":1,
                                               "leader_epoch":E,"isr":[...]}
+    /admin/delete_topics/<topic>             empty: the topic is being deleted (Kafka's marker)
+    /admin/leader_epoch_floor                klog's: {"version":1,"floor":F}; partitions of a
+                                             topic created later start at leader epoch F, so a
+                                             re-created name never goes back in epochs
+    /config/topics/<topic>                   {"version":1,"config":{"k":"v",...}}: overrides
+    /config/changes/config_change_NNNNNNNNNN sequential {"version":2,"entity_path":"topics/<t>"}:
+                                             brokers re-read what it names (Kafka's notification)
 
 Writes by the controller are multi-ops that also check the ``/controller_epoch`` version, so a
 controller that lost its place (its session expired, another was elected) changes nothing
@@ -74,6 +81,15 @@ class ControllerEpoch:
 class TopicAssignment:
     topic_id: uuid.UUID
     partitions: dict          # partition -> tuple of broker ids, the first preferred
+    version: int = -1         # of the topic znode: CreatePartitions writes by compare-and-set
+
+
+CONFIG_CHANGE_PREFIX = "config_change_"
+DELETE_BATCH = 1000           # znodes deleted per multi-op (ZooKeeper's 1 MB request limit)
+CREATE_BATCH = 500            # partitions (two znodes each) created per multi-op
+# Kafka's changeExpirationMs: older notifications are deleted by the next config write (a broker
+# that was away longer re-reads every topic's config when it comes back).
+CONFIG_CHANGE_EXPIRY_MS = 15 * 60 * 1000
 
 
 def parse_connect(connect: str) -> tuple[str, str]:
@@ -97,6 +113,11 @@ def _topic_id_text(topic_id: uuid.UUID) -> str:
 
 def _topic_id_parse(text: str) -> uuid.UUID:
     return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def _config_json(config: dict) -> bytes:
+    return json.dumps({"version": 1, "config": {k: str(v) for k, v in sorted(config.items())}}
+                      ).encode()
 
 
 def _state_json(state: LeaderAndIsr) -> bytes:
@@ -270,30 +291,54 @@ class ClusterStore:
     # -- topics and partition state ---------------------------------------------------------------
 
     def create_topic(self, name: str, assignment: dict, states: dict,
-                     fence: ControllerEpoch, topic_id: Optional[uuid.UUID] = None) -> uuid.UUID:
-        """Create a topic with its assignment and the first state of each partition, all or
-        nothing, fenced by the controller epoch. Raises NodeExistsError if it exists."""
+                     fence: ControllerEpoch, topic_id: Optional[uuid.UUID] = None,
+                     config: Optional[dict] = None) -> uuid.UUID:
+        """Create a topic with its config overrides, assignment and the first state of each
+        partition, fenced by the controller epoch: one multi-op with the first ``CREATE_BATCH``
+        partitions, then the rest (``create_partition_states``). Raises NodeExistsError if it
+        exists (or is still being deleted: its config node is there until the end)."""
         topic_id = topic_id or uuid.uuid4()
+        self.ensure_admin_paths()
         topic = {"version": 3, "topic_id": _topic_id_text(topic_id),
                  "partitions": {str(p): list(r) for p, r in sorted(assignment.items())},
                  "adding_replicas": {}, "removing_replicas": {}}
         t = self._zk.transaction()
         t.check(self._path("controller_epoch"), fence.zk_version)
+        # Kafka writes the config before the assignment: a broker that sees the topic finds it.
+        t.create(self._path("config", "topics", name), _config_json(config or {}))
         t.create(self._path("brokers", "topics", name), json.dumps(topic).encode())
         t.create(self._path("brokers", "topics", name, "partitions"))
-        for p in sorted(assignment):
+        ordered = sorted(assignment)
+        for p in ordered[:CREATE_BATCH]:
             t.create(self._path("brokers", "topics", name, "partitions", p))
             t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
                      _state_json(states[p]))
         self._commit(t, f"create topic {name}")
+        self.create_partition_states(name, {p: states[p] for p in ordered[CREATE_BATCH:]}, fence)
         return topic_id
+
+    def create_partition_states(self, name: str, states: dict, fence: ControllerEpoch) -> None:
+        """Create the znodes of partitions whose assignment is written but whose state is not,
+        in fenced multi-ops of at most ``CREATE_BATCH`` partitions: the rest of a large topic
+        (ZooKeeper refuses a request over 1 MB and drops the connection), or what a controller
+        that failed midway left (its successor finishes it). Partitions already there are
+        skipped."""
+        base = self._path("brokers", "topics", name, "partitions")
+        todo = [p for p in sorted(states) if not self._zk.exists(f"{base}/{p}")]
+        for start in range(0, len(todo), CREATE_BATCH):
+            t = self._zk.transaction()
+            t.check(self._path("controller_epoch"), fence.zk_version)
+            for p in todo[start:start + CREATE_BATCH]:
+                t.create(f"{base}/{p}")
+                t.create(f"{base}/{p}/state", _state_json(states[p]))
+            self._commit(t, f"create partitions of topic {name}")
 
     def topics(self) -> list[str]:
         return sorted(self._zk.get_children(self._path("brokers", "topics")))
 
     def topic(self, name: str) -> TopicAssignment:
         path = self._path("brokers", "topics", name)
-        value, _ = self._read_json(path)
+        value, stat = self._read_json(path)
         try:
             topic_id = _topic_id_parse(value["topic_id"])
             parts = {int(p): tuple(int(r) for r in replicas)
@@ -303,7 +348,164 @@ class ClusterStore:
                                            f"({type(e).__name__}: {e})") from None
         if not parts or any(not r for r in parts.values()):
             raise CorruptClusterStateError(f"ZooKeeper node {path}: a partition with no replicas")
-        return TopicAssignment(topic_id, parts)
+        return TopicAssignment(topic_id, parts, stat.version)
+
+    def add_partitions(self, name: str, current: TopicAssignment, added: dict, states: dict,
+                       fence: ControllerEpoch) -> None:
+        """Grow a topic by the partitions in ``added`` (partition -> replicas) with their first
+        states: the assignment (with the first ``CREATE_BATCH`` new partitions) is rewritten by
+        compare-and-set on ``current.version``, fenced; BadVersionError if the topic changed
+        since it was read. The other partitions follow (``create_partition_states``)."""
+        path = self._path("brokers", "topics", name)
+        value, _ = self._read_json(path)
+        value["partitions"] = {str(p): list(r) for p, r in
+                               sorted({**current.partitions, **added}.items())}
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.set_data(path, json.dumps(value).encode(), version=current.version)
+        ordered = sorted(added)
+        for p in ordered[:CREATE_BATCH]:
+            t.create(self._path("brokers", "topics", name, "partitions", p))
+            t.create(self._path("brokers", "topics", name, "partitions", p, "state"),
+                     _state_json(states[p]))
+        self._commit(t, f"add partitions to topic {name}")
+        self.create_partition_states(name, {p: states[p] for p in ordered[CREATE_BATCH:]}, fence)
+
+    def ensure_admin_paths(self) -> None:
+        """The parents of deletion markers, topic configs and change notifications (a cluster
+        made by an older klog lacks them)."""
+        for path in ("/admin/delete_topics", "/config/topics", "/config/changes"):
+            self._zk.ensure_path(self.chroot + path)
+
+    # -- topic deletion --------------------------------------------------------------------------
+
+    def mark_topic_for_deletion(self, name: str, fence: ControllerEpoch) -> None:
+        """Kafka's ``/admin/delete_topics/<topic>`` marker, fenced; a marker already there is
+        fine (a retried request)."""
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.create(self._path("admin", "delete_topics", name))
+        try:
+            self._commit(t, f"mark topic {name} for deletion")
+        except NodeExistsError:
+            pass
+
+    def topics_marked_for_deletion(self) -> list[str]:
+        return sorted(self._zk.get_children(self._path("admin", "delete_topics")))
+
+    def leader_epoch_floor(self) -> tuple[int, int]:
+        """(floor, znode version); (0, -1) when no topic was ever deleted."""
+        path = self._path("admin", "leader_epoch_floor")
+        try:
+            value, stat = self._read_json(path)
+        except NoNodeError:
+            return 0, -1
+        floor = value.get("floor") if isinstance(value, dict) else None
+        if not isinstance(floor, int) or floor < 0:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad floor {value!r}")
+        return floor, stat.version
+
+    def delete_topic(self, name: str, fence: ControllerEpoch, retired_epoch: int) -> None:
+        """Remove the topic, fenced at every step: first raise the leader-epoch floor above
+        ``retired_epoch`` (the highest epoch its partitions reached; compare-and-set,
+        BadVersionError if it moved), then delete the partitions' znodes in multi-ops of at
+        most ``DELETE_BATCH`` (a large topic does not fit ZooKeeper's request limit in one), then
+        the assignment, config and deletion marker together. A controller that fails in
+        between leaves the marker, and the next one goes on from what is left."""
+        floor, floor_version = self.leader_epoch_floor()
+        new_floor = json.dumps({"version": 1, "floor": max(floor, retired_epoch + 1)}).encode()
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        if floor_version < 0:
+            t.create(self._path("admin", "leader_epoch_floor"), new_floor)
+        else:
+            t.set_data(self._path("admin", "leader_epoch_floor"), new_floor, version=floor_version)
+        self._commit(t, f"delete topic {name}")
+        partitions = self._path("brokers", "topics", name, "partitions")
+        doomed = []
+        for p in self._zk.get_children(partitions):
+            for child in self._zk.get_children(f"{partitions}/{p}"):
+                doomed.append(f"{partitions}/{p}/{child}")
+            doomed.append(f"{partitions}/{p}")
+        for start in range(0, len(doomed), DELETE_BATCH):
+            t = self._zk.transaction()
+            t.check(self._path("controller_epoch"), fence.zk_version)
+            for path in doomed[start:start + DELETE_BATCH]:
+                t.delete(path)
+            self._commit(t, f"delete topic {name}")
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.delete(partitions)
+        t.delete(self._path("brokers", "topics", name))
+        for path in (self._path("config", "topics", name),
+                     self._path("admin", "delete_topics", name)):
+            if self._zk.exists(path):
+                t.delete(path)
+        self._commit(t, f"delete topic {name}")
+
+    def delete_topic_leftovers(self, name: str, fence: ControllerEpoch) -> None:
+        """The config and marker of a topic whose assignment is already gone, fenced."""
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        for path in (self._path("config", "topics", name),
+                     self._path("admin", "delete_topics", name)):
+            if self._zk.exists(path):
+                t.delete(path)
+        self._commit(t, f"finish deleting topic {name}")
+
+    # -- topic configs ---------------------------------------------------------------------------
+
+    def topic_config(self, name: str) -> tuple[dict, int]:
+        """(overrides, znode version) of ``/config/topics/<name>``; ({}, -1) if absent."""
+        path = self._path("config", "topics", name)
+        try:
+            value, stat = self._read_json(path)
+        except NoNodeError:
+            return {}, -1
+        config = value.get("config") if isinstance(value, dict) else None
+        if not isinstance(config, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in config.items()):
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: bad topic config {value!r}")
+        return dict(config), stat.version
+
+    def set_topic_config(self, name: str, config: dict, version: int,
+                         fence: ControllerEpoch) -> None:
+        """Replace the topic's overrides by compare-and-set on ``version`` (-1: the node is
+        new) and announce it with a ``/config/changes`` sequential node, in one fenced multi-op.
+        BadVersionError if the config changed since it was read."""
+        path = self._path("config", "topics", name)
+        t = self._zk.transaction()
+        t.check(self._path("controller_epoch"), fence.zk_version)
+        t.check(self._path("brokers", "topics", name), -1)      # the topic still exists
+        if version < 0:
+            t.create(path, _config_json(config))
+        else:
+            t.set_data(path, _config_json(config), version=version)
+        t.create(self._path("config", "changes", CONFIG_CHANGE_PREFIX),
+                 json.dumps({"version": 2, "entity_path": f"topics/{name}"}).encode(),
+                 sequence=True)
+        now_ms = time.time() * 1000
+        for child in self._zk.get_children(self._path("config", "changes")):
+            stat = self._zk.exists(self._path("config", "changes", child))
+            if stat is not None and now_ms - stat.ctime > CONFIG_CHANGE_EXPIRY_MS:
+                t.delete(self._path("config", "changes", child), version=stat.version)
+        self._commit(t, f"change the config of topic {name}")
+
+    def config_changes(self) -> list[tuple[int, str]]:
+        """[(sequence number, topic)] of the change notifications present, oldest first."""
+        out = []
+        for child in self._zk.get_children(self._path("config", "changes")):
+            seq = child[len(CONFIG_CHANGE_PREFIX):]
+            if not child.startswith(CONFIG_CHANGE_PREFIX) or not seq.isdigit():
+                continue
+            try:
+                value, _ = self._read_json(self._path("config", "changes", child))
+            except NoNodeError:
+                continue          # purged meanwhile
+            entity = value.get("entity_path", "") if isinstance(value, dict) else ""
+            if isinstance(entity, str) and entity.startswith("topics/"):
+                out.append((int(seq), entity[len("topics/"):]))
+        return sorted(out)
 
     def partition_state(self, topic: str, partition: int) -> LeaderAndIsr:
         path = self._path("brokers", "topics", topic, "partitions", partition, "state")

@@ -251,7 +251,10 @@ class OffsetStore:
         offsets, groups = {}, {}
         if OFFSETS_TOPIC not in self._broker.list_topics(internal=True):
             return LoadedOffsets(offsets, groups)
-        for p in (range(self.num_partitions) if partitions is None else partitions):
+        if partitions is None:     # cluster mode: only the partitions held here
+            partitions = [p for p in range(self.num_partitions)
+                          if self._broker.hosts_partition(OFFSETS_TOPIC, p)]
+        for p in partitions:
             # To the log end, as Kafka's GroupMetadataManager loads: the leader's log is the
             # group's state.
             for record in self._broker.partition(OFFSETS_TOPIC, p).records(isolation=LOG_END):

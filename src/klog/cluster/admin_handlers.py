@@ -1,0 +1,546 @@
+"""Cluster administration over the wire (``klog serve --zookeeper``), Kafka's ZooKeeper-mode
+design: every change of cluster state is made by the controller, as a version-checked multi-op
+fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
+
+- CreateTopics, DeleteTopics, CreatePartitions and ElectLeaders are answered by the controller;
+  another broker answers NOT_CONTROLLER and clients retry on the controller Metadata names (as
+  they do with Kafka, which they send these requests to).
+- CreateTopics writes the topic's config overrides to ``/config/topics/<topic>``; replication
+  factor -1 means ``default.replication.factor``, partitions -1 ``num.partitions``.
+- DeleteTopics marks the topic in ``/admin/delete_topics`` and the controller deletes it; every
+  broker drops its replicas (and the groups' offsets for it) when it sees the topic gone.
+- ElectLeaders (43): PREFERRED or UNCLEAN per partition, with Kafka's per-partition errors
+  (ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE,
+  UNKNOWN_TOPIC_OR_PARTITION); asked for all partitions (null), those that need no election
+  are left out of the answer, as Kafka does.
+- AlterConfigs / IncrementalAlterConfigs on TOPIC resources change ``/config/topics`` through
+  the controller (clients send them to any broker: a non-controller forwards them, KIP-590's
+  idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
+  DescribeConfigs reads ZooKeeper. Values are validated as on a single node (INVALID_CONFIG).
+  BROKER resources stay this broker's own, as on a single node.
+- Metadata auto-creates unknown topics (``auto.create.topics.enable``) through the controller
+  with ``default.replication.factor``, answering LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
+
+``install`` puts these over the handlers the server already uses in cluster mode.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import struct
+from types import SimpleNamespace
+
+from kazoo.exceptions import BadVersionError
+
+from klog.broker import _canonical_config
+from klog.broker_config import config_string
+from klog.cluster.assignment import InvalidReplicationFactorError
+from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
+from klog.cluster.zkstore import NotControllerError
+from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, TopicExistsError,
+                         UnknownTopicOrPartitionError)
+from klog.metadata import is_internal, validate_topic_name
+from klog.protocol import elect_leaders as _elect_leaders_schema  # noqa: F401 - registers API 43
+from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.frames import decode_response, encode_request
+from klog.protocol.messages import REQUESTS, ApiKey
+from klog.protocol.types import ZERO_UUID
+from klog.server import admin as single
+from klog.server import handlers as base
+
+log = logging.getLogger("klog.cluster.admin")
+
+HANDLERS = {}
+CONTROLLER_TIMEOUT_S = 30.0
+FORWARDED_CLIENT_ID = "klog-forwarded-by-"   # a forwarded request is never forwarded again
+
+
+def api(key):
+    def register(fn):
+        HANDLERS[key] = fn
+        return fn
+    return register
+
+
+def install(handlers: dict) -> dict:
+    """The cluster-mode handler table: ``handlers`` with these on top (Metadata wraps the one
+    in ``handlers``, adding auto-creation)."""
+    out = {**handlers, **HANDLERS}
+    out[ApiKey.METADATA] = _auto_creating(handlers[ApiKey.METADATA])
+    return out
+
+
+def _node(ctx):
+    return ctx.server.cluster
+
+
+class ControllerTimeoutError(KlogError):
+    """The controller did not finish within the request's time (it may still do it)."""
+    error_code = EC.REQUEST_TIMED_OUT
+
+
+def on_controller(node, fn, *args):
+    """Run ``fn(controller, *args)`` on this broker's controller thread and return its result
+    (or raise what it raised); NotControllerError if this broker is not the controller."""
+    if not node.is_controller:
+        raise NotControllerError(f"broker {node.node_id} is not the controller")
+    done = node.controller.submit(fn, node.controller, *args)
+    try:
+        result = done.get(timeout=CONTROLLER_TIMEOUT_S)
+    except queue.Empty:
+        raise ControllerTimeoutError(
+            f"the controller did not answer within {CONTROLLER_TIMEOUT_S:g} s") from None
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _code(exc) -> int:
+    if isinstance(exc, NotControllerError):
+        return EC.NOT_CONTROLLER
+    if isinstance(exc, InvalidReplicationFactorError):
+        return EC.INVALID_REPLICATION_FACTOR
+    if isinstance(exc, KlogError):
+        return base.error_code(exc)
+    return EC.UNKNOWN_SERVER_ERROR
+
+
+def _not_controller(node) -> str:
+    return f"broker {node.node_id} is not the controller"
+
+
+def request_topic_creation(node, name, partitions, replication_factor, config=None):
+    """Have the controller create a topic unless it exists (auto-creation, the offsets topic):
+    directly if this broker is the controller, else by a CreateTopics request to it. Returns
+    without waiting for the answer: the caller's client asks again."""
+    if node.is_controller:
+        node.controller.submit(_create_if_absent, node.controller, name, partitions,
+                               replication_factor, None, config)
+        return
+    _send_to_controller(node, ApiKey.CREATE_TOPICS, 4, {
+        "topics": [{"name": name, "num_partitions": partitions,
+                    "replication_factor": replication_factor, "assignments": [],
+                    "configs": [{"name": k, "value": str(v)} for k, v in (config or {}).items()]}],
+        "timeout_ms": 10000, "validate_only": False}, wait=False)
+
+
+def _send_to_controller(node, api_key, version, body, wait=True):
+    """One request to the controller broker; its decoded answer (None with ``wait=False``)."""
+    store = node.store
+    controller, live = store.controller(), store.live_brokers()
+    if controller is None or controller not in live or controller == node.node_id:
+        raise NotControllerError("no controller is elected just now")
+    info = live[controller][1]
+    with socket.create_connection((info["host"], info["port"]), timeout=CONTROLLER_TIMEOUT_S) as s:
+        s.sendall(encode_request(api_key, version, 1, f"{FORWARDED_CLIENT_ID}{node.node_id}",
+                                 body).getvalue())
+        if not wait:
+            s.recv(1 << 16)
+            return None
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        _, answer = decode_response(api_key, version, memoryview(_recv(s, size)))
+        return answer
+
+
+def _recv(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("the controller closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+# -- ApiVersions: what this (cluster-mode) server answers ----------------------------------------
+@api(ApiKey.API_VERSIONS)
+async def api_versions(ctx, body):
+    answer = base.api_versions_body(ctx.version)
+    listed = {k["api_key"] for k in answer["api_keys"]}
+    for key in sorted(set(ctx.server.handlers) - listed):
+        s = REQUESTS.get(key)
+        if s is not None:
+            answer["api_keys"].append({"api_key": key, "min_version": s.min_version,
+                                       "max_version": s.max_version})
+    answer["api_keys"].sort(key=lambda k: k["api_key"])
+    return answer
+
+
+# -- CreateTopics --------------------------------------------------------------------------------
+def _create_if_absent(controller, name, partitions, replication_factor, assignment=None,
+                      config=None):
+    """On the controller thread, so two requests for one name cannot both pass the check."""
+    if name in controller.store.topics():
+        raise TopicExistsError(f"topic {name!r} already exists")
+    return controller.create_topic(name, partitions, replication_factor, assignment, config)
+
+
+class InvalidReplicaAssignmentError(KlogError):
+    error_code = EC.INVALID_REPLICA_ASSIGNMENT
+
+
+def _check_assignment(lists, live, what, replication_factor=None):
+    """Replica lists naming live brokers, no duplicates, one size for all."""
+    for i, ids in enumerate(lists):
+        if not ids:
+            raise InvalidReplicaAssignmentError(f"{what} {i}: empty replica list")
+        if len(set(ids)) != len(ids):
+            raise InvalidReplicaAssignmentError(f"{what} {i}: duplicate brokers in {list(ids)}")
+        unknown = sorted(set(ids) - set(live))
+        if unknown:
+            raise InvalidReplicaAssignmentError(
+                f"{what} {i}: broker(s) {unknown} in the replica assignment are not registered "
+                f"(live brokers: {sorted(live)})")
+        size = replication_factor or len(lists[0])
+        if len(ids) != size:
+            raise InvalidReplicaAssignmentError(
+                f"{what} {i}: {len(ids)} replicas, but the others have {size} (inconsistent "
+                "replication factor between partitions)")
+
+
+def _create_topic(node, broker, t, validate_only):
+    name = t["name"]
+    validate_topic_name(name)
+    config = {c["name"]: c["value"] for c in t["configs"] if c["value"] is not None}
+    overrides = _canonical_config(config)
+    broker.config.topic_config(overrides)        # validates every value (INVALID_CONFIG)
+    live = node.store.live_brokers()
+    n, rf, assignment = t["num_partitions"], t["replication_factor"], None
+    if t["assignments"]:
+        if n != -1 or rf != -1:   # Kafka: with an explicit assignment both must be -1
+            raise single.InvalidRequestError("num_partitions and replication_factor must be -1 "
+                                              "when a replica assignment is given")
+        by_partition = {a["partition_index"]: tuple(a["broker_ids"]) for a in t["assignments"]}
+        if sorted(by_partition) != list(range(len(t["assignments"]))):
+            raise InvalidReplicaAssignmentError(
+                f"partitions in the replica assignment must be 0..{len(t['assignments']) - 1}, "
+                f"not {sorted(a['partition_index'] for a in t['assignments'])}")
+        _check_assignment([by_partition[p] for p in sorted(by_partition)], live, "partition")
+        assignment, n, rf = by_partition, len(by_partition), len(by_partition[0])
+    n = broker.config["num.partitions"] if n == -1 else n
+    rf = broker.config["default.replication.factor"] if rf == -1 else rf
+    if n < 1 or n > base.MAX_PARTITIONS:
+        raise InvalidPartitionsError(f"partition count must be 1..{base.MAX_PARTITIONS}, not {n}")
+    if not 1 <= rf <= len(live):
+        raise InvalidReplicationFactorError(
+            f"replication factor {rf} is not within 1..{len(live)} (live brokers)")
+    if name in node.store.topics():
+        raise TopicExistsError(f"topic {name!r} already exists")
+    topic_id = None
+    if not validate_only:
+        topic_id = on_controller(node, _create_if_absent, name, n, rf, assignment,
+                                 {k: config_string(v) for k, v in overrides.items()})
+    return topic_id, n, rf
+
+
+def _create_topics(node, broker, body):
+    out = []
+    for t in body["topics"]:
+        res = {"name": t["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
+               "replication_factor": -1, "configs": None}
+        out.append(res)
+        if not node.is_controller:
+            res["error_code"], res["error_message"] = EC.NOT_CONTROLLER, _not_controller(node)
+            continue
+        try:
+            topic_id, n, rf = _create_topic(node, broker, t,
+                                                       body.get("validate_only", False))
+        except (KlogError, ValueError, TypeError) as exc:
+            res["error_code"] = _code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
+            res["error_message"] = str(exc)[:500]
+            continue
+        if topic_id is not None:
+            res["topic_id"] = topic_id
+        res["num_partitions"], res["replication_factor"] = n, rf
+    return out
+
+
+@api(ApiKey.CREATE_TOPICS)
+async def create_topics(ctx, body):
+    return {"throttle_time_ms": 0,
+            "topics": await base._run(_create_topics, _node(ctx), ctx.broker, body)}
+
+
+# -- DeleteTopics --------------------------------------------------------------------------------
+def _delete_topic(node, name):
+    if is_internal(name):
+        raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
+    if name not in node.store.topics():
+        raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+    on_controller(node, Controller.delete_topic, name)
+
+
+def _delete_topics(node, body, version):
+    out = []
+    if version >= 6:
+        asked = [(t.get("name"), t.get("topic_id", ZERO_UUID)) for t in body["topics"]]
+    else:
+        asked = [(n, None) for n in body["topic_names"]]
+    ids = {v: k for k, v in node.manager.topic_ids.items()}
+    for name, topic_id in asked:
+        res = {"name": name, "error_code": 0, "error_message": None}
+        if version >= 6:
+            res["topic_id"] = topic_id
+        out.append(res)
+        try:
+            if not node.is_controller:
+                raise NotControllerError(_not_controller(node))
+            if version >= 6:
+                if name is not None and topic_id != ZERO_UUID:
+                    raise single.InvalidRequestError("give a topic name or a topic id, not both")
+                if name is None:
+                    name = res["name"] = ids.get(topic_id)
+                    if name is None:
+                        res["error_code"] = EC.UNKNOWN_TOPIC_ID
+                        res["error_message"] = f"no topic has id {topic_id}"
+                        continue
+                else:
+                    res["topic_id"] = node.manager.topic_ids.get(name, ZERO_UUID)
+            _delete_topic(node, name)
+        except KlogError as exc:
+            res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
+    return out
+
+
+@api(ApiKey.DELETE_TOPICS)
+async def delete_topics(ctx, body):
+    return {"throttle_time_ms": 0,
+            "responses": await base._run(_delete_topics, _node(ctx), body, ctx.version)}
+
+
+# -- CreatePartitions ----------------------------------------------------------------------------
+def _create_partitions(node, body):
+    out = []
+    names = [t["name"] for t in body["topics"]]
+    for t in body["topics"]:
+        name, count = t["name"], t["count"]
+        res = {"name": name, "error_code": 0, "error_message": None}
+        out.append(res)
+        try:
+            if not node.is_controller:
+                raise NotControllerError(_not_controller(node))
+            if names.count(name) > 1:
+                raise single.InvalidRequestError(
+                    f"topic {name!r} appears more than once in the request")
+            if name not in node.store.topics():
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            if is_internal(name):
+                raise InternalTopicError(
+                    f"topic {name!r} is internal: its partition count cannot change")
+            current = node.store.topic(name)
+            have = len(current.partitions)
+            if count > base.MAX_PARTITIONS:
+                raise InvalidPartitionsError(
+                    f"partition count {count} exceeds this server's limit of {base.MAX_PARTITIONS}")
+            if count <= have:   # Kafka's wording
+                raise InvalidPartitionsError(
+                    f"Topic already has {have} partitions." if count == have else
+                    f"Topic currently has {have} partitions, which is higher than the "
+                    f"requested {count}.")
+            assignment = None
+            if t["assignments"] is not None:
+                assignment = [tuple(a["broker_ids"]) for a in t["assignments"]]
+                if len(assignment) != count - have:
+                    raise InvalidReplicaAssignmentError(
+                        f"Increasing the number of partitions by {count - have} but "
+                        f"{len(assignment)} assignments provided.")
+                _check_assignment(assignment, node.store.live_brokers(), "new partition",
+                                  len(current.partitions[0]))
+            elif len(current.partitions[0]) > len(node.store.live_brokers()):
+                raise InvalidReplicationFactorError(
+                    f"replication factor {len(current.partitions[0])} is larger than the "
+                    f"{len(node.store.live_brokers())} live brokers")
+            if not body.get("validate_only"):
+                on_controller(node, Controller.add_partitions, name, count, assignment)
+        except KlogError as exc:
+            res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
+    return out
+
+
+@api(ApiKey.CREATE_PARTITIONS)
+async def create_partitions(ctx, body):
+    return {"throttle_time_ms": 0,
+            "results": await base._run(_create_partitions, _node(ctx), body)}
+
+
+# -- ElectLeaders (43) ---------------------------------------------------------------------------
+def _elect_leaders(node, election_type, partitions):
+    return on_controller(node, Controller.elect_leaders, election_type, partitions)
+
+
+@api(ApiKey.ELECT_LEADERS)
+async def elect_leaders(ctx, body):
+    election_type = body.get("election_type", PREFERRED) if ctx.version >= 1 else PREFERRED
+    asked = body["topic_partitions"]
+    answer = {"throttle_time_ms": 0, "error_code": 0, "replica_election_results": []}
+    if election_type not in (PREFERRED, UNCLEAN):
+        answer["error_code"] = EC.INVALID_REQUEST
+        return answer
+    partitions = None
+    if asked is not None:
+        partitions = list(dict.fromkeys((t["topic"], p) for t in asked for p in t["partition_id"]))
+    try:
+        results = await base._run(_elect_leaders, _node(ctx), election_type, partitions)
+    except KlogError as exc:
+        # Kafka answers per partition (NOT_CONTROLLER on a broker that is not the controller);
+        # asked for every partition, there are none to answer for: the error goes on top.
+        results = {tp: (_code(exc), str(exc)[:500]) for tp in partitions or ()}
+        if partitions is None and ctx.version >= 1:
+            answer["error_code"] = _code(exc)
+    by_topic: dict = {}
+    for (topic, p), (code, message) in results.items():
+        if asked is None and code == EC.ELECTION_NOT_NEEDED:
+            continue        # Kafka leaves out what the client did not name
+        by_topic.setdefault(topic, []).append(
+            {"partition_id": p, "error_code": code, "error_message": message})
+    answer["replica_election_results"] = [{"topic": t, "partition_result": ps}
+                                          for t, ps in by_topic.items()]
+    return answer
+
+
+# -- topic configs: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs ----------------------
+class ClusterTopicConfigs:
+    """The broker's topic-config surface (``describe_topic``, ``topic_overrides``,
+    ``alter_topic_config``) over ZooKeeper's ``/config/topics``, so the single-node config
+    handlers (klog.server.admin) serve cluster mode unchanged; everything else is the broker's.
+    ``alter_topic_config`` validates as a single node does and writes through the controller."""
+
+    def __init__(self, node, broker):
+        self._node = node
+        self._broker = broker
+
+    def __getattr__(self, name):
+        return getattr(self._broker, name)
+
+    def _overrides(self, name):
+        if name not in self._node.store.topics():
+            raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+        config, version = self._node.store.topic_config(name)
+        return _canonical_config(config), version
+
+    def topic_overrides(self, name):
+        return self._overrides(name)[0]
+
+    def describe_topic(self, name):
+        overrides = self.topic_overrides(name)
+        return SimpleNamespace(config=self._broker.config.topic_config(overrides).to_dict())
+
+    def alter_topic_config(self, name, changes, validate_only=False):
+        for _ in range(CAS_ATTEMPTS):
+            overrides, version = self._overrides(name)
+            new = dict(overrides)
+            for key, value in changes.items():
+                if value is None:
+                    new.pop(key, None)
+                else:
+                    new.update(_canonical_config({key: value}))
+            log_config = self._broker.config.topic_config(new)     # validates everything
+            if is_internal(name):
+                before = self._broker.config.topic_config(overrides).cleanup_policy
+                if log_config.cleanup_policy != before:   # its readers need every key's latest
+                    raise InternalTopicError(
+                        f"topic {name!r} is internal: its cleanup.policy stays {before!r} "
+                        f"(asked for {log_config.cleanup_policy!r})")
+            if validate_only:
+                return
+            try:
+                on_controller(self._node, Controller.set_topic_config, name,
+                              {k: config_string(v) for k, v in new.items()}, version)
+                return
+            except BadVersionError:
+                continue         # changed meanwhile: apply the changes to what is there now
+        raise single.InvalidRequestError(f"the config of topic {name!r} kept changing; "
+                                         "try again")
+
+
+def _describe_configs(node, broker, body):
+    view = ClusterTopicConfigs(node, broker)
+    results = []
+    for r in body["resources"]:
+        res = {"error_code": 0, "error_message": None, "resource_type": r["resource_type"],
+               "resource_name": r["resource_name"], "configs": []}
+        try:
+            res["configs"] = single._describe_resource(
+                view, r, body.get("include_synonyms", False),
+                body.get("include_documentation", False))
+        except KlogError as exc:
+            res["error_code"] = single._code(exc, r["resource_type"])
+            res["error_message"] = str(exc)
+        results.append(res)
+    return {"throttle_time_ms": 0, "results": results}
+
+
+@api(ApiKey.DESCRIBE_CONFIGS)
+async def describe_configs(ctx, body):
+    return await base._run(_describe_configs, _node(ctx), ctx.broker, body)
+
+
+def _alter_configs(ctx, body, incremental):
+    """TOPIC resources through the controller (forwarded there by another broker), the rest
+    here, answered in the request's order."""
+    node, broker = _node(ctx), ctx.broker
+    here = node.is_controller or (ctx.header.client_id or "").startswith(FORWARDED_CLIENT_ID)
+    topics = [r for r in body["resources"] if r["resource_type"] == single.TOPIC]
+    if here or not topics:
+        return single._alter_configs(ClusterTopicConfigs(node, broker), body, incremental)
+    others = [r for r in body["resources"] if r["resource_type"] != single.TOPIC]
+    answers = single._alter_configs(broker, {**body, "resources": others}, incremental)
+    api_key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
+    try:
+        forwarded = _send_to_controller(node, api_key, ctx.version,
+                                        {**body, "resources": topics})["responses"]
+    except (KlogError, OSError, ValueError) as exc:
+        code = EC.NOT_CONTROLLER if isinstance(exc, NotControllerError) else EC.REQUEST_TIMED_OUT
+        forwarded = [{"error_code": code, "error_message": f"forwarding to the controller: {exc}",
+                      "resource_type": r["resource_type"], "resource_name": r["resource_name"]}
+                     for r in topics]
+    forwarded, answers = iter(forwarded), iter(answers)
+    return [next(forwarded) if r["resource_type"] == single.TOPIC else next(answers)
+            for r in body["resources"]]
+
+
+@api(ApiKey.INCREMENTAL_ALTER_CONFIGS)
+async def incremental_alter_configs(ctx, body):
+    return {"throttle_time_ms": 0, "responses": await base._run(_alter_configs, ctx, body, True)}
+
+
+@api(ApiKey.ALTER_CONFIGS)
+async def alter_configs(ctx, body):
+    return {"throttle_time_ms": 0, "responses": await base._run(_alter_configs, ctx, body, False)}
+
+
+# -- Metadata: auto-creation ---------------------------------------------------------------------
+def _auto_creating(metadata):
+    async def handler(ctx, body):
+        answer = await metadata(ctx, body)
+        allowed = body.get("allow_auto_topic_creation", True) if ctx.version >= 4 else True
+        if not allowed or not ctx.broker.config["auto.create.topics.enable"] \
+                or not body.get("topics"):
+            return answer
+        for t in answer["topics"]:
+            if t["error_code"] != EC.UNKNOWN_TOPIC_OR_PARTITION or not t.get("name"):
+                continue
+            try:
+                validate_topic_name(t["name"])
+            except KlogError:
+                t["error_code"] = EC.INVALID_TOPIC_EXCEPTION
+                continue
+            if is_internal(t["name"]):
+                continue
+            try:
+                await base._run(_auto_create, _node(ctx), ctx.broker, t["name"])
+            except Exception as exc:     # noqa: BLE001 - the client asks again
+                log.warning("auto-creating topic %s: %s", t["name"], exc)
+            t["error_code"] = EC.LEADER_NOT_AVAILABLE
+        return answer
+    return handler
+
+
+def _auto_create(node, broker, name):
+    live = len(node.store.live_brokers())
+    rf = broker.config["default.replication.factor"]
+    if rf > live:
+        raise InvalidReplicationFactorError(
+            f"default.replication.factor {rf} is larger than the {live} live brokers")
+    request_topic_creation(node, name, broker.config["num.partitions"], rf)
