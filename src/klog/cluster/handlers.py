@@ -1,30 +1,26 @@
-"""The Kafka requests a broker answers from ZooKeeper's view of the cluster in cluster mode
-(``klog serve --zookeeper``): the server uses these in place of the single-node handlers of
-klog.server.handlers (``Server.handlers``). Every other request has one path for both modes:
-Produce, Fetch, ListOffsets, OffsetForLeaderEpoch, InitProducerId, FindCoordinator and the group
-requests ask the Partition and ``Server.replication`` (klog.cluster.replication.
-ClusterReplication here).
+"""Metadata in cluster mode (``klog serve --zookeeper``): the one request a cluster member
+answers from ZooKeeper's view with its own handler, in place of the single-node one of
+klog.server.handlers (``Server.handlers``; klog.cluster.admin_handlers.install adds the
+controller's admin requests, klog.cluster.controlled_shutdown ControlledShutdown). Every other
+request has one path for both modes: Produce, Fetch, ListOffsets, OffsetForLeaderEpoch,
+InitProducerId, FindCoordinator and the group requests ask the Partition and
+``Server.replication`` (klog.cluster.replication.ClusterReplication here).
 
-- Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
-  offline replicas and leader epoch, from ZooKeeper. Topics are never auto-created.
-- CreateTopics goes to the controller (a non-controller answers NOT_CONTROLLER; clients then
-  retry on the controller that Metadata names).
-- DeleteTopics and CreatePartitions are refused (INVALID_REQUEST, saying so) until they go
-  through the controller.
+Metadata lists the live brokers, the controller, and per partition the leader, replicas, ISR,
+offline replicas and leader epoch, from ZooKeeper (the last view read while ZooKeeper is
+unreachable). Auto-creation is admin_handlers' wrapper.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from klog.errors import KlogError, TopicExistsError
-from klog.metadata import INTERNAL_TOPICS, validate_topic_name
+from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 from klog.server import handlers as base
 
 HANDLERS = {}
-CONTROLLER_TIMEOUT_S = 30.0
 
 
 def api(key):
@@ -113,98 +109,3 @@ async def metadata(ctx, body):
         "cluster_authorized_operations": CLUSTER_OPERATIONS
         if body.get("include_cluster_authorized_operations") else INT32_MIN,
     }
-
-
-# -- CreateTopics ------------------------------------------------------------------------------
-def _create_topics(node, broker, body):
-    out = []
-    for t in body["topics"]:
-        name = t["name"]
-        res = {"name": name, "error_code": 0, "error_message": None, "num_partitions": -1,
-               "replication_factor": -1, "configs": None}
-        out.append(res)
-        if not node.is_controller:
-            res["error_code"] = EC.NOT_CONTROLLER
-            res["error_message"] = f"broker {node.node_id} is not the controller"
-            continue
-        try:
-            validate_topic_name(name)
-            n = t["num_partitions"]
-            n = broker.config["num.partitions"] if n == -1 else n
-            rf = t["replication_factor"]
-            rf = 1 if rf == -1 else rf
-            live = node.store.live_brokers()
-            if t["assignments"]:
-                res["error_code"] = EC.INVALID_REQUEST
-                res["error_message"] = "explicit replica assignments are not supported yet"
-                continue
-            if n < 1 or n > base.MAX_PARTITIONS:
-                res["error_code"] = EC.INVALID_PARTITIONS
-                res["error_message"] = f"partition count must be 1..{base.MAX_PARTITIONS}, not {n}"
-                continue
-            if not 1 <= rf <= len(live):
-                res["error_code"] = EC.INVALID_REPLICATION_FACTOR
-                res["error_message"] = (f"replication factor {rf} is not within 1..{len(live)} "
-                                        "(live brokers)")
-                continue
-            if name in node.store.topics():
-                res["error_code"] = EC.TOPIC_ALREADY_EXISTS
-                res["error_message"] = f"topic {name!r} already exists"
-                continue
-            if not body.get("validate_only"):
-                done = node.controller.submit(_create_if_absent, node.controller, name, n, rf)
-                topic_id = done.get(timeout=CONTROLLER_TIMEOUT_S)
-                if isinstance(topic_id, Exception):
-                    raise topic_id
-                res["topic_id"] = topic_id
-            res["num_partitions"], res["replication_factor"] = n, rf
-        except Exception as exc:     # noqa: BLE001 - answered per topic, never a dropped connection
-            from klog.cluster.zkstore import NotControllerError
-            res["error_code"] = (EC.NOT_CONTROLLER if isinstance(exc, NotControllerError)
-                                 else base.error_code(exc) if isinstance(exc, KlogError)
-                                 else EC.UNKNOWN_SERVER_ERROR)
-            res["error_message"] = str(exc)[:500]
-    return out
-
-
-def _create_if_absent(controller, name, partitions, replication_factor):
-    """On the controller thread, so two requests for one name cannot both pass the check."""
-    if name in controller.store.topics():
-        raise TopicExistsError(f"topic {name!r} already exists")
-    return controller.create_topic(name, partitions, replication_factor)
-
-
-@api(ApiKey.CREATE_TOPICS)
-async def create_topics(ctx, body):
-    return {"throttle_time_ms": 0,
-            "topics": await base._run(_create_topics, _node(ctx), ctx.broker, body)}
-
-
-# -- not in cluster mode yet -------------------------------------------------------------------
-# The single-node handlers would change this broker's local copy only, behind ZooKeeper's back
-# (a deleted topic's logs gone here while the cluster still serves it): refused, saying so.
-def _not_yet(what):
-    return f"{what} is not supported in cluster mode (klog serve --zookeeper) yet"
-
-
-@api(ApiKey.DELETE_TOPICS)
-async def delete_topics(ctx, body):
-    if ctx.version >= 6:
-        named = [(t.get("name"), t.get("topic_id")) for t in body["topics"]]
-    else:
-        named = [(n, None) for n in body["topic_names"]]
-    responses = []
-    for name, topic_id in named:
-        r = {"name": name, "error_code": EC.INVALID_REQUEST,
-             "error_message": _not_yet("DeleteTopics")}
-        if ctx.version >= 6:
-            r["topic_id"] = topic_id
-        responses.append(r)
-    return {"throttle_time_ms": 0, "responses": responses}
-
-
-@api(ApiKey.CREATE_PARTITIONS)
-async def create_partitions(ctx, body):
-    return {"throttle_time_ms": 0, "results": [
-        {"name": t["name"], "error_code": EC.INVALID_REQUEST,
-         "error_message": _not_yet("CreatePartitions")} for t in body["topics"]]}

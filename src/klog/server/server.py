@@ -139,7 +139,7 @@ class Server:
         # single node is a cluster of one; cluster mode puts a ClusterReplication here.
         self.replication = LocalReplication(self)
         # Cluster mode overrides the requests answered from ZooKeeper's view of the cluster
-        # (Metadata, FindCoordinator, CreateTopics...: klog.cluster.handlers).
+        # (Metadata: klog.cluster.handlers; admin: klog.cluster.admin_handlers).
         self.handlers = handlers.HANDLERS
 
     # -- lifecycle ---------------------------------------------------------------------------------
