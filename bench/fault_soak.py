@@ -7,8 +7,7 @@ checked after each round; prints counts (operations, faults by kind, violations 
 Each round is one workload run (a fresh topic) of --round seconds on the same server(s) while
 the nemesis cycles through --kinds, then heal, a final read and the checker (tests/jepsen). Rounds
 repeat until --faults faults were injected. Exit status 1 if any violation was found.
-Today the target is a single ``klog serve``; when cluster mode lands, --nodes 3 with node
-arguments (``--node-id``, ``--zookeeper``) is the same run (see tests/jepsen/target.py).
+The target is a single ``klog serve``; the three-broker cluster's soak is bench/cluster_soak.py.
 """
 import argparse
 import os

@@ -7,6 +7,8 @@ about 2 x delay. With ``drop`` > 0 each chunk is, with that probability, not for
 connection pair is cut instead (TCP cannot lose bytes inside a stream; a lost answer looks to a
 Kafka client like a broken connection). ``direction`` restricts delay and drop to "up"
 (client -> target), "down" (target -> client) or "both". Counters say what happened.
+``active`` switches delay and drop on and off while connections run (the process: ``--off``
+starts it off, SIGUSR1 turns it on, SIGUSR2 off), so a delay can be a fault that comes and goes.
 
 Runs its asyncio loop in a thread (``DelayProxy(...).start()``; ``stop()`` closes the listener
 and every connection), or as a process: ``python -m jepsen.delayproxy --listen H:P --target H:P
@@ -44,6 +46,7 @@ class DelayProxy:
         self.listen, self.target = listen, target
         self.delay, self.jitter, self.drop, self.direction = delay, jitter, drop, direction
         self.rng = random.Random(seed)
+        self.active = True
         self.stats = ProxyStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -77,12 +80,13 @@ class DelayProxy:
                 with self.stats.lock:
                     self.stats.chunks += 1
                     self.stats.bytes += len(chunk)
-                if applies and self.drop and self.rng.random() < self.drop:
+                applies_now = applies and self.active
+                if applies_now and self.drop and self.rng.random() < self.drop:
                     with self.stats.lock:
                         self.stats.dropped += 1
                     cut.set()
                     break
-                delay = (self.delay + self.rng.uniform(0, self.jitter)) if applies else 0.0
+                delay = (self.delay + self.rng.uniform(0, self.jitter)) if applies_now else 0.0
                 await queue.put((time.monotonic() + delay, chunk))
             if not cut.is_set():
                 await queue.put((0.0, None))
@@ -196,9 +200,14 @@ def main(argv=None):
     ap.add_argument("--jitter", type=float, default=0.0)
     ap.add_argument("--drop", type=float, default=0.0)
     ap.add_argument("--direction", default="both")
+    ap.add_argument("--off", action="store_true", help="start inactive (SIGUSR1: on, SIGUSR2: off)")
     a = ap.parse_args(argv)
     proxy = DelayProxy(_hostport(a.listen), _hostport(a.target), a.delay, a.jitter, a.drop,
-                       a.direction).start()
+                       a.direction)
+    proxy.active = not a.off
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(proxy, "active", True))
+    signal.signal(signal.SIGUSR2, lambda *_: setattr(proxy, "active", False))
+    proxy.start()
     print(f"listening {proxy.address[0]}:{proxy.address[1]}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -43,6 +43,10 @@ class Nemesis:
         self._thread.start()
         return self
 
+    def finished(self) -> bool:
+        """The nemesis ended by itself (``max_faults`` reached, or an error)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
+
     def stop(self):
         self.done.set()
         self._thread.join(120)

@@ -4,8 +4,8 @@ delaying proxy per node between the clients and that node.
 
 With a proxy, node i listens on its own address and advertises the proxy's address (in the
 client namespace), so every client connection, including the ones metadata points to, passes
-through the proxy. ``node_args(i)`` adds per-node arguments (``--node-id``, ``--zookeeper``) for
-when cluster mode lands; today the default is a single node.
+through the proxy. ``node_args(i)`` adds per-node arguments; the cluster (ZooKeeper, ``--node-id``,
+``--zookeeper``, proxies between brokers) is cluster.py's ClusterTarget, built on this.
 
 ``close()`` (or leaving the ``with`` block) stops every process it started (servers, proxies,
 the workload if still running), then deletes the namespaces; each data directory is kept for the
@@ -96,12 +96,26 @@ class Target:
 
     def start(self):
         os.makedirs(self.workdir, exist_ok=True)
+        self._start_network()
+        self._start_nodes()
+        for i in range(self.n):
+            if self.proxy_conf is not None:
+                self._start_proxy(i)
+        for node in self.nodes:
+            node.wait_ready()
+
+    def members(self) -> list[str]:
+        return [self.node_name(i) for i in range(self.n)] + ["client"]
+
+    def _start_network(self):
         if self.use_netns:
-            self.net = Network([self.node_name(i) for i in range(self.n)] + ["client"])
+            self.net = Network(self.members())
             self.net.__enter__()
         else:
             self._loopback_ports = free_ports(self.n)
             self._proxy_ports = free_ports(self.n)
+
+    def _start_nodes(self):
         for i in range(self.n):
             name = self.node_name(i)
             advertised = self.client_addr(i) if self.proxy_conf is not None else None
@@ -111,11 +125,6 @@ class Target:
                               os.path.join(self.workdir, f"{name}.log"), self.node_args(i))
             self.nodes.append(node)
             node.start()
-        for i in range(self.n):
-            if self.proxy_conf is not None:
-                self._start_proxy(i)
-        for node in self.nodes:
-            node.wait_ready()
 
     def _start_proxy(self, i: int):
         listen = "%s:%d" % self.client_addr(i)
@@ -123,7 +132,10 @@ class Target:
         argv = [sys.executable, "-m", "jepsen.delayproxy", "--listen", listen,
                 "--target", target]
         for k, v in self.proxy_conf.items():
-            argv += [f"--{k}", str(v)]
+            if isinstance(v, bool):          # a flag (--off)
+                argv += [f"--{k}"] if v else []
+            else:
+                argv += [f"--{k}", str(v)]
         p = Proc(f"proxy{i + 1}", argv, self.faults, self.client_prefix(),
                  os.path.join(self.workdir, f"proxy{i + 1}.log"), python_env())
         p.start()
@@ -161,7 +173,7 @@ class Target:
 
     def close(self):
         errors = []
-        for p in self._procs + self.proxies + self.nodes:
+        for p in self._procs + self.proxies + self.nodes + self._stopped_last():
             try:
                 p.stop()
             except Exception as exc:        # keep going: the namespaces must go regardless
@@ -174,6 +186,10 @@ class Target:
             self.net = None
         if errors:
             raise RuntimeError("cleanup: " + "; ".join(errors))
+
+    def _stopped_last(self) -> list[Proc]:
+        """Processes stopped after the nodes (a cluster's ZooKeeper)."""
+        return []
 
     def wipe(self, i: int):
         """Delete node i's data directory (it must be down): a positive control's disaster."""

@@ -131,3 +131,20 @@ def test_bad_settings_are_named():
         DelayProxy(("127.0.0.1", 0), ("127.0.0.1", 1), direction="sideways")
     with pytest.raises(ValueError, match="drop"):
         DelayProxy(("127.0.0.1", 0), ("127.0.0.1", 1), drop=2)
+
+
+def test_active_switches_the_delay_on_and_off_on_a_live_connection(echo):
+    """The cluster nemesis's delay fault: one proxy, one connection, delay off / on / off."""
+    with DelayProxy(("127.0.0.1", 0), echo, delay=0.3) as p:
+        p.active = False
+        with socket.create_connection(p.address, timeout=10) as s:
+            def rtt():
+                t0 = time.monotonic()
+                s.sendall(b"ping")
+                assert s.recv(16) == b"ping"
+                return time.monotonic() - t0
+            assert rtt() < 0.3
+            p.active = True
+            assert rtt() >= 0.6
+            p.active = False
+            assert rtt() < 0.3

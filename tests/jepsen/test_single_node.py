@@ -3,7 +3,7 @@ workload through the bridge, through the delaying proxy and on loopback, under k
 past the clients' request timeout, isolation, packet loss and a partition, with zero violations;
 and positive controls showing that the same harness reports loss and duplicates when they
 happen (acks=0 across a wiped data directory; retries without idempotence through a proxy that
-cuts answers). When cluster mode lands: Target(nodes=3, node_args=...) and the same runs.
+cuts answers). The three-broker cluster's runs are test_cluster.py.
 """
 import re
 

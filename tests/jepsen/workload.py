@@ -1,7 +1,7 @@
 """The workload: Kafka clients against a klog server (or cluster), recording a history.
 
 ``python -m jepsen.workload run --bootstrap H:P --topic T --out FILE [...]`` runs, for at most
-``--duration`` seconds and ``--max-sends`` values:
+``--duration`` seconds and ``--max-sends`` values (or until ``--stop-file`` exists):
   cp0..cpN  confluent-kafka producers (acks=all and idempotent by default), each writing unique
             values ``<proc>:<p>:<seq>`` round-robin over the partitions, each outcome recorded:
             ok with its offset, fail (an error that guarantees nothing was written), unknown
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -89,6 +90,9 @@ class Run:
                 "reconnect.backoff.max.ms": 500, **QUIET}
         if a.acks == "all":
             conf["enable.idempotence"] = True
+        if os.environ.get("JEPSEN_RDKAFKA_DEBUG"):     # e.g. "eos,msg": librdkafka's own log
+            conf.update({"debug": os.environ["JEPSEN_RDKAFKA_DEBUG"], "log_level": 7})
+            conf.pop("error_cb", None)
         prod = Producer(conf)
         pending: set[str] = set()
 
@@ -175,7 +179,10 @@ class Run:
             prod.flush(timeout=a.flush_timeout)
         except Exception:
             pass
-        prod.close(timeout=1)
+        try:
+            prod.close(timeout=1)
+        except Exception:     # KafkaTimeoutError: batches still unanswered, recorded below
+            pass
         with lock:
             left = list(pending)
         for v in left:
@@ -298,7 +305,10 @@ def run(a) -> int:
                    for name, fn in clients]
         for t in threads:
             t.start()
-        r.stop.wait(a.duration)
+        deadline = time.monotonic() + a.duration
+        while not r.stop.wait(0.2) and time.monotonic() < deadline:
+            if a.stop_file and os.path.exists(a.stop_file):    # the runner says: enough
+                break
         r.stop.set()
         for t in threads:
             t.join(a.flush_timeout + 30)
@@ -347,6 +357,7 @@ def main(argv=None) -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--replication", type=int, default=1)
     ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--stop-file", default=None, help="run: stop early once this file exists")
     ap.add_argument("--max-sends", type=int, default=5000)
     ap.add_argument("--rate", type=float, default=100.0, help="sends/s per producer")
     ap.add_argument("--producers", type=int, default=2)

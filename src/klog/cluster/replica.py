@@ -207,16 +207,28 @@ class Replica:
     def acks_all_outcome(self, appended: AppendResult) -> Optional[int]:
         """For an ``acks=all`` append: None while waiting, else the error code to answer with.
 
-        Leadership lost since the append (another epoch) answers NOT_LEADER_OR_FOLLOWER: the
-        record may or may not survive, and the client retries (idempotence de-duplicates).
+        Leadership lost since the append answers NOT_LEADER_OR_FOLLOWER: the record may or may
+        not survive, and the client retries (idempotence de-duplicates). A new epoch in which
+        this broker still leads, with the batch still in its log (a controller shrinking the
+        ISR bumps the epoch), keeps waiting as Kafka does: clients read NOT_LEADER_OR_FOLLOWER
+        as "not stored", and librdkafka re-sends such a batch under a new producer epoch when
+        it bumps one, storing it twice.
         """
-        if self.role is not Role.LEADER or self.leader_epoch != appended.leader_epoch:
+        if self.role is not Role.LEADER:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        if self.leader_epoch != appended.leader_epoch and not self._holds(appended):
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         if self.high_watermark <= appended.last_offset:
             return None
         if len(self.isr) < self.min_insync_replicas:
             return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         return ErrorCode.NONE
+
+    def _holds(self, appended: AppendResult) -> bool:
+        """The batch this broker appended as leader of ``appended.leader_epoch`` is still in its
+        log: that epoch (only its leader writes it) still ends past the batch."""
+        end = self.log.end_offset_for_epoch(appended.leader_epoch)
+        return end.epoch == appended.leader_epoch and end.end_offset > appended.last_offset
 
     # -- leader: follower fetches -----------------------------------------------------------------
 
