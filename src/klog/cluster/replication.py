@@ -6,8 +6,9 @@ the counterpart of klog.server.replication.LocalReplication (read that module's 
 - Produce goes through the partition's ``Replica``: NOT_LEADER_OR_FOLLOWER on a non-leader,
   NOT_ENOUGH_REPLICAS before the append and NOT_ENOUGH_REPLICAS_AFTER_APPEND after it by
   ``min.insync.replicas`` for acks=all, which is answered once the high watermark passes the
-  batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``; NOT_LEADER_OR_FOLLOWER if the
-  leader epoch changed meanwhile); acks=1 on the leader's append.
+  batch (REQUEST_TIMED_OUT after the request's ``timeout_ms``; NOT_LEADER_OR_FOLLOWER if this
+  broker stopped leading, or the batch left its log: ``Replica.acks_all_outcome``); acks=1 on
+  the leader's append.
 - A Fetch with a replica id (a follower) is answered by ``Replica.handle_fetch`` through
   ``ReplicaManager.handle_follower_fetch`` (a broker that is not a replica of the partition is
   refused with UNKNOWN_LEADER_EPOCH, or NOT_LEADER_OR_FOLLOWER without a leader epoch, as
