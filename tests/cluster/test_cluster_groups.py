@@ -14,7 +14,7 @@ from klog.group.offsets import partition_for
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .test_serve_cluster import QUIET, create_topic, make_cluster, wait_for  # noqa: F401
+from .brokers import QUIET, create_topic, wait_for
 
 OFFSETS_PARTITIONS = 3
 
