@@ -491,6 +491,12 @@ class FollowerFetcher:
         s, self._sock = self._sock, None
         if s is not None:
             try:
+                # close() alone does not wake a recv() blocked in the fetcher thread: it would
+                # wait for the leader's answer (up to FETCH_MAX_WAIT_MS) or the socket timeout.
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
                 s.close()
             except OSError:
                 pass
