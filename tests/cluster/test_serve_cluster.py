@@ -128,9 +128,10 @@ def test_acks_all_survives_leader_sigkill_with_every_acknowledged_value_once(clu
 
 
 def test_non_leader_and_non_controller_answers(cluster):
-    """Produce to a follower: NOT_LEADER_OR_FOLLOWER; CreateTopics, DeleteTopics and
-    CreatePartitions to a non-controller: NOT_CONTROLLER; a broker that is no replica holds no
-    directory for the partition; a follower fetch from a broker that is no replica is refused; Metadata names
+    """Produce, ListOffsets and OffsetForLeaderEpoch to a follower: NOT_LEADER_OR_FOLLOWER;
+    CreateTopics, DeleteTopics and CreatePartitions to a non-controller: NOT_CONTROLLER; a broker
+    that is no replica holds no directory for the partition; a follower fetch from a broker that
+    is no replica is refused; Metadata names
     every broker, the controller, replicas, ISR and the leader epoch; FindCoordinator names one
     broker for a group whichever broker is asked."""
     c = cluster
@@ -178,6 +179,16 @@ def test_non_leader_and_non_controller_answers(cluster):
                 {"index": 0, "records": build_batch([b"x"], None, None, None, 0, 0, None)}]}]})
     assert resp["responses"][0]["partition_responses"][0]["error_code"] == \
         EC.NOT_LEADER_OR_FOLLOWER
+    # Offsets and leader epochs come from the leader only, as Kafka's fetchOnlyFromLeader.
+    for n, code in ((follower, EC.NOT_LEADER_OR_FOLLOWER), (leader, 0)):
+        resp = c.raw(n, ApiKey.OFFSET_FOR_LEADER_EPOCH, 3, {"replica_id": -1, "topics": [
+            {"topic": "t2", "partitions": [{"partition": 0, "current_leader_epoch": -1,
+                                            "leader_epoch": 0}]}]})
+        assert resp["topics"][0]["partitions"][0]["error_code"] == code
+        resp = c.raw(n, ApiKey.LIST_OFFSETS, 2, {
+            "replica_id": -1, "isolation_level": 0, "topics": [{"name": "t2", "partitions": [
+                {"partition_index": 0, "timestamp": -1}]}]})
+        assert resp["topics"][0]["partitions"][0]["error_code"] == code
 
     outsider = next(n for n in (1, 2, 3) if n not in replicas)
     resp = c.raw(leader, ApiKey.FETCH, 12, {

@@ -387,6 +387,10 @@ class ReplicaManager:
                 # The group coordinator of this partition's groups is here now: their state is
                 # what the log holds (the previous coordinator's writes, replicated).
                 self.broker.group_coordinator.load_partition(partition)
+            elif topic == OFFSETS_TOPIC:
+                # Not (or no longer) its coordinator: the groups replayed from this partition at
+                # start, or led here before, are the leader's (Kafka's onResignation).
+                self.broker.group_coordinator.unload_partition(partition)
         self._place_in_fetchers(hosted, leader if role is Role.FOLLOWER else None)
         self.on_change()
 
