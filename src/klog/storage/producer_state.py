@@ -143,6 +143,7 @@ class ProducerState:
         base offset (false for a compacted log); with a first base offset of 0 a walk without
         snapshot then sees every producer."""
         start = segments[0].base_offset if segments else 0
+        complete_walk = complete_walk or all(seg.is_empty for seg in segments)
         self.complete = complete_walk and start == 0
         path = os.path.join(directory, SNAPSHOT)
         try:
