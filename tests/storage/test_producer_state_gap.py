@@ -145,5 +145,6 @@ def test_compacted_log_rebuilt_from_segments_is_incomplete(tmp_path):
     with Log.open(d, {"cleanup.policy": "compact"}) as log:
         assert _refuses_gap(log)   # in memory, nothing removed yet
         log.append_idempotent(_batch(1, 0))
-        log.truncate_to(0)   # any rebuild from the segments of a compacted log
+        log.append_idempotent(_batch(1, 1))
+        log.truncate_to(1)   # any rebuild from the segments of a compacted log
         assert not _refuses_gap(log)
