@@ -78,7 +78,11 @@ class HoldFirstProduce:
                 c, _ = self.listener.accept()
             except OSError:
                 return
-            u = socket.create_connection(("127.0.0.1", self.upstream_port))
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:   # the broker is stopping: the client reconnects in vain
+                c.close()
+                continue
             self._socks += [c, u]
             threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
             threading.Thread(target=self._frames, args=(c, u), daemon=True).start()
