@@ -149,10 +149,21 @@ def topic():
 @click.argument("name")
 @click.option("-p", "--partitions", type=click.IntRange(min=1), default=None, help="partition count")
 @click.option("-c", "--config", "configs", multiple=True, metavar="KEY=VALUE", help="topic config")
+@click.option("-r", "--replication-factor", type=click.IntRange(min=1), default=None,
+              help="copies of each partition (a cluster, with -b; default the brokers' "
+                   "default.replication.factor)")
 @click.pass_context
 @_guard
-def topic_create(ctx, name, partitions, configs):
-    desc = _broker(ctx).create_topic(name, partitions, _configs(configs))
+def topic_create(ctx, name, partitions, configs, replication_factor):
+    if replication_factor not in (None, 1) and not ctx.obj.get("brokers"):
+        raise Failure(f"replication factor {replication_factor}: a data directory is one broker "
+                      "(give -b HOST:PORT of a klog serve --zookeeper cluster)")
+    broker = _broker(ctx)
+    if replication_factor is not None and ctx.obj.get("brokers"):
+        desc = broker.create_topic(name, partitions, _configs(configs),
+                                   replication_factor=replication_factor)
+    else:
+        desc = broker.create_topic(name, partitions, _configs(configs))
     out.print(f"created topic {desc.name} with {len(desc.partitions)} partition(s)")
 
 
@@ -1156,6 +1167,11 @@ def check(ctx, path, topic, truncate):
         out.print(f"truncated: {cut}", highlight=False, markup=False)
     out.print(f"{len(reports)} partitions checked, {damaged} damaged", highlight=False)
     sys.exit(1 if damaged else 0)
+
+
+from klog.cli_cluster import cluster  # noqa: E402 (it uses the helpers above)
+
+cli.add_command(cluster)
 
 
 def main():

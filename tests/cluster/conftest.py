@@ -1,5 +1,6 @@
 import pytest
 
+from .brokers import Cluster, live_brokers, wait_for
 from .zookeeper import ZooKeeperServer
 
 
@@ -10,6 +11,30 @@ def zookeeper():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def make_cluster(zookeeper, tmp_path):
+    started = []
+
+    def make(settings=("min.insync.replicas=2",)):
+        c = Cluster(zookeeper, tmp_path, settings)
+        started.append(c)
+        for n in (1, 2, 3):
+            c.start(n)
+        wait_for("three registered brokers", lambda: live_brokers(c) == [1, 2, 3], 60)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in started:
+            c.stop()
+
+
+@pytest.fixture
+def cluster(make_cluster):
+    return make_cluster()
 
 
 def pytest_collection_modifyitems(items):

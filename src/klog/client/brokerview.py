@@ -106,8 +106,11 @@ class BrokerView:
         return {tp: (starts[tp], ends[tp]) for tp in tps}
 
     # -- topics -------------------------------------------------------------------------------------
-    def create_topic(self, name, partitions=None, config=None):
-        return self.client.create_topic(name, partitions, config or None)
+    def create_topic(self, name, partitions=None, config=None, replication_factor=None):
+        if replication_factor is None:
+            return self.client.create_topic(name, partitions, config or None)
+        return self.client.create_topic(name, partitions, config or None,
+                                        replication_factor=replication_factor)
 
     def list_topics(self, internal=False):
         return self.client.list_topics(internal=internal)

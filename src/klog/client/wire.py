@@ -34,8 +34,8 @@ from klog.client.api import GroupDescription, GroupListing, MemberDescription
 from klog.clientconfig import CONSUMER, NETWORK_ONLY, PRODUCER
 from klog.config import SETTINGS as TOPIC_SETTINGS
 from klog.errors import (
-    ConfigError, KlogError, NetworkError, RequestTimedOutError, UnknownTopicOrPartitionError,
-    error_for,
+    ConfigError, KlogError, NetworkError, NotLeaderOrFollowerError, RequestTimedOutError,
+    UnknownTopicOrPartitionError, error_for,
 )
 from klog.group.errors import (
     CommitFailedError, GroupIdNotFoundError, IllegalStateError, InvalidGroupIdError,
@@ -862,7 +862,7 @@ class WireClient:
                 for tp, r in got.items()}
 
     # -- topics ---------------------------------------------------------------------------------------
-    def create_topic(self, name, partitions=None, config=None):
+    def create_topic(self, name, partitions=None, config=None, replication_factor=None):
         validate_topic_name(name)
         if partitions is not None and (isinstance(partitions, bool) or
                                        not isinstance(partitions, int) or partitions < 1):
@@ -870,14 +870,15 @@ class WireClient:
             raise InvalidPartitionsError(f"partition count must be an integer >= 1, not "
                                          f"{partitions!r}")
         conf = {k: _config_text(v) for k, v in (config or {}).items()}
-        topic = cka.NewTopic(name, -1 if partitions is None else partitions, config=conf)
+        topic = cka.NewTopic(name, -1 if partitions is None else partitions,
+                             -1 if replication_factor is None else replication_factor, config=conf)
         fs = self._admin.create_topics([topic], request_timeout=REQUEST_TIMEOUT_S)
         self._wait(fs[name], f"create topic {name!r}")
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
-        while True:   # metadata catches up with the creation
+        while True:   # metadata catches up with the creation (in a cluster: leaders start)
             try:
                 return self.describe_topic(name)
-            except UnknownTopicOrPartitionError:
+            except (UnknownTopicOrPartitionError, NotLeaderOrFollowerError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)

@@ -161,6 +161,27 @@ class ClusterStore:
                 f"{type(e).__name__} {e}".rstrip()) from None
         return self
 
+    def start_read_only(self) -> "ClusterStore":
+        """Connect without creating anything (``klog cluster status``): the chroot may not exist."""
+        try:
+            self._zk.start(timeout=self._connect_timeout_s)
+        except KazooTimeoutError:
+            self._zk.stop()
+            self._zk.close()
+            raise ZooKeeperUnavailableError(
+                f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s"
+            ) from None
+        return self
+
+    def has_cluster(self) -> bool:
+        """Whether brokers ever registered under the chroot (``/brokers/ids`` exists)."""
+        return self._zk.exists(self._path("brokers", "ids")) is not None
+
+    def clusters_nearby(self) -> list[str]:
+        """Top-level chroots that hold a cluster: a hint when the chroot given holds none."""
+        return [f"/{c}" for c in sorted(self._zk.get_children("/"))
+                if self._zk.exists(f"/{c}/brokers/ids") is not None]
+
     def close(self) -> None:
         self._zk.stop()
         self._zk.close()
@@ -198,6 +219,17 @@ class ClusterStore:
             pass
         value, _ = self._read_json(path)
         if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: no cluster id in {value!r}")
+        return value["id"]
+
+    def read_cluster_id(self) -> Optional[str]:
+        """The cluster's id, or None before the first broker created it (never writes)."""
+        path = self._path("cluster", "id")
+        try:
+            value, _ = self._read_json(path)
+        except NoNodeError:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise CorruptClusterStateError(f"ZooKeeper node {path}: no cluster id in {value!r}")
         return value["id"]
 
@@ -244,6 +276,20 @@ class ClusterStore:
         if not isinstance(value, dict) or not isinstance(value.get("brokerid"), int):
             raise CorruptClusterStateError(f"ZooKeeper node {path}: bad controller {value!r}")
         return value["brokerid"]
+
+    def controller_epoch(self) -> Optional[int]:
+        """The epoch of the latest controller election; None before the first."""
+        path = self._path("controller_epoch")
+        try:
+            data, _ = self._zk.get(path)
+        except NoNodeError:
+            return None
+        text = data.decode(errors="replace")
+        if not text:
+            return None
+        if not text.isdigit():
+            raise CorruptClusterStateError(f"ZooKeeper node {path}: {text!r} is not an epoch")
+        return int(text)
 
     def elect_controller(self, broker_id: int) -> Optional[ControllerEpoch]:
         """Try to become the controller: create ``/controller`` and bump ``/controller_epoch`` in
