@@ -10,7 +10,7 @@ from klog._native.batch import build_batch
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .test_serve_cluster import Cluster, _brokers, create_topic, wait_for
+from .brokers import Cluster, create_topic, live_brokers, wait_for
 
 pytestmark = pytest.mark.needs_zookeeper
 
@@ -21,7 +21,7 @@ def cluster(zookeeper, tmp_path):
     try:
         for n in (1, 2, 3):
             c.start(n)
-        wait_for("three registered brokers", lambda: _brokers(c) == [1, 2, 3], 60)
+        wait_for("three registered brokers", lambda: live_brokers(c) == [1, 2, 3], 60)
         yield c
     finally:
         c.stop()
