@@ -101,6 +101,23 @@ def test_truncate_to_cuts_the_epoch_cache_even_when_no_record_goes(tmp_path):
         log.partition.close()
 
 
+def test_a_new_epoch_keeps_the_high_watermark_consumers_see(tmp_path):
+    """Taking leadership stamps a new epoch into the Partition before the replica manager syncs
+    the high watermark; consumers read the Partition without the replica's lock, so the HW must
+    not drop to 0 in between (a fetch would see the committed records vanish)."""
+    log = StorageReplicaLog(Partition.open("t", 0, tmp_path / "p", {}))
+    part = log.partition
+    try:
+        for i in range(3):
+            log.append_as_leader([build_batch([b"v%d" % i], None, None, None, 0, 0, None)], 0)
+        part.become_follower(0, high_watermark=2)
+        log.assign_epoch(1, 3)
+        assert part.is_leader and part.leader_epoch == 1
+        assert part.high_watermark == 2
+    finally:
+        part.close()
+
+
 def test_high_watermark_checkpoint_round_trip_and_damage(tmp_path, caplog):
     cp = HighWatermarkCheckpoint(str(tmp_path))
     assert cp.read() == {}

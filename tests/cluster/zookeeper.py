@@ -21,13 +21,16 @@ def free_port() -> int:
 
 
 class ZooKeeperServer:
-    def __init__(self):
+    def __init__(self, tick_time_ms: int | None = None):
+        """``tick_time_ms``: ZooKeeper's tickTime (its default is 3000 ms when started like this);
+        sessions expire on tick boundaries, and the session timeout must be 2 to 20 ticks."""
         if not os.path.exists(JAR) or shutil.which("java") is None:
             raise RuntimeError(f"ZooKeeper is not installed ({JAR} and java are needed): "
                                "apt-get install zookeeper (.ci/run does)")
         self.dir = tempfile.mkdtemp(prefix="klog-zk-")
         self.port = free_port()
         self.proc = None
+        self.tick_time_ms = tick_time_ms
 
     @property
     def address(self) -> str:
@@ -38,7 +41,8 @@ class ZooKeeperServer:
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m", "-Dzookeeper.admin.enableServer=false",
              "-cp", f"{CONF_DIR}:{JAR}", "org.apache.zookeeper.server.ZooKeeperServerMain",
-             str(self.port), os.path.join(self.dir, "data")],
+             str(self.port), os.path.join(self.dir, "data"),
+             *([str(self.tick_time_ms)] if self.tick_time_ms else [])],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -390,3 +390,22 @@ def test_futures_work_from_asyncio_as_the_wire_server_will_use_them(coordinator)
 
     r, s = asyncio.run(asyncio.wait_for(member(), T))
     assert (r.error, s.error, s.assignment) == (E.NONE, E.NONE, b"A")
+
+
+def test_unload_partition_hands_its_groups_to_the_new_coordinator(coordinator):
+    """Cluster mode: a broker that stops leading an offsets partition drops that partition's
+    groups (Kafka's removeGroupsForPartition): a waiting join is answered NOT_COORDINATOR (the
+    client looks the coordinator up again), the group is neither listed nor described here, and
+    its timers stop; groups of other partitions are untouched."""
+    ids, _ = form_group(coordinator, 1)
+    waiting = join(coordinator)              # a second member: waits for the first to rejoin
+    other = next(g for g in (f"o{i}" for i in range(50))
+                 if coordinator.partition_for(g) != coordinator.partition_for("g"))
+    form_group(coordinator, 1, group=other, session=200)
+    assert coordinator.unload_partition(coordinator.partition_for("g")) == 1
+    assert waiting.result(T).error == E.NOT_COORDINATOR
+    assert [g.group_id for g in coordinator.list_groups()] == [other]
+    assert coordinator.describe_groups(["g"])[0].state == DEAD
+    assert coordinator.heartbeat("g", 1, ids[0]) != E.NONE
+    # The other group's member is still tracked: its session (200 ms) expires as usual.
+    wait_for(lambda: state(coordinator, other) == EMPTY, what="the other group's member to expire")

@@ -39,42 +39,70 @@ log = logging.getLogger("klog.cluster.node")
 class Changes:
     """A counter the server's event loop can wait on: bumped on every append and every high
     watermark or role change (from any thread), so long-polling fetches and acks=all produces
-    wake up."""
+    wake up.
+
+    Cheap on the hot path (every append of a leader, every follower fetch that moves the high
+    watermark): notifies until the waiters are woken schedule one wake-up, and a notify on the
+    loop's own thread schedules it directly rather than through the loop's self-pipe."""
 
     def __init__(self):
         self.seq = 0
         self._lock = threading.Lock()
         self._waiters: set = set()
+        self._wake_scheduled = False
         self.loop = None
 
     def notify(self):
+        loop = self.loop
         with self._lock:
             self.seq += 1
-        loop = self.loop
-        if loop is None or not self._waiters:
-            return
+            if loop is None or self._wake_scheduled or not self._waiters:
+                return
+            self._wake_scheduled = True
         try:
-            loop.call_soon_threadsafe(self._wake)
+            if _running_loop() is loop:
+                loop.call_soon(self._wake)
+            else:
+                loop.call_soon_threadsafe(self._wake)
         except RuntimeError:     # the loop is closed
             pass
 
     def _wake(self):
-        waiters, self._waiters = self._waiters, set()
+        with self._lock:
+            self._wake_scheduled = False
+            waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     async def wait(self, seen: int, timeout: float):
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self._waiters.add(fut)
+        timer = None
         try:
             if self.seq != seen or timeout <= 0:
                 return
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
+            # A timer on the future itself: asyncio.wait_for would add a future and a loop
+            # iteration to every wake-up.
+            timer = loop.call_later(timeout, _resolve, fut)
+            await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiters.discard(fut)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _resolve(fut):
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ClusterNode:

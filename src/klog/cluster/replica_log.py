@@ -94,7 +94,10 @@ class StorageReplicaLog:
         if start_offset != self.partition.log_end_offset:
             raise ValueError(f"{self.partition!r}: a new epoch starts at the log end, "
                              f"not {start_offset}")
-        self.partition.become_leader(epoch, high_watermark=0, in_sync_replicas=())
+        # The HW stays what it was (the replica's; the manager syncs it right after): a
+        # consumer reading the Partition meanwhile must not see it drop to 0.
+        self.partition.become_leader(epoch, high_watermark=self.partition.high_watermark,
+                                     in_sync_replicas=())
 
     # -- records --------------------------------------------------------------------------------
     def append_as_leader(self, values: Sequence, epoch: int) -> tuple[int, int]:

@@ -387,6 +387,10 @@ class ReplicaManager:
                 # The group coordinator of this partition's groups is here now: their state is
                 # what the log holds (the previous coordinator's writes, replicated).
                 self.broker.group_coordinator.load_partition(partition)
+            elif topic == OFFSETS_TOPIC:
+                # Not (or no longer) its coordinator: the groups replayed from this partition at
+                # start, or led here before, are the leader's (Kafka's onResignation).
+                self.broker.group_coordinator.unload_partition(partition)
         self._place_in_fetchers(hosted, leader if role is Role.FOLLOWER else None)
         self.on_change()
 
@@ -486,6 +490,12 @@ class FollowerFetcher:
     def _close(self):
         s, self._sock = self._sock, None
         if s is not None:
+            try:
+                # close() alone does not wake a recv() blocked in the fetcher thread: it would
+                # wait for the leader's answer (up to FETCH_MAX_WAIT_MS) or the socket timeout.
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 s.close()
             except OSError:

@@ -355,6 +355,10 @@ class GroupCoordinator:
         self._groups = {}
         self._closed = False
         self._clock = broker.clock
+        # How many partitions a topic has (OffsetCommit and OffsetDelete check the partitions
+        # named): the broker's own topics; a cluster member sets ZooKeeper's view (a topic with
+        # no replica on the coordinator's broker is still a topic).
+        self.topic_partitions = broker.partition_count
         self._load()
         # Session, join and sync timers run on the broker's scheduler (klog.clock), one at a
         # time, so they must not block; close() cancels only these.
@@ -394,6 +398,35 @@ class GroupCoordinator:
                 g = self._groups.get(group_id) or self._groups.setdefault(group_id,
                                                                           _Group(group_id))
                 g.offsets = dict(offsets)
+
+    def unload_partition(self, partition):
+        """This broker no longer leads ``__consumer_offsets`` partition ``partition`` (cluster
+        mode; Kafka's removeGroupsForPartition): its groups are another coordinator's now. They
+        go Dead here, their timers stop (nothing more is written for them), and every waiting
+        join and sync is answered NOT_COORDINATOR, so the members find the new coordinator.
+        Returns how many groups went."""
+        with self._lock:
+            gone = [self._groups.pop(g) for g in list(self._groups)
+                    if self._store.partition_for(g) == partition]
+        for g in gone:
+            with _Locked(g):
+                self._set_join_timer(g, 0, None)
+                if g.sync_timer is not None:
+                    g.sync_timer.cancel()
+                    g.sync_timer = None
+                for t in g.pending_members.values():
+                    t.cancel()
+                g.pending_members.clear()
+                for m in g.members.values():
+                    g.reply(m.join_future, JoinGroupResult(E.NOT_COORDINATOR,
+                                                           member_id=m.member_id))
+                    g.reply(m.sync_future, SyncGroupResult(E.NOT_COORDINATOR))
+                    m.join_future = m.sync_future = None
+                    if m.expiry is not None:
+                        m.expiry.cancel()
+                        m.expiry = None
+                g.transition(DEAD)
+        return len(gone)
 
     def _monotonic(self):
         """Seconds on the broker's monotonic clock (session deadlines)."""
@@ -959,7 +992,7 @@ class GroupCoordinator:
 
     def _topic_has(self, tp):
         try:
-            return 0 <= tp.partition < self._broker.partition_count(tp.topic)
+            return 0 <= tp.partition < self.topic_partitions(tp.topic)
         except KlogError:
             return False
 

@@ -292,7 +292,7 @@ def _offset_delete(broker, body):
         for p in t["partitions"]:
             tp = TopicPartition(t["name"], p["partition_index"])
             try:
-                ok = 0 <= tp.partition < broker.partition_count(tp.topic)
+                ok = 0 <= tp.partition < gc.topic_partitions(tp.topic)
             except KlogError:
                 ok = False
             if ok:

@@ -8,7 +8,8 @@ replication work can reuse them for follower fetches.
 import uuid
 
 from klog.errors import (
-    FencedLeaderEpochError, KlogError, UnknownLeaderEpochError, UnknownTopicIdError,
+    FencedLeaderEpochError, KlogError, NotLeaderOrFollowerError, UnknownLeaderEpochError,
+    UnknownTopicIdError,
 )
 from klog.protocol.types import ZERO_UUID
 
@@ -59,9 +60,11 @@ def topic_name_for_id(broker, topic_id):
     return name
 
 
-def offsets_for_leader_epochs(broker, topics, error_code):
+def offsets_for_leader_epochs(partitions, topics, error_code):
     """OffsetForLeaderEpoch's answer: per partition the largest epoch <= the requested one and
-    its end offset (see LeaderEpochCache.end_offset_for); errors as (code, -1, -1)."""
+    its end offset (see LeaderEpochCache.end_offset_for); errors as (code, -1, -1). Only the
+    leader answers (Kafka's fetchOnlyFromLeader); ``partitions.partition(topic, p)`` gives the
+    Partition (the server's replication hook)."""
     out = []
     for t in topics:
         parts = []
@@ -69,7 +72,10 @@ def offsets_for_leader_epochs(broker, topics, error_code):
             res = {"error_code": 0, "partition": p["partition"], "leader_epoch": NO_EPOCH,
                    "end_offset": -1}
             try:
-                log = broker.partition(t["topic"], p["partition"])
+                log = partitions.partition(t["topic"], p["partition"])
+                if not log.is_leader:
+                    raise NotLeaderOrFollowerError(
+                        f"{t['topic']}-{p['partition']}: this broker is not the leader")
                 check_leader_epoch(log, p.get("current_leader_epoch", NO_EPOCH), t["topic"],
                                    p["partition"])
                 res["leader_epoch"], res["end_offset"] = log.end_offset_for_epoch(p["leader_epoch"])

@@ -14,7 +14,7 @@ from klog.errors import (
     ConfigError, CorruptRecordError, InternalTopicError, InvalidPartitionsError, InvalidTopicError, KlogError,
     LogClosedError, LogOfflineError, OffsetOutOfRangeError, RecordTooLargeError, TopicExistsError,
     UnknownTopicOrPartitionError,
-    FencedLeaderEpochError, UnknownLeaderEpochError, UnknownTopicIdError,
+    FencedLeaderEpochError, NotLeaderOrFollowerError, UnknownLeaderEpochError, UnknownTopicIdError,
 )
 from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
 from klog.metadata import INTERNAL_TOPICS
@@ -105,7 +105,7 @@ def _run(fn, *args):
     return asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _appends_may_block(broker, topic_data):
+def _appends_may_block(replication, topic_data):
     """Whether a Produce might fsync (a topic with flush.messages / flush.ms set).
 
     Other appends run on the event loop: they only write to the page cache, which takes
@@ -114,7 +114,7 @@ def _appends_may_block(broker, topic_data):
     for t in topic_data:
         for p in t["partition_data"]:
             try:
-                if broker.partition(t["name"], p["index"]).fsyncs_on_append:
+                if replication.partition(t["name"], p["index"]).fsyncs_on_append:
                     return True
             except (KlogError, OSError):
                 pass   # answered with an error, no append
@@ -201,10 +201,10 @@ async def metadata(ctx, body):
 
 
 # -- Produce ---------------------------------------------------------------------------------------
-def _produce(broker, topic_data, conditions, acks=1):
+def _produce(replication, topic_data, conditions, acks=1):
     """Append each partition's batch; returns (responses, waits): ``waits`` pairs a response
-    of an acks=all append with the Future of its partition's high watermark reaching the
-    batch (already done when this broker is the partition's only in-sync replica)."""
+    of an acks=all append with what ``replication.await_acks_all`` waits on (nothing when
+    this broker is the partition's only in-sync replica)."""
     out = []
     waits = []
     for t in topic_data:
@@ -215,7 +215,7 @@ def _produce(broker, topic_data, conditions, acks=1):
                    "log_append_time_ms": -1, "log_start_offset": -1, "record_errors": []}
             records = p["records"]
             try:
-                part = broker.partition(name, p["index"])
+                part = replication.partition(name, p["index"])
                 if records is None or len(records) == 0:
                     raise CorruptRecordError("no records")
                 if validate_batch(records, False, False) != len(records):
@@ -224,14 +224,11 @@ def _produce(broker, topic_data, conditions, acks=1):
                     res["error_message"] = "only one record batch per partition is allowed"
                     parts.append(res)
                     continue
-                # An idempotent retry of an appended batch: success with its original offset.
-                info = part.append_records(records, acks=acks)
+                info, waiter = replication.append(part, records, acks)
                 res["base_offset"] = info.base_offset
                 res["log_start_offset"] = info.log_start_offset
-                if acks == -1:
-                    future = part.high_watermark_future(info.last_offset + 1)
-                    if not future.done() or future.exception() is not None:
-                        waits.append((res, future))
+                if waiter is not None:
+                    waits.append((res, waiter))
             except (KlogError, ValueError) as exc:
                 res["error_code"] = error_code(exc) if isinstance(exc, KlogError) else EC.CORRUPT_MESSAGE
                 res["error_message"] = str(exc)[:500]
@@ -243,24 +240,6 @@ def _produce(broker, topic_data, conditions, acks=1):
     return out, waits
 
 
-async def _await_high_watermarks(waits, timeout_ms):
-    """acks=all: answer each waiting partition once its high watermark passed the batch;
-    REQUEST_TIMED_OUT when ``timeout_ms`` passes first (the batch stays appended, as Kafka)."""
-    futures = [asyncio.wrap_future(f) for _, f in waits]
-    pending = [f for f in futures if not f.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=max(0, timeout_ms) / 1000.0)
-    for (res, _), fut in zip(waits, futures):
-        if not fut.done():
-            fut.cancel()
-            res["error_code"] = EC.REQUEST_TIMED_OUT
-            res["error_message"] = "the high watermark did not reach the batch within timeout_ms"
-        elif fut.exception() is not None:
-            exc = fut.exception()
-            res["error_code"] = error_code(exc)
-            res["error_message"] = str(exc)[:500]
-
-
 @api(ApiKey.PRODUCE)
 async def produce(ctx, body):
     acks = body["acks"]
@@ -270,27 +249,40 @@ async def produce(ctx, body):
             for p in t["partition_data"]]} for t in body["topic_data"]]
     else:
         topic_data = body["topic_data"]
-        conditions = ctx.server.conditions
-        if _appends_may_block(ctx.broker, topic_data):
-            responses, waits = await _run(_produce, ctx.broker, topic_data, conditions, acks)
+        server = ctx.server
+        replication = server.replication
+        if _appends_may_block(replication, topic_data):
+            responses, waits = await _run(_produce, replication, topic_data, server.conditions,
+                                          acks)
         else:
-            responses, waits = _produce(ctx.broker, topic_data, conditions, acks)
+            responses, waits = _produce(replication, topic_data, server.conditions, acks)
         if waits:
-            await _await_high_watermarks(waits, body.get("timeout_ms", 30000))
+            await replication.await_acks_all(waits, body.get("timeout_ms", 30000), error_code)
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
     return {"responses": responses, "throttle_time_ms": 0}
 
 
 # -- Fetch -----------------------------------------------------------------------------------------
-def _fetch_once(ctx, body):
+def _check_leader(part):
+    """Clients produce to, fetch from and list offsets of a partition's leader only."""
+    if not part.is_leader:
+        raise NotLeaderOrFollowerError(
+            f"{part.topic}-{part.partition}: this broker is not the leader (epoch "
+            f"{part.leader_epoch})")
+
+
+def _fetch_once(ctx, body, replica_id, replica_epoch=-1):
     """One pass over the requested partitions. KIP-74: the response holds at most ``max_bytes``
     of records and each partition at most its ``partition_max_bytes``, except that the first
     batch of the whole response is sent even if it is larger, so a consumer always progresses;
-    once anything is in, a batch that does not fit is left for the next fetch."""
-    broker = ctx.broker
+    once anything is in, a batch that does not fit is left for the next fetch. A follower's
+    fetch (``replica_id`` >= 0, with its broker epoch from Fetch v15) is the replication hook's
+    to answer."""
+    replication = ctx.server.replication
+    partition = replication.partition
     # A replica's fetch reads to the log end; a consumer's to the high watermark (or LSO).
-    isolation = LOG_END if body.get("replica_id", -1) >= 0 else \
+    isolation = LOG_END if replica_id >= 0 else \
         WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
     budget = body.get("max_bytes", 0x7FFFFFFF)
     total = 0
@@ -304,8 +296,18 @@ def _fetch_once(ctx, body):
             res = {"partition_index": p["partition"], "error_code": 0, "high_watermark": -1,
                    "last_stable_offset": -1, "log_start_offset": -1,
                    "aborted_transactions": [], "records": b""}
+            parts.append(res)
             try:
-                part = broker.partition(t["topic"], p["partition"])
+                part = partition(t["topic"], p["partition"])
+                if replica_id >= 0:
+                    answered = replication.follower_fetch(part, replica_id, replica_epoch, p, res)
+                    if answered is not None:
+                        failed, nbytes = answered
+                        error |= failed
+                        total += nbytes
+                        continue
+                elif not part.is_leader:
+                    _check_leader(part)
                 epochs.check_leader_epoch(part, p.get("current_leader_epoch", -1), t["topic"],
                                           p["partition"])
                 start, hw = part.log_start_offset, part.high_watermark
@@ -339,7 +341,6 @@ def _fetch_once(ctx, body):
                 res["error_code"] = _storage_error(ctx.server.conditions, "Fetch from",
                                                    t["topic"], p["partition"], exc)
                 error = True
-            parts.append(res)
         responses.append({"topic": t["topic"], "partitions": parts})
     return responses, total, error
 
@@ -347,19 +348,24 @@ def _fetch_once(ctx, body):
 @api(ApiKey.FETCH)
 async def fetch(ctx, body):
     server = ctx.server
+    replication = server.replication
     deadline = time.monotonic() + max(0, body["max_wait_ms"]) / 1000.0
     min_bytes = body["min_bytes"]
+    replica_id, replica_epoch = body.get("replica_id", -1), -1
+    if ctx.version >= 15:   # KIP-903: the replica id and its broker epoch in replica_state
+        state = body.get("replica_state") or {}
+        replica_id, replica_epoch = state.get("replica_id", -1), state.get("replica_epoch", -1)
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
-        unknown_ids = epochs.resolve_fetch_topic_ids(ctx.broker, body["topics"])
+        unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
     while True:
-        seq = ctx.broker.append_seq
-        responses, total, error = _fetch_once(ctx, body)
+        seq = replication.change_seq()
+        responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:
             break
         ctx.release()
-        await server.wait_for_append(seq, left)
+        await replication.wait_for_change(seq, left)
     if ctx.version >= 13:
         epochs.mark_fetch_topic_ids(responses, body["topics"], unknown_ids, EC.UNKNOWN_TOPIC_ID)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
@@ -368,7 +374,10 @@ async def fetch(ctx, body):
 # -- ListOffsets -----------------------------------------------------------------------------------
 @api(ApiKey.LIST_OFFSETS)
 async def list_offsets(ctx, body):
-    isolation = WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
+    # A consumer's "latest" is what its isolation level can read; a follower's the log end.
+    isolation = LOG_END if body.get("replica_id", -1) >= 0 else \
+        WIRE_ISOLATION.get(body.get("isolation_level", 0), READ_UNCOMMITTED)
+    replication = ctx.server.replication
     topics = []
     for t in body["topics"]:
         parts = []
@@ -377,10 +386,11 @@ async def list_offsets(ctx, body):
                    "offset": -1, "leader_epoch": -1}
             ts = p["timestamp"]
             try:
-                log = ctx.broker.partition(t["name"], p["partition_index"])
+                log = replication.partition(t["name"], p["partition_index"])
+                _check_leader(log)
                 epochs.check_leader_epoch(log, p.get("current_leader_epoch", -1), t["name"],
                                           p["partition_index"])
-                if ts == -1:   # latest: what a consumer of this isolation level can read
+                if ts == -1:   # latest
                     res["offset"] = log.offset_limit(isolation)
                 elif ts in (-2, -4):   # earliest; earliest local (v8): no tiered storage here
                     res["offset"] = log.log_start_offset
@@ -406,13 +416,19 @@ async def list_offsets(ctx, body):
 # -- group coordination ----------------------------------------------------------------------------
 @api(ApiKey.FIND_COORDINATOR)
 async def find_coordinator(ctx, body):
-    host, port = ctx.server.advertised
+    keys = body["coordinator_keys"] if ctx.version >= 4 else [body.get("key")]
+    found = await ctx.server.replication.coordinators(keys, body.get("key_type", 0))
+    answers = []
+    for k in keys:
+        b, host, port = found.get(k, (-1, "", -1))
+        answers.append({"key": k, "node_id": b, "host": host, "port": port,
+                        "error_code": 0 if b >= 0 else EC.COORDINATOR_NOT_AVAILABLE,
+                        "error_message": None})
     if ctx.version >= 4:
-        return {"throttle_time_ms": 0, "coordinators": [
-            {"key": k, "node_id": 0, "host": host, "port": port, "error_code": 0,
-             "error_message": None} for k in body["coordinator_keys"]]}
-    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "node_id": 0,
-            "host": host, "port": port}
+        return {"throttle_time_ms": 0, "coordinators": answers}
+    a = answers[0]
+    return {"throttle_time_ms": 0, "error_code": a["error_code"], "error_message": None,
+            "node_id": a["node_id"], "host": a["host"], "port": a["port"]}
 
 
 @api(ApiKey.JOIN_GROUP)
@@ -727,13 +743,17 @@ async def init_producer_id(ctx, body):
         return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid,
                 "producer_epoch": epoch + 1}
     pid = await _run(ctx.server.producer_ids.next)
+    # The node id in the high bits: brokers of a cluster never hand out the same id.
+    pid += ctx.server.replication.node_id << 48
     return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": 0}
 
 
 @api(ApiKey.OFFSET_FOR_LEADER_EPOCH)
 async def offset_for_leader_epoch(ctx, body):
     return {"throttle_time_ms": 0,
-            "topics": epochs.offsets_for_leader_epochs(ctx.broker, body["topics"], error_code)}
+            "topics": epochs.offsets_for_leader_epochs(ctx.server.replication, body["topics"],
+                                                       error_code)}
 
 
 from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)
+from klog.server import group_routing  # noqa: E402,F401  (group requests: their coordinator only)

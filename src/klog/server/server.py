@@ -40,6 +40,7 @@ from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, Unsu
 from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
 from klog.protocol.messages import ApiKey
 from klog.server import handlers
+from klog.server.replication import LocalReplication
 from klog.server.limits import ConnectionLimits, RequestMemoryPool, TlsProbeLog
 from klog.server.conditions import ConditionLog
 from klog.server.listener import Listener
@@ -134,7 +135,12 @@ class Server:
         self._reaper = None
         self.conditions = ConditionLog(log)   # recurring failures: a line per condition
         self.cluster = None                   # a klog.cluster.node.ClusterNode in cluster mode
-        self.handlers = handlers.HANDLERS     # cluster mode overrides some (klog.cluster.handlers)
+        # What Produce, Fetch, ListOffsets and the group requests ask about replication: a
+        # single node is a cluster of one; cluster mode puts a ClusterReplication here.
+        self.replication = LocalReplication(self)
+        # Cluster mode overrides the requests answered from ZooKeeper's view of the cluster
+        # (Metadata: klog.cluster.handlers; admin: klog.cluster.admin_handlers).
+        self.handlers = handlers.HANDLERS
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self):

@@ -1,0 +1,99 @@
+"""The replication hook the request handlers ask (``Server.replication``): one Produce, Fetch,
+ListOffsets and group path for a single node and for a cluster member.
+
+A single node is a cluster of one (``LocalReplication``): this broker leads every partition,
+its ISR is itself, the high watermark is the log end offset, and it coordinates every group.
+A cluster member (``klog.cluster.replication.ClusterReplication``) answers the same questions
+from its replicas and ZooKeeper's view. The handlers ask the Partition for its role, leader
+epoch and high watermark either way; what differs is only here:
+
+- ``partition(topic, p)``: the Partition this broker hosts, or the error a client should see
+  (UnknownTopicOrPartitionError; NotLeaderOrFollowerError for a topic hosted elsewhere); the
+  handlers then answer NOT_LEADER_OR_FOLLOWER unless it leads (Produce, consumers' Fetch,
+  ListOffsets, OffsetForLeaderEpoch);
+- ``node_id``: in the high bits of the producer ids it hands out (unique across brokers);
+- ``append(part, records, acks)``: the leader's append with the acks / ``min.insync.replicas``
+  checks, returning ``(AppendInfo, waiter)``: ``waiter`` is None unless an acks=all Produce
+  must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
+- ``follower_fetch``: a Fetch with a replica id (a follower's);
+- ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on;
+- ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
+  ``group_write_replicated``: which broker answers a group's requests, and the wait before a
+  group write (commit, sync, delete) is answered.
+"""
+import asyncio
+
+from klog.protocol.errors import ErrorCode as EC
+from klog.server import epochs
+
+
+class LocalReplication:
+    """A single node: the leader of every partition, ISR = {self}, HW = log end offset."""
+
+    node_id = 0
+
+    def __init__(self, server):
+        self.server = server
+        self.broker = server.broker
+        # partition(topic, p): the broker's own, bound here (no extra call per partition of
+        # every Produce and Fetch).
+        self.partition = server.broker.partition
+
+    def resolve_fetch_topic_ids(self, topics):
+        """Fetch v13+: fill in each topic's name from its id; the indexes of unknown ids."""
+        return epochs.resolve_fetch_topic_ids(self.broker, topics)
+
+    # -- partitions and Produce ----------------------------------------------------------------
+    def append(self, part, records, acks):
+        # An idempotent retry of an appended batch: success with its original offset.
+        info = part.append_records(records, acks=acks)
+        if acks != -1:
+            return info, None
+        # Done at once when this broker is the partition's only in-sync replica.
+        future = part.high_watermark_future(info.last_offset + 1)
+        if future.done() and future.exception() is None:
+            return info, None
+        return info, future
+
+    async def await_acks_all(self, waits, timeout_ms, error_code):
+        """acks=all: answer each waiting partition (``[(response, waiter)]``) once its high
+        watermark passed the batch; REQUEST_TIMED_OUT when ``timeout_ms`` passes first (the
+        batch stays appended, as Kafka)."""
+        futures = [asyncio.wrap_future(f) for _, f in waits]
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(0, timeout_ms) / 1000.0)
+        for (res, _), fut in zip(waits, futures):
+            if not fut.done():
+                fut.cancel()
+                res["error_code"] = EC.REQUEST_TIMED_OUT
+                res["error_message"] = "the high watermark did not reach the batch within timeout_ms"
+            elif fut.exception() is not None:
+                exc = fut.exception()
+                res["error_code"] = error_code(exc)
+                res["error_message"] = str(exc)[:500]
+
+    # -- Fetch -------------------------------------------------------------------------------
+    def follower_fetch(self, part, replica_id, replica_epoch, request, res):
+        """A Fetch with replica id ``replica_id`` >= 0 (broker epoch ``replica_epoch``, -1 when
+        not sent) for ``part``: fills ``res`` and returns (error, bytes of records), or None to
+        serve it as a read up to the log end (a single node has no followers to track)."""
+        return None
+
+    def change_seq(self):
+        return self.broker.append_seq
+
+    def wait_for_change(self, seen_seq, timeout):
+        return self.server.wait_for_append(seen_seq, timeout)
+
+    # -- groups ------------------------------------------------------------------------------
+    async def coordinators(self, keys, key_type):
+        """FindCoordinator: ``{key: (node id, host, port)}``; a key left out has none now."""
+        host, port = self.server.advertised
+        return {k: (self.node_id, host, port) for k in keys}
+
+    def coordinates(self, group_id):
+        return True
+
+    async def group_write_replicated(self, group_id):
+        return None
