@@ -23,11 +23,14 @@ only the batches after it are walked. A snapshot beyond the log end (truncated l
 The snapshot also records ``complete``; one without it is read as incomplete.
 """
 import json
+import logging
 import os
 
 from klog.error_codes import ErrorCode as EC
 from klog.errors import KlogError
 from klog.storage.files import fsync_dir
+
+_logger = logging.getLogger("klog.storage")
 
 RETAINED = 5
 INT32_MAX = 2**31 - 1
@@ -75,10 +78,14 @@ class ProducerState:
         entry = self.producers.get(pid)
         if entry is None:
             if first != 0 and self.complete:
-                raise UnknownProducerSequenceError(
+                exc = UnknownProducerSequenceError(
                     f"producer {pid} epoch {epoch} has stored no batch in this partition: its "
                     f"first batch must start at sequence 0, not {first} (the batches before it "
                     "were not stored; the producer must send them first)")
+                # Rare (a client race or lost batches) and followed by the client's epoch bump:
+                # worth a line when reading a fault soak's broker logs.
+                _logger.info("refused: %s", exc)
+                raise exc
             return None   # may be a producer whose batches were all deleted (KIP-360)
         cur_epoch, batches = entry
         if epoch < cur_epoch:
