@@ -14,21 +14,14 @@ from klog._native.batch import build_batch
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
-from .test_serve_cluster import Cluster, _brokers, create_topic, wait_for
+from .brokers import create_topic, wait_for
 
 pytestmark = pytest.mark.needs_zookeeper
 
 
 @pytest.fixture
-def cluster(zookeeper, tmp_path):
-    c = Cluster(zookeeper, tmp_path, ("min.insync.replicas=2", "replica.lag.time.max.ms=30000"))
-    try:
-        for n in (1, 2, 3):
-            c.start(n)
-        wait_for("three registered brokers", lambda: _brokers(c) == [1, 2, 3], 60)
-        yield c
-    finally:
-        c.stop()
+def cluster(make_cluster):
+    return make_cluster(("min.insync.replicas=2", "replica.lag.time.max.ms=30000"))
 
 
 def produce(c, n, topic, batch, timeout_ms=30000):

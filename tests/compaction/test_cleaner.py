@@ -14,6 +14,13 @@ from .helpers import COMPACT, fill_keyed, keyed_view, kill, latest_offsets, temp
 NOW = 10_000_000
 
 
+def _producer_42_sequences_0_to_6(log):
+    """Producer 42's earlier batch: its batch at sequence 7 then follows (a producer unknown to
+    the partition must start at sequence 0)."""
+    log.append_batch(build_batch([b"p"] * 7, [b"p%d" % i for i in range(7)], [1] * 7, None, 0,
+                                 0, None, producer_id=42, producer_epoch=3, base_sequence=0))
+
+
 def surviving(log):
     return list(log.records())
 
@@ -164,6 +171,7 @@ def test_compressed_batches_are_recompressed_with_their_codec(compacted, codec):
 def test_batch_that_keeps_every_record_is_copied_byte_for_byte(compacted):
     log = compacted()
     log.append([b"old"], keys=[b"a"], timestamps=5)
+    _producer_42_sequences_0_to_6(log)
     keep = build_batch([b"1", b"2"], [b"b", b"c"], [6, 7], None, 0, 0, None,
                        producer_id=42, producer_epoch=3, base_sequence=7)
     base = log.append_batch(keep)
@@ -185,6 +193,7 @@ def test_reencoded_batch_keeps_header_fields(compacted):
     batch = build_batch([b"1", b"2", b"3"], [b"a", b"b", b"a"], [6, 7, 8], None, 0, 0, None,
                         producer_id=42, producer_epoch=3, base_sequence=7, leader_epoch=5)
     log.become_leader(5)   # the log stamps its own epoch; re-encoding keeps the stored one
+    _producer_42_sequences_0_to_6(log)
     base = log.append_batch(batch)
     log.roll()
     log.clean(now=NOW)

@@ -149,7 +149,7 @@ class Log:
         if checkpoint != {"recovery-point": self._recovery_point, "log-start-offset": self._log_start}:
             self._checkpoint()  # only when it changed: opening many clean logs stays cheap
         try:
-            self._producers.load(self.path, self._segments, self._end)
+            self._producers.load(self.path, self._segments, self._end, self._walk_is_complete())
         except CorruptRecordError as exc:   # a reader's walk (position_of) met damaged framing
             raise CorruptLogError(f"{exc}; found rebuilding the idempotent-producer state of a "
                                   "segment that was not revalidated: refusing to open") from None
@@ -782,7 +782,12 @@ class Log:
         if remove_snapshot(self.path):
             fsync_dir(self.path)   # a stale snapshot must not come back after a crash
         self._producers = ProducerState()
-        self._producers.load(self.path, self._segments, self._end)
+        self._producers.load(self.path, self._segments, self._end, self._walk_is_complete())
+
+    def _walk_is_complete(self):
+        """Whether the segments hold every batch appended since their first base offset: not
+        after compaction, which removes whole batches (klog.storage.producer_state)."""
+        return "compact" not in self.config.cleanup_policy
 
     def _reset_at(self, offset):
         """Drop every segment and start empty at ``offset``."""

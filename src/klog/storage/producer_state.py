@@ -6,16 +6,31 @@ them is a retry of an acknowledged batch: the log answers with the original base
 appends nothing. Otherwise the first sequence must follow the last one (int32 wrap-around), the
 epoch must not go back, and a new epoch must start at sequence 0.
 
+A producer with no state here may start at sequence 0 only, while the state is ``complete``
+(it has seen every batch ever appended to the partition, so "unknown" means "never stored a
+batch here"): a later first sequence means earlier batches of that producer were not stored
+(refused, lost in flight, cut by a leader change), and accepting it would acknowledge the gap:
+librdkafka and the Java client take a success past unacknowledged batches as their implicit
+acknowledgement. Such a batch gets OUT_OF_ORDER_SEQUENCE_NUMBER, which those clients retry (after
+an epoch bump) when earlier batches are outstanding. Only when the state may have lost producers
+(rebuilt from segments that no longer start at offset 0, or from a compacted log, or from an old
+snapshot that does not say) is any first sequence accepted, as Kafka >= 2.5 does (KIP-360): a
+producer whose batches were all deleted must be able to go on.
+
 Persistence: the state is rebuilt on open by walking the batch headers (no record decoding);
 ``producer.snapshot`` (written atomically at close, JSON) holds the state up to an offset so
 only the batches after it are walked. A snapshot beyond the log end (truncated log) is ignored.
+The snapshot also records ``complete``; one without it is read as incomplete.
 """
 import json
+import logging
 import os
 
 from klog.error_codes import ErrorCode as EC
 from klog.errors import KlogError
 from klog.storage.files import fsync_dir
+
+_logger = logging.getLogger("klog.storage")
 
 RETAINED = 5
 INT32_MAX = 2**31 - 1
@@ -25,6 +40,11 @@ SNAPSHOT = "producer.snapshot"
 class OutOfOrderSequenceError(KlogError):
     """A batch's sequence does not follow the producer's last one (Kafka error 45)."""
     error_code = EC.OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
+class UnknownProducerSequenceError(OutOfOrderSequenceError):
+    """A producer this partition never stored a batch from starts past sequence 0: its earlier
+    batches are missing (Kafka error 45, so that clients retry them rather than skip them)."""
 
 
 class InvalidProducerEpochError(KlogError):
@@ -45,6 +65,9 @@ class ProducerState:
     def __init__(self):
         self.producers = {}   # pid -> [epoch, [(first_seq, last_seq, base_offset), ...]]
         self.timestamps = {}  # pid -> max timestamp of its last batch (not in the snapshot)
+        # True while every batch ever appended here went through update(): an unknown producer
+        # then never stored anything here (see the module docstring).
+        self.complete = True
 
     def check(self, header):
         """For an idempotent batch header: the original base offset if it is a duplicate, None
@@ -54,7 +77,16 @@ class ProducerState:
             return None
         entry = self.producers.get(pid)
         if entry is None:
-            return None   # unknown producer: accept any sequence (Kafka >= 2.5)
+            if first != 0 and self.complete:
+                exc = UnknownProducerSequenceError(
+                    f"producer {pid} epoch {epoch} has stored no batch in this partition: its "
+                    f"first batch must start at sequence 0, not {first} (the batches before it "
+                    "were not stored; the producer must send them first)")
+                # Rare (a client race or lost batches) and followed by the client's epoch bump:
+                # worth a line when reading a fault soak's broker logs.
+                _logger.info("refused: %s", exc)
+                raise exc
+            return None   # may be a producer whose batches were all deleted (KIP-360)
         cur_epoch, batches = entry
         if epoch < cur_epoch:
             raise InvalidProducerEpochError(
@@ -112,9 +144,14 @@ class ProducerState:
             if h.last_offset >= from_offset:
                 self.update(h, h.base_offset)
 
-    def load(self, directory, segments, log_end):
-        """Rebuild from the snapshot in ``directory`` (if usable) and the segments after it."""
+    def load(self, directory, segments, log_end, complete_walk=True):
+        """Rebuild from the snapshot in ``directory`` (if usable) and the segments after it.
+        ``complete_walk``: the segments hold every batch ever appended at or after their first
+        base offset (false for a compacted log); with a first base offset of 0 a walk without
+        snapshot then sees every producer."""
         start = segments[0].base_offset if segments else 0
+        complete_walk = complete_walk or all(seg.is_empty for seg in segments)
+        self.complete = complete_walk and start == 0
         path = os.path.join(directory, SNAPSHOT)
         try:
             with open(path, "rb") as f:
@@ -123,13 +160,17 @@ class ProducerState:
             if offset <= log_end:
                 self.producers = {int(pid): [e[0], [tuple(b) for b in e[1]]]
                                   for pid, e in snap["producers"].items()}
+                # Complete only if the walk from the snapshot misses nothing either.
+                self.complete = (snap.get("complete") is True and complete_walk
+                                 and (not segments or segments[0].base_offset <= offset))
                 start = offset
             else:
                 # The log was cut below the snapshot: it describes batches that are gone.
                 if remove_snapshot(directory):
                     fsync_dir(directory)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             self.producers = {}
+            self.complete = complete_walk and start == 0
         for seg in segments:
             if seg.next_offset > start and not seg.is_empty:
                 self.scan_segment(seg, start)
@@ -138,7 +179,7 @@ class ProducerState:
         """Atomically write the state as of log end ``offset`` (tmp file, fsync, rename)."""
         path = os.path.join(directory, SNAPSHOT)
         tmp = path + ".tmp"
-        data = json.dumps({"offset": offset, "producers": {
+        data = json.dumps({"offset": offset, "complete": self.complete, "producers": {
             str(pid): [e[0], [list(b) for b in e[1]]] for pid, e in self.producers.items()}})
         with open(tmp, "w") as f:
             f.write(data)
