@@ -181,3 +181,36 @@ def test_offsets_of_a_topic_with_no_replica_on_the_coordinator(make_cluster):
     offsets = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition("solo", 0)])])[group].result(30)
     assert [tp.offset for tp in offsets.topic_partitions] == [-1001]
+
+
+def describe(c, n, group):
+    return c.raw(n, ApiKey.DESCRIBE_GROUPS, 5, {
+        "groups": [group], "include_authorized_operations": False})["groups"][0]
+
+
+def test_a_coordinator_that_stays_leader_keeps_its_members(make_cluster):
+    """The controller bumps the leader epoch of the group's offsets partition (a follower broker
+    dies and leaves the ISR) while the coordinator stays its leader: the group keeps its members
+    and generation (Kafka loads groups only when a broker becomes leader). Before, the group was
+    reloaded from the log on every epoch and its members had to join again."""
+    c = start(make_cluster)
+    group = "stays"
+    member = consume_and_commit(c, group, close=False)
+    try:
+        coord = coordinator(c, group, 1)
+        offsets_p = partition_for(group, OFFSETS_PARTITIONS)
+        wait_for("the group stable with its member", lambda: (
+            d := describe(c, coord, group))["group_state"] == "Stable" and d["members"])
+        before = describe(c, coord, group)
+        epoch = c.partition(coord, "__consumer_offsets", offsets_p)["leader_epoch"]
+        victim = next(n for n in sorted(c.procs) if n != coord)
+        c.kill(victim)
+        wait_for("the next epoch, same leader", lambda: (
+            p := c.partition(coord, "__consumer_offsets", offsets_p))["leader_epoch"] > epoch
+            and p["leader_id"] == coord and victim not in p["isr_nodes"], 45)
+        after = describe(c, coord, group)
+        assert after["group_state"] == "Stable", after
+        assert [m["member_id"] for m in after["members"]] == \
+            [m["member_id"] for m in before["members"]], after
+    finally:
+        member.close()

@@ -385,8 +385,11 @@ class ReplicaManager:
                      topic, partition, role.value, after[1], leader, list(state.isr))
             if topic == OFFSETS_TOPIC and role is Role.LEADER:
                 # The group coordinator of this partition's groups is here now: their state is
-                # what the log holds (the previous coordinator's writes, replicated).
-                self.broker.group_coordinator.load_partition(partition)
+                # what the log holds (the previous coordinator's writes, replicated). Not when
+                # it simply stays leader (the next epoch, e.g. the controller shrank the ISR):
+                # no other coordinator wrote in between, and reloading would drop the members.
+                if not stays_leader(before, after):
+                    self.broker.group_coordinator.load_partition(partition)
             elif topic == OFFSETS_TOPIC:
                 # Not (or no longer) its coordinator: the groups replayed from this partition at
                 # start, or led here before, are the leader's (Kafka's onResignation).
@@ -452,6 +455,12 @@ class ReplicaManager:
         if info is None:
             return None
         return info[1]["host"], info[1]["port"]
+
+
+def stays_leader(before: tuple, after: tuple) -> bool:
+    """(role, leader epoch) before and after a state change: this broker led and leads in the
+    very next epoch, so no other broker led in between (a jump of more than one may hide one)."""
+    return before[0] is Role.LEADER and after[0] is Role.LEADER and after[1] == before[1] + 1
 
 
 class FollowerFetcher:
