@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import queue
 import socket
-import struct
 from types import SimpleNamespace
 
 from kazoo.exceptions import BadVersionError
@@ -48,7 +47,7 @@ from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, 
 from klog.metadata import is_internal, validate_topic_name
 from klog.protocol import elect_leaders as _elect_leaders_schema  # noqa: F401 - registers API 43
 from klog.protocol.errors import ErrorCode as EC
-from klog.protocol.frames import decode_response, encode_request
+from klog.protocol import blocking
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.protocol.types import ZERO_UUID
 from klog.server import admin as single
@@ -146,24 +145,12 @@ def _send_to_controller(node, api_key, version, body, wait=True):
         raise NotControllerError("no controller is elected just now")
     info = live[controller][1]
     with socket.create_connection((info["host"], info["port"]), timeout=CONTROLLER_TIMEOUT_S) as s:
-        s.sendall(encode_request(api_key, version, 1, f"{FORWARDED_CLIENT_ID}{node.node_id}",
-                                 body).getvalue())
+        blocking.send_request(s, api_key, version, body,
+                              client_id=f"{FORWARDED_CLIENT_ID}{node.node_id}")
         if not wait:
             s.recv(1 << 16)
             return None
-        size = struct.unpack(">i", _recv(s, 4))[0]
-        _, answer = decode_response(api_key, version, memoryview(_recv(s, size)))
-        return answer
-
-
-def _recv(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the controller closed the connection")
-        buf += chunk
-    return bytes(buf)
+        return blocking.read_response(s, api_key, version, peer="the controller")
 
 
 # -- ApiVersions: what this (cluster-mode) server answers ----------------------------------------

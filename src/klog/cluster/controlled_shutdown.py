@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 import time
 from dataclasses import dataclass
 
 from klog.protocol.errors import ErrorCode as EC
-from klog.protocol.frames import decode_response, encode_request
+from klog.protocol import blocking
 from klog.protocol.messages import ApiKey
 
 log = logging.getLogger("klog.cluster.controlled_shutdown")
@@ -104,23 +103,11 @@ def send(address, broker_id: int, broker_epoch: int, *, version: int = VERSION,
          timeout_s: float = REQUEST_TIMEOUT_S) -> Outcome:
     """One ControlledShutdown request to the broker at ``address`` (blocking)."""
     with socket.create_connection(address, timeout=timeout_s) as s:
-        s.sendall(encode_request(ApiKey.CONTROLLED_SHUTDOWN, version, 1,
-                                 f"klog-broker-{broker_id}",
-                                 {"broker_id": broker_id, "broker_epoch": broker_epoch}).getvalue())
-        size = struct.unpack(">i", _recv(s, 4))[0]
-        _, resp = decode_response(ApiKey.CONTROLLED_SHUTDOWN, version, memoryview(_recv(s, size)))
+        resp = blocking.call(s, ApiKey.CONTROLLED_SHUTDOWN, version,
+                             {"broker_id": broker_id, "broker_epoch": broker_epoch},
+                             client_id=f"klog-broker-{broker_id}", peer="the controller")
     return Outcome(resp["error_code"], tuple(
         (r["topic_name"], r["partition_index"]) for r in resp["remaining_partitions"]))
-
-
-def _recv(s, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the controller closed the connection")
-        buf += chunk
-    return bytes(buf)
 
 
 def request(node, *, max_retries: int = 3, retry_backoff_ms: int = 5000) -> bool:

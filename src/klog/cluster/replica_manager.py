@@ -41,7 +41,6 @@ from __future__ import annotations
 import logging
 import queue
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ from klog.errors import TopicExistsError
 from klog.protocol.errors import ErrorCode
 from klog.group.offsets import OFFSETS_TOPIC
 from klog.metadata import is_internal
-from klog.protocol.frames import decode_response, encode_request
+from klog.protocol import blocking
 from klog.protocol.messages import ApiKey
 
 log = logging.getLogger("klog.cluster.replica_manager")
@@ -602,13 +601,9 @@ class FollowerFetcher:
         if self._sock is None:
             self._connect()
         self._cid = (self._cid + 1) & 0x7FFFFFFF
-        self._sock.sendall(encode_request(api_key, version, self._cid,
-                                          f"klog-replica-{self.manager.node_id}", body).getvalue())
-        size = struct.unpack(">i", self._recv(4))[0]
-        cid, resp = decode_response(api_key, version, memoryview(self._recv(size)))
-        if cid != self._cid:
-            raise ValueError(f"answer for correlation id {cid}, expected {self._cid}")
-        return resp
+        return blocking.call(self._sock, api_key, version, body,
+                             client_id=f"klog-replica-{self.manager.node_id}",
+                             correlation_id=self._cid, peer=f"broker {self.leader}")
 
     def _connect(self):
         address = self.manager.broker_address(self.leader)
@@ -648,12 +643,3 @@ class FollowerFetcher:
                     p["error_code"], p["high_watermark"], p["log_start_offset"],
                     bytes(records) if records else b"", diverging)
         return out
-
-    def _recv(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self._sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError(f"broker {self.leader} closed the connection")
-            buf += chunk
-        return bytes(buf)

@@ -20,7 +20,6 @@ by one deadline; a source that does not answer within it is a ``ClusterUnreachab
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
@@ -28,7 +27,7 @@ from typing import Optional
 from klog.errors import KlogError
 from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode, ProtocolError
-from klog.protocol.frames import decode_response, encode_request
+from klog.protocol import blocking
 from klog.protocol.messages import ApiKey, REQUESTS
 
 CLIENT_ID = "klog-cluster-status"
@@ -151,22 +150,9 @@ class _Connection:
     def call(self, api_key: int, version: int, body: dict) -> dict:
         self._cid += 1
         self._sock.settimeout(self._left())
-        self._sock.sendall(encode_request(api_key, version, self._cid, CLIENT_ID, body).getvalue())
-        size = struct.unpack(">i", self._recv(4))[0]
-        cid, resp = decode_response(api_key, version, memoryview(self._recv(size)))
-        if cid != self._cid:
-            raise ConnectionError(f"{self.address}: answer to request {cid}, expected {self._cid}")
-        return resp
-
-    def _recv(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            self._sock.settimeout(self._left())
-            chunk = self._sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError(f"{self.address} closed the connection")
-            buf += chunk
-        return bytes(buf)
+        return blocking.call(self._sock, api_key, version, body, client_id=CLIENT_ID,
+                             correlation_id=self._cid, peer=self.address,
+                             before_each_read=lambda: self._sock.settimeout(self._left()))
 
     def version(self, api_key: int, lowest: int) -> int:
         """The highest version of ``api_key`` both sides speak (ApiVersions v0 works everywhere)."""
