@@ -201,7 +201,7 @@ def test_create_partitions_and_elect_leaders(make_cluster):
     assert done[tp0].code() == EC.ELECTION_NOT_NEEDED         # it has a live leader
     # v0 (preferred only); v2 for every partition (null) leaves out those that need none.
     answer = c.raw(controller(c), ApiKey.ELECT_LEADERS, 0, {"topic_partitions": [
-        {"topic": "p", "partition_id": [0]}], "timeout_ms": 5000})
+        {"topic": "p", "partitions": [0]}], "timeout_ms": 5000})
     assert answer["replica_election_results"][0]["partition_result"][0]["error_code"] == \
         EC.ELECTION_NOT_NEEDED
     answer = c.raw(controller(c), ApiKey.ELECT_LEADERS, 2, {
@@ -214,7 +214,7 @@ def test_create_partitions_and_elect_leaders(make_cluster):
     # A broker that is not the controller says so.
     other = next(n for n in (1, 2, 3) if n != controller(c))
     answer = c.raw(other, ApiKey.ELECT_LEADERS, 1, {"election_type": 0, "topic_partitions": [
-        {"topic": "p", "partition_id": [0]}], "timeout_ms": 5000})
+        {"topic": "p", "partitions": [0]}], "timeout_ms": 5000})
     assert answer["replica_election_results"][0]["partition_result"][0]["error_code"] == \
         EC.NOT_CONTROLLER
     versions = {k["api_key"]: (k["min_version"], k["max_version"]) for k in c.raw(

@@ -7,6 +7,8 @@ to the same values, and kafka-python's re-encoding is byte-identical to klog's.
 """
 import random
 
+import kafka.protocol.admin as kp_admin
+
 import pytest
 
 from kafka.protocol.admin import cluster, configs, groups, topics, transactions
@@ -48,6 +50,7 @@ KP = {
     47: (group.OffsetDeleteRequest, group.OffsetDeleteResponse),
     60: (cluster.DescribeClusterRequest, cluster.DescribeClusterResponse),
     61: (transactions.DescribeProducersRequest, transactions.DescribeProducersResponse),
+    43: (kp_admin.ElectLeadersRequest, kp_admin.ElectLeadersResponse),
 }
 
 # kafka-python renames / retypes a few int32 bitfields (its json_patch hooks).

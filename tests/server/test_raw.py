@@ -6,6 +6,7 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from klog.error_codes import ErrorCode as EC
 from klog.protocol.frames import decode_response, encode_request
 from klog.protocol.messages import REQUESTS, ApiKey
 
@@ -332,4 +333,26 @@ def test_pipelined_produces_answered_in_order_and_not_held_by_a_waiting_fetch(se
     size = struct.unpack(">i", _recv_exact(s, 4))[0]
     got_cid, _ = decode_response(ApiKey.FETCH, 11, memoryview(_recv_exact(s, size)))
     assert got_cid == 99
+    s.close()
+
+
+def test_elect_leaders_on_a_single_node_needs_no_election(server):
+    """A single node leads every partition as its preferred replica: ElectLeaders (43) answers
+    ELECTION_NOT_NEEDED for a named partition, UNKNOWN_TOPIC_OR_PARTITION for one that does not
+    exist, and nothing when asked for every partition (Kafka leaves those out)."""
+    server.broker.create_topic("el", partitions=2)
+    s = _connect(server)
+    for version, election_type in ((0, None), (1, 0), (2, 1)):
+        body = {"topic_partitions": [{"topic": "el", "partitions": [1, 5]},
+                                     {"topic": "nope", "partitions": [0]}],
+                "timeout_ms": 1000}
+        if election_type is not None:
+            body["election_type"] = election_type
+        r = _call(s, ApiKey.ELECT_LEADERS, version, body)
+        got = {(t["topic"], p["partition_id"]): p["error_code"]
+               for t in r["replica_election_results"] for p in t["partition_result"]}
+        assert got == {("el", 1): EC.ELECTION_NOT_NEEDED, ("el", 5): EC.UNKNOWN_TOPIC_OR_PARTITION,
+                       ("nope", 0): EC.UNKNOWN_TOPIC_OR_PARTITION}, (version, r)
+        body["topic_partitions"] = None
+        assert _call(s, ApiKey.ELECT_LEADERS, version, body)["replica_election_results"] == []
     s.close()

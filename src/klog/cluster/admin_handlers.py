@@ -387,7 +387,7 @@ async def elect_leaders(ctx, body):
         return answer
     partitions = None
     if asked is not None:
-        partitions = list(dict.fromkeys((t["topic"], p) for t in asked for p in t["partition_id"]))
+        partitions = list(dict.fromkeys((t["topic"], p) for t in asked for p in t["partitions"]))
     try:
         results = await base._run(_elect_leaders, _node(ctx), election_type, partitions)
     except KlogError as exc:

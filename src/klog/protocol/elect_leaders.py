@@ -1,8 +1,7 @@
 """ElectLeaders (API 43, versions 0-2, flexible from 2): the facts of Kafka's
 ``ElectLeadersRequest.json`` / ``ElectLeadersResponse.json`` in the DSL of ``schema.py``.
 Version 1 added the election type (KIP-460: 0 = PREFERRED, 1 = UNCLEAN) and the top-level
-error code. Only cluster mode (``klog serve --zookeeper``) answers it; importing this module
-registers the schemas with the codec."""
+error code. Importing this module (``messages`` does) registers the schemas with the codec."""
 from __future__ import annotations
 
 from .messages import REQUESTS, RESPONSES, ApiKey
@@ -15,7 +14,7 @@ ELECT_LEADERS_REQUEST = Message(
     F("topic_partitions", Array(Struct(
         "TopicPartitions",
         F("topic", STRING),
-        F("partition_id", Array(INT32)),
+        F("partitions", Array(INT32)),
     )), "0+", nullable="0+"),
     F("timeout_ms", INT32, "0+", default="60000"),
 )

@@ -1055,3 +1055,7 @@ ApiKey.CREATE_PARTITIONS = CREATE_PARTITIONS_REQUEST.api_key
 ApiKey.OFFSET_DELETE = OFFSET_DELETE_REQUEST.api_key
 ApiKey.DESCRIBE_CLUSTER = DESCRIBE_CLUSTER_REQUEST.api_key
 ApiKey.DESCRIBE_PRODUCERS = DESCRIBE_PRODUCERS_REQUEST.api_key
+
+# ElectLeaders (43) lives in its own module; registered with the others, always (a single node
+# answers it too).
+from . import elect_leaders  # noqa: E402,F401

@@ -698,6 +698,25 @@ async def controlled_shutdown(ctx, body):
     return {"error_code": EC.NOT_CONTROLLER, "remaining_partitions": []}
 
 
+@api(ApiKey.ELECT_LEADERS)
+async def elect_leaders(ctx, body):
+    # A single node leads every partition and is its preferred replica: nothing to elect, for
+    # either election type (cluster mode: klog.cluster.admin_handlers). Asked for every
+    # partition (null), Kafka leaves out those that need no election: nothing is left.
+    results = []
+    for t in body["topic_partitions"] or ():
+        parts = []
+        for p in t["partitions"]:
+            code, message = EC.ELECTION_NOT_NEEDED, None
+            try:
+                ctx.broker.partition(t["topic"], p)
+            except KlogError as exc:
+                code, message = exc.error_code, str(exc)[:500]
+            parts.append({"partition_id": p, "error_code": code, "error_message": message})
+        results.append({"topic": t["topic"], "partition_result": parts})
+    return {"throttle_time_ms": 0, "error_code": 0, "replica_election_results": results}
+
+
 class ProducerIdAllocator:
     """Unique producer ids, never reused after a restart: ids are handed out from blocks whose
     end is first written durably to ``<data_dir>/producer-id-block``, and a new process starts
