@@ -111,12 +111,15 @@ def test_serve_to_serve_killed_and_restarted_loses_nothing_and_reports_duplicate
         deadline = time.monotonic() + 60
         while True:   # kill it once records are copied and acknowledged but not yet committed
             assert proc.poll() is None, proc.stderr.read()
+            # Stopped while looking, so it cannot commit between the look and the kill.
+            proc.send_signal(signal.SIGSTOP)
             copied = sum(p.log_end_offset for p in dst.broker.describe_topic("orders").partitions) \
                 if dst.broker.has_topic("orders") else 0
             fetched = src.broker.group_coordinator.fetch_offsets("m1").offsets
             done = sum(max(0, c.offset) for c in fetched.values())
             if copied >= 500 and copied > done:
                 break
+            proc.send_signal(signal.SIGCONT)
             assert time.monotonic() < deadline, "the mirror made no progress"
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
