@@ -143,14 +143,7 @@ class ClusterStore:
     # -- session -------------------------------------------------------------------------------
 
     def start(self) -> "ClusterStore":
-        try:
-            self._zk.start(timeout=self._connect_timeout_s)
-        except KazooTimeoutError:
-            self._zk.stop()
-            self._zk.close()
-            raise ZooKeeperUnavailableError(
-                f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s "
-                "(zookeeper.connection.timeout.ms)") from None
+        self._connect(" (zookeeper.connection.timeout.ms)")
         try:
             for path in ("", "/brokers/ids", "/brokers/topics"):
                 self._zk.ensure_path(self.chroot + path)
@@ -163,6 +156,12 @@ class ClusterStore:
 
     def start_read_only(self) -> "ClusterStore":
         """Connect without creating anything (``klog cluster status``): the chroot may not exist."""
+        self._connect("")
+        return self
+
+    def _connect(self, which_setting: str) -> None:
+        """Open the session, or ZooKeeperUnavailableError naming the wait (and ``which_setting``
+        set it, for a broker)."""
         try:
             self._zk.start(timeout=self._connect_timeout_s)
         except KazooTimeoutError:
@@ -170,8 +169,7 @@ class ClusterStore:
             self._zk.close()
             raise ZooKeeperUnavailableError(
                 f"ZooKeeper at {self.hosts} did not answer within {self._connect_timeout_s:g} s"
-            ) from None
-        return self
+                f"{which_setting}") from None
 
     def has_cluster(self) -> bool:
         """Whether brokers ever registered under the chroot (``/brokers/ids`` exists)."""
