@@ -82,6 +82,15 @@ def test_a_new_target_over_a_reassignment_starts_from_the_original_replicas():
     assert step.assignment == PartitionAssignment((2, 3, 5, 1), adding=(5,), removing=(1,))
 
 
+def test_a_new_target_keeps_a_leading_or_in_sync_replica_it_drops_until_completion():
+    """4 was being added, caught up and leads (1..3 failed): a new target without it must not
+    drop the only replicas holding the acknowledged records."""
+    moving = PartitionAssignment((2, 3, 4, 1), adding=(4,), removing=(1,))
+    step = ra.start(moving, state(4, (4,)), (2, 3, 5), 2)
+    assert step.assignment == PartitionAssignment((2, 3, 5, 1, 4), adding=(5,), removing=(1, 4))
+    assert (step.state.leader, step.state.isr) == (4, (4,))
+
+
 @pytest.mark.parametrize("target, match", [
     ((), "empty replica list"), ((2, 2, 3), r"duplicate replica ids \[2\]"),
     ((2, 3, 9), r"replica\(s\) \[9\] .* not registered")])

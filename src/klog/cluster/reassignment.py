@@ -94,6 +94,8 @@ def start(current: PartitionAssignment, state: LeaderAndIsr, target: Sequence[in
     """Begin moving to ``target`` (validated by ``check_target``). The state gets a new leader
     epoch with the same leader and ISR (minus replicas that leave at once)."""
     target = tuple(target)
+    if not current.reassigning and set(target) == set(current.replicas):
+        return Step(PartitionAssignment(target), state)      # at most a new preferred order
     original = current.original
     replicas = tuple(dict.fromkeys(target + original))
     # Replicas of a reassignment in progress that the new one drops: they leave now, except
