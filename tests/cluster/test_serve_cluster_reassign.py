@@ -1,0 +1,151 @@
+"""Partition reassignment (KIP-455) end to end: ``klog serve --zookeeper`` processes and a real
+ZooKeeper, driven by kafka-python's KafkaAdminClient (alter/list_partition_reassignments) and raw
+requests for the exact error codes; confluent-kafka produces with acks=all throughout."""
+import os
+import signal
+
+from kafka import KafkaAdminClient, TopicPartition as KTP
+from kafka.errors import InvalidReplicationAssignmentError
+
+from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.messages import ApiKey
+from klog.protocol import reassignments  # noqa: F401 - registers APIs 45, 46
+
+from .brokers import live_brokers, wait_for
+from .test_serve_cluster import BackgroundProducer, read_all
+from .test_serve_cluster_admin import admin as confluent_admin, controller
+
+TIMEOUT = 60
+
+
+def kadmin(c):
+    return KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=30000)
+
+
+def create(c, name, assignment):
+    from confluent_kafka.admin import NewTopic
+    a = confluent_admin(c)       # kept: the future fails if its client is collected first
+    a.create_topics([NewTopic(name, len(assignment), -1, replica_assignment=assignment)])[
+        name].result(TIMEOUT)
+    rf = len(assignment[0])
+    wait_for("a leader with a full ISR", lambda: all(
+        len(c.partition(n, name, p)["isr_nodes"]) == rf
+        for n in c.procs for p in range(len(assignment))), TIMEOUT)
+
+
+def has_dir(c, n, topic, p):
+    return os.path.isdir(c.tmp / f"b{n}" / f"{topic}-{p}")
+
+
+def alter_raw(c, n, topics):
+    """AlterPartitionReassignments v0 to broker ``n``: {topic: {partition: replicas or None}}."""
+    return c.raw(n, ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, {"timeout_ms": 30000, "topics": [
+        {"name": t, "partitions": [{"partition_index": p, "replicas": r} for p, r in ps.items()]}
+        for t, ps in topics.items()]})
+
+
+def codes(resp):
+    return {(t["name"], p["partition_index"]): p["error_code"]
+            for t in resp["responses"] for p in t["partitions"]}
+
+
+def list_raw(c, n, topics=None):
+    return c.raw(n, ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, {"timeout_ms": 30000,
+                                                            "topics": topics})
+
+
+def test_move_onto_a_new_broker_while_producing_loses_nothing(make_cluster):
+    """Brokers 1..3, a topic on [1,2,3] led by 1 with acks=all traffic; broker 4 joins and the
+    partition moves to [2,3,4] while producing goes on. Afterwards 4 holds the data (it is in
+    the ISR), 1 led nothing and holds no directory, every acknowledged value is readable, also
+    after the old leader and then the new leader are killed."""
+    c = make_cluster()
+    create(c, "moves", [[1, 2, 3]])
+    assert c.partition(1, "moves")["leader_id"] == 1
+    bg = BackgroundProducer(c, "moves", acks="all", **{"enable.idempotence": True})
+    k = None
+    try:
+        wait_for("some acknowledgements", lambda: len(bg.acked) > 200, TIMEOUT)
+        c.start(4)
+        wait_for("broker 4 registered", lambda: live_brokers(c) == [1, 2, 3, 4], TIMEOUT)
+        k = kadmin(c)
+        tp = KTP("moves", 0)
+        assert k.alter_partition_reassignments({tp: [2, 3, 4]}) == {tp: None}
+        before = len(bg.acked)
+        wait_for("the move to complete", lambda: not k.list_partition_reassignments()
+                 and c.partition(2, "moves")["replica_nodes"] == [2, 3, 4], TIMEOUT)
+        wait_for("acknowledgements after the move", lambda: len(bg.acked) > before + 300,
+                 TIMEOUT)
+    finally:
+        assert bg.stop() == 0, c.log_output()
+        if k is not None:
+            k.close()
+    assert not bg.failed, (bg.failed[:5], c.log_output())
+    p = c.partition(2, "moves")
+    assert p["leader_id"] in (2, 3, 4) and sorted(p["isr_nodes"]) == [2, 3, 4], p
+    wait_for("broker 1's directory deleted", lambda: not has_dir(c, 1, "moves", 0), TIMEOUT)
+    assert has_dir(c, 4, "moves", 0)
+    seen = read_all(c, "moves", bg.acked)
+    assert set(bg.acked) <= set(seen), f"lost {sorted(set(bg.acked) - set(seen))[:5]}"
+    assert len(seen) == len(set(seen))
+
+    c.kill(1)                                   # the old leader
+    assert set(bg.acked) <= set(read_all(c, "moves", bg.acked))
+    leader = c.partition(2, "moves")["leader_id"]
+    c.kill(leader)                              # the new leader: one of the other two leads
+    survivor = min(c.procs)
+    wait_for("a leader among the survivors", lambda: c.partition(survivor, "moves")[
+        "leader_id"] in c.procs, TIMEOUT)
+    seen = read_all(c, "moves", bg.acked)
+    assert set(bg.acked) <= set(seen), f"lost {sorted(set(bg.acked) - set(seen))[:5]}"
+
+
+def test_errors_cancel_and_list(make_cluster):
+    """Kafka's per-partition errors (asked of a broker that is not the controller: it
+    forwards); a move that waits (its new replica, broker 3, is paused and cannot catch up) is
+    listed with RS, adding and removing; cancelling it restores the original replicas, and 3
+    never keeps a directory for the partition."""
+    c = make_cluster()
+    create(c, "errs", [[1, 2], [2, 3]])
+    ctl = controller(c)
+    other = next(n for n in c.procs if n != ctl)
+    resp = alter_raw(c, other, {"errs": {0: [1, 2, 2], 1: [], 5: [1]},
+                                "nope": {0: [1, 2]}})
+    assert resp["error_code"] == 0
+    assert codes(resp) == {("errs", 0): EC.INVALID_REPLICA_ASSIGNMENT,
+                           ("errs", 1): EC.INVALID_REPLICA_ASSIGNMENT,
+                           ("errs", 5): EC.UNKNOWN_TOPIC_OR_PARTITION,
+                           ("nope", 0): EC.UNKNOWN_TOPIC_OR_PARTITION}
+    resp = alter_raw(c, ctl, {"errs": {0: [1, 2, 9], 1: None}})
+    assert codes(resp) == {("errs", 0): EC.INVALID_REPLICA_ASSIGNMENT,
+                           ("errs", 1): EC.NO_REASSIGNMENT_IN_PROGRESS}
+    assert "[9]" in resp["responses"][0]["partitions"][0]["error_message"]
+    assert list_raw(c, other)["topics"] == []
+
+    k = kadmin(c)
+    tp = KTP("errs", 0)
+    try:
+        assert k.alter_partition_reassignments({tp: [1, 2, 7]}) == \
+            {tp: InvalidReplicationAssignmentError}
+        c.procs[3].send_signal(signal.SIGSTOP)     # registered, but fetches nothing
+        try:
+            assert k.alter_partition_reassignments({tp: [1, 3]}) == {tp: None}
+            moving = {"replicas": [1, 3, 2], "adding_replicas": [3], "removing_replicas": [2]}
+            assert k.list_partition_reassignments() == {tp: moving}
+            assert k.list_partition_reassignments([tp]) == {tp: moving}
+            assert k.list_partition_reassignments([KTP("errs", 1)]) == {}
+            assert list_raw(c, other, [{"name": "errs", "partition_indexes": [0]}])[
+                "topics"] == [{"name": "errs", "partitions": [{"partition_index": 0, **moving}]}]
+            assert c.partition(ctl, "errs", 0)["replica_nodes"] == [1, 3, 2]
+            assert k.alter_partition_reassignments({tp: None}) == {tp: None}
+            assert k.list_partition_reassignments() == {}
+            p = c.partition(ctl, "errs", 0)
+            assert p["replica_nodes"] == [1, 2] and sorted(p["isr_nodes"]) == [1, 2], p
+        finally:
+            c.procs[3].send_signal(signal.SIGCONT)
+    finally:
+        k.close()
+    wait_for("broker 3 back in errs-1's ISR", lambda: sorted(
+        c.partition(ctl, "errs", 1)["isr_nodes"]) == [2, 3], TIMEOUT)
+    wait_for("no errs-0 directory on broker 3", lambda: not has_dir(c, 3, "errs", 0), TIMEOUT)
+    assert has_dir(c, 1, "errs", 0) and has_dir(c, 2, "errs", 0)
