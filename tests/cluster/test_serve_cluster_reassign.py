@@ -18,8 +18,11 @@ from .test_serve_cluster_admin import admin as confluent_admin, controller
 TIMEOUT = 60
 
 
-def kadmin(c):
-    return KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=30000)
+def kadmin(c, n=None):
+    """kafka-python's admin client, bootstrapped from broker ``n`` only if given (not a paused
+    one)."""
+    servers = c.bootstrap if n is None else "%s:%d" % c.address(n)
+    return KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=30000)
 
 
 def create(c, name, assignment):
@@ -149,3 +152,38 @@ def test_errors_cancel_and_list(make_cluster):
         c.partition(ctl, "errs", 1)["isr_nodes"]) == [2, 3], TIMEOUT)
     wait_for("no errs-0 directory on broker 3", lambda: not has_dir(c, 3, "errs", 0), TIMEOUT)
     assert has_dir(c, 1, "errs", 0) and has_dir(c, 2, "errs", 0)
+
+
+def test_a_move_survives_a_controller_failover_and_a_returning_replica_drops_its_data(
+        make_cluster):
+    """A move that waits (its new replica is paused) outlives its controller, SIGKILLed: the
+    next controller finds it in ZooKeeper, lists it, and completes it once the new replica
+    catches up. The removed replica was the dead controller: when it comes back it deletes
+    its directory of the partition."""
+    c = make_cluster()
+    ctl = controller(c)
+    a, b = sorted(n for n in c.procs if n != ctl)
+    create(c, "fo", [[ctl, a]])
+    tp = KTP("fo", 0)
+    c.procs[b].send_signal(signal.SIGSTOP)          # b will be added; it fetches nothing yet
+    try:
+        assert codes(alter_raw(c, a, {"fo": {0: [a, b]}})) == {("fo", 0): 0}
+        assert list_raw(c, a)["topics"][0]["partitions"][0]["adding_replicas"] == [b]
+        c.kill(ctl)
+        wait_for("a new controller", lambda: c.metadata(a)["controller_id"] == a, TIMEOUT)
+        k = kadmin(c, a)
+        try:
+            assert k.list_partition_reassignments() == {tp: {
+                "replicas": [a, b, ctl], "adding_replicas": [b], "removing_replicas": [ctl]}}
+        finally:
+            k.close()
+    finally:
+        c.procs[b].send_signal(signal.SIGCONT)
+    wait_for("the move completed by the new controller", lambda: not list_raw(c, a)["topics"]
+             and c.partition(a, "fo")["replica_nodes"] == [a, b], TIMEOUT)
+    p = c.partition(a, "fo")
+    assert sorted(p["isr_nodes"]) == sorted([a, b]) and p["leader_id"] in (a, b), p
+    assert has_dir(c, ctl, "fo", 0)                 # it was down while its replica moved
+    c.start(ctl)
+    wait_for(f"broker {ctl} deleting its directory of fo-0",
+             lambda: not has_dir(c, ctl, "fo", 0), TIMEOUT)

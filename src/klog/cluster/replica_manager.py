@@ -262,6 +262,19 @@ class ReplicaManager:
                 self._release_partition(hosted)
             elif tuple(replicas) != hosted.replicas:
                 self._events.put((self._apply_state, (name, p)))
+        # Moved away while this broker was down: its local data of them goes now.
+        local = self.broker.local_partitions(name) if self.broker.has_topic(name) else None
+        gone = [p for p in local or () if (name, p) not in self.partitions
+                and self.node_id not in assignment.partitions.get(p, ())]
+        if gone and str(assignment.topic_id) == self.broker.describe_topic(name).topic_id:
+            for p in gone:
+                self._saved_hw.pop((name, p), None)
+            if name == OFFSETS_TOPIC:
+                for p in gone:
+                    self.broker.group_coordinator.unload_partition(p)
+            self.broker.release_partitions(name, gone)
+            log.info("broker %d: %s partitions %s moved away while it was down; their local "
+                     "replicas are deleted", self.node_id, name, gone)
 
     def _release_partition(self, hosted: HostedPartition):
         """Kafka's StopReplica with delete: this broker is no longer a replica of the partition
