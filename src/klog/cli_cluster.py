@@ -132,8 +132,11 @@ def _print_table(status, listed):
                 unknown_hw.append(f"{p.topic}/{p.partition}: {p.high_watermark_error}")
         state = ("offline" if p.offline else "under-min-isr" if p.under_min_isr
                  else "under-replicated" if p.under_replicated else "ok")
+        replicas = _ids(p.replicas)
+        if p.adding or p.removing:       # a reassignment in progress
+            replicas += f" (+{_ids(p.adding)} -{_ids(p.removing)})"
         rows.append([p.topic, p.partition, p.leader if p.leader >= 0 else "none", p.leader_epoch,
-                     _ids(p.replicas), _ids(p.isr), hw, state])
+                     replicas, _ids(p.isr), hw, state])
     _table(["TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS", "ISR", "HW", "STATE"],
            rows)
     click.echo()

@@ -1,6 +1,7 @@
 """Partition reassignment (KIP-455) end to end: ``klog serve --zookeeper`` processes and a real
 ZooKeeper, driven by kafka-python's KafkaAdminClient (alter/list_partition_reassignments) and raw
 requests for the exact error codes; confluent-kafka produces with acks=all throughout."""
+import json
 import os
 import signal
 
@@ -11,7 +12,7 @@ from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 from klog.protocol import reassignments  # noqa: F401 - registers APIs 45, 46
 
-from .brokers import live_brokers, wait_for
+from .brokers import klog_cli, live_brokers, wait_for
 from .test_serve_cluster import BackgroundProducer, read_all
 from .test_serve_cluster_admin import admin as confluent_admin, controller
 
@@ -105,13 +106,13 @@ def test_move_onto_a_new_broker_while_producing_loses_nothing(make_cluster):
 
 def test_errors_cancel_and_list(make_cluster):
     """Kafka's per-partition errors (asked of a broker that is not the controller: it
-    forwards); a move that waits (its new replica, broker 3, is paused and cannot catch up) is
-    listed with RS, adding and removing; cancelling it restores the original replicas, and 3
-    never keeps a directory for the partition."""
+    forwards); a move that waits (its new replica is paused and cannot catch up) is listed with
+    RS, adding and removing (kafka-python, raw, the CLI, ``cluster status``); cancelling it
+    restores the original replicas, and the paused broker never keeps a directory for it."""
     c = make_cluster()
-    create(c, "errs", [[1, 2], [2, 3]])
     ctl = controller(c)
-    other = next(n for n in c.procs if n != ctl)
+    other, paused = sorted(n for n in c.procs if n != ctl)
+    create(c, "errs", [[ctl, other], [other, paused]])
     resp = alter_raw(c, other, {"errs": {0: [1, 2, 2], 1: [], 5: [1]},
                                 "nope": {0: [1, 2]}})
     assert resp["error_code"] == 0
@@ -125,33 +126,49 @@ def test_errors_cancel_and_list(make_cluster):
     assert "[9]" in resp["responses"][0]["partitions"][0]["error_message"]
     assert list_raw(c, other)["topics"] == []
 
-    k = kadmin(c)
+    k = kadmin(c, other)
     tp = KTP("errs", 0)
     try:
         assert k.alter_partition_reassignments({tp: [1, 2, 7]}) == \
             {tp: InvalidReplicationAssignmentError}
-        c.procs[3].send_signal(signal.SIGSTOP)     # registered, but fetches nothing
+        c.procs[paused].send_signal(signal.SIGSTOP)     # registered, but fetches nothing
         try:
-            assert k.alter_partition_reassignments({tp: [1, 3]}) == {tp: None}
-            moving = {"replicas": [1, 3, 2], "adding_replicas": [3], "removing_replicas": [2]}
+            assert k.alter_partition_reassignments({tp: [ctl, paused]}) == {tp: None}
+            moving = {"replicas": [ctl, paused, other], "adding_replicas": [paused],
+                      "removing_replicas": [other]}
             assert k.list_partition_reassignments() == {tp: moving}
             assert k.list_partition_reassignments([tp]) == {tp: moving}
             assert k.list_partition_reassignments([KTP("errs", 1)]) == {}
             assert list_raw(c, other, [{"name": "errs", "partition_indexes": [0]}])[
                 "topics"] == [{"name": "errs", "partitions": [{"partition_index": 0, **moving}]}]
-            assert c.partition(ctl, "errs", 0)["replica_nodes"] == [1, 3, 2]
+            assert c.partition(ctl, "errs", 0)["replica_nodes"] == [ctl, paused, other]
+            listed = klog_cli("cluster", "reassign", "-b", "%s:%d" % c.address(other), "--list",
+                              "--format", "json")
+            assert listed.returncode == 0, listed.stderr
+            assert json.loads(listed.stdout) == [{"topic": "errs", "partition": 0,
+                                                  "replicas": [ctl, paused, other],
+                                                  "adding": [paused], "removing": [other]}]
+            for where in (["-b", "%s:%d" % c.address(other)],
+                          ["--zookeeper", c.zk, "--no-high-watermark"]):
+                shown = klog_cli("cluster", "status", *where, "--format", "json")
+                errs0 = next(p for p in json.loads(shown.stdout)["partitions"]
+                             if (p["topic"], p["partition"]) == ("errs", 0))
+                assert (errs0["replicas"], errs0["adding"], errs0["removing"]) == \
+                    ([ctl, paused, other], [paused], [other]), (where, errs0)
             assert k.alter_partition_reassignments({tp: None}) == {tp: None}
             assert k.list_partition_reassignments() == {}
             p = c.partition(ctl, "errs", 0)
-            assert p["replica_nodes"] == [1, 2] and sorted(p["isr_nodes"]) == [1, 2], p
+            assert p["replica_nodes"] == [ctl, other] and sorted(p["isr_nodes"]) == \
+                sorted([ctl, other]), p
         finally:
-            c.procs[3].send_signal(signal.SIGCONT)
+            c.procs[paused].send_signal(signal.SIGCONT)
     finally:
         k.close()
-    wait_for("broker 3 back in errs-1's ISR", lambda: sorted(
-        c.partition(ctl, "errs", 1)["isr_nodes"]) == [2, 3], TIMEOUT)
-    wait_for("no errs-0 directory on broker 3", lambda: not has_dir(c, 3, "errs", 0), TIMEOUT)
-    assert has_dir(c, 1, "errs", 0) and has_dir(c, 2, "errs", 0)
+    wait_for(f"broker {paused} back in errs-1's ISR", lambda: sorted(
+        c.partition(ctl, "errs", 1)["isr_nodes"]) == sorted([other, paused]), TIMEOUT)
+    wait_for(f"no errs-0 directory on broker {paused}",
+             lambda: not has_dir(c, paused, "errs", 0), TIMEOUT)
+    assert has_dir(c, ctl, "errs", 0) and has_dir(c, other, "errs", 0)
 
 
 def test_a_move_survives_a_controller_failover_and_a_returning_replica_drops_its_data(
