@@ -42,7 +42,8 @@ def test_a_broker_that_is_not_there_is_exit_2(closed):  # noqa: F811 - fixture
     unreachable(run("cluster", "reassign", "-b", closed, *MOVE, "--replicas", "1,2"),
                 f"{closed} (Connection refused)")
     unreachable(run("cluster", "reassign", "-b", closed, "--list"), "Connection refused")
-    failed(run("cluster", "reassign", "-b", "nowhere", "--list"), match="'nowhere' is not HOST:PORT")
+    failed(run("cluster", "reassign", "-b", "nowhere", "--list"),
+           match="'nowhere' is not HOST:PORT")
 
 
 def test_a_single_klog_serve_cannot_move_replicas(server):

@@ -10,7 +10,6 @@ from kafka.errors import InvalidReplicationAssignmentError
 
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
-from klog.protocol import reassignments  # noqa: F401 - registers APIs 45, 46
 
 from .brokers import klog_cli, live_brokers, wait_for
 from .test_serve_cluster import BackgroundProducer, read_all

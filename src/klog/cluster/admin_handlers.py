@@ -184,8 +184,6 @@ def _create_if_absent(controller, name, partitions, replication_factor, assignme
     return controller.create_topic(name, partitions, replication_factor, assignment, config)
 
 
-
-
 def _check_assignment(lists, live, what, replication_factor=None):
     """Replica lists naming live brokers, no duplicates, one size for all."""
     for i, ids in enumerate(lists):

@@ -10,7 +10,6 @@ from klog.cluster.status import ClusterUnreachableError, _Connection, _split_ser
 from klog.errors import KlogError, error_name
 from klog.protocol.errors import ProtocolError
 from klog.protocol.messages import ApiKey
-from klog.protocol import reassignments  # noqa: F401 - registers APIs 45, 46
 
 
 class ReassignmentError(KlogError):

@@ -236,7 +236,6 @@ def _reassignments(conn: _Connection) -> dict:
     """{(topic, partition): {"adding": [...], "removing": [...]}} of the moves in progress
     (ListPartitionReassignments); empty where the broker does not list them (a single node,
     an older Kafka, no controller just now)."""
-    from klog.protocol import reassignments  # noqa: F401 - registers API 46
     try:
         conn.version(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0)
         resp = conn.call(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0,

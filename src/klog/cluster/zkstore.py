@@ -7,9 +7,7 @@ version it was based on or fails. Paths, under a chroot (default ``/klog``):
     /controller                              ephemeral {"version":1,"brokerid":N,"timestamp":"ms"}
     /controller_epoch                        "<epoch>"; its znode version fences controller writes
     /brokers/ids/<id>                        ephemeral registration; broker epoch = its czxid
-    /brokers/topics/<topic>                  {"version":3,"topic_id":"<b64>","partitions":{"0":[1,2]},
-                                              "adding_replicas":{"0":[2]},"removing_replicas":{}}
-                                             (the last two: reassignments, KIP-455)
+    /brokers/topics/<topic>                  {"version":3,"topic_id":"<b64>","partitions":{"0":[1,2]}}
     /brokers/topics/<topic>/partitions/<p>/state
                                              {"controller_epoch":C,"leader":L,"version":1,
                                               "leader_epoch":E,"isr":[...]}
