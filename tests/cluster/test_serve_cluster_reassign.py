@@ -203,3 +203,37 @@ def test_a_move_survives_a_controller_failover_and_a_returning_replica_drops_its
     c.start(ctl)
     wait_for(f"broker {ctl} deleting its directory of fo-0",
              lambda: not has_dir(c, ctl, "fo", 0), TIMEOUT)
+
+
+def test_moving_a_groups_offsets_partition_moves_its_coordinator_with_the_commits(
+        make_cluster):
+    """A group's ``__consumer_offsets`` partition moves off its coordinator onto a new broker:
+    the new leader there is the coordinator, with the committed offset; the old one answers
+    NOT_COORDINATOR and no longer holds the partition."""
+    from .test_cluster_groups import OFFSETS_PARTITIONS, consume_and_commit, start
+    from klog.group.offsets import partition_for
+
+    c = start(make_cluster)
+    group = "moved-group"
+    consume_and_commit(c, group)
+    p = partition_for(group, OFFSETS_PARTITIONS)
+    before = c.partition(1, "__consumer_offsets", p)
+    old = before["leader_id"]
+    c.start(4)
+    wait_for("broker 4 registered", lambda: live_brokers(c) == [1, 2, 3, 4], TIMEOUT)
+    target = [4] + [r for r in before["replica_nodes"] if r != old]
+    assert codes(alter_raw(c, 1, {"__consumer_offsets": {p: target}})) == \
+        {("__consumer_offsets", p): 0}
+    wait_for("the offsets partition moved", lambda: not list_raw(c, 1)["topics"]
+             and c.partition(1, "__consumer_offsets", p)["replica_nodes"] == target, TIMEOUT)
+    assert c.partition(1, "__consumer_offsets", p)["leader_id"] == 4
+
+    def fetch_offset(n):
+        return c.raw(n, ApiKey.OFFSET_FETCH, 8, {
+            "groups": [{"group_id": group, "topics": None}], "require_stable": False})["groups"][0]
+    wait_for("the committed offset at the new coordinator",
+             lambda: fetch_offset(4)["error_code"] == 0 and fetch_offset(4)["topics"], TIMEOUT)
+    assert fetch_offset(4)["topics"][0]["partitions"][0]["committed_offset"] == 7
+    assert fetch_offset(old)["error_code"] == EC.NOT_COORDINATOR
+    wait_for(f"broker {old} dropping its copy",
+             lambda: not has_dir(c, old, "__consumer_offsets", p), TIMEOUT)
