@@ -504,6 +504,10 @@ class Broker:
         local = self._record(name).local
         return None if local is None else list(local)
 
+    def topic_id(self, name):
+        """The topic's id (UUID text); UnknownTopicOrPartitionError for no such topic."""
+        return self._record(name).topic_id
+
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""
         topics, index = self._ids

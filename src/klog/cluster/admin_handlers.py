@@ -21,8 +21,6 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   (``min.insync.replicas`` where the topic sets none).
 - DescribeCluster lists the live brokers and the controller from ZooKeeper (Metadata's last
   view while ZooKeeper is unreachable); BROKER config resources are named by the node id.
-- Metadata auto-creates unknown topics (``auto.create.topics.enable``) through the controller
-  with ``default.replication.factor``, answering LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
 
 ``install`` puts these over the handlers the server already uses in cluster mode.
 """
@@ -68,11 +66,8 @@ def api(key):
 
 
 def install(handlers: dict) -> dict:
-    """The cluster-mode handler table: ``handlers`` with these on top (Metadata wraps the one
-    in ``handlers``, adding auto-creation)."""
-    out = {**handlers, **HANDLERS}
-    out[ApiKey.METADATA] = _auto_creating(handlers[ApiKey.METADATA])
-    return out
+    """The cluster-mode handler table: ``handlers`` with these on top."""
+    return {**handlers, **HANDLERS}
 
 
 def _node(ctx):
@@ -579,39 +574,3 @@ async def describe_cluster(ctx, body):
                               "is_fenced": False} for b, host, port in brokers]
     answer["controller_id"] = -1 if controller is None else controller
     return answer
-
-
-# -- Metadata: auto-creation ---------------------------------------------------------------------
-def _auto_creating(metadata):
-    async def handler(ctx, body):
-        answer = await metadata(ctx, body)
-        allowed = body.get("allow_auto_topic_creation", True) if ctx.version >= 4 else True
-        if not allowed or not ctx.broker.config["auto.create.topics.enable"] \
-                or not body.get("topics"):
-            return answer
-        for t in answer["topics"]:
-            if t["error_code"] != EC.UNKNOWN_TOPIC_OR_PARTITION or not t.get("name"):
-                continue
-            try:
-                validate_topic_name(t["name"])
-            except KlogError:
-                t["error_code"] = EC.INVALID_TOPIC_EXCEPTION
-                continue
-            if is_internal(t["name"]):
-                continue
-            try:
-                await base._run(_auto_create, _node(ctx), ctx.broker, t["name"])
-            except Exception as exc:     # noqa: BLE001 - the client asks again
-                log.warning("auto-creating topic %s: %s", t["name"], exc)
-            t["error_code"] = EC.LEADER_NOT_AVAILABLE
-        return answer
-    return handler
-
-
-def _auto_create(node, broker, name):
-    live = len(node.store.live_brokers())
-    rf = broker.config["default.replication.factor"]
-    if rf > live:
-        raise InvalidReplicationFactorError(
-            f"default.replication.factor {rf} is larger than the {live} live brokers")
-    request_topic_creation(node, name, broker.config["num.partitions"], rf)
