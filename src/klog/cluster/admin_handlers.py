@@ -37,12 +37,13 @@ from klog.broker import _canonical_config
 from klog.broker_config import STATIC_BROKER_CONFIG, config_string
 from klog.cluster import bounded
 from klog.cluster.assignment import InvalidReplicationFactorError
-from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
+from klog.cluster.controller import (CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller,
+                                    TopicDeletionInProgressError)
 from klog.cluster.topic_configs import apply_broker_config
 from klog.cluster.zkstore import NotControllerError
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, TopicExistsError,
                          UnknownTopicOrPartitionError)
-from klog.metadata import is_internal, validate_topic_name
+from klog.metadata import collision_key, is_internal, validate_topic_name
 from klog.protocol import elect_leaders as _elect_leaders_schema  # noqa: F401 - registers API 43
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol import blocking
@@ -166,8 +167,7 @@ async def api_versions(ctx, body):
 def _create_if_absent(controller, name, partitions, replication_factor, assignment=None,
                       config=None):
     """On the controller thread, so two requests for one name cannot both pass the check."""
-    if name in controller.store.topics():
-        raise TopicExistsError(f"topic {name!r} already exists")
+    _check_absent(controller.store, name)
     return controller.create_topic(name, partitions, replication_factor, assignment, config)
 
 
@@ -192,6 +192,21 @@ def _check_assignment(lists, live, what, replication_factor=None):
             raise InvalidReplicaAssignmentError(
                 f"{what} {i}: {len(ids)} replicas, but the others have {size} (inconsistent "
                 "replication factor between partitions)")
+
+
+def _check_absent(store, name):
+    """TopicExistsError unless ``name`` is free: not a topic, not still being deleted (the
+    controller's check), and no topic whose name differs only in '.' vs '_' (Kafka's
+    collision rule; a broker could not create both locally)."""
+    topics = store.topics()
+    if name in topics:
+        raise TopicExistsError(f"topic {name!r} already exists")
+    if name in store.topics_marked_for_deletion():
+        raise TopicDeletionInProgressError(f"topic {name!r} is marked for deletion")
+    clash = [t for t in topics if collision_key(t) == collision_key(name)]
+    if clash:
+        raise TopicExistsError(f"topic {name!r} collides with existing topic {clash[0]!r} "
+                               "('.' and '_' are interchangeable in Kafka's metric names)")
 
 
 def _create_topic(node, broker, t, validate_only):
@@ -220,8 +235,7 @@ def _create_topic(node, broker, t, validate_only):
     if not 1 <= rf <= len(live):
         raise InvalidReplicationFactorError(
             f"replication factor {rf} is not within 1..{len(live)} (live brokers)")
-    if name in node.store.topics():
-        raise TopicExistsError(f"topic {name!r} already exists")
+    _check_absent(node.store, name)
     topic_id = None
     if not validate_only:
         topic_id = on_controller(node, _create_if_absent, name, n, rf, assignment,

@@ -500,7 +500,6 @@ MAX_PARTITIONS = 10_000   # per topic, for topics created over the network
 
 
 def _create_topics(broker, body, version):
-    from klog.broker import _canonical_config
     out = []
     for t in body["topics"]:
         name = t["name"]
@@ -532,14 +531,8 @@ def _create_topics(broker, body, version):
                     raise InvalidPartitionsError(
                         f"partition count {n} exceeds this server's limit of {MAX_PARTITIONS}")
                 config = {c["name"]: c["value"] for c in t["configs"] if c["value"] is not None}
-                if body.get("validate_only"):
-                    from klog.metadata import validate_topic_name
-                    validate_topic_name(name)
-                    broker.config.topic_config(_canonical_config(config))
-                    if name in broker.list_topics(internal=True):
-                        raise TopicExistsError(f"topic {name!r} already exists")
-                    if n < 1:
-                        raise InvalidPartitionsError(f"partition count must be >= 1, not {n}")
+                if body.get("validate_only"):   # the real create's checks, budget included
+                    broker.create_topic(name, n, config, validate_only=True)
                 else:
                     res["topic_id"] = uuid.UUID(broker.create_topic(name, n, config).topic_id)
                 res["num_partitions"], res["replication_factor"] = n, 1
