@@ -86,11 +86,13 @@ def on_controller(node, fn, *args):
     if not node.is_controller:
         raise NotControllerError(f"broker {node.node_id} is not the controller")
     done = node.controller.submit(fn, node.controller, *args)
+    wait = bounded.time_left(CONTROLLER_TIMEOUT_S)     # an admin request's own deadline
     try:
-        result = done.get(timeout=CONTROLLER_TIMEOUT_S)
+        result = done.get(timeout=wait)
     except queue.Empty:
         raise ControllerTimeoutError(
-            f"the controller did not answer within {CONTROLLER_TIMEOUT_S:g} s") from None
+            f"the controller did not answer within {wait:.3g} s (ZooKeeper unreachable?); "
+            "it may still do it") from None
     if isinstance(result, Exception):
         raise result
     return result
@@ -243,40 +245,54 @@ def _create_topic(node, broker, t, validate_only):
     return topic_id, n, rf
 
 
-def _create_topics(node, broker, body):
-    out = []
+def _create_topic_answer(t):
+    return {"name": t["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
+            "replication_factor": -1, "configs": None}
+
+
+def _create_topics(node, broker, body, out):
     for t in body["topics"]:
-        res = {"name": t["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
-               "replication_factor": -1, "configs": None}
-        out.append(res)
-        if not node.is_controller:
-            res["error_code"], res["error_message"] = EC.NOT_CONTROLLER, _not_controller(node)
-            continue
+        if bounded.deadline_passed():
+            return
+        res = _create_topic_answer(t)
         try:
-            topic_id, n, rf = _create_topic(node, broker, t,
-                                                       body.get("validate_only", False))
+            topic_id, n, rf = _create_topic(node, broker, t, body.get("validate_only", False))
         except (KlogError, ValueError, TypeError) as exc:
             res["error_code"] = _code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
             res["error_message"] = str(exc)[:500]
-            continue
-        if topic_id is not None:
-            res["topic_id"] = topic_id
-        res["num_partitions"], res["replication_factor"] = n, rf
-    return out
+        else:
+            if topic_id is not None:
+                res["topic_id"] = topic_id
+            res["num_partitions"], res["replication_factor"] = n, rf
+        out.append(res)
+
+
+async def _on_controller_within_timeout(ctx, body, items, work, answer, *args):
+    """The controller's answers to ``items`` (``answer(item)`` makes an item's blank answer):
+    ``work(*args, out)`` appends one per item in order, on the admin threads, within the
+    request's timeout_ms; what it has not answered by then is REQUEST_TIMED_OUT (never waiting
+    on ZooKeeper without bound, klog.cluster.bounded). NOT_CONTROLLER at once off the
+    controller."""
+    node = _node(ctx)
+    if not node.is_controller:
+        return [{**answer(item), "error_code": EC.NOT_CONTROLLER,
+                 "error_message": _not_controller(node)} for item in items]
+    out: list = []
+    try:
+        await bounded.admin_call(node, bounded.request_deadline(body.get("timeout_ms", 0)),
+                                 work, *args, out)
+        return out
+    except KlogError as exc:
+        done = list(out)     # the work left behind may still append: answer what was done
+        return done + [{**answer(item), "error_code": _code(exc), "error_message": str(exc)}
+                       for item in items[len(done):]]
 
 
 @api(ApiKey.CREATE_TOPICS)
 async def create_topics(ctx, body):
-    node = _node(ctx)
-    if node.is_controller and not await bounded.connected(node):
-        # kazoo would hold the request until ZooKeeper is back: a retriable error now.
-        message = f"broker {node.node_id} cannot reach ZooKeeper just now"
-        return {"throttle_time_ms": 0, "topics": [
-            {"name": t["name"], "error_code": EC.REQUEST_TIMED_OUT, "error_message": message,
-             "num_partitions": -1, "replication_factor": -1, "configs": None}
-            for t in body["topics"]]}
-    return {"throttle_time_ms": 0,
-            "topics": await base._run(_create_topics, node, ctx.broker, body)}
+    return {"throttle_time_ms": 0, "topics": await _on_controller_within_timeout(
+        ctx, body, body["topics"], _create_topics, _create_topic_answer, _node(ctx),
+        ctx.broker, body)}
 
 
 # -- DeleteTopics --------------------------------------------------------------------------------
@@ -288,21 +304,14 @@ def _delete_topic(node, name):
     on_controller(node, Controller.delete_topic, name)
 
 
-def _delete_topics(node, body, version):
-    out = []
-    if version >= 6:
-        asked = [(t.get("name"), t.get("topic_id", ZERO_UUID)) for t in body["topics"]]
-    else:
-        asked = [(n, None) for n in body["topic_names"]]
+def _delete_topics(node, body, version, out):
+    asked = _asked_deletions(body, version)
     ids = {v: k for k, v in node.manager.topic_ids.items()}
     for name, topic_id in asked:
-        res = {"name": name, "error_code": 0, "error_message": None}
-        if version >= 6:
-            res["topic_id"] = topic_id
-        out.append(res)
+        if bounded.deadline_passed():
+            return
+        res = _delete_topic_answer(version, (name, topic_id))
         try:
-            if not node.is_controller:
-                raise NotControllerError(_not_controller(node))
             if version >= 6:
                 if name is not None and topic_id != ZERO_UUID:
                     raise single.InvalidRequestError("give a topic name or a topic id, not both")
@@ -317,26 +326,41 @@ def _delete_topics(node, body, version):
             _delete_topic(node, name)
         except KlogError as exc:
             res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
-    return out
+        finally:
+            out.append(res)       # once answered (a timed-out request answers the rest)
+
+
+def _asked_deletions(body, version):
+    if version >= 6:
+        return [(t.get("name"), t.get("topic_id", ZERO_UUID)) for t in body["topics"]]
+    return [(n, None) for n in body["topic_names"]]
+
+
+def _delete_topic_answer(version, asked):
+    name, topic_id = asked
+    res = {"name": name, "error_code": 0, "error_message": None}
+    if version >= 6:
+        res["topic_id"] = topic_id
+    return res
 
 
 @api(ApiKey.DELETE_TOPICS)
 async def delete_topics(ctx, body):
-    return {"throttle_time_ms": 0,
-            "responses": await base._run(_delete_topics, _node(ctx), body, ctx.version)}
+    v = ctx.version
+    return {"throttle_time_ms": 0, "responses": await _on_controller_within_timeout(
+        ctx, body, _asked_deletions(body, v), _delete_topics,
+        lambda asked: _delete_topic_answer(v, asked), _node(ctx), body, v)}
 
 
 # -- CreatePartitions ----------------------------------------------------------------------------
-def _create_partitions(node, body):
-    out = []
+def _create_partitions(node, body, out):
     names = [t["name"] for t in body["topics"]]
     for t in body["topics"]:
+        if bounded.deadline_passed():
+            return
         name, count = t["name"], t["count"]
-        res = {"name": name, "error_code": 0, "error_message": None}
-        out.append(res)
+        res = _partitions_answer(t)
         try:
-            if not node.is_controller:
-                raise NotControllerError(_not_controller(node))
             if names.count(name) > 1:
                 raise single.InvalidRequestError(
                     f"topic {name!r} appears more than once in the request")
@@ -372,13 +396,17 @@ def _create_partitions(node, body):
                 on_controller(node, Controller.add_partitions, name, count, assignment)
         except KlogError as exc:
             res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
-    return out
+        out.append(res)
+
+
+def _partitions_answer(t):
+    return {"name": t["name"], "error_code": 0, "error_message": None}
 
 
 @api(ApiKey.CREATE_PARTITIONS)
 async def create_partitions(ctx, body):
-    return {"throttle_time_ms": 0,
-            "results": await base._run(_create_partitions, _node(ctx), body)}
+    return {"throttle_time_ms": 0, "results": await _on_controller_within_timeout(
+        ctx, body, body["topics"], _create_partitions, _partitions_answer, _node(ctx), body)}
 
 
 # -- ElectLeaders (43) ---------------------------------------------------------------------------
@@ -397,8 +425,13 @@ async def elect_leaders(ctx, body):
     partitions = None
     if asked is not None:
         partitions = list(dict.fromkeys((t["topic"], p) for t in asked for p in t["partitions"]))
+    node = _node(ctx)
     try:
-        results = await base._run(_elect_leaders, _node(ctx), election_type, partitions)
+        if not node.is_controller:
+            raise NotControllerError(_not_controller(node))
+        results = await bounded.admin_call(   # REQUEST_TIMED_OUT after the request's timeout_ms
+            node, bounded.request_deadline(body.get("timeout_ms", 0)), _elect_leaders, node,
+            election_type, partitions)
     except KlogError as exc:
         # Kafka answers per partition (NOT_CONTROLLER on a broker that is not the controller);
         # asked for every partition, there are none to answer for: the error goes on top.
