@@ -17,8 +17,10 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   the controller (clients send them to any broker: a non-controller forwards them, KIP-590's
   idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
   DescribeConfigs reads ZooKeeper. Values are validated as on a single node (INVALID_CONFIG).
-  BROKER resources stay this broker's own, as on a single node; a change reaches its replicas
-  (``min.insync.replicas`` where the topic sets none).
+  A BROKER resource named by the node id is this broker's own, as on a single node; the
+  cluster-wide default (resource "") lives in ZooKeeper's ``/config/brokers/<default>`` and
+  every broker runs with it below its own settings (klog.cluster.broker_configs). A change
+  reaches the replicas (``min.insync.replicas`` where the topic sets none).
 - DescribeCluster lists the live brokers and the controller from ZooKeeper (Metadata's last
   view while ZooKeeper is unreachable); BROKER config resources are named by the node id.
 
@@ -35,7 +37,7 @@ from kazoo.exceptions import BadVersionError
 
 from klog.broker import _canonical_config
 from klog.broker_config import STATIC_BROKER_CONFIG, config_string
-from klog.cluster import bounded
+from klog.cluster import bounded, broker_configs
 from klog.cluster.assignment import InvalidReplicationFactorError
 from klog.cluster.controller import (CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller,
                                     TopicDeletionInProgressError)
@@ -85,6 +87,9 @@ def on_controller(node, fn, *args):
     (or raise what it raised); NotControllerError if this broker is not the controller."""
     if not node.is_controller:
         raise NotControllerError(f"broker {node.node_id} is not the controller")
+    if bounded.deadline_passed():     # the client has its answer (REQUEST_TIMED_OUT) already
+        raise bounded.DeadlineExceededError("the request's timeout_ms passed before the "
+                                            "controller could start it")
     done = node.controller.submit(fn, node.controller, *args)
     wait = bounded.time_left(CONTROLLER_TIMEOUT_S)     # an admin request's own deadline
     try:
@@ -477,6 +482,14 @@ class ClusterTopicConfigs:
         overrides = self.topic_overrides(name)
         return SimpleNamespace(config=self._broker.config.topic_config(overrides).to_dict())
 
+    def alter_broker_config(self, changes, cluster_default=False, validate_only=False):
+        """This broker's own settings stay local; the cluster-wide defaults ("") live in
+        ZooKeeper for every broker (klog.cluster.broker_configs)."""
+        if not cluster_default:
+            return self._broker.alter_broker_config(changes, False, validate_only)
+        _require_zookeeper(self._node)
+        broker_configs.alter_defaults(self._node.manager, changes, validate_only)
+
     def alter_topic_config(self, name, changes, validate_only=False):
         for _ in range(CAS_ATTEMPTS):
             overrides, version = self._overrides(name)
@@ -541,7 +554,7 @@ def _describe_configs(node, broker, body):
             res["configs"] = single._describe_resource(
                 view, r, body.get("include_synonyms", False),
                 body.get("include_documentation", False))
-            if r["resource_type"] == single.BROKER:
+            if r["resource_type"] == single.BROKER and r["resource_name"] != "":
                 res["configs"] = _with_cluster_settings(
                     node, r, res["configs"], body.get("include_documentation", False))
         except KlogError as exc:
@@ -573,7 +586,8 @@ def _alter_configs_answers(ctx, body, incremental):
     if here or not topics:
         return single._alter_configs(ClusterTopicConfigs(node, broker), body, incremental)
     others = [r for r in body["resources"] if r["resource_type"] != single.TOPIC]
-    answers = single._alter_configs(broker, {**body, "resources": others}, incremental)
+    answers = single._alter_configs(ClusterTopicConfigs(node, broker),
+                                    {**body, "resources": others}, incremental)
     api_key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
     try:
         forwarded = _send_to_controller(node, api_key, ctx.version,
