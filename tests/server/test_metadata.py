@@ -1,7 +1,8 @@
 """Metadata on a single node, answered by the one handler a cluster member uses too
 (klog.server.topic_metadata): internal topics in all-topics answers, Kafka's errors for bad
 names and unknown ids, allow_auto_topic_creation; confluent-kafka and kafka-python as the
-clients that list topics."""
+clients that list topics, and kcat -L."""
+import re
 import socket
 import uuid
 
@@ -14,6 +15,7 @@ from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import ApiKey
 
 from .rawclient import call
+from .test_kcat import kcat
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,6 +52,9 @@ def test_all_topics_lists_internal_topics_once_they_exist(server):
     assert len(t["partitions"]) == server.broker.config["offsets.topic.num.partitions"]
     listed = AdminClient({"bootstrap.servers": server.address}).list_topics(timeout=10).topics
     assert "__consumer_offsets" in listed and "plain" in listed
+    out, _ = kcat(server, "-L")     # librdkafka's CLI lists it like any topic
+    assert re.findall(r'topic "([^"]+)" with', out) and \
+        set(re.findall(r'topic "([^"]+)" with', out)) == {"plain", "__consumer_offsets"}, out
     from kafka.admin import KafkaAdminClient
     kp = KafkaAdminClient(bootstrap_servers=server.address)
     try:
