@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import time
 from types import SimpleNamespace
 
 from kazoo.exceptions import BadVersionError
@@ -67,6 +68,10 @@ log = logging.getLogger("klog.cluster.admin")
 HANDLERS = {}
 CONTROLLER_TIMEOUT_S = 30.0
 FORWARDED_CLIENT_ID = "klog-forwarded-by-"   # a forwarded request is never forwarded again
+# A dead controller's successor is elected once its ZooKeeper session expires (6 s by default,
+# up to a 2 s tick later, then the election): wait that long for it before answering an error.
+FORWARD_PATIENCE_S = 15.0
+FORWARD_RETRY_S = 0.2
 
 
 def api(key):
@@ -162,6 +167,24 @@ def _send_to_controller(node, api_key, version, body, wait=True):
             s.recv(1 << 16)
             return None
         return blocking.read_response(s, api_key, version, peer="the controller")
+
+
+def _forward_to_controller(node, api_key, version, body, patience_s=FORWARD_PATIENCE_S):
+    """``_send_to_controller``, retried while there is no controller or it cannot be reached
+    (it died and the next one is not elected yet), as Kafka's forwarding waits for the
+    controller: the client gets an answer, not an error, across a controller's failover. Only
+    for requests that may be sent twice (configs set to values). None if this broker became
+    the controller meanwhile (the caller does it here)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        if node.is_controller:
+            return None
+        try:
+            return _send_to_controller(node, api_key, version, body)
+        except (NotControllerError, bounded.ZooKeeperUnavailableError, OSError):
+            if time.monotonic() + FORWARD_RETRY_S >= deadline:
+                raise
+            time.sleep(FORWARD_RETRY_S)
 
 
 # -- ApiVersions: what this (cluster-mode) server answers ----------------------------------------
@@ -669,8 +692,9 @@ def _alter_configs_answers(ctx, body, incremental):
                                     {**body, "resources": others}, incremental)
     api_key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
     try:
-        forwarded = _send_to_controller(node, api_key, ctx.version,
-                                        {**body, "resources": topics})["responses"]
+        answer = _forward_to_controller(node, api_key, ctx.version, {**body, "resources": topics})
+        forwarded = answer["responses"] if answer is not None else single._alter_configs(
+            ClusterTopicConfigs(node, broker), {**body, "resources": topics}, incremental)
     except (KlogError, OSError, ValueError) as exc:
         code = EC.NOT_CONTROLLER if isinstance(exc, NotControllerError) else EC.REQUEST_TIMED_OUT
         forwarded = [{"error_code": code, "error_message": f"forwarding to the controller: {exc}",
