@@ -484,11 +484,18 @@ async def elect_leaders(ctx, body):
 # -- AlterPartitionReassignments (45), ListPartitionReassignments (46) ---------------------------
 def _on_controller_or_forward(ctx, api_key, body, answer_here):
     """``answer_here(node)`` on the controller; elsewhere the request goes to the controller
-    (never twice: a forwarded request that finds no controller here answers NOT_CONTROLLER)."""
+    (never twice: a forwarded request that finds no controller here answers NOT_CONTROLLER).
+    A listing waits for the next controller across a failover; a change is sent once (a
+    cancellation sent twice would answer NO_REASSIGNMENT_IN_PROGRESS): the client retries."""
     node = _node(ctx)
     forwarded = (ctx.header.client_id or "").startswith(FORWARDED_CLIENT_ID)
     if node.is_controller or forwarded:
         return answer_here(node)
+    if api_key == ApiKey.LIST_PARTITION_REASSIGNMENTS:
+        answer = _forward_to_controller(node, api_key, ctx.version, body,
+                                        min(FORWARD_PATIENCE_S, bounded.time_left(
+                                            FORWARD_PATIENCE_S)))
+        return answer_here(node) if answer is None else answer
     return _send_to_controller(node, api_key, ctx.version, body)
 
 
