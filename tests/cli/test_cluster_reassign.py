@@ -1,5 +1,5 @@
 """``klog cluster reassign`` with bad input: usage errors (exit 2) before anything is sent, a
-single ``klog serve`` (no reassignment there) and a broker that is not there are one line each,
+single ``klog serve`` (a cluster of one) and a broker that is not there are one line each,
 never a traceback. The moves themselves: tests/cluster/test_serve_cluster_reassign.py."""
 import pytest
 
@@ -46,9 +46,16 @@ def test_a_broker_that_is_not_there_is_exit_2(closed):  # noqa: F811 - fixture
            match="'nowhere' is not HOST:PORT")
 
 
-def test_a_single_klog_serve_cannot_move_replicas(server):
+def test_a_single_klog_serve_is_a_cluster_of_one(server):
+    """A single node answers the reassignment APIs as a cluster of one broker (node 0): its
+    own id is the only target, nothing is ever moving; every refusal is one line."""
     ok(run("-b", server.address, "topic", "create", "t"))
-    for args in ((*MOVE, "--replicas", "1"), ("--list",)):
-        message = failed(run("cluster", "reassign", "-b", server.address, *args),
-                         match="does not speak")
-        assert "klog serve --zookeeper" in message
+    message = failed(run("cluster", "reassign", "-b", server.address, *MOVE, "--replicas", "1"),
+                     match="INVALID_REPLICA_ASSIGNMENT")
+    assert "[1]" in message and "not registered" in message
+    failed(run("cluster", "reassign", "-b", server.address, *MOVE, "--cancel"),
+           match="NO_REASSIGNMENT_IN_PROGRESS")
+    failed(run("cluster", "reassign", "-b", server.address, "--topic", "nope", "--partition",
+               "0", "--replicas", "0"), match="UNKNOWN_TOPIC_OR_PARTITION")
+    ok(run("cluster", "reassign", "-b", server.address, *MOVE, "--replicas", "0"))
+    ok(run("cluster", "reassign", "-b", server.address, "--list"))

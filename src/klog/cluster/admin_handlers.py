@@ -181,7 +181,7 @@ def _forward_to_controller(node, api_key, version, body, patience_s=FORWARD_PATI
             return None
         try:
             return _send_to_controller(node, api_key, version, body)
-        except (NotControllerError, bounded.ZooKeeperUnavailableError, OSError):
+        except (NotControllerError, OSError):   # not when ZooKeeper is away: answer now
             if time.monotonic() + FORWARD_RETRY_S >= deadline:
                 raise
             time.sleep(FORWARD_RETRY_S)

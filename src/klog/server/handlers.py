@@ -645,6 +645,49 @@ async def elect_leaders(ctx, body):
     return {"throttle_time_ms": 0, "error_code": 0, "replica_election_results": results}
 
 
+@api(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
+async def alter_partition_reassignments(ctx, body):
+    # A single node is every partition's one replica: the only target is itself (nothing to
+    # move), any other broker is not registered, and no move is ever in progress to cancel
+    # (cluster mode: klog.cluster.admin_handlers, which checks targets the same way).
+    me = ctx.server.replication.node_id
+    results = []
+    for t in body["topics"]:
+        parts = []
+        for p in t["partitions"]:
+            code, message, target = 0, None, p["replicas"]
+            try:
+                ctx.broker.partition(t["name"], p["partition_index"])
+            except KlogError as exc:
+                code, message = exc.error_code, str(exc)[:500]
+            else:
+                code, message = _single_node_target(me, t["name"], p["partition_index"], target)
+            parts.append({"partition_index": p["partition_index"], "error_code": code,
+                          "error_message": message})
+        results.append({"name": t["name"], "partitions": parts})
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "responses": results}
+
+
+def _single_node_target(me, topic, partition, target):
+    where = f"{topic}-{partition}"
+    if target is None:
+        return EC.NO_REASSIGNMENT_IN_PROGRESS, f"{where}: no reassignment is in progress"
+    if not target or len(set(target)) != len(target):
+        return EC.INVALID_REPLICA_ASSIGNMENT, f"{where}: empty or duplicate replicas {target}"
+    if list(target) != [me]:
+        unknown = sorted(set(target) - {me})
+        return EC.INVALID_REPLICA_ASSIGNMENT, (
+            f"{where}: replica(s) {unknown} in the reassignment are not registered brokers "
+            f"(live brokers: [{me}])")
+    return 0, None
+
+
+@api(ApiKey.LIST_PARTITION_REASSIGNMENTS)
+async def list_partition_reassignments(ctx, body):
+    # A single node never moves a replica: nothing is in progress.
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "topics": []}
+
+
 class ProducerIdAllocator:
     """Unique producer ids, never reused after a restart: ids are handed out from blocks whose
     end is first written durably to ``<data_dir>/producer-id-block``, and a new process starts
