@@ -21,6 +21,7 @@ from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.server import epochs
+from klog.server.deferred import Deferred
 from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from klog.structs import TopicPartition
 from klog.storage.files import write_atomic
@@ -257,9 +258,17 @@ async def produce(ctx, body):
         else:
             responses, waits = _produce(replication, topic_data, server.conditions, acks)
         if waits:
-            await replication.await_acks_all(waits, body.get("timeout_ms", 30000), error_code)
+            # Answered once replicated; the connection's next Produce requests go on meanwhile
+            # (klog.server.deferred).
+            return Deferred(_acks_all_answer(replication, waits, body.get("timeout_ms", 30000),
+                                             responses))
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
+    return {"responses": responses, "throttle_time_ms": 0}
+
+
+async def _acks_all_answer(replication, waits, timeout_ms, responses):
+    await replication.await_acks_all(waits, timeout_ms, error_code)
     return {"responses": responses, "throttle_time_ms": 0}
 
 
