@@ -69,6 +69,7 @@ class Pipe:
         size = struct.unpack(">i", self._exact(4))[0]
         frame = self._exact(size)
         cid = struct.unpack(">i", frame[:4])[0]
+        assert cid in self.sent, f"an answer with correlation id {cid}, never sent here"
         key, version = self.sent[cid]
         got, body = decode_response(key, version, memoryview(frame))
         return got, body
