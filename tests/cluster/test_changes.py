@@ -74,3 +74,47 @@ def test_notifies_before_the_wake_up_schedule_one():
         await asyncio.wait_for(asyncio.gather(*waiters), 5)
         return len(wakes)
     assert run(body) == 1
+
+
+def test_a_high_watermark_alone_wakes_waiters_but_not_follower_fetches():
+    """A follower's parked fetch (``wait_log``) sleeps through a change of the high watermark
+    only (it would read no bytes); consumers and acks=all produces (``wait``) wake."""
+    async def body(changes, loop):
+        follower = asyncio.ensure_future(changes.wait_log(changes.log_seq, 10))
+        other = asyncio.ensure_future(changes.wait(changes.seq, 10))
+        await asyncio.sleep(0)
+        changes.notify_high_watermark()
+        await asyncio.wait_for(other, 5)
+        for _ in range(3):                  # the wake-up ran: the follower is still waiting
+            await asyncio.sleep(0)
+        asleep = not follower.done()
+        changes.notify()                    # an append: the follower wakes
+        await asyncio.wait_for(follower, 5)
+        return asleep, changes._log_waiters, changes._waiters
+    asleep, log_waiters, waiters = run(body)
+    assert asleep and not log_waiters and not waiters
+
+
+def test_an_append_after_a_scheduled_high_watermark_wake_up_wakes_the_followers_too():
+    async def body(changes, loop):
+        wakes = []
+        original = changes._wake
+        changes._wake = lambda: (wakes.append(1), original())
+        follower = asyncio.ensure_future(changes.wait_log(changes.log_seq, 10))
+        other = asyncio.ensure_future(changes.wait(changes.seq, 10))
+        await asyncio.sleep(0)
+        changes.notify_high_watermark()     # schedules the wake-up (for ``other``)
+        changes.notify()                    # before it runs: it must take the follower along
+        await asyncio.wait_for(asyncio.gather(follower, other), 5)
+        return len(wakes)
+    assert run(body) == 1
+
+
+def test_a_high_watermark_moved_before_the_follower_waits_does_not_return_at_once():
+    async def body(changes, loop):
+        seen = changes.log_seq
+        changes.notify_high_watermark()
+        t0 = time.monotonic()
+        await changes.wait_log(seen, 0.05)
+        return time.monotonic() - t0
+    assert run(body) >= 0.04

@@ -37,9 +37,16 @@ log = logging.getLogger("klog.cluster.node")
 
 
 class Changes:
-    """A counter the server's event loop can wait on: bumped on every append and every high
-    watermark or role change (from any thread), so long-polling fetches and acks=all produces
-    wake up.
+    """Two counters the server's event loop can wait on, bumped from any thread:
+
+    - ``seq``: every change (an append, a high watermark, a role or ISR change). Long-polling
+      consumer fetches and acks=all produces wait on it.
+    - ``log_seq``: the changes that may give a follower's fetch an answer: an append (the log
+      end moved) or a role / ISR change. A high watermark that moved alone gives a follower no
+      bytes, and its parked fetch would only read nothing and wait again (two such passes on
+      the leader per acks=all request with two followers); it sleeps on, as Kafka's DelayedFetch
+      of a follower waits for bytes. The follower learns the new high watermark from the next
+      answer: at the next append, or after its fetch's max wait.
 
     Cheap on the hot path (every append of a leader, every follower fetch that moves the high
     watermark): notifies until the waiters are woken schedule one wake-up, and a notify on the
@@ -47,16 +54,32 @@ class Changes:
 
     def __init__(self):
         self.seq = 0
+        self.log_seq = 0
         self._lock = threading.Lock()
-        self._waiters: set = set()
+        self._waiters: set = set()          # woken by every notify
+        self._log_waiters: set = set()      # woken by ``notify`` only
         self._wake_scheduled = False
+        self._wake_log = False              # the scheduled wake-up includes ``_log_waiters``
         self.loop = None
 
     def notify(self):
+        """An append, or a role / ISR change (maybe with a high watermark change)."""
+        self._notify(True)
+
+    def notify_high_watermark(self):
+        """Only a high watermark moved."""
+        self._notify(False)
+
+    def _notify(self, log_moved):
         loop = self.loop
         with self._lock:
             self.seq += 1
-            if loop is None or self._wake_scheduled or not self._waiters:
+            if log_moved:
+                self.log_seq += 1
+                self._wake_log = self._wake_log or bool(self._log_waiters)
+            if loop is None or self._wake_scheduled:
+                return
+            if not self._waiters and not self._wake_log:
                 return
             self._wake_scheduled = True
         try:
@@ -71,17 +94,29 @@ class Changes:
         with self._lock:
             self._wake_scheduled = False
             waiters, self._waiters = self._waiters, set()
+            if self._wake_log:
+                self._wake_log = False
+                waiters |= self._log_waiters
+                self._log_waiters = set()
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
-    async def wait(self, seen: int, timeout: float):
+    def wait(self, seen: int, timeout: float):
+        """Until ``seq`` is no longer ``seen`` (or ``timeout`` seconds)."""
+        return self._wait(self._waiters, "seq", seen, timeout)
+
+    def wait_log(self, seen: int, timeout: float):
+        """Until ``log_seq`` is no longer ``seen`` (or ``timeout`` seconds)."""
+        return self._wait(self._log_waiters, "log_seq", seen, timeout)
+
+    async def _wait(self, waiters: set, counter: str, seen: int, timeout: float):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._waiters.add(fut)
+        waiters.add(fut)   # before the check: a notify from another thread then sees us
         timer = None
         try:
-            if self.seq != seen or timeout <= 0:
+            if getattr(self, counter) != seen or timeout <= 0:
                 return
             # A timer on the future itself: asyncio.wait_for would add a future and a loop
             # iteration to every wake-up.
@@ -90,7 +125,9 @@ class Changes:
         finally:
             if timer is not None:
                 timer.cancel()
+            # (``_wake`` may have swapped in a new set: ``fut`` is done then, in neither.)
             self._waiters.discard(fut)
+            self._log_waiters.discard(fut)
 
 
 def _running_loop():
@@ -122,7 +159,8 @@ class ClusterNode:
         self.changes = Changes()
         self.manager = ReplicaManager(broker, self.store, node_id,
                                       replica_lag_time_max_ms=replica_lag_time_max_ms,
-                                      on_change=self.changes.notify)
+                                      on_change=self.changes.notify,
+                                      on_high_watermark=self.changes.notify_high_watermark)
         self.controller = None
         self.metadata_cache: dict = {}     # the last cluster view Metadata read from ZooKeeper
         self.cluster_id = None

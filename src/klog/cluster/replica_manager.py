@@ -108,12 +108,15 @@ class HostedPartition:
 class ReplicaManager:
     def __init__(self, broker, store: ClusterStore, node_id: int, *,
                  replica_lag_time_max_ms: int = 30_000,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None,
+                 on_high_watermark: Optional[Callable[[], None]] = None):
         self.broker = broker
         self.store = store
         self.node_id = node_id
         self.lag_ms = replica_lag_time_max_ms
         self.on_change = on_change          # a high watermark or a role changed: wake waiters
+        # A follower's fetch moved only the high watermark: wakes no follower fetch (Changes).
+        self.on_high_watermark = on_high_watermark or on_change
         self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
@@ -446,7 +449,7 @@ class ReplicaManager:
             if moved:
                 hosted.sync()
         if moved:
-            self.on_change()
+            self.on_high_watermark()
         return resp
 
     def broker_address(self, broker_id: int):

@@ -146,11 +146,14 @@ class ClusterReplication:
             return False, len(answer.records)
         return False, 0
 
-    def change_seq(self):
-        return self.node.changes.seq
+    def change_seq(self, follower=False):
+        changes = self.node.changes
+        return changes.log_seq if follower else changes.seq
 
-    def wait_for_change(self, seen_seq, timeout):
-        return self.node.changes.wait(seen_seq, timeout)
+    def wait_for_change(self, seen_seq, timeout, follower=False):
+        # A follower's fetch wakes when the log end moves, not for the high watermark alone.
+        changes = self.node.changes
+        return changes.wait_log(seen_seq, timeout) if follower else changes.wait(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
     def _offsets_partition(self, group_id):

@@ -367,14 +367,15 @@ async def fetch(ctx, body):
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
         unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
+    follower = replica_id >= 0
     while True:
-        seq = replication.change_seq()
+        seq = replication.change_seq(follower)
         responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:
             break
         ctx.release()
-        await replication.wait_for_change(seq, left)
+        await replication.wait_for_change(seq, left, follower)
     if ctx.version >= 13:
         epochs.mark_fetch_topic_ids(responses, body["topics"], unknown_ids, EC.UNKNOWN_TOPIC_ID)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}

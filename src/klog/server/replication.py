@@ -16,7 +16,8 @@ epoch and high watermark either way; what differs is only here:
   checks, returning ``(AppendInfo, waiter)``: ``waiter`` is None unless an acks=all Produce
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
 - ``follower_fetch``: a Fetch with a replica id (a follower's);
-- ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on;
+- ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on (``follower``: a
+  follower's, which only new bytes or a role change can answer);
 - ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
   ``group_write_replicated``: which broker answers a group's requests, and the wait before a
   group write (commit, sync, delete) is answered.
@@ -80,10 +81,10 @@ class LocalReplication:
         serve it as a read up to the log end (a single node has no followers to track)."""
         return None
 
-    def change_seq(self):
+    def change_seq(self, follower=False):
         return self.broker.append_seq
 
-    def wait_for_change(self, seen_seq, timeout):
+    def wait_for_change(self, seen_seq, timeout, follower=False):
         return self.server.wait_for_append(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
