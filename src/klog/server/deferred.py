@@ -104,6 +104,8 @@ class PendingAnswers:
                     taken.append(ctx)
                     try:
                         body = fut.result()
+                        if body is not None:
+                            buffers.extend(self._encode(header, body))
                     except (Exception, asyncio.CancelledError):   # noqa: BLE001
                         # The handler failed: the connection closes, as for a handler that
                         # fails at once, after the answers before it.
@@ -115,8 +117,6 @@ class PendingAnswers:
                         finally:
                             self._failing(taken)
                         return
-                    if body is not None:
-                        buffers.extend(self._encode(header, body))
                 try:
                     if buffers:
                         await self._send(buffers)
