@@ -99,8 +99,14 @@ def _log_end(c, leader, topic):
 
 
 def _paused(c, topic):
-    """Pause one follower of ``topic``: returns (leader, follower)."""
+    """Pause one follower of ``topic`` once the leader has acknowledged a first record (offset
+    0) with acks=all: returns (leader, follower)."""
     leader = c.partition(1, topic)["leader_id"]
+
+    def first():       # the leader may apply ZooKeeper's word a little after Metadata says it
+        r = c.raw(leader, ApiKey.PRODUCE, PRODUCE_V, _produce_body(topic, build_batch([b"0"])))
+        return _part(r)["error_code"] == 0
+    wait_for(f"{topic}: a first record acknowledged", first)
     follower = next(n for n in (1, 2, 3) if n != leader)
     c.procs[follower].send_signal(signal.SIGSTOP)
     return leader, follower
@@ -128,17 +134,17 @@ def test_produce_behind_acks_all_is_appended_at_once_and_answered_in_request_ord
                                       "timestamp": -1}]}]}))
         # All three batches are in the leader's log while the first is still unanswered (one at
         # a time, the second would wait for the first's answer).
-        wait_for("the three batches appended", lambda: _log_end(c, leader, "order") == 3)
+        wait_for("the three batches appended", lambda: _log_end(c, leader, "order") == 4)
         assert pipe.nothing_yet()
     finally:
         c.procs[follower].send_signal(signal.SIGCONT)
     answers = [pipe.answer() for _ in range(5)]
     assert [cid for cid, _ in answers] == [1, 2, 3, 4, 5]
     parts = [_part(a) for _, a in answers[:4]]
-    assert [(p["error_code"], p["base_offset"]) for p in parts[:3]] == [(0, 0), (0, 1), (0, 2)]
+    assert [(p["error_code"], p["base_offset"]) for p in parts[:3]] == [(0, 1), (0, 2), (0, 3)]
     assert parts[3]["error_code"] == EC.UNKNOWN_TOPIC_OR_PARTITION
     # ListOffsets saw the two acks=all batches acknowledged: the high watermark past them.
-    assert answers[4][1]["topics"][0]["partitions"][0]["offset"] >= 2
+    assert answers[4][1]["topics"][0]["partitions"][0]["offset"] >= 3
     pipe.close()
 
 
@@ -151,12 +157,12 @@ def test_at_most_the_limit_of_answers_wait_per_connection(c):
         pipe.send(*[(ApiKey.PRODUCE, PRODUCE_V, _produce_body("bound", build_batch([b"v%d" % i])))
                     for i in range(n)])
         wait_for("the first batches appended",
-                 lambda: _log_end(c, leader, "bound") == MAX_PENDING_ANSWERS)
+                 lambda: _log_end(c, leader, "bound") == 1 + MAX_PENDING_ANSWERS)
         # The rest waits for the first answer (the follower is paused: none comes). A later
         # append would show here within the second; under load it may only pass wrongly.
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            assert _log_end(c, leader, "bound") == MAX_PENDING_ANSWERS
+            assert _log_end(c, leader, "bound") == 1 + MAX_PENDING_ANSWERS
             time.sleep(0.05)
         assert pipe.nothing_yet()
     finally:
@@ -164,7 +170,7 @@ def test_at_most_the_limit_of_answers_wait_per_connection(c):
     answers = [pipe.answer() for _ in range(n)]
     assert [cid for cid, _ in answers] == list(range(1, n + 1))
     assert [(_part(a)["error_code"], _part(a)["base_offset"]) for _, a in answers] == \
-        [(0, i) for i in range(n)]
+        [(0, 1 + i) for i in range(n)]
     pipe.close()
 
 
@@ -177,7 +183,7 @@ def test_connection_closed_with_answers_pending_releases_them(c):
         pipe = Pipe(c.address(leader))
         pipe.send(*[(ApiKey.PRODUCE, PRODUCE_V, _produce_body("closed", build_batch([b"v%d" % i])))
                     for i in range(3)], first_cid=1000)
-        wait_for("the batches appended", lambda: _log_end(c, leader, "closed") == 3)
+        wait_for("the batches appended", lambda: _log_end(c, leader, "closed") == 4)
         pipe.close()
         time.sleep(0.2)     # (only gives the leader the chance to notice; not an outcome)
         # New connections take the freed descriptor while the old answers are still pending.
@@ -187,7 +193,7 @@ def test_connection_closed_with_answers_pending_releases_them(c):
     wait_for("the batches committed", lambda: c.raw(leader, ApiKey.LIST_OFFSETS, 4, {
         "replica_id": -1, "isolation_level": 0, "topics": [{"name": "closed", "partitions": [
             {"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}]}]})[
-        "topics"][0]["partitions"][0]["offset"] == 3)
+        "topics"][0]["partitions"][0]["offset"] == 4)
     for i, other in enumerate(others):
         other.send((ApiKey.API_VERSIONS, 3, {"client_software_name": "t",
                                              "client_software_version": "1"}), first_cid=7 + i)
@@ -215,16 +221,16 @@ def test_pipelined_idempotent_batches_keep_their_sequence_checks(c):
                   (ApiKey.PRODUCE, PRODUCE_V, _produce_body("idem", batch(0, [b"a", b"b"]))),
                   (ApiKey.PRODUCE, PRODUCE_V, _produce_body("idem", batch(9, [b"gap"]))),
                   (ApiKey.PRODUCE, PRODUCE_V, _produce_body("idem", batch(2, [b"c"]))))
-        wait_for("the new batches appended", lambda: _log_end(c, leader, "idem") == 3)
+        wait_for("the new batches appended", lambda: _log_end(c, leader, "idem") == 4)
         assert pipe.nothing_yet()
     finally:
         c.procs[follower].send_signal(signal.SIGCONT)
     answers = [pipe.answer() for _ in range(4)]
     assert [cid for cid, _ in answers] == [1, 2, 3, 4]
     assert [(_part(a)["error_code"], _part(a)["base_offset"]) for _, a in answers] == [
-        (0, 0), (0, 0), (EC.OUT_OF_ORDER_SEQUENCE_NUMBER, -1), (0, 2)]
+        (0, 1), (0, 1), (EC.OUT_OF_ORDER_SEQUENCE_NUMBER, -1), (0, 3)]
     pipe.close()
-    assert _log_end(c, leader, "idem") == 3
+    assert _log_end(c, leader, "idem") == 4
 
 
 def _consume_all(c, topic, n, timeout=60):

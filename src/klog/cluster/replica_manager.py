@@ -109,7 +109,8 @@ class ReplicaManager:
     def __init__(self, broker, store: ClusterStore, node_id: int, *,
                  replica_lag_time_max_ms: int = 30_000,
                  on_change: Callable[[], None] = lambda: None,
-                 on_high_watermark: Optional[Callable[[], None]] = None):
+                 on_high_watermark: Optional[Callable[[], None]] = None,
+                 on_partition_change: Optional[Callable[[object], None]] = None):
         self.broker = broker
         self.store = store
         self.node_id = node_id
@@ -117,6 +118,9 @@ class ReplicaManager:
         self.on_change = on_change          # a high watermark or a role changed: wake waiters
         # A follower's fetch moved only the high watermark: wakes no follower fetch (Changes).
         self.on_high_watermark = on_high_watermark or on_change
+        # Each hosted Partition's listener (appends, high watermark moves): follower fetches
+        # parked on it wake when its log end moves (klog.cluster.node.Changes).
+        self.on_partition_change = on_partition_change
         self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
@@ -272,6 +276,8 @@ class ReplicaManager:
                                   replica_lag_time_max_ms=self.lag_ms)
                 # No client appends until ZooKeeper's state for it has been applied.
                 part.become_follower(-1, high_watermark=replica.high_watermark)
+                if self.on_partition_change is not None:
+                    part.add_append_listener(self.on_partition_change)
                 self.partitions[(name, p)] = HostedPartition(name, p, tuple(replicas), replica)
         for p in sorted(mine):
             if (name, p) in self._state_watches:

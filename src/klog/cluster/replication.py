@@ -150,10 +150,13 @@ class ClusterReplication:
         changes = self.node.changes
         return changes.log_seq if follower else changes.seq
 
-    def wait_for_change(self, seen_seq, timeout, follower=False):
-        # A follower's fetch wakes when the log end moves, not for the high watermark alone.
+    def wait_for_change(self, seen_seq, timeout, follower=None):
+        # A follower's fetch wakes when the log end of one of its partitions moves, not for a
+        # high watermark alone (klog.cluster.node.Changes).
         changes = self.node.changes
-        return changes.wait_log(seen_seq, timeout) if follower else changes.wait(seen_seq, timeout)
+        if follower:
+            return changes.wait_log(seen_seq, timeout, follower)
+        return changes.wait(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
     def _offsets_partition(self, group_id):

@@ -367,9 +367,11 @@ async def fetch(ctx, body):
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
         unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
-    follower = replica_id >= 0
+    # A follower's fetch waits for its own partitions' bytes (Server.replication).
+    follower = [(t["topic"], p["partition"]) for t in body["topics"]
+                for p in t["partitions"]] if replica_id >= 0 else None
     while True:
-        seq = replication.change_seq(follower)
+        seq = replication.change_seq(follower is not None)
         responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:

@@ -17,7 +17,8 @@ epoch and high watermark either way; what differs is only here:
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
 - ``follower_fetch``: a Fetch with a replica id (a follower's);
 - ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on (``follower``: a
-  follower's, which only new bytes or a role change can answer);
+  follower's, which only new bytes of its partitions, ``[(topic, partition)]``, or a role
+  change can answer);
 - ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
   ``group_write_replicated``: which broker answers a group's requests, and the wait before a
   group write (commit, sync, delete) is answered.
@@ -84,7 +85,7 @@ class LocalReplication:
     def change_seq(self, follower=False):
         return self.broker.append_seq
 
-    def wait_for_change(self, seen_seq, timeout, follower=False):
+    def wait_for_change(self, seen_seq, timeout, follower=None):
         return self.server.wait_for_append(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
