@@ -227,10 +227,12 @@ class Broker:
             raise LogClosedError(f"broker {self.data_dir} is closed")
 
     # -- topics ------------------------------------------------------------------------------------
-    def create_topic(self, name, partitions=None, config=None, *, topic_id=None, local=None):
+    def create_topic(self, name, partitions=None, config=None, *, topic_id=None, local=None,
+                     validate_only=False):
         """Create a topic (Kafka's naming rules and topic-config names); returns its description.
         Cluster mode gives the topic id (ZooKeeper's) and ``local``, the partitions this broker
-        holds a replica of: only those get a directory here."""
+        holds a replica of: only those get a directory here. With ``validate_only``: every
+        check (the partition budget too), no change; returns None."""
         validate_topic_name(name)
         if partitions is None:
             partitions = self.config["num.partitions"]
@@ -247,6 +249,8 @@ class Broker:
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
             self._check_budget(name, partitions)
+            if validate_only:
+                return None
             record = TopicRecord(name, partitions, overrides,
                                  leader_epoch=self._store.leader_epoch_floor,
                                  local=None if local is None else sorted(set(local)))
@@ -503,6 +507,53 @@ class Broker:
         was created by a cluster (which names them); None when it holds all (a single node's)."""
         local = self._record(name).local
         return None if local is None else list(local)
+
+    def topic_id(self, name):
+        """The topic's id (UUID text); UnknownTopicOrPartitionError for no such topic."""
+        return self._record(name).topic_id
+
+    def hold_partitions(self, name, partitions):
+        """Cluster mode: this broker becomes a replica of more partitions of a topic it holds
+        (a reassignment moved them here); each gets an empty directory."""
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            new = sorted(set(partitions) - set(record.local_partitions()))
+            if not new:
+                return
+            topics = dict(self._topics)
+            topics[name] = grown = replace(record, local=sorted(set(record.local or ()) | set(new)))
+            for p in new:
+                self._create_partitions(grown, p, p + 1, topics)
+
+    def release_partitions(self, name, partitions):
+        """Cluster mode: this broker is no longer a replica of these partitions (a reassignment
+        moved them away): close them and delete their directories. Each directory is renamed
+        to a ``.deleted`` name before the metadata is saved without it: after a crash in
+        between, the next start removes what was renamed (and a partition still named in the
+        metadata opens empty; the cluster releases it again)."""
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            gone = sorted(set(partitions) & set(record.local_partitions()))
+            if not gone:
+                return
+            doomed = []
+            for p in gone:
+                part = self._partitions.pop((name, p), None)
+                if part is not None:
+                    part.close()
+                path = os.path.join(self.data_dir, f"{name}-{p}")
+                if os.path.exists(path):
+                    doomed.append(f"{path}.{record.topic_id}{DELETED_SUFFIX}")
+                    os.rename(path, doomed[-1])
+            fsync_dir(self.data_dir)
+            topics = dict(self._topics)
+            topics[name] = replace(record, local=sorted(set(record.local_partitions()) - set(gone)))
+            self._store.save(topics)
+            self._topics = topics
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
 
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""

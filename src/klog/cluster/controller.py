@@ -34,6 +34,7 @@ from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from klog.cluster import election
 from klog.cluster.assignment import assign_replicas
+from klog.cluster.reassign_driver import ReassignmentDriver
 from klog.cluster.state import LeaderAndIsr, NO_LEADER
 from klog.cluster.zkstore import ClusterStore, ControllerEpoch, NotControllerError
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError,
@@ -95,6 +96,7 @@ class Controller:
                                         daemon=True)
         self._stopped = threading.Event()
         self.became_controller = threading.Event()   # for callers and tests that wait on it
+        self.reassignments = ReassignmentDriver(self)    # KIP-455 (klog.cluster.reassign_driver)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ class Controller:
         log.info("broker %d is the controller (epoch %d)", self.broker_id, fence.epoch)
         self._on_brokers_change(resend_all=True)
         self._delete_marked_topics()        # a deletion the previous controller left unfinished
+        self.reassignments.resume()         # and the partition moves it left
         if self.auto_rebalance:
             self._cancel_rebalance()
             self._rebalance_task = self.scheduler.schedule_periodic(
@@ -195,6 +198,7 @@ class Controller:
 
     def _resign_locally(self):
         self.fence = None
+        self.reassignments.stop()
         self._view = {}
         self._cancel_rebalance()
         self.became_controller.clear()
@@ -229,6 +233,8 @@ class Controller:
                         or any(r in started for r in replicas))
                 if tell:
                     self._tell(topic, p, replicas, changed or state, live)
+        if not resend_all:
+            self.reassignments.check_all()
 
     def _finish_creation(self, topic: str, assignment: dict, live) -> None:
         """Partitions in the assignment without a state znode: a controller failed midway
