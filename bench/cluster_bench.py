@@ -41,10 +41,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 VALUE_SIZE = 100
 QUIET = {"log_level": 0, "logger": lambda *a: None}
-# max.in.flight=5 as Kafka's Java producer: a broker answers one connection's requests in order,
-# one at a time (as Kafka does), and an acks=all answer waits for the followers; with
-# librdkafka's default (1 000 000) a client keeps sending small requests that queue behind each
-# other, where 5 in flight lets the next batches grow while it waits.
+# max.in.flight=5 as Kafka's Java producer, and what a broker lets in behind an acks=all answer
+# still waiting for the followers (klog.server.deferred.MAX_PENDING_ANSWERS): with librdkafka's
+# default (1 000 000) a client keeps sending small requests that queue behind each other, where
+# 5 in flight lets the next batches grow while it waits.
 MAX_IN_FLIGHT = int(os.environ.get("KLOG_BENCH_MAX_IN_FLIGHT", 5))
 PRODUCER = {"linger.ms": 5, "batch.size": 1_000_000, "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 4_000_000, "enable.idempotence": False,
@@ -725,15 +725,15 @@ def write_docs(r, lines):
         "the SIGKILL figure (`--failover` alone runs without it).",
         "- One record per request: a producer that waits for each record (flush) before the "
         "next, 1000 records: the round trip of one request, with acks=all the followers' fetch "
-        "of it included; a broker answers a connection's requests one at a time (as Kafka), so "
-        "this is also what every acks=all request of one producer costs in a row.",
+        "of it included.",
         "- Latency: a producer at 50 k records/s (1 ms ticks, linger.ms=1) and a consumer "
         "(fetch.wait.max.ms=10) in one client process; the consumer reads from the leader, never "
         "past the high watermark, so factor 3 includes replication to both followers.",
         "- Producers use max.in.flight=5 (the Java producer's default; librdkafka's is 1 000 000 "
-        "without idempotence): a broker answers one connection's requests one at a time, in "
-        "order (as Kafka does), so an acks=all request holds the next ones until the followers "
-        "have fetched it; with 5 in flight the next batches grow meanwhile.",
+        "without idempotence): while an acks=all answer waits for the followers, the broker "
+        "appends the connection's next Produce requests (up to 5 waiting answers a connection; "
+        "Kafka's broker handles one request of a connection at a time) and answers them in "
+        "order; the followers fetch them together.",
         "- Latency rows: the run with the median p99 of the rounds.",
         "- librdkafka's mock cluster (`test.mock.num.brokers=3`, in the client process): the "
         f"topic is auto-created with {t.get('mock_replicas', 3)} replicas in Metadata (the mock "

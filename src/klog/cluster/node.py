@@ -37,26 +37,75 @@ log = logging.getLogger("klog.cluster.node")
 
 
 class Changes:
-    """A counter the server's event loop can wait on: bumped on every append and every high
-    watermark or role change (from any thread), so long-polling fetches and acks=all produces
-    wake up.
+    """What the server's event loop waits on, notified from any thread:
 
-    Cheap on the hot path (every append of a leader, every follower fetch that moves the high
-    watermark): notifies until the waiters are woken schedule one wake-up, and a notify on the
-    loop's own thread schedules it directly rather than through the loop's self-pipe."""
+    - ``seq``: every change (an append, a high watermark, a role or ISR change). Long-polling
+      consumer fetches and acks=all produces wait on it (``wait``).
+    - ``log_seq`` and the per-partition wake-ups of ``wait_log``: the changes that may give a
+      follower's fetch an answer: its partitions' log end moved, or a role / ISR change (its
+      fetch may now be answered with an error). A high watermark that moved alone, or an append
+      to another partition, gives a parked follower fetch no bytes: it would only read nothing
+      and wait again (on a leader, two such passes per acks=all request with two followers; on
+      every broker, the fetches parked for the partitions it leads at each append it makes as
+      a follower). As Kafka's DelayedFetch of a follower, it waits for bytes of its own
+      partitions. The follower learns a new high watermark from the next answer: at the next
+      append, or after its fetch's max wait.
+
+    ``on_partition_change(partition)`` is the listener of a hosted Partition (it fires on appends
+    and on high watermark moves): it tells the two apart by the partition's log end.
+
+    Cheap on the hot path: notifies until the waiters are woken schedule one wake-up, and a
+    notify on the loop's own thread schedules it directly rather than through the loop's
+    self-pipe."""
 
     def __init__(self):
         self.seq = 0
+        self.log_seq = 0
         self._lock = threading.Lock()
-        self._waiters: set = set()
+        self._waiters: set = set()          # wait(): woken by every notify
+        self._log_waiters: dict = {}        # wait_log(): (topic, partition) -> futures
         self._wake_scheduled = False
+        self._wake_keys: set = set()        # partitions whose log end moved since the wake-up
+        self._wake_all_logs = False         # a role / ISR change: every follower fetch
+        self._ends: dict = {}               # (topic, partition) -> log end last seen
         self.loop = None
 
     def notify(self):
+        """A role or ISR change (or anything else that may answer any waiting fetch)."""
+        self._notify(None, True)
+
+    def notify_high_watermark(self):
+        """A high watermark moved (or an append nobody follows): not a follower's business."""
+        self._notify(None, False)
+
+    def notify_log(self, key):
+        """The log end of partition ``key`` (topic, partition) moved."""
+        self._notify(key, False)
+
+    def on_partition_change(self, part):
+        key = (part.topic, part.partition)
+        end = part.log_end_offset
+        if self._ends.get(key) != end:
+            self._ends[key] = end
+            self.notify_log(key)
+        else:
+            self.notify_high_watermark()
+
+    def _notify(self, key, all_logs):
         loop = self.loop
         with self._lock:
             self.seq += 1
-            if loop is None or self._wake_scheduled or not self._waiters:
+            wake_logs = False
+            if all_logs or key is not None:
+                self.log_seq += 1
+                if all_logs and self._log_waiters:
+                    self._wake_all_logs = wake_logs = True
+                elif key in self._log_waiters:
+                    self._wake_keys.add(key)
+                    wake_logs = True
+            if loop is None or self._wake_scheduled:
+                return
+            if not self._waiters and not wake_logs:
                 return
             self._wake_scheduled = True
         try:
@@ -71,26 +120,53 @@ class Changes:
         with self._lock:
             self._wake_scheduled = False
             waiters, self._waiters = self._waiters, set()
+            keys = list(self._log_waiters) if self._wake_all_logs else self._wake_keys
+            self._wake_all_logs = False
+            self._wake_keys = set()
+        for key in keys:
+            waiters |= self._log_waiters.pop(key, set())
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     async def wait(self, seen: int, timeout: float):
+        """Until ``seq`` is no longer ``seen`` (or ``timeout`` seconds)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._waiters.add(fut)
-        timer = None
+        self._waiters.add(fut)   # before the check: a notify from another thread then sees us
         try:
-            if self.seq != seen or timeout <= 0:
-                return
-            # A timer on the future itself: asyncio.wait_for would add a future and a loop
-            # iteration to every wake-up.
-            timer = loop.call_later(timeout, _resolve, fut)
+            await self._until(loop, fut, self.seq != seen, timeout)
+        finally:
+            self._waiters.discard(fut)
+
+    async def wait_log(self, seen: int, timeout: float, keys):
+        """Until the log end of one of the partitions ``keys`` moves or a role / ISR changes
+        (or ``timeout`` seconds); at once if ``log_seq`` is no longer ``seen``."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        for key in keys:         # before the check, as in ``wait``
+            self._log_waiters.setdefault(key, set()).add(fut)
+        try:
+            await self._until(loop, fut, self.log_seq != seen, timeout)
+        finally:
+            for key in keys:
+                futs = self._log_waiters.get(key)
+                if futs is not None:
+                    futs.discard(fut)
+                    if not futs:
+                        del self._log_waiters[key]
+
+    @staticmethod
+    async def _until(loop, fut, changed, timeout):
+        if changed or timeout <= 0:
+            return
+        # A timer on the future itself: asyncio.wait_for would add a future and a loop
+        # iteration to every wake-up.
+        timer = loop.call_later(timeout, _resolve, fut)
+        try:
             await fut
         finally:
-            if timer is not None:
-                timer.cancel()
-            self._waiters.discard(fut)
+            timer.cancel()
 
 
 def _running_loop():
@@ -122,12 +198,16 @@ class ClusterNode:
         self.changes = Changes()
         self.manager = ReplicaManager(broker, self.store, node_id,
                                       replica_lag_time_max_ms=replica_lag_time_max_ms,
-                                      on_change=self.changes.notify)
+                                      on_change=self.changes.notify,
+                                      on_high_watermark=self.changes.notify_high_watermark,
+                                      on_partition_change=self.changes.on_partition_change)
         self.controller = None
         self.metadata_cache: dict = {}     # the last cluster view Metadata read from ZooKeeper
         self.cluster_id = None
         self.broker_epoch = -1
-        self._on_append = lambda _log=None: self.changes.notify()
+        # Every append of the broker wakes consumers and acks=all produces; follower fetches
+        # wake through their partitions' own listeners (on_partition_change).
+        self._on_append = lambda _log=None: self.changes.notify_high_watermark()
         self._session_lost = False
         self._stopping = False
         self._address = None

@@ -108,12 +108,19 @@ class HostedPartition:
 class ReplicaManager:
     def __init__(self, broker, store: ClusterStore, node_id: int, *,
                  replica_lag_time_max_ms: int = 30_000,
-                 on_change: Callable[[], None] = lambda: None):
+                 on_change: Callable[[], None] = lambda: None,
+                 on_high_watermark: Optional[Callable[[], None]] = None,
+                 on_partition_change: Optional[Callable[[object], None]] = None):
         self.broker = broker
         self.store = store
         self.node_id = node_id
         self.lag_ms = replica_lag_time_max_ms
         self.on_change = on_change          # a high watermark or a role changed: wake waiters
+        # A follower's fetch moved only the high watermark: wakes no follower fetch (Changes).
+        self.on_high_watermark = on_high_watermark or on_change
+        # Each hosted Partition's listener (appends, high watermark moves): follower fetches
+        # parked on it wake when its log end moves (klog.cluster.node.Changes).
+        self.on_partition_change = on_partition_change
         self.clock = broker.clock           # the replicas' time (lag, catch-up) is the broker's
         self.partitions: dict[tuple, HostedPartition] = {}
         self.topic_ids: dict = {}           # topic name -> uuid (ZooKeeper's)
@@ -316,6 +323,8 @@ class ReplicaManager:
                                   replica_lag_time_max_ms=self.lag_ms)
                 # No client appends until ZooKeeper's state for it has been applied.
                 part.become_follower(-1, high_watermark=replica.high_watermark)
+                if self.on_partition_change is not None:
+                    part.add_append_listener(self.on_partition_change)
                 self.partitions[(name, p)] = HostedPartition(name, p, tuple(replicas), replica)
         for p in sorted(mine):
             if (name, p) in self._state_watches:
@@ -500,7 +509,7 @@ class ReplicaManager:
             if moved:
                 hosted.sync()
         if moved:
-            self.on_change()
+            self.on_high_watermark()
         return resp
 
     def broker_address(self, broker_id: int):

@@ -173,11 +173,17 @@ class ClusterReplication:
             return False, len(answer.records)
         return False, 0
 
-    def change_seq(self):
-        return self.node.changes.seq
+    def change_seq(self, follower=False):
+        changes = self.node.changes
+        return changes.log_seq if follower else changes.seq
 
-    def wait_for_change(self, seen_seq, timeout):
-        return self.node.changes.wait(seen_seq, timeout)
+    def wait_for_change(self, seen_seq, timeout, follower=None):
+        # A follower's fetch wakes when the log end of one of its partitions moves, not for a
+        # high watermark alone (klog.cluster.node.Changes).
+        changes = self.node.changes
+        if follower:
+            return changes.wait_log(seen_seq, timeout, follower)
+        return changes.wait(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------
     def _offsets_partition(self, group_id):

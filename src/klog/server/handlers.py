@@ -20,6 +20,7 @@ from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.server import epochs
+from klog.server.deferred import Deferred
 from klog.storage.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from klog.structs import TopicPartition
 from klog.storage.files import write_atomic
@@ -192,9 +193,17 @@ async def produce(ctx, body):
         else:
             responses, waits = _produce(replication, topic_data, server.conditions, acks)
         if waits:
-            await replication.await_acks_all(waits, body.get("timeout_ms", 30000), error_code)
+            # Answered once replicated; the connection's next Produce requests go on meanwhile
+            # (klog.server.deferred).
+            return Deferred(_acks_all_answer(replication, waits, body.get("timeout_ms", 30000),
+                                             responses))
     if acks == 0:
         return None   # Kafka sends no response at all to acks=0
+    return {"responses": responses, "throttle_time_ms": 0}
+
+
+async def _acks_all_answer(replication, waits, timeout_ms, responses):
+    await replication.await_acks_all(waits, timeout_ms, error_code)
     return {"responses": responses, "throttle_time_ms": 0}
 
 
@@ -293,14 +302,17 @@ async def fetch(ctx, body):
     unknown_ids = ()
     if ctx.version >= 13:   # topics by id (KIP-516)
         unknown_ids = replication.resolve_fetch_topic_ids(body["topics"])
+    # A follower's fetch waits for its own partitions' bytes (Server.replication).
+    follower = [(t["topic"], p["partition"]) for t in body["topics"]
+                for p in t["partitions"]] if replica_id >= 0 else None
     while True:
-        seq = replication.change_seq()
+        seq = replication.change_seq(follower is not None)
         responses, total, error = _fetch_once(ctx, body, replica_id, replica_epoch)
         left = deadline - time.monotonic()
         if total >= min_bytes or error or left <= 0 or server.stopping:
             break
         ctx.release()
-        await replication.wait_for_change(seq, left)
+        await replication.wait_for_change(seq, left, follower)
     if ctx.version >= 13:
         epochs.mark_fetch_topic_ids(responses, body["topics"], unknown_ids, EC.UNKNOWN_TOPIC_ID)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}

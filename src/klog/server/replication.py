@@ -16,7 +16,9 @@ epoch and high watermark either way; what differs is only here:
   checks, returning ``(AppendInfo, waiter)``: ``waiter`` is None unless an acks=all Produce
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
 - ``follower_fetch``: a Fetch with a replica id (a follower's);
-- ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on;
+- ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on (``follower``: a
+  follower's, which only new bytes of its partitions, ``[(topic, partition)]``, or a role
+  change can answer);
 - ``metadata_view(names)``, ``topic_name_for_id`` and ``auto_create_topic``: the cluster as
   Metadata describes it (klog.server.cluster_view; the handler is klog.server.topic_metadata);
 - ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
@@ -124,10 +126,10 @@ class LocalReplication:
         serve it as a read up to the log end (a single node has no followers to track)."""
         return None
 
-    def change_seq(self):
+    def change_seq(self, follower=False):
         return self.broker.append_seq
 
-    def wait_for_change(self, seen_seq, timeout):
+    def wait_for_change(self, seen_seq, timeout, follower=None):
         return self.server.wait_for_append(seen_seq, timeout)
 
     # -- groups ------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """An asyncio Kafka-protocol server over one klog Broker.
 
 One task per connection reads size-prefixed frames (``FrameSplitter``, 100 MiB cap) and answers
-the requests of that connection one at a time, in order. Handlers live in klog.server.handlers.
+the requests of that connection one at a time, in order, except that an acks=all Produce waiting
+for the followers lets the connection's next Produce requests in meanwhile (its handler returns a
+``Deferred``; klog.server.deferred: answers still in request order, at most
+``MAX_PENDING_ANSWERS`` waiting per connection). Handlers live in klog.server.handlers.
 Answers go out with ``os.writev`` (a fetch's segment views included, not copied); the answers to
 Produce requests that were read together share one write.
 
@@ -40,6 +43,7 @@ from klog.protocol.errors import ErrorCode, ProtocolError, UnknownApiError, Unsu
 from klog.protocol.frames import DEFAULT_MAX_FRAME, FrameSplitter, decode_request, encode_response
 from klog.protocol.messages import ApiKey
 from klog.server import handlers
+from klog.server.deferred import MAX_PENDING_ANSWERS, Deferred, PendingAnswers
 from klog.server.replication import LocalReplication
 from klog.server.limits import ConnectionLimits, RequestMemoryPool, TlsProbeLog
 from klog.server.conditions import ConditionLog
@@ -75,6 +79,11 @@ def serve_config(config):
 _IOV_MAX = os.sysconf("SC_IOV_MAX")   # buffers one writev takes
 
 
+def _encode(header, body):
+    return encode_response(header.api_key, header.api_version, header.correlation_id,
+                           body).buffers()
+
+
 def _unsent(buffers, sent):
     """What is left of ``buffers`` after the first ``sent`` bytes went out."""
     for i, b in enumerate(buffers):
@@ -87,7 +96,7 @@ def _unsent(buffers, sent):
 
 class _Connection:
     __slots__ = ("task", "writer", "busy", "peer", "fd", "pending", "last_active", "reserved",
-                 "waiting", "closing_reason")
+                 "waiting", "closing_reason", "answers")
 
     def __init__(self, writer, peer):
         self.task = None
@@ -100,19 +109,22 @@ class _Connection:
         self.reserved = 0   # bytes held in the server's RequestMemoryPool for a partial frame
         self.waiting = False   # for memory in that pool: the server's wait, not an idle client
         self.closing_reason = None
+        self.answers = None   # PendingAnswers: those behind a Deferred one, still to write
 
 
 class Server:
     """``Server(broker, host, port, advertised=None)``; ``await start()``, ``await stop()``."""
 
     def __init__(self, broker, host="127.0.0.1", port=9092, advertised=None,
-                 max_frame_size=DEFAULT_MAX_FRAME, grace=10.0):
+                 max_frame_size=DEFAULT_MAX_FRAME, grace=10.0,
+                 max_pending_answers=MAX_PENDING_ANSWERS):
         self.broker = broker
         self.host = host
         self.port = port
         self.advertised = advertised          # (host, port) or None: the bound address
         self.max_frame_size = max_frame_size
         self.grace = grace
+        self.max_pending_answers = max_pending_answers   # per connection (klog.server.deferred)
         self.cluster_id = "klog-" + broker.data_dir.replace("/", "_")[-16:]
         self.stopping = False
         self._closing = False
@@ -192,7 +204,9 @@ class Server:
             self._reaper.cancel()
         self._wake()
         for conn in list(self._conns):
-            if not conn.busy:
+            if conn.answers:       # answers still to write: close once they are out
+                asyncio.ensure_future(self._close_when_answered(conn))
+            elif not conn.busy:
                 conn.task.cancel()
         tasks = [c.task for c in self._conns]
         if tasks:
@@ -205,6 +219,11 @@ class Server:
             await asyncio.wait_for(self._server.wait_closed(), 2)
         except (asyncio.TimeoutError, Exception):
             pass
+
+    async def _close_when_answered(self, conn):
+        await conn.answers.drained()
+        if not conn.busy:
+            conn.task.cancel()
 
     # -- appends → fetch wake-ups ------------------------------------------------------------------
     def _on_append(self):
@@ -260,7 +279,7 @@ class Server:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for conn in list(self._conns):
-                if conn.busy or conn.waiting or conn.closing_reason is not None:
+                if conn.busy or conn.waiting or conn.answers or conn.closing_reason is not None:
                     continue
                 if now - conn.last_active >= idle_s:
                     conn.closing_reason = f"idle for connections.max.idle.ms={self.idle_ms}"
@@ -296,6 +315,8 @@ class Server:
         if refused is not None:
             self._refuse(writer, peer, refused)
             return
+        conn.answers = PendingAnswers(lambda buffers: self._send(conn, buffers), _encode,
+                                      writer.close, peer, self.max_pending_answers)
         self._conns.add(conn)
         splitter = FrameSplitter(self.max_frame_size)
         head = b""   # the first bytes of the connection, to recognise a TLS ClientHello
@@ -316,7 +337,8 @@ class Server:
                     last = len(frames) - 1
                     for i, frame in enumerate(frames):
                         if not await self._handle_frame(conn, frame, i < last):
-                            if conn.pending:   # answers to the requests before the bad one
+                            # The answers to the requests before the bad one go first.
+                            if await conn.answers.drained() and conn.pending:
                                 await self._send(conn, [])
                             return
                     if conn.pending:
@@ -335,6 +357,7 @@ class Server:
         except Exception:
             log.exception("closing connection from %s after an internal error", peer)
         finally:
+            conn.answers.close()
             self._conns.discard(conn)
             self._limits.release(peer)
             self._memory.release(conn.reserved)
@@ -352,6 +375,8 @@ class Server:
         except UnsupportedVersionError as exc:
             hdr = exc.header
             if hdr is not None and hdr.api_key == ApiKey.API_VERSIONS:
+                if not await conn.answers.drained():
+                    return False
                 body = handlers.api_versions_body(0)
                 body["error_code"] = ErrorCode.UNSUPPORTED_VERSION
                 await self._send(conn, encode_response(ApiKey.API_VERSIONS, 0, hdr.correlation_id,
@@ -370,6 +395,13 @@ class Server:
             await self._held.wait()
             if self.stopping:
                 return False
+        answers = conn.answers
+        if answers:
+            # Only a Produce passes an answer still pending (up to the connection's limit);
+            # any other request sees every earlier one done, as if handled one at a time.
+            if not await (answers.wait_below(answers.limit) if hdr.api_key == ApiKey.PRODUCE
+                          else answers.drained()):
+                return False
         if conn.pending and hdr.api_key != ApiKey.PRODUCE:
             await self._send(conn, [])   # this one may wait (a fetch): don't hold answers back
         handler = self.handlers.get(hdr.api_key)
@@ -382,6 +414,12 @@ class Server:
         except Exception:
             log.exception("API %d v%d from %s failed", hdr.api_key, hdr.api_version, conn.peer)
             return False
+        if isinstance(body, Deferred) or answers:
+            # Written in request order once ready; the connection goes on meanwhile.
+            if conn.pending:
+                await self._send(conn, [])   # the answers before it
+            answers.add(hdr, ctx, body)
+            return True
         try:
             if body is not None:
                 w = encode_response(hdr.api_key, hdr.api_version, hdr.correlation_id, body)
