@@ -475,6 +475,27 @@ class AckRecorder:
         return best
 
 
+def ensure_offsets_topic(c):
+    """Have the cluster create ``__consumer_offsets`` (50 partitions, factor 3) as a full run's
+    latency section does with its first FindCoordinator, and wait for all of them to have a
+    leader and a full ISR: the controller handles a broker's death with these partitions there,
+    whether or not ``--failover`` runs alone."""
+    from klog.protocol.messages import ApiKey
+
+    def found():
+        ans = call(c.address(1), ApiKey.FIND_COORDINATOR, 1, {"key": "cluster-bench",
+                                                             "key_type": 0})
+        return ans["error_code"] == 0
+    wait_for("a group coordinator (__consumer_offsets created)", found, 120, 0.2)
+
+    def full():
+        md = c.metadata(["__consumer_offsets"])
+        parts = md["topics"][0]["partitions"] if md else []
+        return len(parts) == 50 and all(p["leader_id"] in c.procs and len(p["isr_nodes"]) == 3
+                                        for p in parts)
+    wait_for("__consumer_offsets: every partition with a leader and an ISR of 3", full, 120, 0.2)
+
+
 def failover_round(c, rec, topic, sig):
     """One round: signal the leader; the ack gap, the time until Metadata named a new leader,
     and whether the leader was also the controller. The old leader is back in the ISR after."""
@@ -484,7 +505,7 @@ def failover_round(c, rec, topic, sig):
     # acks flowing steadily before the signal
     t0 = time.monotonic()
     wait_for("acks before the signal", lambda: rec.acked_after(t0 + 1.0), 30, 0.01)
-    t_signal = time.monotonic()
+    t_signal, t_signal_wall = time.monotonic(), time.time()
     proc = c.signal(leader, sig)
 
     def new_leader():
@@ -500,13 +521,17 @@ def failover_round(c, rec, topic, sig):
     c.start(leader)
     wait_for(f"broker {leader} registered again", lambda: leader in c.brokers(), 90, 0.1)
     c.wait_isr(topic, 3)
-    return {"leader": leader, "controller": was_controller, "gap": gap, "elected": elected}
+    return {"leader": leader, "controller": was_controller, "gap": gap, "elected": elected,
+            "signal_at": t_signal_wall,
+            "last_ack_before": max((a for a in rec.acks if a <= t_signal), default=t_signal)
+            - t_signal}
 
 
 def bench_failover(c, kills, shutdowns):
     print(f"\n## failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s; "
           f"ZooKeeper session timeout {SESSION_TIMEOUT_MS} ms", flush=True)
     topic = "failover"
+    ensure_offsets_topic(c)
     c.create_topic(topic, 1, 3)
     out = {"sigkill": [], "sigterm": [], "rounds": [], "errors": [], "acked": 0}
     for what, sig, rounds in (("sigkill", signal.SIGKILL, kills),
@@ -613,6 +638,8 @@ def main():
     ap.add_argument("--shutdowns", type=int, help="SIGTERM rounds (default 10)")
     ap.add_argument("--zk-tick-ms", type=int, default=ZK_TICK_MS, help="ZooKeeper's tickTime")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the brokers' and ZooKeeper's logs (their directory is printed)")
     ap.add_argument("--write", action="store_true",
                     help="rewrite the cluster sections of BENCHMARKS.md and README.md")
     args = ap.parse_args()
@@ -668,8 +695,12 @@ def main():
     finally:
         if c is not None:
             c.stop()
+        if args.keep:
+            shutil.copy(os.path.join(zk.dir, "zookeeper.log"), base)
+            print(f"# logs kept in {base}", flush=True)
         zk.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
     r["uptime_at_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = table(r, args)
     print("\n" + "\n".join(lines))
