@@ -121,6 +121,8 @@ class ReplicaManager:
         self._watched: set = set()          # topics added (by name; ``topic_ids`` has the id)
         self._topic_watches: set = set()    # topics with a DataWatch on their znode
         self._state_watches: set = set()    # (topic, partition) with a DataWatch on its state
+        self._state_czxids: dict = {}       # (topic, partition) -> its state znode's creation
+                                            # zxid, once matched to the topic id held
         self._listed = False                # /brokers/topics was listed once
         self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
         self._saved_hw = self._checkpoint.read()
@@ -199,7 +201,7 @@ class ReplicaManager:
             if self._stopped.is_set():
                 return False
             if data is not None:
-                self._events.put((self._apply_state, (topic, partition)))
+                self._events.put((self._apply_state, (topic, partition, data, stat)))
         return callback
 
     # -- the manager thread --------------------------------------------------------------------
@@ -320,6 +322,7 @@ class ReplicaManager:
             for f in list(self._fetchers.values()):
                 f.remove((hosted.topic, hosted.partition))
             self._saved_hw.pop((hosted.topic, hosted.partition), None)
+            self._state_czxids.pop((hosted.topic, hosted.partition), None)
         self._watched.discard(name)
         self.topic_ids.pop(name, None)
         self.partition_counts.pop(name, None)
@@ -360,19 +363,30 @@ class ReplicaManager:
                          self.node_id, name)
                 self._delete_local(name)
 
-    def _apply_state(self, topic: str, partition: int):
+    def _apply_state(self, topic: str, partition: int, data=None, stat=None):
+        """Apply the partition's state: as the watch delivered it (``data``, ``stat``) when its
+        znode is the one already matched to this topic's id (same creation zxid: a controller
+        decision can be applied without reading ZooKeeper again, and a broker applies a
+        change's many partitions quickly), else as read now with the topic's id checked."""
         hosted = self.partitions.get((topic, partition))
         if hosted is None:
             return                      # dropped (topic deleted) since the watch fired
-        try:
-            current = self.store.topic(topic).topic_id
-            state = self.store.partition_state(topic, partition)
-        except NoNodeError:
-            current = None
-        if current != self.topic_ids.get(topic):
-            # The state of another incarnation (deleted, maybe re-created): drop this one first.
-            self._events.put((self._sync_topic, (topic,)))
-            return
+        path = self.store.state_path(topic, partition)
+        if data is not None and stat.czxid == self._state_czxids.get((topic, partition)):
+            state = self.store.parse_state(path, data, stat)
+        else:
+            try:
+                current = self.store.topic(topic).topic_id
+                data, stat = self.store.client.get(path)
+                state = self.store.parse_state(path, data, stat)
+            except NoNodeError:
+                current = None
+            if current != self.topic_ids.get(topic):
+                # The state of another incarnation (deleted, maybe re-created): drop this one
+                # first.
+                self._events.put((self._sync_topic, (topic,)))
+                return
+            self._state_czxids[(topic, partition)] = stat.czxid
         with hosted.lock:
             before = (hosted.replica.role, hosted.replica.leader_epoch)
             hosted.replica.apply(state, hosted.replicas, self.clock.monotonic_ms())
@@ -410,6 +424,11 @@ class ReplicaManager:
 
     def _maybe_change_isrs(self):
         for hosted in list(self.partitions.values()):
+            if not self._events.empty():
+                # The controller's decisions first (they may make these changes moot, and a
+                # refused change would only be proposed again): each write is a round trip,
+                # and a change of many partitions would otherwise wait behind all of them.
+                return
             with hosted.lock:
                 proposal = hosted.replica.isr_change(self.clock.monotonic_ms())
             if proposal is None:
