@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Optional
 
 from klog.cluster.state import LeaderAndIsr
 from klog.cluster.zkstore import TopicAssignment
+from klog.metadata import is_internal
 
 Key = tuple[str, int]
 
@@ -105,12 +106,15 @@ class ControllerContext:
         return [(t, p) for t, p, _, s in self.partitions() if s.leader == broker]
 
     def first_for(self, keys: Iterable[Key], urgent: Iterable[int]) -> list[Key]:
-        """``keys`` in the order their writes should go: the partitions led by a broker in
-        ``urgent`` (the dead or stopping ones: nobody serves them until the write lands)
-        first; user topics and ``__consumer_offsets`` together, by name and partition."""
+        """``keys`` in the order their writes should go (the brokers apply them in that order,
+        one at a time): the partitions led by a broker in ``urgent`` (the dead or stopping
+        ones: nobody serves them until the write lands) first; within each part, user topics
+        before internal ones (a new leader of a ``__consumer_offsets`` partition also loads its
+        groups: 50 of them would hold up every user partition that sorts after the name), then
+        by name and partition."""
         urgent = set(urgent)
 
         def order(key):
             state = self.states.get(key)
-            return (state is None or state.leader not in urgent, key)
+            return (state is None or state.leader not in urgent, is_internal(key[0]), key)
         return sorted(keys, key=order)

@@ -58,7 +58,7 @@ def on_controller_thread(controller, broker_id: int, broker_epoch: int) -> Outco
         return Outcome(EC.BROKER_NOT_AVAILABLE)
     if broker_epoch != -1 and broker_epoch != live[broker_id][0]:
         return Outcome(EC.STALE_BROKER_EPOCH)
-    controller.controlled_shutdown(broker_id)
+    controller.controlled_shutdown(broker_id, live)
     return Outcome(EC.NONE, tuple(controller.ctx.led_by(broker_id)))
 
 

@@ -605,12 +605,13 @@ class Controller:
         self._topic_or_unknown(name)
         self.store.set_topic_config(name, config, version, self.fence)
 
-    def controlled_shutdown(self, broker_id: int) -> int:
+    def controlled_shutdown(self, broker_id: int, live: Optional[set] = None) -> int:
         """Move leadership and ISR membership away from a broker that is stopping, decided
         from the context and written together (the partitions it leads first); returns how
-        many partitions it still leads (it may stop when that is 0)."""
+        many partitions it still leads (it may stop when that is 0). ``live``: the registered
+        brokers, if the caller has just read them."""
         self._require_controller()
-        live = set(self._live())
+        live = set(self._live()) if live is None else set(live)
 
         def decide(state, replicas):
             return election.controlled_shutdown(state, replicas, live, broker_id,
