@@ -24,6 +24,7 @@ No section flag runs them all. --write rewrites the "cluster" section of BENCHMA
 import argparse
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -33,11 +34,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from cluster.brokers import Cluster as TestCluster, call as call_on  # noqa: E402
 
 VALUE_SIZE = 100
 QUIET = {"log_level": 0, "logger": lambda *a: None}
@@ -228,45 +230,22 @@ def run_client(*args, timeout=900):
 # ---------------------------------------------------------------------------------------------
 def call(address, api_key, version, body, timeout=5.0):
     """One raw request to ``address``: the decoded response body."""
-    from klog.protocol.frames import decode_response, encode_request
-
     with socket.create_connection(address, timeout=timeout) as s:
-        s.sendall(encode_request(api_key, version, 1, "cluster-bench", body).getvalue())
-        buf = b""
-        while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-    return decode_response(api_key, version, memoryview(buf[4:]))[1]
+        return call_on(s, api_key, version, body)
 
 
-class Cluster:
-    """ZooKeeper (a chroot of ``zk``) and brokers 1..3 as ``klog serve`` processes."""
+class Cluster(TestCluster):
+    """ZooKeeper (a chroot of ``zk``) and brokers 1..3 as ``klog serve`` processes, started as
+    the cluster tests start them (tests/cluster/brokers.py); here they stop gracefully, every
+    broker (up or not) is in the bootstrap list, and ``metadata`` / ``partition`` ask whichever
+    broker answers."""
 
     def __init__(self, zk, base, settings=SETTINGS):
-        from cluster.zookeeper import free_port
-
-        self.zk = f"{zk.address}/bench{uuid.uuid4().hex[:8]}"
-        self.base = base
-        self.settings = list(settings)
-        self.ports = {n: free_port() for n in (1, 2, 3)}
-        self.procs = {}
-
-    def address(self, n):
-        return (f"127.0.0.{n}", self.ports[n])
+        super().__init__(zk, pathlib.Path(base), settings)
 
     @property
     def bootstrap(self):
         return ",".join("%s:%d" % self.address(n) for n in (1, 2, 3))
-
-    def start(self, n):
-        cmd = [sys.executable, "-m", "klog", "serve", "--node-id", str(n), "--zookeeper", self.zk,
-               "--data-dir", os.path.join(self.base, f"b{n}"), "--listen", "%s:%d" % self.address(n)]
-        for s in self.settings:
-            cmd += ["-c", s]
-        with open(os.path.join(self.base, f"b{n}.out"), "ab") as out:
-            self.procs[n] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
     def signal(self, n, sig):
         proc = self.procs.pop(n)
@@ -285,6 +264,7 @@ class Cluster:
         self.procs.clear()
 
     def metadata(self, topics=None):
+        """Metadata from the first broker that answers (None if none does)."""
         from klog.protocol.messages import ApiKey
 
         for n in sorted(self.procs):
@@ -710,6 +690,74 @@ def main():
             json.dump(r, fh, indent=1)
     if args.write and everything and not args.quick:
         write_docs(r, lines)
+    elif args.write and args.failover and not (args.throughput or args.latency or args.quick):
+        write_failover_rows(r, lines)
+
+
+def failover_note(r):
+    return (
+        f"- Failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s (linger.ms=0, "
+        "librdkafka's other defaults; a new producer every round, since librdkafka keeps a "
+        "reconnect backoff of up to 10 s for a broker it saw die in an earlier round), every "
+        "ack timestamped; the figure of a round is the longest time between two consecutive "
+        "acks around the signal (last ack before to first ack after). After every round the old "
+        "leader is started again and the next round waits for the ISR to be 3 again "
+        "(Metadata). The cluster holds `__consumer_offsets` (50 partitions, factor 3; "
+        "`--failover` alone creates it first), so a broker's death or shutdown concerns 51 "
+        "partitions. Where the time goes (the brokers' logs, `--keep`): after a SIGKILL the "
+        "controller learns of the death when the broker's ZooKeeper session expires, which "
+        f"ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's zoo.cfg) does on the first tick "
+        f"boundary past the {r['session_timeout_ms']} ms timeout counted from the broker's last "
+        "request or ping: 6 to 8 s after the kill for a broker that had just talked to "
+        "ZooKeeper, 4 to 8 s in general. The controller then decides from its cached view "
+        "(`ControllerContext`) and sends the 51 decisions together (one fenced compare-and-set "
+        "each, one round trip), the partitions the dead broker led first and user topics before "
+        "`__consumer_offsets`; the new leader serves within about 0.1 s of the expiry. The "
+        "rest is librdkafka's: while a partition's leader is down it asks for metadata once a "
+        "second (its 1 s topic scan; Metadata names the dead leader until the expiry), so it "
+        "learns of the new leader 0 to 1 s after it is there. A SIGTERM moves leadership first "
+        "(ControlledShutdown, the same batched writes); the old leader answers "
+        "NOT_LEADER_OR_FOLLOWER once it has stepped down, and the client asks for metadata at "
+        "once. In brackets: when Metadata, polled every 20 ms from the outside (under load a "
+        "little late), named a new leader.")
+
+
+FAILOVER_ROWS = ("| unavailability after SIGKILL", "| unavailability after SIGTERM")
+
+
+def write_failover_rows(r, lines):
+    """A ``--failover`` run alone: its two rows replace those of the last full run in the
+    cluster blocks of BENCHMARKS.md and README.md, with a line naming the run they come from;
+    the failover note is rewritten. The other rows stay as the full run measured them."""
+    from storage_bench import replace_section
+
+    rows = [line for line in lines if line.startswith(FAILOVER_ROWS)]
+    source = (f"Failover rows: `{r['command']}`, {r['started']}, klog at {r.get('commit', '?')}, "
+              f"load average {r['uptime_at_start'].split('load average:')[-1].strip()} at the "
+              f"start, {r['uptime_at_end'].split('load average:')[-1].strip()} at the end.")
+    for name, filename in (("cluster", "BENCHMARKS.md"), ("cluster-figures", "README.md")):
+        path = os.path.join(HERE, os.pardir, filename)
+        text = open(path).read()
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin not in text or end not in text:
+            raise RuntimeError(f"{filename}: no {name} block (run a full --write first)")
+        block = text[text.index(begin) + len(begin):text.index(end)].strip("\n").split("\n")
+        out, replaced = [], 0
+        for line in block:
+            if line.startswith("Failover rows: "):
+                continue
+            if line.startswith(FAILOVER_ROWS):
+                line = next(x for x in rows if x.startswith(line[:len(FAILOVER_ROWS[0])]))
+                replaced += 1
+            elif line.startswith("- Failover:"):
+                line = failover_note(r)
+            out.append(line)
+        if replaced != len(rows):
+            raise RuntimeError(f"{filename}: the {name} block lacks the failover rows")
+        last_row = max(i for i, line in enumerate(out) if line.startswith("|"))
+        out[last_row + 1:last_row + 1] = ["", source]
+        out = [line for i, line in enumerate(out) if line or i == 0 or out[i - 1]]
+        replace_section(name, out, filename)
 
 
 def write_docs(r, lines):
@@ -733,27 +781,7 @@ def write_docs(r, lines):
         "replica acks=all means the same, and the cluster's min.insync.replicas=2 would refuse "
         "it. Kafka's 2014 figures (3 machines, 6 partitions): 0.82 M/s without replication, "
         "0.79 M/s factor 3 acks=1, 0.42 M/s factor 3 acks=all (single producer thread).",
-        f"- Failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s (linger.ms=0, "
-        "librdkafka's other defaults; a new producer every round, since librdkafka keeps a "
-        "reconnect backoff of up to 10 s for a broker it saw die in an earlier round), every "
-        "ack timestamped; the figure of a round is the "
-        "longest time between two consecutive acks around the signal (last ack before to first "
-        "ack after). After every round the old leader is started again and the next round waits "
-        "for the ISR to be 3 again (Metadata). The ZooKeeper session timeout is "
-        f"{r['session_timeout_ms']} ms: after a SIGKILL the controller learns of the death when "
-        f"the session expires, which ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's "
-        "zoo.cfg) does on the first tick boundary past the timeout (counted from the broker's "
-        "last ping, which kazoo sends every third of the timeout). The cluster's part of a round "
-        "is about the time until Metadata names a new leader (in brackets: the bench polls Metadata every 20 ms from the outside, under load a little late); the rest is librdkafka's: "
-        "while a partition's broker is down it asks for the leader once a second, and when the "
-        "Metadata answer that names the new leader also leaves out a broker it knew (the dead "
-        "one, or one that deregistered), it drops the partition's leader until its next 1 s "
-        "scan (its `debug=topic` log: \"Reverting from preferred replica\"). Both times count "
-        "from the signal: after a SIGTERM the old leader answers until it has handed over. "
-        "The cluster holds `__consumer_offsets` by then (50 partitions, created at the latency "
-        "section's first FindCoordinator), and the controller decides a broker's death "
-        "partition by partition with ZooKeeper reads and writes, those 50 first: about 1 s of "
-        "the SIGKILL figure (`--failover` alone runs without it).",
+        failover_note(r),
         "- One record per request: a producer that waits for each record (flush) before the "
         "next, 1000 records: the round trip of one request, with acks=all the followers' fetch "
         "of it included; a broker answers a connection's requests one at a time (as Kafka), so "

@@ -47,14 +47,14 @@ def test_another_topic_id_replaces_the_incarnation_and_its_states():
     assert ctx.topics == {} and ctx.states == {}
 
 
-def test_partitions_led_by_a_gone_broker_are_written_first_user_topics_before_internal():
+def test_partitions_led_by_a_broker_not_serving_come_first_user_topics_before_internal():
     ctx = ControllerContext()
     ctx.set_topic("__consumer_offsets", TopicAssignment(TID, {0: (1, 2), 1: (2, 1)}, 0),
                   {0: state(1, (1, 2), 0), 1: state(2, (2, 1), 0)})
     ctx.set_topic("orders", TopicAssignment(OTHER_TID, {0: (2, 1), 1: (1, 2)}, 0),
                   {0: state(2, (2, 1), 0), 1: state(1, (1, 2), 0)})
     keys = [("__consumer_offsets", 0), ("__consumer_offsets", 1), ("orders", 0), ("orders", 1)]
-    assert ctx.first_for(keys, {2}) == [("orders", 0), ("__consumer_offsets", 1),
+    assert ctx.first_for(keys, {1}) == [("orders", 0), ("__consumer_offsets", 1),
                                         ("orders", 1), ("__consumer_offsets", 0)]
     assert ctx.led_by(2) == [("__consumer_offsets", 1), ("orders", 0)]
     ctx.deleting.add("orders")

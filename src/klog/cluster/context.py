@@ -105,16 +105,16 @@ class ControllerContext:
         """The partitions ``broker`` leads, in (topic, partition) order."""
         return [(t, p) for t, p, _, s in self.partitions() if s.leader == broker]
 
-    def first_for(self, keys: Iterable[Key], urgent: Iterable[int]) -> list[Key]:
+    def first_for(self, keys: Iterable[Key], serving: Iterable[int]) -> list[Key]:
         """``keys`` in the order their writes should go (the brokers apply them in that order,
-        one at a time): the partitions led by a broker in ``urgent`` (the dead or stopping
-        ones: nobody serves them until the write lands) first; within each part, user topics
-        before internal ones (a new leader of a ``__consumer_offsets`` partition also loads its
-        groups: 50 of them would hold up every user partition that sorts after the name), then
-        by name and partition."""
-        urgent = set(urgent)
+        one at a time): the partitions whose leader is not among the ``serving`` brokers (it
+        died or is stopping: nobody serves them until the write lands) first; within each
+        part, user topics before internal ones (a new leader of a ``__consumer_offsets``
+        partition also loads its groups: 50 of them would hold up every user partition that
+        sorts after the name), then by name and partition."""
+        serving = set(serving)
 
         def order(key):
             state = self.states.get(key)
-            return (state is None or state.leader not in urgent, is_internal(key[0]), key)
+            return (state is not None and state.leader in serving, is_internal(key[0]), key)
         return sorted(keys, key=order)

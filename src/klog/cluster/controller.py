@@ -363,16 +363,16 @@ class Controller:
                 if new is not None:
                     decisions[(t, p)] = new
         self._write_and_tell(decisions, lambda key, st: self._decide(
-            st, self.ctx.replicas(*key), set(live), set()), live, urgent=set())
+            st, self.ctx.replicas(*key), set(live), set()), live, serving=set(live))
 
-    def _write_and_tell(self, decisions: dict, redecide, live, urgent) -> dict:
+    def _write_and_tell(self, decisions: dict, redecide, live, serving) -> dict:
         """Write ``decisions`` ({(topic, partition): new state}) together (``ClusterStore.
-        write_states_as_controller``), those led by an ``urgent`` broker first, into the
+        write_states_as_controller``), those whose leader is not ``serving`` first, into the
         context; a partition whose state moved on is read again and decided again by
         ``redecide(key, current state)`` (None: nothing to do now). Tells the replicas of what
         was written; returns it."""
         ctx = self.ctx
-        pending = {k: decisions[k] for k in ctx.first_for(decisions, urgent)}
+        pending = {k: decisions[k] for k in ctx.first_for(decisions, serving)}
         written = {}
         for _ in range(CAS_ATTEMPTS):
             if not pending:
@@ -438,7 +438,8 @@ class Controller:
                 unchanged.append((topic, p, replicas, state))
         written = self._write_and_tell(
             decisions, lambda key, st: self._decide(st, self.ctx.replicas(*key), set(live),
-                                                    bounced), live, urgent=gone)
+                                                    bounced), live,
+            serving=set(live) - bounced)
         for topic, p, replicas, state in unchanged:
             self._tell(topic, p, replicas, state, live)
         if gone or started:
@@ -622,7 +623,7 @@ class Controller:
             if new is not None:
                 decisions[(topic, p)] = new
         self._write_and_tell(decisions, lambda key, st: decide(st, self.ctx.replicas(*key)),
-                             self._view, urgent={broker_id})
+                             self._view, serving=live - {broker_id})
         return len(self.ctx.led_by(broker_id))
 
     def elect_leaders(self, election_type: int, partitions=None) -> dict:
