@@ -16,10 +16,13 @@ ZooKeeper), measured with confluent-kafka, side by side in one run:
   same clients; its topics list 3 replicas but it does not replicate and ignores acks.
 
     PYTHONPATH=src python bench/cluster_bench.py [--throughput] [--failover] [--latency] [--mock]
-        [--quick] [--json FILE] [--write]
+        [--quick] [--json FILE] [--write] [--keep]
 
 No section flag runs them all. --write rewrites the "cluster" section of BENCHMARKS.md and the
-"cluster-figures" block of README.md (only for a full run without --quick).
+"cluster-figures" block of README.md (only for a full run without --quick); after --failover
+alone it replaces the two failover rows there and names the run they come from. --keep keeps
+the brokers' logs (each round's signal time is in the --json file) to see where a round's time
+went.
 """
 import argparse
 import json

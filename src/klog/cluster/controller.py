@@ -495,7 +495,8 @@ class Controller:
         except NodeExistsError:
             raise TopicExistsError(f"topic {name!r} already exists") from None
         # Created at version 0, the assignment and every state.
-        self.ctx.set_topic(name, TopicAssignment(topic_id, dict(assignment), 0), states)
+        self.ctx.set_topic(name, TopicAssignment(
+            topic_id, {p: tuple(r) for p, r in assignment.items()}, 0), states)
         self._events.put((self._watch_topics, (self._watch_gen, [name]), None))
         for p, replicas in assignment.items():
             self._tell(name, p, replicas, states[p], live)
@@ -537,7 +538,8 @@ class Controller:
                 self.store.add_partitions(name, current, added, states, self.fence)
             except (BadVersionError, NodeExistsError):
                 continue            # the topic changed meanwhile: decide on what is there
-            self.ctx.set_topic(name, replace(current, partitions={**current.partitions, **added},
+            grown = {**current.partitions, **{p: tuple(r) for p, r in added.items()}}
+            self.ctx.set_topic(name, replace(current, partitions=grown,
                                              version=current.version + 1), states)
             self._events.put((self._watch_topics, (self._watch_gen, [name]), None))
             for p, replicas in added.items():
