@@ -227,10 +227,12 @@ class Broker:
             raise LogClosedError(f"broker {self.data_dir} is closed")
 
     # -- topics ------------------------------------------------------------------------------------
-    def create_topic(self, name, partitions=None, config=None, *, topic_id=None, local=None):
+    def create_topic(self, name, partitions=None, config=None, *, topic_id=None, local=None,
+                     validate_only=False):
         """Create a topic (Kafka's naming rules and topic-config names); returns its description.
         Cluster mode gives the topic id (ZooKeeper's) and ``local``, the partitions this broker
-        holds a replica of: only those get a directory here."""
+        holds a replica of: only those get a directory here. With ``validate_only``: every
+        check (the partition budget too), no change; returns None."""
         validate_topic_name(name)
         if partitions is None:
             partitions = self.config["num.partitions"]
@@ -247,6 +249,8 @@ class Broker:
                     f"topic {name!r} collides with existing topic {clash[0]!r} "
                     "('.' and '_' are interchangeable in Kafka's metric names)")
             self._check_budget(name, partitions)
+            if validate_only:
+                return None
             record = TopicRecord(name, partitions, overrides,
                                  leader_epoch=self._store.leader_epoch_floor,
                                  local=None if local is None else sorted(set(local)))
@@ -503,6 +507,10 @@ class Broker:
         was created by a cluster (which names them); None when it holds all (a single node's)."""
         local = self._record(name).local
         return None if local is None else list(local)
+
+    def topic_id(self, name):
+        """The topic's id (UUID text); UnknownTopicOrPartitionError for no such topic."""
+        return self._record(name).topic_id
 
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""

@@ -75,7 +75,7 @@ Record and value types live in klog.client.api (re-exported here).
 
 Known differences between the backends (everything else is tested to match, tests/client/):
 ``PartitionDescription.size`` is -1 over the wire; ``list_topics(internal=True)`` over the wire
-lists what the cluster's Metadata shows (``klog serve`` does not list internal topics there); a
+lists what the cluster's Metadata shows (internal topics once they exist, as Kafka); a
 ``partitioner`` callable and ``round_robin`` are refused over the wire (librdkafka cannot call
 Python to partition); callbacks run on the sending/flushing thread embedded, on the producer's
 delivery thread over the wire.

@@ -17,12 +17,12 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   the controller (clients send them to any broker: a non-controller forwards them, KIP-590's
   idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
   DescribeConfigs reads ZooKeeper. Values are validated as on a single node (INVALID_CONFIG).
-  BROKER resources stay this broker's own, as on a single node; a change reaches its replicas
-  (``min.insync.replicas`` where the topic sets none).
+  A BROKER resource named by the node id is this broker's own, as on a single node; the
+  cluster-wide default (resource "") lives in ZooKeeper's ``/config/brokers/<default>`` and
+  every broker runs with it below its own settings (klog.cluster.broker_configs). A change
+  reaches the replicas (``min.insync.replicas`` where the topic sets none).
 - DescribeCluster lists the live brokers and the controller from ZooKeeper (Metadata's last
   view while ZooKeeper is unreachable); BROKER config resources are named by the node id.
-- Metadata auto-creates unknown topics (``auto.create.topics.enable``) through the controller
-  with ``default.replication.factor``, answering LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
 
 ``install`` puts these over the handlers the server already uses in cluster mode.
 """
@@ -37,14 +37,15 @@ from kazoo.exceptions import BadVersionError
 
 from klog.broker import _canonical_config
 from klog.broker_config import STATIC_BROKER_CONFIG, config_string
-from klog.cluster import bounded
+from klog.cluster import bounded, broker_configs
 from klog.cluster.assignment import InvalidReplicationFactorError
-from klog.cluster.controller import CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller
+from klog.cluster.controller import (CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller,
+                                    TopicDeletionInProgressError)
 from klog.cluster.topic_configs import apply_broker_config
 from klog.cluster.zkstore import NotControllerError
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, TopicExistsError,
                          UnknownTopicOrPartitionError)
-from klog.metadata import is_internal, validate_topic_name
+from klog.metadata import collision_key, is_internal, validate_topic_name
 from klog.protocol import elect_leaders as _elect_leaders_schema  # noqa: F401 - registers API 43
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol import blocking
@@ -68,11 +69,8 @@ def api(key):
 
 
 def install(handlers: dict) -> dict:
-    """The cluster-mode handler table: ``handlers`` with these on top (Metadata wraps the one
-    in ``handlers``, adding auto-creation)."""
-    out = {**handlers, **HANDLERS}
-    out[ApiKey.METADATA] = _auto_creating(handlers[ApiKey.METADATA])
-    return out
+    """The cluster-mode handler table: ``handlers`` with these on top."""
+    return {**handlers, **HANDLERS}
 
 
 def _node(ctx):
@@ -89,12 +87,17 @@ def on_controller(node, fn, *args):
     (or raise what it raised); NotControllerError if this broker is not the controller."""
     if not node.is_controller:
         raise NotControllerError(f"broker {node.node_id} is not the controller")
+    if bounded.deadline_passed():     # the client has its answer (REQUEST_TIMED_OUT) already
+        raise bounded.DeadlineExceededError("the request's timeout_ms passed before the "
+                                            "controller could start it")
     done = node.controller.submit(fn, node.controller, *args)
+    wait = bounded.time_left(CONTROLLER_TIMEOUT_S)     # an admin request's own deadline
     try:
-        result = done.get(timeout=CONTROLLER_TIMEOUT_S)
+        result = done.get(timeout=wait)
     except queue.Empty:
         raise ControllerTimeoutError(
-            f"the controller did not answer within {CONTROLLER_TIMEOUT_S:g} s") from None
+            f"the controller did not answer within {wait:.3g} s (ZooKeeper unreachable?); "
+            "it may still do it") from None
     if isinstance(result, Exception):
         raise result
     return result
@@ -171,8 +174,7 @@ async def api_versions(ctx, body):
 def _create_if_absent(controller, name, partitions, replication_factor, assignment=None,
                       config=None):
     """On the controller thread, so two requests for one name cannot both pass the check."""
-    if name in controller.store.topics():
-        raise TopicExistsError(f"topic {name!r} already exists")
+    _check_absent(controller.store, name)
     return controller.create_topic(name, partitions, replication_factor, assignment, config)
 
 
@@ -197,6 +199,21 @@ def _check_assignment(lists, live, what, replication_factor=None):
             raise InvalidReplicaAssignmentError(
                 f"{what} {i}: {len(ids)} replicas, but the others have {size} (inconsistent "
                 "replication factor between partitions)")
+
+
+def _check_absent(store, name):
+    """TopicExistsError unless ``name`` is free: not a topic, not still being deleted (the
+    controller's check), and no topic whose name differs only in '.' vs '_' (Kafka's
+    collision rule; a broker could not create both locally)."""
+    topics = store.topics()
+    if name in topics:
+        raise TopicExistsError(f"topic {name!r} already exists")
+    if name in store.topics_marked_for_deletion():
+        raise TopicDeletionInProgressError(f"topic {name!r} is marked for deletion")
+    clash = [t for t in topics if collision_key(t) == collision_key(name)]
+    if clash:
+        raise TopicExistsError(f"topic {name!r} collides with existing topic {clash[0]!r} "
+                               "('.' and '_' are interchangeable in Kafka's metric names)")
 
 
 def _create_topic(node, broker, t, validate_only):
@@ -225,8 +242,7 @@ def _create_topic(node, broker, t, validate_only):
     if not 1 <= rf <= len(live):
         raise InvalidReplicationFactorError(
             f"replication factor {rf} is not within 1..{len(live)} (live brokers)")
-    if name in node.store.topics():
-        raise TopicExistsError(f"topic {name!r} already exists")
+    _check_absent(node.store, name)
     topic_id = None
     if not validate_only:
         topic_id = on_controller(node, _create_if_absent, name, n, rf, assignment,
@@ -234,40 +250,54 @@ def _create_topic(node, broker, t, validate_only):
     return topic_id, n, rf
 
 
-def _create_topics(node, broker, body):
-    out = []
+def _create_topic_answer(t):
+    return {"name": t["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
+            "replication_factor": -1, "configs": None}
+
+
+def _create_topics(node, broker, body, out):
     for t in body["topics"]:
-        res = {"name": t["name"], "error_code": 0, "error_message": None, "num_partitions": -1,
-               "replication_factor": -1, "configs": None}
-        out.append(res)
-        if not node.is_controller:
-            res["error_code"], res["error_message"] = EC.NOT_CONTROLLER, _not_controller(node)
-            continue
+        if bounded.deadline_passed():
+            return
+        res = _create_topic_answer(t)
         try:
-            topic_id, n, rf = _create_topic(node, broker, t,
-                                                       body.get("validate_only", False))
+            topic_id, n, rf = _create_topic(node, broker, t, body.get("validate_only", False))
         except (KlogError, ValueError, TypeError) as exc:
             res["error_code"] = _code(exc) if isinstance(exc, KlogError) else EC.INVALID_CONFIG
             res["error_message"] = str(exc)[:500]
-            continue
-        if topic_id is not None:
-            res["topic_id"] = topic_id
-        res["num_partitions"], res["replication_factor"] = n, rf
-    return out
+        else:
+            if topic_id is not None:
+                res["topic_id"] = topic_id
+            res["num_partitions"], res["replication_factor"] = n, rf
+        out.append(res)
+
+
+async def _on_controller_within_timeout(ctx, body, items, work, answer, *args):
+    """The controller's answers to ``items`` (``answer(item)`` makes an item's blank answer):
+    ``work(*args, out)`` appends one per item in order, on the admin threads, within the
+    request's timeout_ms; what it has not answered by then is REQUEST_TIMED_OUT (never waiting
+    on ZooKeeper without bound, klog.cluster.bounded). NOT_CONTROLLER at once off the
+    controller."""
+    node = _node(ctx)
+    if not node.is_controller:
+        return [{**answer(item), "error_code": EC.NOT_CONTROLLER,
+                 "error_message": _not_controller(node)} for item in items]
+    out: list = []
+    try:
+        await bounded.admin_call(node, bounded.request_deadline(body.get("timeout_ms", 0)),
+                                 work, *args, out)
+        return out
+    except KlogError as exc:
+        done = list(out)     # the work left behind may still append: answer what was done
+        return done + [{**answer(item), "error_code": _code(exc), "error_message": str(exc)}
+                       for item in items[len(done):]]
 
 
 @api(ApiKey.CREATE_TOPICS)
 async def create_topics(ctx, body):
-    node = _node(ctx)
-    if node.is_controller and not await bounded.connected(node):
-        # kazoo would hold the request until ZooKeeper is back: a retriable error now.
-        message = f"broker {node.node_id} cannot reach ZooKeeper just now"
-        return {"throttle_time_ms": 0, "topics": [
-            {"name": t["name"], "error_code": EC.REQUEST_TIMED_OUT, "error_message": message,
-             "num_partitions": -1, "replication_factor": -1, "configs": None}
-            for t in body["topics"]]}
-    return {"throttle_time_ms": 0,
-            "topics": await base._run(_create_topics, node, ctx.broker, body)}
+    return {"throttle_time_ms": 0, "topics": await _on_controller_within_timeout(
+        ctx, body, body["topics"], _create_topics, _create_topic_answer, _node(ctx),
+        ctx.broker, body)}
 
 
 # -- DeleteTopics --------------------------------------------------------------------------------
@@ -279,21 +309,14 @@ def _delete_topic(node, name):
     on_controller(node, Controller.delete_topic, name)
 
 
-def _delete_topics(node, body, version):
-    out = []
-    if version >= 6:
-        asked = [(t.get("name"), t.get("topic_id", ZERO_UUID)) for t in body["topics"]]
-    else:
-        asked = [(n, None) for n in body["topic_names"]]
+def _delete_topics(node, body, version, out):
+    asked = _asked_deletions(body, version)
     ids = {v: k for k, v in node.manager.topic_ids.items()}
     for name, topic_id in asked:
-        res = {"name": name, "error_code": 0, "error_message": None}
-        if version >= 6:
-            res["topic_id"] = topic_id
-        out.append(res)
+        if bounded.deadline_passed():
+            return
+        res = _delete_topic_answer(version, (name, topic_id))
         try:
-            if not node.is_controller:
-                raise NotControllerError(_not_controller(node))
             if version >= 6:
                 if name is not None and topic_id != ZERO_UUID:
                     raise single.InvalidRequestError("give a topic name or a topic id, not both")
@@ -308,26 +331,41 @@ def _delete_topics(node, body, version):
             _delete_topic(node, name)
         except KlogError as exc:
             res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
-    return out
+        finally:
+            out.append(res)       # once answered (a timed-out request answers the rest)
+
+
+def _asked_deletions(body, version):
+    if version >= 6:
+        return [(t.get("name"), t.get("topic_id", ZERO_UUID)) for t in body["topics"]]
+    return [(n, None) for n in body["topic_names"]]
+
+
+def _delete_topic_answer(version, asked):
+    name, topic_id = asked
+    res = {"name": name, "error_code": 0, "error_message": None}
+    if version >= 6:
+        res["topic_id"] = topic_id
+    return res
 
 
 @api(ApiKey.DELETE_TOPICS)
 async def delete_topics(ctx, body):
-    return {"throttle_time_ms": 0,
-            "responses": await base._run(_delete_topics, _node(ctx), body, ctx.version)}
+    v = ctx.version
+    return {"throttle_time_ms": 0, "responses": await _on_controller_within_timeout(
+        ctx, body, _asked_deletions(body, v), _delete_topics,
+        lambda asked: _delete_topic_answer(v, asked), _node(ctx), body, v)}
 
 
 # -- CreatePartitions ----------------------------------------------------------------------------
-def _create_partitions(node, body):
-    out = []
+def _create_partitions(node, body, out):
     names = [t["name"] for t in body["topics"]]
     for t in body["topics"]:
+        if bounded.deadline_passed():
+            return
         name, count = t["name"], t["count"]
-        res = {"name": name, "error_code": 0, "error_message": None}
-        out.append(res)
+        res = _partitions_answer(t)
         try:
-            if not node.is_controller:
-                raise NotControllerError(_not_controller(node))
             if names.count(name) > 1:
                 raise single.InvalidRequestError(
                     f"topic {name!r} appears more than once in the request")
@@ -363,13 +401,17 @@ def _create_partitions(node, body):
                 on_controller(node, Controller.add_partitions, name, count, assignment)
         except KlogError as exc:
             res["error_code"], res["error_message"] = _code(exc), str(exc)[:500]
-    return out
+        out.append(res)
+
+
+def _partitions_answer(t):
+    return {"name": t["name"], "error_code": 0, "error_message": None}
 
 
 @api(ApiKey.CREATE_PARTITIONS)
 async def create_partitions(ctx, body):
-    return {"throttle_time_ms": 0,
-            "results": await base._run(_create_partitions, _node(ctx), body)}
+    return {"throttle_time_ms": 0, "results": await _on_controller_within_timeout(
+        ctx, body, body["topics"], _create_partitions, _partitions_answer, _node(ctx), body)}
 
 
 # -- ElectLeaders (43) ---------------------------------------------------------------------------
@@ -388,8 +430,13 @@ async def elect_leaders(ctx, body):
     partitions = None
     if asked is not None:
         partitions = list(dict.fromkeys((t["topic"], p) for t in asked for p in t["partitions"]))
+    node = _node(ctx)
     try:
-        results = await base._run(_elect_leaders, _node(ctx), election_type, partitions)
+        if not node.is_controller:
+            raise NotControllerError(_not_controller(node))
+        results = await bounded.admin_call(   # REQUEST_TIMED_OUT after the request's timeout_ms
+            node, bounded.request_deadline(body.get("timeout_ms", 0)), _elect_leaders, node,
+            election_type, partitions)
     except KlogError as exc:
         # Kafka answers per partition (NOT_CONTROLLER on a broker that is not the controller);
         # asked for every partition, there are none to answer for: the error goes on top.
@@ -434,6 +481,14 @@ class ClusterTopicConfigs:
     def describe_topic(self, name):
         overrides = self.topic_overrides(name)
         return SimpleNamespace(config=self._broker.config.topic_config(overrides).to_dict())
+
+    def alter_broker_config(self, changes, cluster_default=False, validate_only=False):
+        """This broker's own settings stay local; the cluster-wide defaults ("") live in
+        ZooKeeper for every broker (klog.cluster.broker_configs)."""
+        if not cluster_default:
+            return self._broker.alter_broker_config(changes, False, validate_only)
+        _require_zookeeper(self._node)
+        broker_configs.alter_defaults(self._node.manager, changes, validate_only)
 
     def alter_topic_config(self, name, changes, validate_only=False):
         for _ in range(CAS_ATTEMPTS):
@@ -499,7 +554,7 @@ def _describe_configs(node, broker, body):
             res["configs"] = single._describe_resource(
                 view, r, body.get("include_synonyms", False),
                 body.get("include_documentation", False))
-            if r["resource_type"] == single.BROKER:
+            if r["resource_type"] == single.BROKER and r["resource_name"] != "":
                 res["configs"] = _with_cluster_settings(
                     node, r, res["configs"], body.get("include_documentation", False))
         except KlogError as exc:
@@ -531,7 +586,8 @@ def _alter_configs_answers(ctx, body, incremental):
     if here or not topics:
         return single._alter_configs(ClusterTopicConfigs(node, broker), body, incremental)
     others = [r for r in body["resources"] if r["resource_type"] != single.TOPIC]
-    answers = single._alter_configs(broker, {**body, "resources": others}, incremental)
+    answers = single._alter_configs(ClusterTopicConfigs(node, broker),
+                                    {**body, "resources": others}, incremental)
     api_key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
     try:
         forwarded = _send_to_controller(node, api_key, ctx.version,
@@ -579,39 +635,3 @@ async def describe_cluster(ctx, body):
                               "is_fenced": False} for b, host, port in brokers]
     answer["controller_id"] = -1 if controller is None else controller
     return answer
-
-
-# -- Metadata: auto-creation ---------------------------------------------------------------------
-def _auto_creating(metadata):
-    async def handler(ctx, body):
-        answer = await metadata(ctx, body)
-        allowed = body.get("allow_auto_topic_creation", True) if ctx.version >= 4 else True
-        if not allowed or not ctx.broker.config["auto.create.topics.enable"] \
-                or not body.get("topics"):
-            return answer
-        for t in answer["topics"]:
-            if t["error_code"] != EC.UNKNOWN_TOPIC_OR_PARTITION or not t.get("name"):
-                continue
-            try:
-                validate_topic_name(t["name"])
-            except KlogError:
-                t["error_code"] = EC.INVALID_TOPIC_EXCEPTION
-                continue
-            if is_internal(t["name"]):
-                continue
-            try:
-                await base._run(_auto_create, _node(ctx), ctx.broker, t["name"])
-            except Exception as exc:     # noqa: BLE001 - the client asks again
-                log.warning("auto-creating topic %s: %s", t["name"], exc)
-            t["error_code"] = EC.LEADER_NOT_AVAILABLE
-        return answer
-    return handler
-
-
-def _auto_create(node, broker, name):
-    live = len(node.store.live_brokers())
-    rf = broker.config["default.replication.factor"]
-    if rf > live:
-        raise InvalidReplicationFactorError(
-            f"default.replication.factor {rf} is larger than the {live} live brokers")
-    request_topic_creation(node, name, broker.config["num.partitions"], rf)

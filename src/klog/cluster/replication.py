@@ -15,6 +15,10 @@ the counterpart of klog.server.replication.LocalReplication (read that module's 
   Kafka; a broker epoch that is not the registration's with STALE_BROKER_EPOCH); consumers'
   fetches are the handler's, bounded by the Partition's high watermark, which the replica
   manager keeps equal to the replica's.
+- Metadata's view is ZooKeeper's (klog.cluster.metadata_view); a topic Metadata may
+  auto-create is created by the controller (``default.replication.factor``, capped by nothing:
+  too few live brokers is an error logged, the client asks again), answered
+  LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
 - Topic ids and partition counts are ZooKeeper's (also for the group coordinator's checks of
   committed topics: a topic with no replica on this broker is still a topic).
 - A group's coordinator is the leader of its ``__consumer_offsets`` partition (Kafka's
@@ -31,8 +35,12 @@ from __future__ import annotations
 
 import time
 
+import logging
+
 from klog.cluster import bounded
 from klog.cluster.admin_handlers import request_topic_creation
+from klog.cluster.assignment import InvalidReplicationFactorError
+from klog.cluster.metadata_view import metadata_view
 from klog.cluster.replica import FetchRequest, Role
 from klog.cluster.topic_configs import offsets_topic_config
 from klog.errors import NotEnoughReplicasError, NotLeaderOrFollowerError, \
@@ -40,7 +48,9 @@ from klog.errors import NotEnoughReplicasError, NotLeaderOrFollowerError, \
 from klog.group.offsets import OFFSETS_TOPIC, partition_for
 from klog.partition import AppendInfo
 from klog.protocol.errors import ErrorCode as EC
+from klog.server.cluster_view import missing_topic
 
+log = logging.getLogger("klog.cluster.replication")
 COMMIT_REPLICATION_WAIT_S = 10.0
 
 
@@ -81,6 +91,23 @@ class ClusterReplication:
             if t["topic"] is None:
                 unknown.add(i)
         return unknown
+
+    # -- Metadata ----------------------------------------------------------------------------
+    def metadata_view(self, names):
+        return metadata_view(self.server, self.node, names)
+
+    def topic_name_for_id(self, topic_id):
+        for name, known in list(self.manager.topic_ids.items()):
+            if known == topic_id:
+                return name
+        return None
+
+    async def auto_create_topic(self, name):
+        try:
+            await bounded.read(self.node, _auto_create, self.node, self.server.broker, name)
+        except Exception as exc:     # noqa: BLE001 - the client asks again
+            log.warning("auto-creating topic %s: %s", name, exc)
+        return missing_topic(name, EC.LEADER_NOT_AVAILABLE)
 
     # -- Produce -----------------------------------------------------------------------------
     def append(self, part, records, acks):
@@ -185,6 +212,16 @@ class ClusterReplication:
             if hosted.replica.high_watermark >= target:
                 break
             await changes.wait(seq, deadline - time.monotonic())
+
+
+def _auto_create(node, broker, name):
+    """Metadata's auto-creation: ``num.partitions`` and ``default.replication.factor``."""
+    live = len(node.store.live_brokers())
+    rf = broker.config["default.replication.factor"]
+    if rf > live:
+        raise InvalidReplicationFactorError(
+            f"default.replication.factor {rf} is larger than the {live} live brokers")
+    request_topic_creation(node, name, broker.config["num.partitions"], rf)
 
 
 # -- FindCoordinator ---------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import logging
 import threading
 
 from klog.cluster import admin_handlers, controlled_shutdown
-from klog.cluster import handlers as cluster_handlers
 from klog.cluster.node import ClusterNode
 from klog.cluster.replication import ClusterReplication
 from klog.server import handlers
@@ -24,7 +23,7 @@ async def join(server, node_id: int, zookeeper: str, **settings):
     node.changes.loop = loop
     server.cluster = node
     server.replication = ClusterReplication(server, node)
-    server.handlers = admin_handlers.install({**handlers.HANDLERS, **cluster_handlers.HANDLERS,
+    server.handlers = admin_handlers.install({**handlers.HANDLERS,
                                               **controlled_shutdown.HANDLERS})
     await loop.run_in_executor(None, node.start, *server.advertised)
     server.cluster_id = node.cluster_id

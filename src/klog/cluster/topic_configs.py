@@ -10,7 +10,9 @@ segment settings take effect on its logs at once) and the replicas take the new
 ``min.insync.replicas`` for acks=all. A topic created later is created with its current config,
 and a broker that was away re-reads the config of every topic it holds when it comes back
 (notifications older than 15 minutes are deleted by the next config write, as in Kafka).
-Notifications are applied on the replica manager's thread, in order with topic changes.
+Notifications are applied on the replica manager's thread, in order with topic changes. The
+same listener applies the cluster-wide broker defaults (``brokers/<default>`` notifications,
+klog.cluster.broker_configs), and once at start.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import logging
 
 from kazoo.recipe.watchers import ChildrenWatch
 
+from klog.cluster import broker_configs
 from klog.errors import KlogError
 from klog.group.offsets import OFFSETS_TOPIC
 
@@ -35,10 +38,12 @@ class TopicConfigListener:
         self.manager = manager
         self.store = manager.store
         self._handled = -1          # the last notification's sequence number handled
+        self._handled_defaults = -1  # the same, of those naming the broker defaults
 
     def start(self) -> "TopicConfigListener":
         self.store.ensure_admin_paths()
         ChildrenWatch(self.store.client, self.store._path("config", "changes"), self._changed)
+        self.manager.submit(broker_configs.apply_defaults, self.manager)   # set while away
         return self
 
     def _changed(self, children):     # kazoo's thread: only enqueue
@@ -53,6 +58,10 @@ class TopicConfigListener:
             apply_topic_config(self.manager, topic)
         if new:
             self._handled = new[-1][0]
+        defaults = broker_configs.default_changes(self.store, self._handled_defaults)
+        if defaults:
+            broker_configs.apply_defaults(self.manager)
+            self._handled_defaults = defaults[-1]
 
 
 def apply_topic_config(manager, name: str) -> None:

@@ -11,7 +11,10 @@ is not a list INVALID_REQUEST (ConfigAdminManager), an unsupported resource type
 import os
 import shutil
 
-from klog.broker_config import CLUSTER_DEFAULT, PER_BROKER, config_string
+from dataclasses import replace
+
+from klog.broker_config import (CLUSTER_DEFAULT, DYNAMIC_BROKER_CONFIG,
+                                DYNAMIC_DEFAULT_BROKER_CONFIG, PER_BROKER, config_string)
 from klog.config import BROKER_SETTINGS, BROKER_TO_TOPIC, SETTINGS, unknown_config
 from klog.errors import ConfigError, InvalidPartitionsError, KlogError
 from klog.protocol.errors import ErrorCode as EC
@@ -82,8 +85,9 @@ def _describe_resource(broker, r, synonyms, documentation):
         entries = broker.dynamic_config.describe_topic(broker.describe_topic(name).config,
                                                        broker.topic_overrides(name))
     elif kind == BROKER:
-        _broker_scope(broker, name)
         entries = broker.dynamic_config.describe_broker(broker.config)
+        if _broker_scope(broker, name):
+            entries = _default_entries(broker, entries)
     else:
         raise _unsupported(kind)
     keys = r.get("configuration_keys")
@@ -99,6 +103,15 @@ def _describe_resource(broker, r, synonyms, documentation):
             "config_type": e.setting.config_type,
             "documentation": (e.setting.doc or None) if documentation else None})
     return out
+
+
+def _default_entries(broker, entries):
+    """Resource "": the cluster-wide defaults set, as Kafka describes it (its
+    ``currentDynamicDefaultConfigs``), not this broker's whole config."""
+    layer = broker.dynamic_config.layer_values(CLUSTER_DEFAULT)
+    return [replace(e, value=layer[e.name], source=DYNAMIC_DEFAULT_BROKER_CONFIG,
+                    synonyms=tuple(s for s in e.synonyms if s[2] != DYNAMIC_BROKER_CONFIG))
+            for e in entries if e.name in layer]
 
 
 @api(ApiKey.DESCRIBE_CONFIGS)

@@ -17,7 +17,6 @@ from klog.errors import (
     FencedLeaderEpochError, NotLeaderOrFollowerError, UnknownLeaderEpochError, UnknownTopicIdError,
 )
 from klog.partition import LOG_END, READ_UNCOMMITTED, WIRE_ISOLATION
-from klog.metadata import INTERNAL_TOPICS
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol.messages import REQUESTS, ApiKey
 from klog.server import epochs
@@ -134,70 +133,6 @@ def api_versions_body(version):
 @api(ApiKey.API_VERSIONS)
 async def api_versions(ctx, body):
     return api_versions_body(ctx.version)
-
-
-# -- Metadata --------------------------------------------------------------------------------------
-def _topic_metadata(broker, name, auto_create):
-    try:
-        if auto_create:
-            n = broker.ensure_topic(name)
-        else:
-            n = broker.partition_count(name)
-        desc_id = broker.describe_topic(name).topic_id
-    except KlogError as exc:
-        return {"error_code": error_code(exc), "name": name, "partitions": []}
-    return {
-        "error_code": 0, "name": name, "topic_id": uuid.UUID(desc_id),
-        "is_internal": name in INTERNAL_TOPICS,
-        "partitions": [{"error_code": 0, "partition_index": p, "leader_id": 0,
-                        "leader_epoch": broker.leader_epoch(name, p),
-                        "replica_nodes": [0], "isr_nodes": [0], "offline_replicas": []}
-                       for p in range(n)],
-    }
-
-
-@api(ApiKey.METADATA)
-async def metadata(ctx, body):
-    broker, v = ctx.broker, ctx.version
-    requested = body.get("topics")
-    if requested is None or (v == 0 and not requested):
-        names, auto = broker.list_topics(), False
-    else:
-        names = [t["name"] for t in requested]
-        auto = body.get("allow_auto_topic_creation", True)
-    topics = []
-    for i, name in enumerate(names):
-        if name is None:   # by topic id (v12+): never auto-created
-            topic_id = requested[i].get("topic_id")
-            if v < 12:   # Kafka: "Topic name can not be null for version 10/11"
-                topics.append({"error_code": EC.INVALID_REQUEST, "name": "",
-                               "topic_id": topic_id, "partitions": []})
-                continue
-            try:
-                name = epochs.topic_name_for_id(broker, topic_id)
-            except UnknownTopicIdError:
-                topics.append({"error_code": EC.UNKNOWN_TOPIC_ID, "name": None,
-                               "topic_id": topic_id, "partitions": []})
-                continue
-            topics.append(_topic_metadata(broker, name, False))
-        elif broker.has_topic(name):
-            topics.append(_topic_metadata(broker, name, False))
-        else:   # may create it: metadata files are written and fsynced
-            topics.append(await _run(_topic_metadata, broker, name, auto))
-    host, port = ctx.server.advertised
-    from klog.server.admin import CLUSTER_OPERATIONS, INT32_MIN, TOPIC_OPERATIONS
-    if body.get("include_topic_authorized_operations"):   # no authorizer: every operation
-        for t in topics:
-            t["topic_authorized_operations"] = TOPIC_OPERATIONS if t["error_code"] == 0 else INT32_MIN
-    return {
-        "throttle_time_ms": 0,
-        "brokers": [{"node_id": 0, "host": host, "port": port, "rack": None}],
-        "cluster_id": ctx.server.cluster_id,
-        "controller_id": 0,
-        "topics": topics,
-        "cluster_authorized_operations": CLUSTER_OPERATIONS
-        if body.get("include_cluster_authorized_operations") else INT32_MIN,
-    }
 
 
 # -- Produce ---------------------------------------------------------------------------------------
@@ -565,7 +500,6 @@ MAX_PARTITIONS = 10_000   # per topic, for topics created over the network
 
 
 def _create_topics(broker, body, version):
-    from klog.broker import _canonical_config
     out = []
     for t in body["topics"]:
         name = t["name"]
@@ -597,14 +531,8 @@ def _create_topics(broker, body, version):
                     raise InvalidPartitionsError(
                         f"partition count {n} exceeds this server's limit of {MAX_PARTITIONS}")
                 config = {c["name"]: c["value"] for c in t["configs"] if c["value"] is not None}
-                if body.get("validate_only"):
-                    from klog.metadata import validate_topic_name
-                    validate_topic_name(name)
-                    broker.config.topic_config(_canonical_config(config))
-                    if name in broker.list_topics(internal=True):
-                        raise TopicExistsError(f"topic {name!r} already exists")
-                    if n < 1:
-                        raise InvalidPartitionsError(f"partition count must be >= 1, not {n}")
+                if body.get("validate_only"):   # the real create's checks, budget included
+                    broker.create_topic(name, n, config, validate_only=True)
                 else:
                     res["topic_id"] = uuid.UUID(broker.create_topic(name, n, config).topic_id)
                 res["num_partitions"], res["replication_factor"] = n, 1
@@ -776,3 +704,4 @@ async def offset_for_leader_epoch(ctx, body):
 
 from klog.server import admin  # noqa: E402,F401  (registers the admin handlers)
 from klog.server import group_routing  # noqa: E402,F401  (group requests: their coordinator only)
+from klog.server import topic_metadata  # noqa: E402,F401  (Metadata, for both modes)

@@ -17,14 +17,21 @@ epoch and high watermark either way; what differs is only here:
   must wait for the high watermark to pass the batch, which ``await_acks_all`` does;
 - ``follower_fetch``: a Fetch with a replica id (a follower's);
 - ``change_seq`` / ``wait_for_change``: what a long-polling Fetch waits on;
+- ``metadata_view(names)``, ``topic_name_for_id`` and ``auto_create_topic``: the cluster as
+  Metadata describes it (klog.server.cluster_view; the handler is klog.server.topic_metadata);
 - ``coordinators(keys)`` (FindCoordinator), ``coordinates(group_id)`` and
   ``group_write_replicated``: which broker answers a group's requests, and the wait before a
   group write (commit, sync, delete) is answered.
 """
 import asyncio
+import uuid
 
+from klog.errors import KlogError, TopicExistsError
 from klog.protocol.errors import ErrorCode as EC
+from klog.protocol.types import ZERO_UUID
 from klog.server import epochs
+from klog.server.cluster_view import (MetadataView, broker_entry, missing_topic,
+                                      partition_entry, topic_entry)
 
 
 class LocalReplication:
@@ -42,6 +49,43 @@ class LocalReplication:
     def resolve_fetch_topic_ids(self, topics):
         """Fetch v13+: fill in each topic's name from its id; the indexes of unknown ids."""
         return epochs.resolve_fetch_topic_ids(self.broker, topics)
+
+    # -- Metadata ----------------------------------------------------------------------------
+    async def metadata_view(self, names):
+        broker, me = self.broker, self.node_id
+        topics = []
+        for name in broker.list_topics(internal=True) if names is None else names:
+            try:
+                n = broker.partition_count(name)
+                topic_id = uuid.UUID(broker.topic_id(name))
+            except KlogError:
+                topics.append(missing_topic(name))
+                continue
+            epoch = broker.leader_epoch
+            topics.append(topic_entry(name, topic_id, [
+                partition_entry(p, me, epoch(name, p), (me,), (me,)) for p in range(n)]))
+        host, port = self.server.advertised
+        return MetadataView([broker_entry(me, host, port)], me, topics)
+
+    def topic_name_for_id(self, topic_id):
+        if topic_id is None or topic_id == ZERO_UUID:
+            return None
+        return self.broker.topic_for_id(str(topic_id))
+
+    async def auto_create_topic(self, name):
+        """Create ``name`` with the broker's defaults (files are written and fsynced: off the
+        event loop) and describe it; its error if it cannot be created."""
+        def create():
+            try:
+                self.broker.create_topic(name)
+            except TopicExistsError:
+                pass
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, create)
+        except KlogError as exc:
+            from klog.server.handlers import error_code
+            return missing_topic(name, error_code(exc))
+        return (await self.metadata_view([name])).topics[0]
 
     # -- partitions and Produce ----------------------------------------------------------------
     def append(self, part, records, acks):

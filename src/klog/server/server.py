@@ -138,8 +138,8 @@ class Server:
         # What Produce, Fetch, ListOffsets and the group requests ask about replication: a
         # single node is a cluster of one; cluster mode puts a ClusterReplication here.
         self.replication = LocalReplication(self)
-        # Cluster mode overrides the requests answered from ZooKeeper's view of the cluster
-        # (Metadata: klog.cluster.handlers; admin: klog.cluster.admin_handlers).
+        # Cluster mode overrides the admin requests the controller answers
+        # (klog.cluster.admin_handlers); Metadata asks ``replication`` for its view.
         self.handlers = handlers.HANDLERS
 
     # -- lifecycle ---------------------------------------------------------------------------------
