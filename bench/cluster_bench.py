@@ -406,7 +406,7 @@ def bench_latency(c, n, rate, runs, with_mock):
 class AckRecorder:
     """A producer thread at a fixed rate (idempotent, acks=all); the time of every ack."""
 
-    def __init__(self, boot, topic, rate):
+    def __init__(self, boot, topic, rate, extra=None):
         from confluent_kafka import Producer
 
         self.topic = topic
@@ -414,7 +414,8 @@ class AckRecorder:
         self.acks = []          # time.monotonic() of each successful delivery, in order
         self.errors = []
         self.p = Producer({"bootstrap.servers": boot, "acks": "all", "enable.idempotence": True,
-                           "linger.ms": 0, "message.timeout.ms": 300_000, **QUIET})
+                           "linger.ms": 0, "message.timeout.ms": 300_000, **QUIET,
+                           **(extra or {})})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -510,7 +511,7 @@ def failover_round(c, rec, topic, sig):
             - t_signal}
 
 
-def bench_failover(c, kills, shutdowns):
+def bench_failover(c, kills, shutdowns, producer=None):
     print(f"\n## failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s; "
           f"ZooKeeper session timeout {SESSION_TIMEOUT_MS} ms", flush=True)
     topic = "failover"
@@ -524,7 +525,7 @@ def bench_failover(c, kills, shutdowns):
             # reconnect.backoff.max.ms, 10 s) for a broker it saw go down in an earlier round
             # and has not needed since; if that broker is the next leader, the backoff, not
             # the cluster, would set the figure.
-            rec = AckRecorder(c.bootstrap, topic, FAILOVER_RATE).start()
+            rec = AckRecorder(c.bootstrap, topic, FAILOVER_RATE, producer).start()
             try:
                 res = failover_round(c, rec, topic, sig)
             finally:
@@ -587,7 +588,8 @@ def table(r, args):
             xs = f[key]
             el = [x["elected"] for x in f["rounds"] if x["signal"] == key]
             if xs:
-                rows.append((f"unavailability after {what}, {len(xs)} rounds (p50 / max)",
+                tuned = "".join(f", {k}={v}" for k, v in (r.get("failover_producer") or {}).items())
+                rows.append((f"unavailability after {what}, {len(xs)} rounds{tuned} (p50 / max)",
                              f"{statistics.median(xs) * 1000:.0f} / {max(xs) * 1000:.0f} ms "
                              f"(Metadata, polled, named a new leader after {statistics.median(el) * 1000:.0f}"
                              f" / {max(el) * 1000:.0f} ms)", "", target))
@@ -621,6 +623,9 @@ def main():
     ap.add_argument("--shutdowns", type=int, help="SIGTERM rounds (default 10)")
     ap.add_argument("--zk-tick-ms", type=int, default=ZK_TICK_MS, help="ZooKeeper's tickTime")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--failover-producer", metavar="KEY=VALUE", action="append", default=[],
+                    help="a librdkafka setting for the failover producer (the targets are judged "
+                         "with its defaults: nothing is written with this)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the brokers' and ZooKeeper's logs (their directory is printed)")
     ap.add_argument("--write", action="store_true",
@@ -655,7 +660,8 @@ def main():
          "commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip(),
          "session_timeout_ms": SESSION_TIMEOUT_MS, "zk_tick_ms": args.zk_tick_ms, "records": n, "runs": runs,
-         "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT}
+         "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT,
+         "failover_producer": dict(kv.split("=", 1) for kv in args.failover_producer)}
     zk = ZooKeeperServer(tick_time_ms=args.zk_tick_ms).start()
     base = tempfile.mkdtemp(prefix="klog-cluster-bench-")
     c = None
@@ -667,7 +673,7 @@ def main():
             r["latency"] = bench_latency(c, 50_000 if args.quick else 100_000, 50_000, runs,
                                          with_mock)
         if everything or args.failover:
-            r["failover"] = bench_failover(c, kills, shutdowns)
+            r["failover"] = bench_failover(c, kills, shutdowns, r["failover_producer"])
     except BaseException:
         if c is not None:
             for n_ in (1, 2, 3):
@@ -691,7 +697,9 @@ def main():
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(r, fh, indent=1)
-    if args.write and everything and not args.quick:
+    if args.write and r["failover_producer"]:
+        print("not written: the failover producer does not run with librdkafka's defaults")
+    elif args.write and everything and not args.quick:
         write_docs(r, lines)
     elif args.write and args.failover and not (args.throughput or args.latency or args.quick):
         write_failover_rows(r, lines)
