@@ -512,6 +512,49 @@ class Broker:
         """The topic's id (UUID text); UnknownTopicOrPartitionError for no such topic."""
         return self._record(name).topic_id
 
+    def hold_partitions(self, name, partitions):
+        """Cluster mode: this broker becomes a replica of more partitions of a topic it holds
+        (a reassignment moved them here); each gets an empty directory."""
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            new = sorted(set(partitions) - set(record.local_partitions()))
+            if not new:
+                return
+            topics = dict(self._topics)
+            topics[name] = grown = replace(record, local=sorted(set(record.local or ()) | set(new)))
+            for p in new:
+                self._create_partitions(grown, p, p + 1, topics)
+
+    def release_partitions(self, name, partitions):
+        """Cluster mode: this broker is no longer a replica of these partitions (a reassignment
+        moved them away): close them and delete their directories. Each directory is renamed
+        to a ``.deleted`` name before the metadata is saved without it: after a crash in
+        between, the next start removes what was renamed (and a partition still named in the
+        metadata opens empty; the cluster releases it again)."""
+        with self._lock:
+            self._check_open()
+            record = self._record(name)
+            gone = sorted(set(partitions) & set(record.local_partitions()))
+            if not gone:
+                return
+            doomed = []
+            for p in gone:
+                part = self._partitions.pop((name, p), None)
+                if part is not None:
+                    part.close()
+                path = os.path.join(self.data_dir, f"{name}-{p}")
+                if os.path.exists(path):
+                    doomed.append(f"{path}.{record.topic_id}{DELETED_SUFFIX}")
+                    os.rename(path, doomed[-1])
+            fsync_dir(self.data_dir)
+            topics = dict(self._topics)
+            topics[name] = replace(record, local=sorted(set(record.local_partitions()) - set(gone)))
+            self._store.save(topics)
+            self._topics = topics
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
+
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""
         topics, index = self._ids

@@ -132,8 +132,11 @@ def _print_table(status, listed):
                 unknown_hw.append(f"{p.topic}/{p.partition}: {p.high_watermark_error}")
         state = ("offline" if p.offline else "under-min-isr" if p.under_min_isr
                  else "under-replicated" if p.under_replicated else "ok")
+        replicas = _ids(p.replicas)
+        if p.adding or p.removing:       # a reassignment in progress
+            replicas += f" (+{_ids(p.adding)} -{_ids(p.removing)})"
         rows.append([p.topic, p.partition, p.leader if p.leader >= 0 else "none", p.leader_epoch,
-                     _ids(p.replicas), _ids(p.isr), hw, state])
+                     replicas, _ids(p.isr), hw, state])
     _table(["TOPIC", "PARTITION", "LEADER", "LEADER-EPOCH", "REPLICAS", "ISR", "HW", "STATE"],
            rows)
     click.echo()
@@ -147,3 +150,83 @@ def _print_table(status, listed):
                + f"; {s['topics']} topic(s), {s['partitions']} partition(s): "
                f"{s['under_replicated']} under-replicated, {s['under_min_isr']} under min ISR, "
                f"{s['offline']} offline")
+
+
+def _broker_ids(text):
+    """'2,3,4' -> (2, 3, 4); a clear usage error for anything else."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or not all(p.isdigit() for p in parts):
+        raise click.UsageError(f"--replicas {text!r}: expected broker ids like 2,3,4")
+    ids = tuple(int(p) for p in parts)
+    dups = sorted({i for i in ids if ids.count(i) > 1})
+    if dups:
+        raise click.UsageError(f"--replicas {text!r}: broker {dups[0]} is named twice")
+    return ids
+
+
+@cluster.command("reassign")
+@click.option("-b", "--brokers", "servers", default=None, metavar="HOST:PORT[,...]",
+              help="a broker of the cluster (it forwards to the controller); default: klog's "
+                   "global -b / KLOG_BROKERS")
+@click.option("--topic", default=None, metavar="TOPIC", help="the partition's topic")
+@click.option("--partition", type=click.IntRange(min=0), default=None, metavar="N",
+              help="the partition to move")
+@click.option("--replicas", default=None, metavar="ID,ID,...",
+              help="the brokers to move it to, the first the preferred leader")
+@click.option("--cancel", is_flag=True, help="cancel the partition's move (back to its "
+                                             "original replicas)")
+@click.option("--list", "list_", is_flag=True, help="list the moves in progress")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              metavar="SECONDS", help="give up on the brokers after this long")
+@_format_option
+@click.pass_context
+@_guard
+def cluster_reassign(ctx, servers, topic, partition, replicas, cancel, list_, timeout,
+                     output_format):
+    """Move a partition's replicas to other brokers (Kafka's partition reassignment, KIP-455):
+    the new replicas copy the data while the partition stays available; once they are in sync
+    the leader moves if needed and the old replicas delete their copy. --cancel goes back to the
+    original replicas; --list shows the moves in progress (REPLICAS while moving is the old and
+    the new together).
+
+    Exit status 2 when no broker answered within --timeout."""
+    from klog.cluster import reassign_client as rc
+    from klog.cluster.status import ClusterUnreachableError
+
+    servers = servers or (ctx.obj or {}).get("brokers")
+    if not servers:
+        raise click.UsageError("where is the cluster? give -b HOST:PORT (a broker)")
+    servers = servers.split("://", 1)[1] if "://" in servers else servers
+    if list_:
+        if replicas is not None or cancel or partition is not None:
+            raise click.UsageError("--list goes alone (or with --topic to list one topic's)")
+    else:
+        if replicas is not None and cancel:
+            raise click.UsageError("give --replicas or --cancel, not both")
+        if replicas is None and not cancel:
+            raise click.UsageError("give --replicas ID,ID,... (or --cancel, or --list)")
+        if topic is None or partition is None:
+            raise click.UsageError("give the partition to move: --topic TOPIC --partition N")
+        replicas = None if cancel else _broker_ids(replicas)
+    try:
+        if list_:
+            moves = [m for m in rc.list_moves(servers, timeout) if topic is None or m[0] == topic]
+        else:
+            rc.alter(servers, topic, partition, replicas, timeout)
+    except ClusterUnreachableError as exc:
+        raise ClusterUnreachable(str(exc)) from None
+    if list_:
+        if output_format == "json":
+            _json_out([{"topic": t, "partition": p, "replicas": r, "adding": a, "removing": rm}
+                       for t, p, r, a, rm in moves])
+        else:
+            _table(["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"],
+                   [[t, p, _ids(r), _ids(a), _ids(rm)] for t, p, r, a, rm in moves])
+        return
+    what = "cancelled" if cancel else f"started: to {_ids(replicas)}"
+    if output_format == "json":
+        _json_out({"topic": topic, "partition": partition, "replicas": replicas,
+                   "cancelled": cancel})
+    else:
+        click.echo(f"reassignment of {topic}/{partition} {what} (klog cluster reassign --list "
+                   "shows it until it completes)")

@@ -99,3 +99,20 @@ def test_follower_follows_the_leaders_log_start_up_to_its_high_watermark():
 def _with_hw(resp, hw):
     from dataclasses import replace
     return replace(resp, high_watermark=hw)
+
+
+def test_a_leader_told_of_new_replicas_within_its_epoch_follows_them():
+    """A reassignment's new epoch may be applied before its replica set is read (two watches):
+    the set arriving later in the same epoch still makes the leader accept and track the new
+    replica, and forget the one that left."""
+    leader, _ = pair()
+    leader.apply(LeaderAndIsr(1, 0, (1, 2, 3), 0, version=1), (1, 2, 3, 4), 0)
+    resp = leader.handle_fetch(FetchRequest(4, 10, 0, 0), 0)
+    assert resp.error == ErrorCode.NONE
+    proposal = leader.isr_change(0)          # 4 is at the leader's end: it joins the ISR
+    assert proposal is not None and 4 in proposal.isr
+    leader.isr_change_written(None)
+    leader.apply(LeaderAndIsr(1, 0, (1, 2, 3), 0, version=2), (1, 2, 4), 0)
+    assert 3 not in leader._followers
+    assert leader.handle_fetch(FetchRequest(3, 10, 0, 0), 0).error == \
+        ErrorCode.UNKNOWN_LEADER_EPOCH

@@ -355,12 +355,20 @@ def test_isr_of_one_leader_dies_unclean_loses_the_write_clean_waits(make_cluster
                          callback=lambda err, msg: delivered.append(err))
         assert producer.flush(30) == 0 and delivered == [None]
         from klog._native.batch import build_batch
-        resp = c.raw(leader, ApiKey.PRODUCE, 8, {
-            "transactional_id": None, "acks": -1, "timeout_ms": 5000, "topic_data": [
-                {"name": "u", "partition_data": [
-                    {"index": 0, "records": build_batch([b"x"], None, None, None, 0, 0, None)}]}]})
-        assert resp["responses"][0]["partition_responses"][0]["error_code"] == \
-            EC.NOT_ENOUGH_REPLICAS
+
+        def acks_all_code():
+            resp = c.raw(leader, ApiKey.PRODUCE, 8, {
+                "transactional_id": None, "acks": -1, "timeout_ms": 5000, "topic_data": [
+                    {"name": "u", "partition_data": [{"index": 0, "records": build_batch(
+                        [b"x"], None, None, None, 0, 0, None)}]}]})
+            return resp["responses"][0]["partition_responses"][0]["error_code"]
+        # When the controller wrote the shrink (sessions expired), the leader may apply it a
+        # moment after Metadata shows it: until then a write is appended and then refused
+        # (NOT_ENOUGH_REPLICAS_AFTER_APPEND). Once applied, refused before the append.
+        codes = []
+        wait_for("acks=all refused before the append",
+                 lambda: codes.append(acks_all_code()) or codes[-1] == EC.NOT_ENOUGH_REPLICAS, 20)
+        assert set(codes) <= {EC.NOT_ENOUGH_REPLICAS, EC.NOT_ENOUGH_REPLICAS_AFTER_APPEND}, codes
         epoch = c.partition(leader, "u")["leader_epoch"]
         c.kill(leader)
     finally:

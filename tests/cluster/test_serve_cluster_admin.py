@@ -259,6 +259,9 @@ def test_topic_configs_live_in_zookeeper_and_govern_every_broker(make_cluster):
     assert produce_raw(c, leader, "c", 0) == EC.NOT_ENOUGH_REPLICAS
     change = ConfigResource("topic", "c", incremental_configs=[
         ConfigEntry("min.insync.replicas", None, incremental_operation=AlterConfigOpType.DELETE)])
+    # librdkafka sends config changes to the controller Metadata names: if the killed
+    # follower was the controller, wait until Metadata names the next one.
+    wait_for("a live controller", lambda: controller(c) not in (follower, -1), TIMEOUT)
     a = admin(c)                    # without the dead broker
     a.incremental_alter_configs([change])[change].result(TIMEOUT)
     wait_for("acks=all accepted with the brokers' minimum (2)",
@@ -276,6 +279,28 @@ def test_topic_configs_live_in_zookeeper_and_govern_every_broker(make_cluster):
     assert code_of(a.incremental_alter_configs([bad])[bad]) == EC.UNKNOWN_TOPIC_OR_PARTITION
     f = a.create_topics([NewTopic("x", 1, 1, config={"cleanup.policy": "sometimes"})])
     assert code_of(f["x"]) == EC.INVALID_CONFIG
+
+
+def test_alter_configs_forwarded_across_the_controllers_death(make_cluster):
+    """A broker forwarding a topic config change waits for the next controller when the
+    controller has just died (its ZooKeeper node is still there, its port refuses), as
+    Kafka's forwarding does: the client (here one that sends to any broker, as Java's
+    AdminClient does) gets success, not REQUEST_TIMED_OUT. (librdkafka sends config changes
+    to the controller Metadata names, so it waits for that broker itself.)"""
+    c = make_cluster()
+    create_topic(c, "d", partitions=1, rf=3)
+    dead = controller(c)
+    through = next(n for n in (1, 2, 3) if n != dead)
+    c.kill(dead)
+    resp = c.raw(through, ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, {
+        "resources": [{"resource_type": 2, "resource_name": "d", "configs": [
+            {"name": "retention.ms", "config_operation": 0, "value": "7200000"}]}],
+        "validate_only": False})
+    assert [(r["resource_name"], r["error_code"]) for r in resp["responses"]] == [("d", 0)]
+    assert controller(c) not in (dead, -1)
+    wait_for("the change on the live brokers", lambda: all(
+        json.loads((c.tmp / f"b{n}" / "klog-metadata.json").read_text())["topics"]["d"][
+            "config"].get("retention.ms") == 7200000 for n in (1, 2, 3) if n != dead), TIMEOUT)
 
 
 def test_replication_factor_defaults_and_auto_rebalance(make_cluster):

@@ -131,6 +131,10 @@ def test_controller_write_on_a_moved_state_returns_none(store):
     ("brokers/topics/orders", b'{"partitions": {"0": [1]}}', "bad topic assignment"),
     ("brokers/topics/orders", b'{"topic_id": "AAAAAAAAAAAAAAAAAAAAAA", "partitions": {"0": []}}',
      "no replicas"),
+    ("brokers/topics/orders", b'{"topic_id": "AAAAAAAAAAAAAAAAAAAAAA", "partitions": {"0": [1]}, '
+     b'"adding_replicas": {"0": "two"}}', "bad topic assignment"),
+    ("brokers/topics/orders", b'{"topic_id": "AAAAAAAAAAAAAAAAAAAAAA", "partitions": {"0": [1]}, '
+     b'"removing_replicas": [1]}', "bad topic assignment"),
     ("controller_epoch", b"two", "is not an epoch"),
 ])
 def test_corrupt_znodes_are_named_errors(store, path, data, message):

@@ -51,6 +51,8 @@ KP = {
     60: (cluster.DescribeClusterRequest, cluster.DescribeClusterResponse),
     61: (transactions.DescribeProducersRequest, transactions.DescribeProducersResponse),
     43: (kp_admin.ElectLeadersRequest, kp_admin.ElectLeadersResponse),
+    45: (kp_admin.AlterPartitionReassignmentsRequest, kp_admin.AlterPartitionReassignmentsResponse),
+    46: (kp_admin.ListPartitionReassignmentsRequest, kp_admin.ListPartitionReassignmentsResponse),
 }
 
 # kafka-python renames / retypes a few int32 bitfields (its json_patch hooks).

@@ -13,6 +13,12 @@ fenced by its epoch (klog.cluster.controller, klog.cluster.zkstore).
   (ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, ELIGIBLE_LEADERS_NOT_AVAILABLE,
   UNKNOWN_TOPIC_OR_PARTITION); asked for all partitions (null), those that need no election
   are left out of the answer, as Kafka does.
+- AlterPartitionReassignments (45) and ListPartitionReassignments (46), KIP-455: the controller
+  starts, cancels and lists moves (klog.cluster.reassign_driver); another broker forwards the
+  request to it, as AlterConfigs. Per partition: UNKNOWN_TOPIC_OR_PARTITION,
+  INVALID_REPLICA_ASSIGNMENT (empty, duplicates, a broker that is not registered),
+  NO_REASSIGNMENT_IN_PROGRESS (cancelling none); NOT_CONTROLLER on top when no controller
+  could be reached.
 - AlterConfigs / IncrementalAlterConfigs on TOPIC resources change ``/config/topics`` through
   the controller (clients send them to any broker: a non-controller forwards them, KIP-590's
   idea without the envelope) and every broker applies the change (klog.cluster.topic_configs);
@@ -31,6 +37,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import time
 from types import SimpleNamespace
 
 from kazoo.exceptions import BadVersionError
@@ -41,12 +48,14 @@ from klog.cluster import bounded, broker_configs
 from klog.cluster.assignment import InvalidReplicationFactorError
 from klog.cluster.controller import (CAS_ATTEMPTS, PREFERRED, UNCLEAN, Controller,
                                     TopicDeletionInProgressError)
+from klog.cluster.reassignment import InvalidReplicaAssignmentError
 from klog.cluster.topic_configs import apply_broker_config
 from klog.cluster.zkstore import NotControllerError
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError, TopicExistsError,
                          UnknownTopicOrPartitionError)
 from klog.metadata import collision_key, is_internal, validate_topic_name
 from klog.protocol import elect_leaders as _elect_leaders_schema  # noqa: F401 - registers API 43
+from klog.protocol import reassignments as _reassignments_schema  # noqa: F401 - APIs 45, 46
 from klog.protocol.errors import ErrorCode as EC
 from klog.protocol import blocking
 from klog.protocol.messages import REQUESTS, ApiKey
@@ -59,6 +68,10 @@ log = logging.getLogger("klog.cluster.admin")
 HANDLERS = {}
 CONTROLLER_TIMEOUT_S = 30.0
 FORWARDED_CLIENT_ID = "klog-forwarded-by-"   # a forwarded request is never forwarded again
+# A dead controller's successor is elected once its ZooKeeper session expires (6 s by default,
+# up to a 2 s tick later, then the election): wait that long for it before answering an error.
+FORWARD_PATIENCE_S = 15.0
+FORWARD_RETRY_S = 0.2
 
 
 def api(key):
@@ -156,6 +169,24 @@ def _send_to_controller(node, api_key, version, body, wait=True):
         return blocking.read_response(s, api_key, version, peer="the controller")
 
 
+def _forward_to_controller(node, api_key, version, body, patience_s=FORWARD_PATIENCE_S):
+    """``_send_to_controller``, retried while there is no controller or it cannot be reached
+    (it died and the next one is not elected yet), as Kafka's forwarding waits for the
+    controller: the client gets an answer, not an error, across a controller's failover. Only
+    for requests that may be sent twice (configs set to values). None if this broker became
+    the controller meanwhile (the caller does it here)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        if node.is_controller:
+            return None
+        try:
+            return _send_to_controller(node, api_key, version, body)
+        except (NotControllerError, bounded.ZooKeeperUnavailableError, OSError):
+            if time.monotonic() + FORWARD_RETRY_S >= deadline:
+                raise
+            time.sleep(FORWARD_RETRY_S)
+
+
 # -- ApiVersions: what this (cluster-mode) server answers ----------------------------------------
 @api(ApiKey.API_VERSIONS)
 async def api_versions(ctx, body):
@@ -176,10 +207,6 @@ def _create_if_absent(controller, name, partitions, replication_factor, assignme
     """On the controller thread, so two requests for one name cannot both pass the check."""
     _check_absent(controller.store, name)
     return controller.create_topic(name, partitions, replication_factor, assignment, config)
-
-
-class InvalidReplicaAssignmentError(KlogError):
-    error_code = EC.INVALID_REPLICA_ASSIGNMENT
 
 
 def _check_assignment(lists, live, what, replication_factor=None):
@@ -454,6 +481,88 @@ async def elect_leaders(ctx, body):
     return answer
 
 
+# -- AlterPartitionReassignments (45), ListPartitionReassignments (46) ---------------------------
+def _on_controller_or_forward(ctx, api_key, body, answer_here):
+    """``answer_here(node)`` on the controller; elsewhere the request goes to the controller
+    (never twice: a forwarded request that finds no controller here answers NOT_CONTROLLER).
+    A listing waits for the next controller across a failover; a change is sent once (a
+    cancellation sent twice would answer NO_REASSIGNMENT_IN_PROGRESS): the client retries."""
+    node = _node(ctx)
+    forwarded = (ctx.header.client_id or "").startswith(FORWARDED_CLIENT_ID)
+    if node.is_controller or forwarded:
+        return answer_here(node)
+    if api_key == ApiKey.LIST_PARTITION_REASSIGNMENTS:
+        answer = _forward_to_controller(node, api_key, ctx.version, body,
+                                        min(FORWARD_PATIENCE_S, bounded.time_left(
+                                            FORWARD_PATIENCE_S)))
+        return answer_here(node) if answer is None else answer
+    return _send_to_controller(node, api_key, ctx.version, body)
+
+
+def _top_level_error(exc):
+    code = EC.NOT_CONTROLLER if isinstance(exc, NotControllerError) else (
+        _code(exc) if isinstance(exc, KlogError) else EC.REQUEST_TIMED_OUT)
+    return code, f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _alter_reassignments(node, body):
+    requests = {}
+    for t in body["topics"]:
+        for p in t["partitions"]:
+            replicas = p["replicas"]
+            requests[(t["name"], p["partition_index"])] = None if replicas is None \
+                else tuple(replicas)
+    _require_zookeeper(node)
+    results = on_controller(node, lambda c, r: c.reassignments.alter(r), requests)
+    by_topic: dict = {}
+    for (topic, p), (code, message) in results.items():
+        by_topic.setdefault(topic, []).append(
+            {"partition_index": p, "error_code": code, "error_message": message})
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None,
+            "responses": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
+
+
+@api(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
+async def alter_partition_reassignments(ctx, body):
+    try:
+        return await bounded.admin_call(      # REQUEST_TIMED_OUT after its timeout_ms
+            _node(ctx), bounded.request_deadline(body.get("timeout_ms", 0)),
+            _on_controller_or_forward, ctx, ApiKey.ALTER_PARTITION_REASSIGNMENTS, body,
+            lambda node: _alter_reassignments(node, body))
+    except (KlogError, OSError, ValueError) as exc:
+        code, message = _top_level_error(exc)
+        return {"throttle_time_ms": 0, "error_code": code, "error_message": message,
+                "responses": []}
+
+
+def _list_reassignments(node, body):
+    asked = body.get("topics")
+    partitions = None if asked is None else [
+        (t["name"], p) for t in asked for p in t["partition_indexes"]]
+    _require_zookeeper(node)
+    moving = on_controller(node, lambda c, ps: c.reassignments.list(ps), partitions)
+    by_topic: dict = {}
+    for (topic, p), a in sorted(moving.items()):
+        by_topic.setdefault(topic, []).append(
+            {"partition_index": p, "replicas": list(a.replicas),
+             "adding_replicas": list(a.adding), "removing_replicas": list(a.removing)})
+    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None,
+            "topics": [{"name": t, "partitions": ps} for t, ps in by_topic.items()]}
+
+
+@api(ApiKey.LIST_PARTITION_REASSIGNMENTS)
+async def list_partition_reassignments(ctx, body):
+    try:
+        return await bounded.admin_call(      # REQUEST_TIMED_OUT after its timeout_ms
+            _node(ctx), bounded.request_deadline(body.get("timeout_ms", 0)),
+            _on_controller_or_forward, ctx, ApiKey.LIST_PARTITION_REASSIGNMENTS, body,
+            lambda node: _list_reassignments(node, body))
+    except (KlogError, OSError, ValueError) as exc:
+        code, message = _top_level_error(exc)
+        return {"throttle_time_ms": 0, "error_code": code, "error_message": message,
+                "topics": []}
+
+
 # -- topic configs: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs ----------------------
 class ClusterTopicConfigs:
     """The broker's topic-config surface (``describe_topic``, ``topic_overrides``,
@@ -590,8 +699,9 @@ def _alter_configs_answers(ctx, body, incremental):
                                     {**body, "resources": others}, incremental)
     api_key = ApiKey.INCREMENTAL_ALTER_CONFIGS if incremental else ApiKey.ALTER_CONFIGS
     try:
-        forwarded = _send_to_controller(node, api_key, ctx.version,
-                                        {**body, "resources": topics})["responses"]
+        answer = _forward_to_controller(node, api_key, ctx.version, {**body, "resources": topics})
+        forwarded = answer["responses"] if answer is not None else single._alter_configs(
+            ClusterTopicConfigs(node, broker), {**body, "resources": topics}, incremental)
     except (KlogError, OSError, ValueError) as exc:
         code = EC.NOT_CONTROLLER if isinstance(exc, NotControllerError) else EC.REQUEST_TIMED_OUT
         forwarded = [{"error_code": code, "error_message": f"forwarding to the controller: {exc}",

@@ -43,6 +43,7 @@ from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from klog.cluster import election
 from klog.cluster.assignment import assign_replicas
 from klog.cluster.context import ControllerContext
+from klog.cluster.reassign_driver import ReassignmentDriver
 from klog.cluster.state import LeaderAndIsr, NO_LEADER
 from klog.cluster.zkstore import (ClusterStore, ControllerEpoch, CorruptClusterStateError,
                                   NotControllerError, TopicAssignment)
@@ -110,6 +111,7 @@ class Controller:
                                         daemon=True)
         self._stopped = threading.Event()
         self.became_controller = threading.Event()   # for callers and tests that wait on it
+        self.reassignments = ReassignmentDriver(self)    # KIP-455 (klog.cluster.reassign_driver)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -231,6 +233,7 @@ class Controller:
             raise
         self._on_brokers_change(resend_all=True)
         self._delete_marked_topics()        # a deletion the previous controller left unfinished
+        self.reassignments.resume()         # and the partition moves it left
         self._events.put((self._watch_topics, (self._watch_gen, sorted(self.ctx.topics)), None))
         if self.auto_rebalance:
             self._cancel_rebalance()
@@ -241,6 +244,7 @@ class Controller:
 
     def _resign_locally(self):
         self.fence = None
+        self.reassignments.stop()
         self._view = {}
         self.ctx = None
         self._watch_gen += 1
@@ -386,8 +390,11 @@ class Controller:
                     ctx.update_state(*key, result)
                     written[key] = result
             pending = {}
+            if stale:
+                # The assignment may have moved too (a reassignment step writes both).
+                self._read_topics(sorted({t for t, _ in stale}))
             for key, state in self.store.partition_states(stale).items():
-                if state is None:
+                if state is None or key[0] not in ctx.topics:
                     continue                  # gone (topic deleted meanwhile)
                 ctx.update_state(*key, state)
                 new = redecide(key, ctx.states.get(key, state))
@@ -397,7 +404,8 @@ class Controller:
             log.warning("partitions %s kept changing; deciding them again at the next change",
                         sorted(pending))
         for (t, p), state in written.items():
-            self._tell(t, p, ctx.replicas(t, p), state, live)
+            if t in ctx.topics:
+                self._tell(t, p, ctx.replicas(t, p), state, live)
         return written
 
     def _write_state(self, topic, p, new) -> Optional[LeaderAndIsr]:
@@ -446,6 +454,8 @@ class Controller:
             log.info("controller %d: brokers gone %s, started %s: %d of %d decisions written",
                      self.broker_id, sorted(gone), sorted(started), len(written),
                      len(decisions))
+        if not resend_all:
+            self.reassignments.check_all()
 
     def _finish_creation(self, topic: str, missing: dict) -> None:
         """Partitions in the assignment without a state znode (``missing``: partition ->

@@ -162,6 +162,14 @@ class Replica:
             return False
         new_epoch = self.state is None or state.leader_epoch > self.state.leader_epoch
         self.assigned = tuple(assigned)
+        if self.role is Role.LEADER and not new_epoch:
+            # The replica set changed within the epoch (its new epoch was applied before the
+            # assignment was read): follow the new replicas, forget the ones that left.
+            for r in self.assigned:
+                if r != self.broker_id:
+                    self._followers.setdefault(r, _FollowerState())
+            for r in [r for r in self._followers if r not in self.assigned]:
+                del self._followers[r]
         if not new_epoch:
             if state.version > self.state.version:
                 self.state = state
@@ -177,6 +185,12 @@ class Replica:
         else:
             self.role = Role.FOLLOWER
         return True
+
+    def stop(self) -> None:
+        """No longer a replica here (moved away: Kafka's StopReplica). Leads and follows
+        nothing from now on; a waiting acks=all answers NOT_LEADER_OR_FOLLOWER."""
+        self.role = Role.NONE
+        self.pending_isr = None
 
     def _become_leader(self, now_ms: int) -> None:
         self.role = Role.LEADER

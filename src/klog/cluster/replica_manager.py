@@ -251,6 +251,54 @@ class ReplicaManager:
             DataWatch(self.store.client, self.store._path("brokers", "topics", name),
                       self._topic_changed(name))
         self._add_partitions(name, assignment)
+        self._follow_reassignments(name, assignment)
+
+    def _follow_reassignments(self, name: str, assignment):
+        """Replica sets that changed (a reassignment started, completed or was cancelled): the
+        replicas still here learn the new set; those no longer assigned here go."""
+        for (topic, p), hosted in list(self.partitions.items()):
+            if topic != name:
+                continue
+            replicas = assignment.partitions.get(p)
+            if replicas is None or self.node_id not in replicas:
+                self._release_partition(hosted)
+            elif tuple(replicas) != hosted.replicas:
+                self._events.put((self._apply_state, (name, p)))
+        # Moved away while this broker was down: its local data of them goes now.
+        local = self.broker.local_partitions(name) if self.broker.has_topic(name) else None
+        gone = [p for p in local or () if (name, p) not in self.partitions
+                and self.node_id not in assignment.partitions.get(p, ())]
+        if gone and str(assignment.topic_id) == self.broker.describe_topic(name).topic_id:
+            for p in gone:
+                self._saved_hw.pop((name, p), None)
+            if name == OFFSETS_TOPIC:
+                for p in gone:
+                    self.broker.group_coordinator.unload_partition(p)
+            self.broker.release_partitions(name, gone)
+            log.info("broker %d: %s partitions %s moved away while it was down; their local "
+                     "replicas are deleted", self.node_id, name, gone)
+
+    def _release_partition(self, hosted: HostedPartition):
+        """Kafka's StopReplica with delete: this broker is no longer a replica of the partition
+        (moved away). Waiting acks=all produces answer NOT_LEADER_OR_FOLLOWER; the directory
+        and the saved high watermark go."""
+        key = (hosted.topic, hosted.partition)
+        if self.partitions.get(key) is not hosted:
+            return
+        del self.partitions[key]
+        for f in list(self._fetchers.values()):
+            f.remove(key)
+        self._saved_hw.pop(key, None)
+        self._state_czxids.pop(key, None)
+        with hosted.lock:       # no fetch or produce is inside it while it stops
+            hosted.replica.stop()
+        if hosted.topic == OFFSETS_TOPIC:
+            self.broker.group_coordinator.unload_partition(hosted.partition)
+        self.broker.release_partitions(hosted.topic, [hosted.partition])
+        self.checkpoint_high_watermarks()
+        log.info("broker %d: %s-%d moved away; its local replica is deleted", self.node_id,
+                 hosted.topic, hosted.partition)
+        self.on_change()
 
     def _add_partitions(self, name: str, assignment):
         """Create the local replicas of the partitions of ``assignment`` this broker holds and
@@ -305,11 +353,10 @@ class ReplicaManager:
                 pass
         if self.broker.partition_count(name) < total:
             self.broker.add_partitions(name, total, local=mine)
-        else:       # a local topic of this id from before that lacks partitions now held here
+        else:       # partitions moved here (reassignment), or held before this broker left
             missing = [p for p in mine if not self.broker.hosts_partition(name, p)]
             if missing:
-                raise TopicExistsError(f"topic {name!r}: partitions {missing} are assigned to "
-                                       "this broker but its local topic does not hold them")
+                self.broker.hold_partitions(name, missing)
         return True
 
     def _drop_topic(self, name: str):
@@ -364,30 +411,37 @@ class ReplicaManager:
                 self._delete_local(name)
 
     def _apply_state(self, topic: str, partition: int, data=None, stat=None):
-        """Apply the partition's state: as the watch delivered it (``data``, ``stat``) when its
-        znode is the one already matched to this topic's id (same creation zxid: a controller
-        decision can be applied without reading ZooKeeper again, and a broker applies a
-        change's many partitions quickly), else as read now with the topic's id checked."""
+        """Apply the partition's state (as the watch delivered it, ``data`` and ``stat``, when
+        that znode was already matched to this topic's id) with the replica set the assignment
+        holds now; the topic's id is checked on every change."""
         hosted = self.partitions.get((topic, partition))
         if hosted is None:
             return                      # dropped (topic deleted) since the watch fired
         path = self.store.state_path(topic, partition)
-        if data is not None and stat.czxid == self._state_czxids.get((topic, partition)):
-            state = self.store.parse_state(path, data, stat)
-        else:
-            try:
-                current = self.store.topic(topic).topic_id
+        try:
+            # The state first: the assignment read after it is at least as new (a reassignment
+            # step writes both in one multi-op), so a new epoch comes with its replica set. The
+            # state as the watch delivered it when its znode is the one already matched to this
+            # topic's id (the same creation zxid): a change's many partitions are applied with
+            # one read each, not two.
+            if data is None or stat.czxid != self._state_czxids.get((topic, partition)):
                 data, stat = self.store.client.get(path)
-                state = self.store.parse_state(path, data, stat)
-            except NoNodeError:
-                current = None
-            if current != self.topic_ids.get(topic):
-                # The state of another incarnation (deleted, maybe re-created): drop this one
-                # first.
-                self._events.put((self._sync_topic, (topic,)))
-                return
-            self._state_czxids[(topic, partition)] = stat.czxid
+            state = self.store.parse_state(path, data, stat)
+            assignment = self.store.topic(topic)
+            current = assignment.topic_id
+        except NoNodeError:
+            current = None
+        if current != self.topic_ids.get(topic):
+            # The state of another incarnation (deleted, maybe re-created): drop this one first.
+            self._events.put((self._sync_topic, (topic,)))
+            return
+        self._state_czxids[(topic, partition)] = stat.czxid
+        replicas = assignment.partitions.get(partition)
+        if replicas is None or self.node_id not in replicas:
+            self._release_partition(hosted)          # moved away (reassignment completed)
+            return
         with hosted.lock:
+            hosted.replicas = tuple(replicas)
             before = (hosted.replica.role, hosted.replica.leader_epoch)
             hosted.replica.apply(state, hosted.replicas, self.clock.monotonic_ms())
             hosted.sync()

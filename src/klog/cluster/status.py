@@ -67,6 +67,8 @@ class PartitionStatus:
     under_replicated: bool = False
     under_min_isr: bool = False
     offline: bool = False
+    adding: list = field(default_factory=list)      # a reassignment in progress (KIP-455)
+    removing: list = field(default_factory=list)
 
 
 @dataclass
@@ -205,6 +207,7 @@ def from_brokers(servers: str, timeout: float = 10.0) -> ClusterStatus:
             conn = _Connection(host, port, deadline)
             try:
                 md = _metadata(conn)
+                moving = _reassignments(conn)
             finally:
                 conn.close()
             break
@@ -221,11 +224,27 @@ def from_brokers(servers: str, timeout: float = 10.0) -> ClusterStatus:
         for p in t["partitions"]:
             partitions.append(PartitionStatus(
                 t["name"], p["partition_index"], p["leader_id"], p.get("leader_epoch", -1),
-                list(p["replica_nodes"]), list(p["isr_nodes"]), list(p.get("offline_replicas", []))))
+                list(p["replica_nodes"]), list(p["isr_nodes"]), list(p.get("offline_replicas", [])),
+                **moving.get((t["name"], p["partition_index"]), {})))
     status = _finish(ClusterStatus(f"broker {host}:{port}", md.get("cluster_id"),
                                    md.get("controller_id", -1), None, brokers, partitions))
     _high_watermarks(status, deadline)
     return _flag_min_isr(status)
+
+
+def _reassignments(conn: _Connection) -> dict:
+    """{(topic, partition): {"adding": [...], "removing": [...]}} of the moves in progress
+    (ListPartitionReassignments); empty where the broker does not list them (a single node,
+    an older Kafka, no controller just now)."""
+    try:
+        conn.version(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0)
+        resp = conn.call(ApiKey.LIST_PARTITION_REASSIGNMENTS, 0,
+                         {"timeout_ms": 5000, "topics": None})
+    except (OSError, ProtocolError):     # Metadata answered: the cluster's state stands
+        return {}
+    return {(t["name"], p["partition_index"]): {"adding": list(p["adding_replicas"]),
+                                                "removing": list(p["removing_replicas"])}
+            for t in resp["topics"] for p in t["partitions"]}
 
 
 def _why(exc: BaseException) -> str:
@@ -351,7 +370,9 @@ def from_zookeeper(connect: str, timeout: float = 10.0,
                 state = states[p]
                 partitions.append(PartitionStatus(
                     topic, p, state.leader, state.leader_epoch, list(replicas), list(state.isr),
-                    [r for r in replicas if r not in live]))
+                    [r for r in replicas if r not in live],
+                    adding=list(assignment.adding.get(p, ())),
+                    removing=list(assignment.removing.get(p, ()))))
         controller = store.controller()
         status = _finish(ClusterStatus(
             f"zookeeper {store.hosts}{store.chroot}", store.read_cluster_id(),

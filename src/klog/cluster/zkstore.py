@@ -33,7 +33,7 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from kazoo.client import KazooClient
@@ -82,6 +82,9 @@ class TopicAssignment:
     topic_id: uuid.UUID
     partitions: dict          # partition -> tuple of broker ids, the first preferred
     version: int = -1         # of the topic znode: CreatePartitions writes by compare-and-set
+    # A reassignment in progress (KIP-455): partition -> replicas being added / removed.
+    adding: dict = field(default_factory=dict)
+    removing: dict = field(default_factory=dict)
 
 
 CONFIG_CHANGE_PREFIX = "config_change_"
@@ -411,12 +414,15 @@ class ClusterStore:
             topic_id = _topic_id_parse(value["topic_id"])
             parts = {int(p): tuple(int(r) for r in replicas)
                      for p, replicas in value["partitions"].items()}
+            moving = [{int(p): tuple(int(r) for r in replicas)
+                       for p, replicas in (value.get(key) or {}).items() if replicas}
+                      for key in ("adding_replicas", "removing_replicas")]
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CorruptClusterStateError(f"ZooKeeper node {path}: bad topic assignment "
                                            f"({type(e).__name__}: {e})") from None
         if not parts or any(not r for r in parts.values()):
             raise CorruptClusterStateError(f"ZooKeeper node {path}: a partition with no replicas")
-        return TopicAssignment(topic_id, parts, stat.version)
+        return TopicAssignment(topic_id, parts, stat.version, *moving)
 
     def add_partitions(self, name: str, current: TopicAssignment, added: dict, states: dict,
                        fence: ControllerEpoch) -> None:

@@ -1059,3 +1059,5 @@ ApiKey.DESCRIBE_PRODUCERS = DESCRIBE_PRODUCERS_REQUEST.api_key
 # ElectLeaders (43) lives in its own module; registered with the others, always (a single node
 # answers it too).
 from . import elect_leaders  # noqa: E402,F401
+# AlterPartitionReassignments (45) and ListPartitionReassignments (46): their own module too.
+from . import reassignments  # noqa: E402,F401
