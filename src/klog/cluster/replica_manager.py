@@ -121,8 +121,6 @@ class ReplicaManager:
         self._watched: set = set()          # topics added (by name; ``topic_ids`` has the id)
         self._topic_watches: set = set()    # topics with a DataWatch on their znode
         self._state_watches: set = set()    # (topic, partition) with a DataWatch on its state
-        self._state_czxids: dict = {}       # (topic, partition) -> its state znode's creation
-                                            # zxid, once matched to the topic id held
         self._listed = False                # /brokers/topics was listed once
         self._checkpoint = HighWatermarkCheckpoint(broker.data_dir)
         self._saved_hw = self._checkpoint.read()
@@ -289,7 +287,6 @@ class ReplicaManager:
         for f in list(self._fetchers.values()):
             f.remove(key)
         self._saved_hw.pop(key, None)
-        self._state_czxids.pop(key, None)
         with hosted.lock:       # no fetch or produce is inside it while it stops
             hosted.replica.stop()
         if hosted.topic == OFFSETS_TOPIC:
@@ -369,7 +366,6 @@ class ReplicaManager:
             for f in list(self._fetchers.values()):
                 f.remove((hosted.topic, hosted.partition))
             self._saved_hw.pop((hosted.topic, hosted.partition), None)
-            self._state_czxids.pop((hosted.topic, hosted.partition), None)
         self._watched.discard(name)
         self.topic_ids.pop(name, None)
         self.partition_counts.pop(name, None)
@@ -411,20 +407,19 @@ class ReplicaManager:
                 self._delete_local(name)
 
     def _apply_state(self, topic: str, partition: int, data=None, stat=None):
-        """Apply the partition's state (as the watch delivered it, ``data`` and ``stat``, when
-        that znode was already matched to this topic's id) with the replica set the assignment
-        holds now; the topic's id is checked on every change."""
+        """Apply the partition's state (as the watch delivered it: ``data`` and ``stat``; read
+        when not given) with the replica set the assignment holds now; the topic's id is
+        checked on every change."""
         hosted = self.partitions.get((topic, partition))
         if hosted is None:
             return                      # dropped (topic deleted) since the watch fired
         path = self.store.state_path(topic, partition)
         try:
             # The state first: the assignment read after it is at least as new (a reassignment
-            # step writes both in one multi-op), so a new epoch comes with its replica set. The
-            # state as the watch delivered it when its znode is the one already matched to this
-            # topic's id (the same creation zxid): a change's many partitions are applied with
-            # one read each, not two.
-            if data is None or stat.czxid != self._state_czxids.get((topic, partition)):
+            # step writes both in one multi-op), so a new epoch comes with its replica set, and
+            # its topic id tells a state of another incarnation. The state as the watch
+            # delivered it: a change's many partitions are applied with one read each, not two.
+            if data is None:
                 data, stat = self.store.client.get(path)
             state = self.store.parse_state(path, data, stat)
             assignment = self.store.topic(topic)
@@ -435,7 +430,6 @@ class ReplicaManager:
             # The state of another incarnation (deleted, maybe re-created): drop this one first.
             self._events.put((self._sync_topic, (topic,)))
             return
-        self._state_czxids[(topic, partition)] = stat.czxid
         replicas = assignment.partitions.get(partition)
         if replicas is None or self.node_id not in replicas:
             self._release_partition(hosted)          # moved away (reassignment completed)
