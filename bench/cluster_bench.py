@@ -16,14 +16,18 @@ ZooKeeper), measured with confluent-kafka, side by side in one run:
   same clients; its topics list 3 replicas but it does not replicate and ignores acks.
 
     PYTHONPATH=src python bench/cluster_bench.py [--throughput] [--failover] [--latency] [--mock]
-        [--quick] [--json FILE] [--write]
+        [--quick] [--json FILE] [--write] [--keep]
 
 No section flag runs them all. --write rewrites the "cluster" section of BENCHMARKS.md and the
-"cluster-figures" block of README.md (only for a full run without --quick).
+"cluster-figures" block of README.md (only for a full run without --quick); after --failover
+alone it replaces the two failover rows there and names the run they come from. --keep keeps
+the brokers' logs (each round's signal time is in the --json file) to see where a round's time
+went.
 """
 import argparse
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -33,11 +37,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from cluster.brokers import Cluster as TestCluster, call as call_on  # noqa: E402
 
 VALUE_SIZE = 100
 QUIET = {"log_level": 0, "logger": lambda *a: None}
@@ -228,45 +233,22 @@ def run_client(*args, timeout=900):
 # ---------------------------------------------------------------------------------------------
 def call(address, api_key, version, body, timeout=5.0):
     """One raw request to ``address``: the decoded response body."""
-    from klog.protocol.frames import decode_response, encode_request
-
     with socket.create_connection(address, timeout=timeout) as s:
-        s.sendall(encode_request(api_key, version, 1, "cluster-bench", body).getvalue())
-        buf = b""
-        while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-    return decode_response(api_key, version, memoryview(buf[4:]))[1]
+        return call_on(s, api_key, version, body)
 
 
-class Cluster:
-    """ZooKeeper (a chroot of ``zk``) and brokers 1..3 as ``klog serve`` processes."""
+class Cluster(TestCluster):
+    """ZooKeeper (a chroot of ``zk``) and brokers 1..3 as ``klog serve`` processes, started as
+    the cluster tests start them (tests/cluster/brokers.py); here they stop gracefully, every
+    broker (up or not) is in the bootstrap list, and ``metadata`` / ``partition`` ask whichever
+    broker answers."""
 
     def __init__(self, zk, base, settings=SETTINGS):
-        from cluster.zookeeper import free_port
-
-        self.zk = f"{zk.address}/bench{uuid.uuid4().hex[:8]}"
-        self.base = base
-        self.settings = list(settings)
-        self.ports = {n: free_port() for n in (1, 2, 3)}
-        self.procs = {}
-
-    def address(self, n):
-        return (f"127.0.0.{n}", self.ports[n])
+        super().__init__(zk, pathlib.Path(base), settings)
 
     @property
     def bootstrap(self):
         return ",".join("%s:%d" % self.address(n) for n in (1, 2, 3))
-
-    def start(self, n):
-        cmd = [sys.executable, "-m", "klog", "serve", "--node-id", str(n), "--zookeeper", self.zk,
-               "--data-dir", os.path.join(self.base, f"b{n}"), "--listen", "%s:%d" % self.address(n)]
-        for s in self.settings:
-            cmd += ["-c", s]
-        with open(os.path.join(self.base, f"b{n}.out"), "ab") as out:
-            self.procs[n] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
     def signal(self, n, sig):
         proc = self.procs.pop(n)
@@ -285,6 +267,7 @@ class Cluster:
         self.procs.clear()
 
     def metadata(self, topics=None):
+        """Metadata from the first broker that answers (None if none does)."""
         from klog.protocol.messages import ApiKey
 
         for n in sorted(self.procs):
@@ -423,7 +406,7 @@ def bench_latency(c, n, rate, runs, with_mock):
 class AckRecorder:
     """A producer thread at a fixed rate (idempotent, acks=all); the time of every ack."""
 
-    def __init__(self, boot, topic, rate):
+    def __init__(self, boot, topic, rate, extra=None):
         from confluent_kafka import Producer
 
         self.topic = topic
@@ -431,7 +414,8 @@ class AckRecorder:
         self.acks = []          # time.monotonic() of each successful delivery, in order
         self.errors = []
         self.p = Producer({"bootstrap.servers": boot, "acks": "all", "enable.idempotence": True,
-                           "linger.ms": 0, "message.timeout.ms": 300_000, **QUIET})
+                           "linger.ms": 0, "message.timeout.ms": 300_000, **QUIET,
+                           **(extra or {})})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -475,6 +459,27 @@ class AckRecorder:
         return best
 
 
+def ensure_offsets_topic(c):
+    """Have the cluster create ``__consumer_offsets`` (50 partitions, factor 3) as a full run's
+    latency section does with its first FindCoordinator, and wait for all of them to have a
+    leader and a full ISR: the controller handles a broker's death with these partitions there,
+    whether or not ``--failover`` runs alone."""
+    from klog.protocol.messages import ApiKey
+
+    def found():
+        ans = call(c.address(1), ApiKey.FIND_COORDINATOR, 1, {"key": "cluster-bench",
+                                                             "key_type": 0})
+        return ans["error_code"] == 0
+    wait_for("a group coordinator (__consumer_offsets created)", found, 120, 0.2)
+
+    def full():
+        md = c.metadata(["__consumer_offsets"])
+        parts = md["topics"][0]["partitions"] if md else []
+        return len(parts) == 50 and all(p["leader_id"] in c.procs and len(p["isr_nodes"]) == 3
+                                        for p in parts)
+    wait_for("__consumer_offsets: every partition with a leader and an ISR of 3", full, 120, 0.2)
+
+
 def failover_round(c, rec, topic, sig):
     """One round: signal the leader; the ack gap, the time until Metadata named a new leader,
     and whether the leader was also the controller. The old leader is back in the ISR after."""
@@ -484,7 +489,7 @@ def failover_round(c, rec, topic, sig):
     # acks flowing steadily before the signal
     t0 = time.monotonic()
     wait_for("acks before the signal", lambda: rec.acked_after(t0 + 1.0), 30, 0.01)
-    t_signal = time.monotonic()
+    t_signal, t_signal_wall = time.monotonic(), time.time()
     proc = c.signal(leader, sig)
 
     def new_leader():
@@ -500,13 +505,17 @@ def failover_round(c, rec, topic, sig):
     c.start(leader)
     wait_for(f"broker {leader} registered again", lambda: leader in c.brokers(), 90, 0.1)
     c.wait_isr(topic, 3)
-    return {"leader": leader, "controller": was_controller, "gap": gap, "elected": elected}
+    return {"leader": leader, "controller": was_controller, "gap": gap, "elected": elected,
+            "signal_at": t_signal_wall,
+            "last_ack_before": max((a for a in rec.acks if a <= t_signal), default=t_signal)
+            - t_signal}
 
 
-def bench_failover(c, kills, shutdowns):
+def bench_failover(c, kills, shutdowns, producer=None):
     print(f"\n## failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s; "
           f"ZooKeeper session timeout {SESSION_TIMEOUT_MS} ms", flush=True)
     topic = "failover"
+    ensure_offsets_topic(c)
     c.create_topic(topic, 1, 3)
     out = {"sigkill": [], "sigterm": [], "rounds": [], "errors": [], "acked": 0}
     for what, sig, rounds in (("sigkill", signal.SIGKILL, kills),
@@ -516,7 +525,7 @@ def bench_failover(c, kills, shutdowns):
             # reconnect.backoff.max.ms, 10 s) for a broker it saw go down in an earlier round
             # and has not needed since; if that broker is the next leader, the backoff, not
             # the cluster, would set the figure.
-            rec = AckRecorder(c.bootstrap, topic, FAILOVER_RATE).start()
+            rec = AckRecorder(c.bootstrap, topic, FAILOVER_RATE, producer).start()
             try:
                 res = failover_round(c, rec, topic, sig)
             finally:
@@ -579,7 +588,8 @@ def table(r, args):
             xs = f[key]
             el = [x["elected"] for x in f["rounds"] if x["signal"] == key]
             if xs:
-                rows.append((f"unavailability after {what}, {len(xs)} rounds (p50 / max)",
+                tuned = "".join(f", {k}={v}" for k, v in (r.get("failover_producer") or {}).items())
+                rows.append((f"unavailability after {what}, {len(xs)} rounds{tuned} (p50 / max)",
                              f"{statistics.median(xs) * 1000:.0f} / {max(xs) * 1000:.0f} ms "
                              f"(Metadata, polled, named a new leader after {statistics.median(el) * 1000:.0f}"
                              f" / {max(el) * 1000:.0f} ms)", "", target))
@@ -613,6 +623,11 @@ def main():
     ap.add_argument("--shutdowns", type=int, help="SIGTERM rounds (default 10)")
     ap.add_argument("--zk-tick-ms", type=int, default=ZK_TICK_MS, help="ZooKeeper's tickTime")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--failover-producer", metavar="KEY=VALUE", action="append", default=[],
+                    help="a librdkafka setting for the failover producer (the targets are judged "
+                         "with its defaults: nothing is written with this)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the brokers' and ZooKeeper's logs (their directory is printed)")
     ap.add_argument("--write", action="store_true",
                     help="rewrite the cluster sections of BENCHMARKS.md and README.md")
     args = ap.parse_args()
@@ -645,7 +660,8 @@ def main():
          "commit": subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip(),
          "session_timeout_ms": SESSION_TIMEOUT_MS, "zk_tick_ms": args.zk_tick_ms, "records": n, "runs": runs,
-         "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT}
+         "partitions": args.partitions, "settings": list(SETTINGS), "max_in_flight": MAX_IN_FLIGHT,
+         "failover_producer": dict(kv.split("=", 1) for kv in args.failover_producer)}
     zk = ZooKeeperServer(tick_time_ms=args.zk_tick_ms).start()
     base = tempfile.mkdtemp(prefix="klog-cluster-bench-")
     c = None
@@ -657,7 +673,7 @@ def main():
             r["latency"] = bench_latency(c, 50_000 if args.quick else 100_000, 50_000, runs,
                                          with_mock)
         if everything or args.failover:
-            r["failover"] = bench_failover(c, kills, shutdowns)
+            r["failover"] = bench_failover(c, kills, shutdowns, r["failover_producer"])
     except BaseException:
         if c is not None:
             for n_ in (1, 2, 3):
@@ -668,8 +684,12 @@ def main():
     finally:
         if c is not None:
             c.stop()
+        if args.keep:
+            shutil.copy(os.path.join(zk.dir, "zookeeper.log"), base)
+            print(f"# logs kept in {base}", flush=True)
         zk.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
     r["uptime_at_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = table(r, args)
     print("\n" + "\n".join(lines))
@@ -677,8 +697,83 @@ def main():
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(r, fh, indent=1)
-    if args.write and everything and not args.quick:
+    if args.write and r["failover_producer"]:
+        print("not written: the failover producer does not run with librdkafka's defaults")
+    elif args.write and everything and not args.quick:
         write_docs(r, lines)
+    elif args.write and args.failover and not (args.throughput or args.latency or args.quick):
+        write_failover_rows(r, lines)
+
+
+def failover_note(r):
+    return (
+        f"- Failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s (linger.ms=0, "
+        "librdkafka's other defaults; a new producer every round, since librdkafka keeps a "
+        "reconnect backoff of up to 10 s for a broker it saw die in an earlier round), every "
+        "ack timestamped; the figure of a round is the longest time between two consecutive "
+        "acks around the signal (last ack before to first ack after). After every round the old "
+        "leader is started again and the next round waits for the ISR to be 3 again "
+        "(Metadata). The cluster holds `__consumer_offsets` (50 partitions, factor 3; "
+        "`--failover` alone creates it first), so a broker's death or shutdown concerns 51 "
+        "partitions. Where the time goes (the brokers' logs, `--keep`): after a SIGKILL the "
+        "controller learns of the death when the broker's ZooKeeper session expires, which "
+        f"ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's zoo.cfg) does on the first tick "
+        f"boundary past the {r['session_timeout_ms']} ms timeout counted from the broker's last "
+        "request or ping: 6 to 8 s after the kill for a broker that had just talked to "
+        "ZooKeeper, 4 to 8 s in general. The controller then decides from its cached view "
+        "(`ControllerContext`) and sends the 51 decisions together (one fenced compare-and-set "
+        "each, one round trip), the partitions the dead broker led first and user topics before "
+        "`__consumer_offsets`; the new leader serves within about 0.1 s of the expiry. The "
+        "rest is librdkafka's, 1 to 2 s: while a partition's leader is down it asks for "
+        "metadata once a second (its 1 s topic scan; Metadata names the dead leader until the "
+        "expiry), so it learns of the new leader 0 to 1 s after it is there; and as that "
+        "answer also leaves out the dead broker (Kafka's does too), librdkafka (2.16) "
+        "decommissions that broker's handle in the same pass, which puts the partition, just "
+        "moved to the new leader, back on no leader until its next 1 s scan (`debug=topic`: "
+        "\"Reverting from preferred replica N to leader -1\", then \"broker is internal: "
+        "re-query\"). A SIGTERM moves leadership first "
+        "(ControlledShutdown, the same batched writes); the old leader answers "
+        "NOT_LEADER_OR_FOLLOWER once it has stepped down, and the client asks for metadata at "
+        "once. In brackets: when Metadata, polled every 20 ms from the outside (under load a "
+        "little late), named a new leader.")
+
+
+FAILOVER_ROWS = ("| unavailability after SIGKILL", "| unavailability after SIGTERM")
+
+
+def write_failover_rows(r, lines):
+    """A ``--failover`` run alone: its two rows replace those of the last full run in the
+    cluster blocks of BENCHMARKS.md and README.md, with a line naming the run they come from;
+    the failover note is rewritten. The other rows stay as the full run measured them."""
+    from storage_bench import replace_section
+
+    rows = [line for line in lines if line.startswith(FAILOVER_ROWS)]
+    source = (f"Failover rows: `{r['command']}`, {r['started']}, klog at {r.get('commit', '?')}, "
+              f"load average {r['uptime_at_start'].split('load average:')[-1].strip()} at the "
+              f"start, {r['uptime_at_end'].split('load average:')[-1].strip()} at the end.")
+    for name, filename in (("cluster", "BENCHMARKS.md"), ("cluster-figures", "README.md")):
+        path = os.path.join(HERE, os.pardir, filename)
+        text = open(path).read()
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin not in text or end not in text:
+            raise RuntimeError(f"{filename}: no {name} block (run a full --write first)")
+        block = text[text.index(begin) + len(begin):text.index(end)].strip("\n").split("\n")
+        out, replaced = [], 0
+        for line in block:
+            if line.startswith("Failover rows: "):
+                continue
+            if line.startswith(FAILOVER_ROWS):
+                line = next(x for x in rows if x.startswith(line[:len(FAILOVER_ROWS[0])]))
+                replaced += 1
+            elif line.startswith("- Failover:"):
+                line = failover_note(r)
+            out.append(line)
+        if replaced != len(rows):
+            raise RuntimeError(f"{filename}: the {name} block lacks the failover rows")
+        last_row = max(i for i, line in enumerate(out) if line.startswith("|"))
+        out[last_row + 1:last_row + 1] = ["", source]
+        out = [line for i, line in enumerate(out) if line or i == 0 or out[i - 1]]
+        replace_section(name, out, filename)
 
 
 def write_docs(r, lines):
@@ -702,27 +797,7 @@ def write_docs(r, lines):
         "replica acks=all means the same, and the cluster's min.insync.replicas=2 would refuse "
         "it. Kafka's 2014 figures (3 machines, 6 partitions): 0.82 M/s without replication, "
         "0.79 M/s factor 3 acks=1, 0.42 M/s factor 3 acks=all (single producer thread).",
-        f"- Failover: an idempotent acks=all producer at {FAILOVER_RATE} records/s (linger.ms=0, "
-        "librdkafka's other defaults; a new producer every round, since librdkafka keeps a "
-        "reconnect backoff of up to 10 s for a broker it saw die in an earlier round), every "
-        "ack timestamped; the figure of a round is the "
-        "longest time between two consecutive acks around the signal (last ack before to first "
-        "ack after). After every round the old leader is started again and the next round waits "
-        "for the ISR to be 3 again (Metadata). The ZooKeeper session timeout is "
-        f"{r['session_timeout_ms']} ms: after a SIGKILL the controller learns of the death when "
-        f"the session expires, which ZooKeeper (tickTime {r['zk_tick_ms']} ms, as Debian's "
-        "zoo.cfg) does on the first tick boundary past the timeout (counted from the broker's "
-        "last ping, which kazoo sends every third of the timeout). The cluster's part of a round "
-        "is about the time until Metadata names a new leader (in brackets: the bench polls Metadata every 20 ms from the outside, under load a little late); the rest is librdkafka's: "
-        "while a partition's broker is down it asks for the leader once a second, and when the "
-        "Metadata answer that names the new leader also leaves out a broker it knew (the dead "
-        "one, or one that deregistered), it drops the partition's leader until its next 1 s "
-        "scan (its `debug=topic` log: \"Reverting from preferred replica\"). Both times count "
-        "from the signal: after a SIGTERM the old leader answers until it has handed over. "
-        "The cluster holds `__consumer_offsets` by then (50 partitions, created at the latency "
-        "section's first FindCoordinator), and the controller decides a broker's death "
-        "partition by partition with ZooKeeper reads and writes, those 50 first: about 1 s of "
-        "the SIGKILL figure (`--failover` alone runs without it).",
+        failover_note(r),
         "- One record per request: a producer that waits for each record (flush) before the "
         "next, 1000 records: the round trip of one request, with acks=all the followers' fetch "
         "of it included.",

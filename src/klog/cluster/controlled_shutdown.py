@@ -12,8 +12,9 @@ Answering (``handle``, on the controller): NOT_CONTROLLER from any other broker;
 BROKER_NOT_AVAILABLE for a broker that is not registered; STALE_BROKER_EPOCH when the epoch in
 the request is not the registration's (the request comes from an earlier life of that broker
 id, and must not move leadership away from the live one); otherwise
-``Controller.controlled_shutdown`` on the controller thread, and the partitions whose leadership
-could not move (the broker is their only in-sync replica) are the answer.
+``Controller.controlled_shutdown`` on the controller thread (decided from its cached view, the
+writes sent together), and the partitions whose leadership could not move (the broker is their
+only in-sync replica) are the answer.
 """
 from __future__ import annotations
 
@@ -57,13 +58,8 @@ def on_controller_thread(controller, broker_id: int, broker_epoch: int) -> Outco
         return Outcome(EC.BROKER_NOT_AVAILABLE)
     if broker_epoch != -1 and broker_epoch != live[broker_id][0]:
         return Outcome(EC.STALE_BROKER_EPOCH)
-    controller.controlled_shutdown(broker_id)
-    remaining = []
-    for topic in store.topics():
-        for p in sorted(store.topic(topic).partitions):
-            if store.partition_state(topic, p).leader == broker_id:
-                remaining.append((topic, p))
-    return Outcome(EC.NONE, tuple(remaining))
+    controller.controlled_shutdown(broker_id, live)
+    return Outcome(EC.NONE, tuple(controller.ctx.led_by(broker_id)))
 
 
 def ask_local_controller(node, broker_id: int, broker_epoch: int) -> Outcome:

@@ -9,6 +9,14 @@ tells the replicas through ``send`` (LeaderAndIsr). A broker that re-registered 
 epoch restarted: it is handled as a failure, then a start, so its partitions move away and its
 stale replica state is never trusted.
 
+It decides from memory: a ``ControllerContext`` (klog.cluster.context) loaded when it becomes
+the controller (the reads pipelined) and kept current by its own writes and by watches on the
+topics and on every partition's state (the ISR changes leaders write). The writes of one change
+go out together, one fenced compare-and-set multi-op per partition, all sent before the first
+answer is read; the partitions a dead or stopping broker led go first. A compare-and-set that
+fails (the state moved on: a leader changed the ISR meanwhile) re-reads that partition and
+decides again.
+
 Topic administration is Kafka's too: deletion goes through an ``/admin/delete_topics/<topic>``
 marker that any controller (a later one, after a failover) finishes; CreatePartitions extends
 the assignment with Kafka's spread; topic configs live in ``/config/topics`` with a change
@@ -34,9 +42,11 @@ from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
 from klog.cluster import election
 from klog.cluster.assignment import assign_replicas
+from klog.cluster.context import ControllerContext
 from klog.cluster.reassign_driver import ReassignmentDriver
 from klog.cluster.state import LeaderAndIsr, NO_LEADER
-from klog.cluster.zkstore import ClusterStore, ControllerEpoch, NotControllerError
+from klog.cluster.zkstore import (ClusterStore, ControllerEpoch, CorruptClusterStateError,
+                                  NotControllerError, TopicAssignment)
 from klog.errors import (InternalTopicError, InvalidPartitionsError, KlogError,
                          TopicExistsError, UnknownTopicOrPartitionError)
 from klog.metadata import is_internal
@@ -91,6 +101,11 @@ class Controller:
         self._rebalance_task = None
         self.fence: Optional[ControllerEpoch] = None
         self._view: dict[int, int] = {}          # live brokers -> epochs, as last handled
+        self.ctx: Optional[ControllerContext] = None   # while the controller: topics, states
+        # Watches report into the context of their generation only (a new one per election).
+        self._watch_gen = 0
+        self._topic_watches: set = set()         # topic names with a DataWatch, this generation
+        self._state_watches: set = set()         # (topic, partition, topic id) likewise
         self._events: "queue.Queue" = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"klog-controller-{broker_id}",
                                         daemon=True)
@@ -108,6 +123,8 @@ class Controller:
                       self._brokers_changed)
         ChildrenWatch(self.store.client, self.store._path("admin", "delete_topics"),
                       self._deletions_changed)
+        ChildrenWatch(self.store.client, self.store._path("brokers", "topics"),
+                      self._topics_changed)
         return self
 
     def stop(self) -> None:
@@ -144,6 +161,27 @@ class Controller:
             return False
         if children:
             self._events.put((self._delete_marked_topics, (), None))
+
+    def _topics_changed(self, children):
+        if self._stopped.is_set():
+            return False
+        self._events.put((self._on_topics_change, (), None))
+
+    def _topic_report(self, gen: int, name: str):
+        def callback(data, stat, *_):
+            if self._stopped.is_set() or gen != self._watch_gen:
+                return False
+            self._events.put((self._on_topic_report, (gen, name), None))
+        return callback
+
+    def _state_report(self, gen: int, topic: str, partition: int, topic_id):
+        def callback(data, stat, *_):
+            if (self._stopped.is_set() or gen != self._watch_gen or data is None
+                    or (topic, partition, topic_id) not in self._state_watches):
+                return False            # another election, or the znode (incarnation) is gone
+            self._events.put((self._on_state_report, (gen, topic, partition, topic_id, data,
+                                                      stat), None))
+        return callback
 
     def _run(self):
         while True:
@@ -186,9 +224,17 @@ class Controller:
         self.fence = fence
         self._view = {}
         log.info("broker %d is the controller (epoch %d)", self.broker_id, fence.epoch)
+        try:
+            self._load_context()
+        except Exception:
+            # Without its view it cannot decide: give the place up; the retry elects again.
+            self._resign_locally()
+            self.store.release_controller()
+            raise
         self._on_brokers_change(resend_all=True)
         self._delete_marked_topics()        # a deletion the previous controller left unfinished
         self.reassignments.resume()         # and the partition moves it left
+        self._events.put((self._watch_topics, (self._watch_gen, sorted(self.ctx.topics)), None))
         if self.auto_rebalance:
             self._cancel_rebalance()
             self._rebalance_task = self.scheduler.schedule_periodic(
@@ -200,6 +246,9 @@ class Controller:
         self.fence = None
         self.reassignments.stop()
         self._view = {}
+        self.ctx = None
+        self._watch_gen += 1
+        self._topic_watches, self._state_watches = set(), set()
         self._cancel_rebalance()
         self.became_controller.clear()
 
@@ -208,64 +257,228 @@ class Controller:
         if task is not None:
             task.cancel()
 
+    # -- the cached view (ControllerContext) -------------------------------------------------------
+
+    def _load_context(self) -> None:
+        """Read every topic and partition state (pipelined) into a new context; partitions
+        whose creation a failed controller left unfinished get their first states."""
+        self._watch_gen += 1
+        self._topic_watches, self._state_watches = set(), set()
+        self.ctx = ControllerContext(deleting=set(self.store.topics_marked_for_deletion()))
+        self._read_topics(self.store.topics())
+        log.info("broker %d: controller context loaded: %d topics, %d partitions",
+                 self.broker_id, len(self.ctx.topics), len(self.ctx.states))
+
+    def _read_topics(self, names) -> list[str]:
+        """Read ``names`` and the states the context lacks for them into the context (topics
+        gone are forgotten); returns the names whose assignment is new or changed."""
+        ctx = self.ctx
+        changed = []
+        for name, assignment in self.store.topics_async(names).items():
+            known = ctx.topics.get(name)
+            if assignment is None:
+                self._forget_topic(name)
+                continue
+            if known is not None and known.topic_id != assignment.topic_id:
+                self._forget_topic(name)     # deleted and created again meanwhile
+                known = None
+            if known is None or assignment.version > known.version:
+                ctx.set_topic(name, assignment)
+                changed.append(name)
+        keys = [(n, p) for n in changed for p in ctx.missing_states(n)]
+        missing: dict = {}
+        for (name, p), state in self.store.partition_states(keys).items():
+            if state is None:
+                missing.setdefault(name, {})[p] = ctx.replicas(name, p)
+            else:
+                ctx.update_state(name, p, state)
+        for name, parts in missing.items():
+            if name not in ctx.deleting:
+                self._finish_creation(name, parts)
+        return changed
+
+    def _forget_topic(self, name: str) -> None:
+        self.ctx.remove_topic(name)
+        self._state_watches = {w for w in self._state_watches if w[0] != name}
+
+    def _watch_topics(self, gen: int, names) -> None:
+        """Watch the topics' znodes and their partitions' states (each watch reads once: what
+        changed since the context was read is reported)."""
+        if gen != self._watch_gen or self.ctx is None:
+            return
+        for name in names:
+            assignment = self.ctx.topics.get(name)
+            if assignment is None:
+                continue
+            if name not in self._topic_watches:
+                self._topic_watches.add(name)
+                DataWatch(self.store.client, self.store._path("brokers", "topics", name),
+                          self._topic_report(gen, name))
+            for p in sorted(assignment.partitions):
+                key = (name, p, assignment.topic_id)
+                if key not in self._state_watches and (name, p) in self.ctx.states:
+                    self._state_watches.add(key)
+                    DataWatch(self.store.client, self.store.state_path(name, p),
+                              self._state_report(gen, name, p, assignment.topic_id))
+
+    def _on_topics_change(self):
+        if self.fence is None or self.ctx is None:
+            return
+        names = set(self.store.topics())
+        for gone in set(self.ctx.topics) - names:
+            self._forget_topic(gone)
+        new = sorted(names - set(self.ctx.topics))
+        if new:
+            self._read_topics(new)
+            self._watch_topics(self._watch_gen, new)
+            self._decide_for(new)
+
+    def _on_topic_report(self, gen: int, name: str):
+        """The topic's znode changed (partitions added, or deleted or created again by
+        another path)."""
+        if gen != self._watch_gen or self.fence is None:
+            return
+        if self._read_topics([name]):
+            self._watch_topics(gen, [name])
+            self._decide_for([name])
+
+    def _on_state_report(self, gen: int, topic: str, partition: int, topic_id, data, stat):
+        """A partition's state as ZooKeeper has it now (a leader's ISR change, or an echo of
+        this controller's own write, which the context already holds)."""
+        if gen != self._watch_gen or self.fence is None:
+            return
+        try:
+            state = self.store.parse_state(self.store.state_path(topic, partition), data, stat)
+        except CorruptClusterStateError as e:
+            log.error("%s", e)
+            return
+        if self.ctx.update_state(topic, partition, state, topic_id):
+            # E.g. a leader took back a broker that has died since: decide on it now.
+            self._decide_for([topic], only={(topic, partition)})
+
+    def _decide_for(self, topics, only=None) -> None:
+        """Decide the partitions of ``topics`` (``only`` these keys, if given) against the
+        live brokers as last handled."""
+        live = self._view
+        decisions = {}
+        for t, p, replicas, state in self.ctx.partitions():
+            if t in topics and (only is None or (t, p) in only):
+                new = self._decide(state, replicas, set(live), set())
+                if new is not None:
+                    decisions[(t, p)] = new
+        self._write_and_tell(decisions, lambda key, st: self._decide(
+            st, self.ctx.replicas(*key), set(live), set()), live, serving=set(live))
+
+    def _write_and_tell(self, decisions: dict, redecide, live, serving) -> dict:
+        """Write ``decisions`` ({(topic, partition): new state}) together (``ClusterStore.
+        write_states_as_controller``), those whose leader is not ``serving`` first, into the
+        context; a partition whose state moved on is read again and decided again by
+        ``redecide(key, current state)`` (None: nothing to do now). Tells the replicas of what
+        was written; returns it."""
+        ctx = self.ctx
+        pending = {k: decisions[k] for k in ctx.first_for(decisions, serving)}
+        written = {}
+        for _ in range(CAS_ATTEMPTS):
+            if not pending:
+                break
+            stale = []
+            for key, result in self.store.write_states_as_controller(pending,
+                                                                     self.fence).items():
+                if result is None:
+                    stale.append(key)
+                else:
+                    ctx.update_state(*key, result)
+                    written[key] = result
+            pending = {}
+            if stale:
+                # The assignment may have moved too (a reassignment step writes both).
+                self._read_topics(sorted({t for t, _ in stale}))
+            for key, state in self.store.partition_states(stale).items():
+                if state is None or key[0] not in ctx.topics:
+                    continue                  # gone (topic deleted meanwhile)
+                ctx.update_state(*key, state)
+                new = redecide(key, ctx.states.get(key, state))
+                if new is not None:
+                    pending[key] = new
+        if pending:
+            log.warning("partitions %s kept changing; deciding them again at the next change",
+                        sorted(pending))
+        for (t, p), state in written.items():
+            if t in ctx.topics:
+                self._tell(t, p, ctx.replicas(t, p), state, live)
+        return written
+
+    def _write_state(self, topic, p, new) -> Optional[LeaderAndIsr]:
+        """One decision, written by compare-and-set, into the context."""
+        written = self.store.write_state_as_controller(topic, p, new, self.fence)
+        if written is not None and self.ctx is not None:
+            self.ctx.update_state(topic, p, written)
+        return written
+
+    def _read_state(self, topic, p) -> LeaderAndIsr:
+        state = self.store.partition_state(topic, p)
+        if self.ctx is not None:
+            self.ctx.update_state(topic, p, state)
+        return state
+
     # -- decisions -------------------------------------------------------------------------------
 
     def _live(self) -> dict[int, int]:
         return {b: epoch for b, (epoch, _) in self.store.live_brokers().items()}
 
     def _on_brokers_change(self, resend_all: bool = False):
+        """Brokers registered or gone: decide every partition from the context (topics being
+        deleted left out), write the changes together, the partitions led by a broker that is
+        gone first."""
         if self.fence is None:
             return
         live = self._live()
         bounced = {b for b, e in live.items() if b in self._view and self._view[b] != e}
         started = {b for b in live if b not in self._view} | bounced
+        gone = (set(self._view) - set(live)) | bounced
         self._view = live
-        deleting = set(self.store.topics_marked_for_deletion())
-        for topic in self.store.topics():
-            if topic in deleting:
-                continue          # going away (maybe half deleted): no decisions for it
-            assignment = self.store.topic(topic).partitions
-            self._finish_creation(topic, assignment, live)
-            for p, replicas in assignment.items():
-                state = self.store.partition_state(topic, p)
-                changed = self._decide(topic, p, replicas, state, set(live), bounced)
-                tell = (changed is not None or resend_all
-                        or any(r in started for r in replicas))
-                if tell:
-                    self._tell(topic, p, replicas, changed or state, live)
+        decisions, unchanged = {}, []
+        for topic, p, replicas, state in self.ctx.partitions():
+            new = self._decide(state, replicas, set(live), bounced)
+            if new is not None:
+                decisions[(topic, p)] = new
+            elif resend_all or any(r in started for r in replicas):
+                unchanged.append((topic, p, replicas, state))
+        written = self._write_and_tell(
+            decisions, lambda key, st: self._decide(st, self.ctx.replicas(*key), set(live),
+                                                    bounced), live,
+            serving=set(live) - bounced)
+        for topic, p, replicas, state in unchanged:
+            self._tell(topic, p, replicas, state, live)
+        if gone or started:
+            log.info("controller %d: brokers gone %s, started %s: %d of %d decisions written",
+                     self.broker_id, sorted(gone), sorted(started), len(written),
+                     len(decisions))
         if not resend_all:
             self.reassignments.check_all()
 
-    def _finish_creation(self, topic: str, assignment: dict, live) -> None:
-        """Partitions in the assignment without a state znode: a controller failed midway
-        through creating them (a large topic is written in several multi-ops)."""
-        partitions = self.store.client.get_children(
-            self.store._path("brokers", "topics", topic, "partitions"))
-        missing = {p: r for p, r in assignment.items() if str(p) not in partitions}
-        if missing:
-            log.warning("topic %s: creating the state of partitions %s left unfinished",
-                        topic, sorted(missing))
-            self.store.create_partition_states(topic, self._first_states(missing, live),
-                                               self.fence)
+    def _finish_creation(self, topic: str, missing: dict) -> None:
+        """Partitions in the assignment without a state znode (``missing``: partition ->
+        replicas): a controller failed midway through creating them (a large topic is written
+        in several multi-ops)."""
+        log.warning("topic %s: creating the state of partitions %s left unfinished",
+                    topic, sorted(missing))
+        states = self._first_states(missing, self._live())
+        self.store.create_partition_states(topic, states, self.fence)
+        for p in missing:
+            self._read_state(topic, p)
 
-    def _decide(self, topic, p, replicas, state, live: set, bounced: set):
-        written = None
+    def _decide(self, state, replicas, live: set, bounced: set) -> Optional[LeaderAndIsr]:
+        """The partition's next state, or None: the brokers that are gone (or came back under
+        a new epoch: ``bounced``) leave it, then an offline partition gets a leader if it can.
+        Pure: the caller writes it."""
+        new = None
         for decide, alive in ((election.on_brokers_failed, live - bounced),
                               (election.on_broker_started, live)):
-            new = decide(state, replicas, alive, self.fence.epoch, unclean=self.unclean)
-            if new is None:
-                continue
-            result = self.store.write_state_as_controller(topic, p, new, self.fence)
-            if result is None:      # a leader changed the ISR meanwhile: decide on what is there
-                state = self.store.partition_state(topic, p)
-                new = decide(state, replicas, alive, self.fence.epoch, unclean=self.unclean)
-                if new is None:
-                    continue
-                result = self.store.write_state_as_controller(topic, p, new, self.fence)
-                if result is None:
-                    continue
-            state = written = result
-        return written
+            step = decide(new or state, replicas, alive, self.fence.epoch, unclean=self.unclean)
+            if step is not None:
+                new = step
+        return new
 
     def _tell(self, topic, p, replicas, state, live):
         for b in replicas:
@@ -291,8 +504,12 @@ class Controller:
                                                config=config)
         except NodeExistsError:
             raise TopicExistsError(f"topic {name!r} already exists") from None
+        # Created at version 0, the assignment and every state.
+        self.ctx.set_topic(name, TopicAssignment(
+            topic_id, {p: tuple(r) for p, r in assignment.items()}, 0), states)
+        self._events.put((self._watch_topics, (self._watch_gen, [name]), None))
         for p, replicas in assignment.items():
-            self._tell(name, p, replicas, self.store.partition_state(name, p), live)
+            self._tell(name, p, replicas, states[p], live)
         return topic_id
 
     def _first_states(self, assignment: dict, live) -> dict:
@@ -326,13 +543,17 @@ class Controller:
                 start = next((i for i, b in enumerate(brokers) if b >= first), 0)
                 added = assign_replicas(total - count, len(current.partitions[0]), brokers,
                                         start_index=start, first_partition=count)
+            states = self._first_states(added, live)
             try:
-                self.store.add_partitions(name, current, added, self._first_states(added, live),
-                                          self.fence)
+                self.store.add_partitions(name, current, added, states, self.fence)
             except (BadVersionError, NodeExistsError):
                 continue            # the topic changed meanwhile: decide on what is there
+            grown = {**current.partitions, **{p: tuple(r) for p, r in added.items()}}
+            self.ctx.set_topic(name, replace(current, partitions=grown,
+                                             version=current.version + 1), states)
+            self._events.put((self._watch_topics, (self._watch_gen, [name]), None))
             for p, replicas in added.items():
-                self._tell(name, p, replicas, self.store.partition_state(name, p), live)
+                self._tell(name, p, replicas, states[p], live)
             return
         raise InvalidPartitionsError(f"topic {name!r} kept changing; try again")
 
@@ -351,6 +572,7 @@ class Controller:
             raise InternalTopicError(f"topic {name!r} is internal and cannot be deleted")
         self._topic_or_unknown(name)
         self.store.mark_topic_for_deletion(name, self.fence)
+        self.ctx.deleting.add(name)
         self._delete_marked_topics()
         if name in self.store.topics_marked_for_deletion():
             raise TopicDeletionIncompleteError(f"topic {name!r} is marked for deletion; the "
@@ -359,7 +581,9 @@ class Controller:
     def _delete_marked_topics(self):
         if self.fence is None:
             return
-        for name in self.store.topics_marked_for_deletion():
+        marked = self.store.topics_marked_for_deletion()
+        self.ctx.deleting = set(marked)
+        for name in marked:
             if is_internal(name):     # not through DeleteTopics: someone wrote the marker
                 log.warning("not deleting internal topic %s (marked in /admin/delete_topics)",
                             name)
@@ -380,6 +604,8 @@ class Controller:
                     else:
                         self.store.delete_topic_leftovers(name, self.fence)
                     log.info("topic %s deleted (leader epochs continue above %d)", name, retired)
+                    self._forget_topic(name)
+                    self.ctx.deleting.discard(name)
                     break
                 except (BadVersionError, NoNodeError, NodeExistsError) as e:
                     log.warning("deleting topic %s: %s; reading again", name, type(e).__name__)
@@ -392,25 +618,25 @@ class Controller:
         self._topic_or_unknown(name)
         self.store.set_topic_config(name, config, version, self.fence)
 
-    def controlled_shutdown(self, broker_id: int) -> int:
-        """Move leadership and ISR membership away from a broker that is stopping; returns
-        how many partitions it still leads (it may stop when that is 0)."""
+    def controlled_shutdown(self, broker_id: int, live: Optional[set] = None) -> int:
+        """Move leadership and ISR membership away from a broker that is stopping, decided
+        from the context and written together (the partitions it leads first); returns how
+        many partitions it still leads (it may stop when that is 0). ``live``: the registered
+        brokers, if the caller has just read them."""
         self._require_controller()
-        live = self._live()
-        remaining = 0
-        for topic in self.store.topics():
-            for p, replicas in self.store.topic(topic).partitions.items():
-                state = self.store.partition_state(topic, p)
-                new = election.controlled_shutdown(state, replicas, set(live), broker_id,
-                                                   self.fence.epoch)
-                if new is not None:
-                    written = self.store.write_state_as_controller(topic, p, new, self.fence)
-                    if written is not None:
-                        state = written
-                        self._tell(topic, p, replicas, state, live)
-                if state.leader == broker_id:
-                    remaining += 1
-        return remaining
+        live = set(self._live()) if live is None else set(live)
+
+        def decide(state, replicas):
+            return election.controlled_shutdown(state, replicas, live, broker_id,
+                                                self.fence.epoch)
+        decisions = {}
+        for topic, p, replicas, state in self.ctx.partitions():
+            new = decide(state, replicas)
+            if new is not None:
+                decisions[(topic, p)] = new
+        self._write_and_tell(decisions, lambda key, st: decide(st, self.ctx.replicas(*key)),
+                             self._view, serving=live - {broker_id})
+        return len(self.ctx.led_by(broker_id))
 
     def elect_leaders(self, election_type: int, partitions=None) -> dict:
         """ElectLeaders (API 43): {(topic, partition): (error code, message)} for the given
@@ -439,7 +665,7 @@ class Controller:
 
     def _elect(self, topic, p, replicas, election_type, live):
         for _ in range(CAS_ATTEMPTS):
-            state = self.store.partition_state(topic, p)
+            state = self._read_state(topic, p)
             if election_type == PREFERRED:
                 if state.leader == replicas[0]:
                     return EC.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
@@ -460,7 +686,7 @@ class Controller:
                             f"{list(replicas)}")
                 isr = [r for r in state.isr if r in live] if leader in state.isr else [leader]
                 new = state.with_leader(leader, isr, self.fence.epoch)
-            written = self.store.write_state_as_controller(topic, p, new, self.fence)
+            written = self._write_state(topic, p, new)
             if written is not None:
                 self._tell(topic, p, replicas, written, live)
                 return EC.NONE, None
@@ -483,7 +709,7 @@ class Controller:
                 by_preferred.setdefault(replicas[0], []).append((topic, p, replicas))
         moved = 0
         for broker, parts in sorted(by_preferred.items()):
-            states = {(t, p): self.store.partition_state(t, p) for t, p, _ in parts}
+            states = {(t, p): self._read_state(t, p) for t, p, _ in parts}
             off = [(t, p, r) for t, p, r in parts if states[(t, p)].leader != broker]
             if len(off) / len(parts) <= self.imbalance_percentage / 100 or broker not in live:
                 continue
@@ -502,11 +728,11 @@ class Controller:
         moved = 0
         for topic in self.store.topics():
             for p, replicas in self.store.topic(topic).partitions.items():
-                state = self.store.partition_state(topic, p)
+                state = self._read_state(topic, p)
                 new = election.preferred_leader(state, replicas, set(live), self.fence.epoch)
                 if new is None:
                     continue
-                written = self.store.write_state_as_controller(topic, p, new, self.fence)
+                written = self._write_state(topic, p, new)
                 if written is not None:
                     moved += 1
                     self._tell(topic, p, replicas, written, live)

@@ -296,6 +296,7 @@ class ClusterNode:
         """Move leadership away before stopping (see the module docstring). Blocking."""
         deadline = time.monotonic() + self.shutdown_timeout_s
         self._stopping = True          # no registering again from here on
+        log.info("broker %d: controlled shutdown: moving leadership away", self.node_id)
         self.manager.stop_fetching()
         moved = shutdown_protocol.request(self, max_retries=self.shutdown_retries,
                                           retry_backoff_ms=self.shutdown_backoff_ms)

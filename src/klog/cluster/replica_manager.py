@@ -206,7 +206,7 @@ class ReplicaManager:
             if self._stopped.is_set():
                 return False
             if data is not None:
-                self._events.put((self._apply_state, (topic, partition)))
+                self._events.put((self._apply_state, (topic, partition, data, stat)))
         return callback
 
     # -- the manager thread --------------------------------------------------------------------
@@ -415,14 +415,22 @@ class ReplicaManager:
                          self.node_id, name)
                 self._delete_local(name)
 
-    def _apply_state(self, topic: str, partition: int):
+    def _apply_state(self, topic: str, partition: int, data=None, stat=None):
+        """Apply the partition's state (as the watch delivered it: ``data`` and ``stat``; read
+        when not given) with the replica set the assignment holds now; the topic's id is
+        checked on every change."""
         hosted = self.partitions.get((topic, partition))
         if hosted is None:
             return                      # dropped (topic deleted) since the watch fired
+        path = self.store.state_path(topic, partition)
         try:
             # The state first: the assignment read after it is at least as new (a reassignment
-            # step writes both in one multi-op), so a new epoch comes with its replica set.
-            state = self.store.partition_state(topic, partition)
+            # step writes both in one multi-op), so a new epoch comes with its replica set, and
+            # its topic id tells a state of another incarnation. The state as the watch
+            # delivered it: a change's many partitions are applied with one read each, not two.
+            if data is None:
+                data, stat = self.store.client.get(path)
+            state = self.store.parse_state(path, data, stat)
             assignment = self.store.topic(topic)
             current = assignment.topic_id
         except NoNodeError:
@@ -473,6 +481,11 @@ class ReplicaManager:
 
     def _maybe_change_isrs(self):
         for hosted in list(self.partitions.values()):
+            if not self._events.empty():
+                # The controller's decisions first (they may make these changes moot, and a
+                # refused change would only be proposed again): each write is a round trip,
+                # and a change of many partitions would otherwise wait behind all of them.
+                return
             with hosted.lock:
                 proposal = hosted.replica.isr_change(self.clock.monotonic_ms())
             if proposal is None:

@@ -202,11 +202,14 @@ class ClusterStore:
 
     def _read_json(self, path: str):
         data, stat = self._zk.get(path)
+        return self._parse_json(path, data), stat
+
+    @staticmethod
+    def _parse_json(path: str, data: bytes):
         try:
-            value = json.loads(data.decode())
-        except (UnicodeDecodeError, ValueError) as e:
+            return json.loads(data.decode())
+        except (UnicodeDecodeError, ValueError, AttributeError) as e:
             raise CorruptClusterStateError(f"ZooKeeper node {path}: not JSON ({e})") from None
-        return value, stat
 
     # -- cluster id ----------------------------------------------------------------------------
 
@@ -252,15 +255,18 @@ class ClusterStore:
 
     def live_brokers(self) -> dict[int, tuple[int, dict]]:
         """Registered brokers: id -> (broker epoch, registration)."""
-        out = {}
+        out, pending = {}, {}
         for child in self._zk.get_children(self._path("brokers", "ids")):
             path = self._path("brokers", "ids", child)
             if not child.isdigit():
                 raise CorruptClusterStateError(f"ZooKeeper node {path}: not a broker id")
+            pending[child] = (path, self._zk.get_async(path))     # pipelined
+        for child, (path, result) in pending.items():
             try:
-                info, stat = self._read_json(path)
+                data, stat = result.get()
             except NoNodeError:
                 continue              # its session ended while we listed
+            info = self._parse_json(path, data)
             if not isinstance(info, dict) or not isinstance(info.get("port"), int):
                 raise CorruptClusterStateError(f"ZooKeeper node {path}: bad registration {info!r}")
             out[int(child)] = (stat.czxid, info)
@@ -385,7 +391,25 @@ class ClusterStore:
 
     def topic(self, name: str) -> TopicAssignment:
         path = self._path("brokers", "topics", name)
-        value, stat = self._read_json(path)
+        data, stat = self._zk.get(path)
+        return self._parse_topic(path, data, stat)
+
+    def topics_async(self, names) -> dict:
+        """{name: TopicAssignment, or None if it is gone}: the reads pipelined (one round trip
+        for all, not one each)."""
+        pending = {n: self._zk.get_async(self._path("brokers", "topics", n)) for n in names}
+        out = {}
+        for name, result in pending.items():
+            try:
+                data, stat = result.get()
+            except NoNodeError:
+                out[name] = None
+                continue
+            out[name] = self._parse_topic(self._path("brokers", "topics", name), data, stat)
+        return out
+
+    def _parse_topic(self, path: str, data: bytes, stat) -> TopicAssignment:
+        value = self._parse_json(path, data)
         try:
             topic_id = _topic_id_parse(value["topic_id"])
             parts = {int(p): tuple(int(r) for r in replicas)
@@ -557,9 +581,31 @@ class ClusterStore:
                 out.append((int(seq), entity[len("topics/"):]))
         return sorted(out)
 
+    def state_path(self, topic: str, partition: int) -> str:
+        return self._path("brokers", "topics", topic, "partitions", partition, "state")
+
     def partition_state(self, topic: str, partition: int) -> LeaderAndIsr:
-        path = self._path("brokers", "topics", topic, "partitions", partition, "state")
-        value, stat = self._read_json(path)
+        path = self.state_path(topic, partition)
+        data, stat = self._zk.get(path)
+        return self.parse_state(path, data, stat)
+
+    def partition_states(self, keys) -> dict:
+        """{(topic, partition): LeaderAndIsr, or None if its znode is missing}: the reads
+        pipelined (one round trip for all)."""
+        pending = {k: self._zk.get_async(self.state_path(*k)) for k in keys}
+        out = {}
+        for key, result in pending.items():
+            try:
+                data, stat = result.get()
+            except NoNodeError:
+                out[key] = None
+                continue
+            out[key] = self.parse_state(self.state_path(*key), data, stat)
+        return out
+
+    def parse_state(self, path: str, data: bytes, stat) -> LeaderAndIsr:
+        """A state znode's content (and version, from ``stat``), checked."""
+        value = self._parse_json(path, data)
         try:
             state = LeaderAndIsr(int(value["leader"]), int(value["leader_epoch"]),
                                  tuple(int(r) for r in value["isr"]),
@@ -589,6 +635,41 @@ class ClusterStore:
         if any(isinstance(r, Exception) for r in results):
             raise next(r for r in results if not isinstance(r, RolledBackError))
         return replace(new, version=results[1].version)
+
+    def write_states_as_controller(self, states: dict, fence: ControllerEpoch) -> dict:
+        """Controller decisions for many partitions ({(topic, partition): new state}), each
+        written as ``write_state_as_controller`` does (a multi-op: the ``/controller_epoch``
+        check and a compare-and-set on the state's version), all sent before any answer is read
+        (one round trip; ZooKeeper applies them in this order). Each partition lands or fails
+        on its own: {key: the written state, or None if its state moved on (read it again)}.
+        NotControllerError if this controller was fenced (the other writes were fenced too)."""
+        pending = {}
+        for (topic, p), new in states.items():
+            t = self._zk.transaction()
+            t.check(self._path("controller_epoch"), fence.zk_version)
+            t.set_data(self.state_path(topic, p), _state_json(new), version=new.version)
+            pending[(topic, p)] = (new, t.commit_async())
+        out, fenced, error = {}, False, None
+        for key, (new, result) in pending.items():
+            try:
+                results = result.get()
+            except Exception as e:          # noqa: BLE001 - the connection; raised below
+                error = error or e
+                continue
+            if isinstance(results[0], BadVersionError):
+                fenced = True
+            elif isinstance(results[1], BadVersionError):
+                out[key] = None
+            elif any(isinstance(r, Exception) for r in results):
+                error = error or next(r for r in results if not isinstance(r, RolledBackError))
+            else:
+                out[key] = replace(new, version=results[1].version)
+        if fenced:
+            raise NotControllerError(f"controller epoch {fence.epoch} was fenced: another "
+                                     "controller has been elected")
+        if error is not None:
+            raise error
+        return out
 
     def write_isr_as_leader(self, topic: str, partition: int,
                             new: LeaderAndIsr) -> Optional[LeaderAndIsr]:
