@@ -554,6 +554,8 @@ class Broker:
             self._topics = topics
             for path in doomed:
                 shutil.rmtree(path, ignore_errors=True)
+            if self._cleaner is not None:
+                self._cleaner.forget(name, set(gone))
 
     def topic_for_id(self, topic_id):
         """The name of the topic with this id (UUID text), or None."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import klog
 from klog.storage import cleaner, log_cleaner
@@ -149,6 +150,24 @@ def test_deleted_topic_forgets_its_checkpoint(tmp_path):
         log.roll()
         assert broker.clean_logs(now=NOW)[("state", 0)].first_dirty == 0
         assert [r.key for r in log.records()] == [b"k0001"]
+
+
+def test_a_partition_moved_away_forgets_its_checkpoint(tmp_path):
+    """A reassignment takes partition 0 away from this broker: its cleaner entry goes with it
+    (partition 1's stays), so when the partition comes back, empty, it starts dirty."""
+    with klog.open(tmp_path, QUIET) as broker:
+        broker.create_topic("state", 2, TOPIC, topic_id=uuid.uuid4(), local=[0, 1])
+        for p in (0, 1):
+            append(broker.log("state", p), range(100), b"v")
+            broker.log("state", p).roll()
+        broker.clean_logs(now=NOW)
+        broker.release_partitions("state", [0])
+        assert set(read_cleaner_checkpoint(tmp_path / CHECKPOINT_FILE)) == {("state", 1)}
+        broker.hold_partitions("state", [0])
+        log = broker.log("state", 0)
+        append(log, [1] * 150, b"again")
+        log.roll()
+        assert broker.clean_logs(now=NOW)[("state", 0)].first_dirty == 0
 
 
 def test_damaged_checkpoint_file_means_everything_is_dirty(tmp_path):

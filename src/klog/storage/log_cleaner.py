@@ -251,13 +251,16 @@ class LogCleaner:
             self._checkpoints[ltc.key] = result.dirty_end
             write_cleaner_checkpoint(self.path, self._checkpoints)
 
-    def forget(self, topic):
-        """Drop a deleted topic's entries now (a new topic of that name starts dirty)."""
+    def forget(self, topic, partitions=None):
+        """Drop the entries of a deleted topic, or of ``partitions`` of it that left this broker,
+        now: a topic or partition of that name that comes back starts dirty."""
+        def gone(key):
+            return key[0] == topic and (partitions is None or key[1] in partitions)
         with self._lock:
-            doomed = [k for k in self._checkpoints if k[0] == topic]
+            doomed = [k for k in self._checkpoints if gone(k)]
             for k in doomed:
                 del self._checkpoints[k]
-            for k in [k for k in self._tombstone_expiry if k[0] == topic]:
+            for k in [k for k in self._tombstone_expiry if gone(k)]:
                 del self._tombstone_expiry[k]
             if doomed:
                 write_cleaner_checkpoint(self.path, self._checkpoints)
