@@ -738,8 +738,8 @@ async def describe_cluster(ctx, body):
         brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(live.items())]
     except Exception:   # noqa: BLE001 - ZooKeeper unreachable: Metadata's last view, as it does
         cache = node.metadata_cache
-        brokers = [(b["node_id"], b["host"], b["port"]) for b in cache.get("brokers", ())]
-        controller = cache.get("controller", -1)
+        brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(cache.live.items())]
+        controller = cache.controller
     if brokers:
         answer["brokers"] = [{"broker_id": b, "host": host, "port": port, "rack": None,
                               "is_fenced": False} for b, host, port in brokers]

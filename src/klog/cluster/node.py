@@ -28,6 +28,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from klog.cluster import controlled_shutdown as shutdown_protocol
 from klog.cluster import meta
 from klog.cluster.controller import Controller
+from klog.cluster.metadata_cache import MetadataCache
 from klog.cluster.replica import Role
 from klog.cluster.replica_manager import ReplicaManager
 from klog.cluster.topic_configs import TopicConfigListener
@@ -202,7 +203,7 @@ class ClusterNode:
                                       on_high_watermark=self.changes.notify_high_watermark,
                                       on_partition_change=self.changes.on_partition_change)
         self.controller = None
-        self.metadata_cache: dict = {}     # the last cluster view Metadata read from ZooKeeper
+        self.metadata_cache = MetadataCache(self.store, node_id)   # what Metadata answers from
         self.cluster_id = None
         self.broker_epoch = -1
         # Every append of the broker wakes consumers and acks=all produces; follower fetches
@@ -215,6 +216,7 @@ class ClusterNode:
     def start(self, host: str, port: int) -> "ClusterNode":
         self.store.start()
         try:
+            self.metadata_cache.start()
             self.cluster_id = self.store.cluster_id()
             meta.check_or_write(self.broker.data_dir, self.node_id, self.cluster_id)
             self.broker.add_append_listener(self._on_append)
@@ -323,6 +325,7 @@ class ClusterNode:
         if self.controller is not None:
             self.controller.stop()
         self.manager.stop()
+        self.metadata_cache.stop()
         try:
             self.broker.remove_append_listener(self._on_append)
         except Exception:
