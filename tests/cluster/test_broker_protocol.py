@@ -133,7 +133,11 @@ def test_controlled_shutdown_answers(cluster):
     assert c.partition(1, "cs")["leader_id"] == leader
 
     assert controlled_shutdown(c, controller, leader, epochs[leader]) == (EC.NONE, [])
-    p = c.partition(1, "cs")
+    # Metadata answers from broker 1's cache, which the move reaches a moment later (as
+    # Kafka's UpdateMetadata does): the first answer in the next epoch.
+    p = wait_for("the move in broker 1's Metadata", lambda: (
+        lambda p: p if p["leader_epoch"] > before["leader_epoch"] else None)(
+            c.partition(1, "cs")), interval=0.002)
     assert p["leader_id"] not in (leader, -1) and leader not in p["isr_nodes"]
     assert p["leader_epoch"] > before["leader_epoch"]
     # It still fetches (it is not really stopping), so it comes back into the ISR.

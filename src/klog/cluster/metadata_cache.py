@@ -148,14 +148,14 @@ class MetadataCache:
                 self.syncs += 1
 
     def _on_brokers(self):
+        # Both, in read_view's order, whichever changed: the controller a broker elects as it
+        # joins is not answered after the brokers that joined later.
         live = self._read_brokers()
-        with self._lock:
-            self.live = live
-
-    def _on_controller(self):
         controller = self._read_controller()
         with self._lock:
-            self.controller = controller
+            self.live, self.controller = live, controller
+
+    _on_controller = _on_brokers
 
     def _on_topics(self):
         names = set(self._list_topics())
