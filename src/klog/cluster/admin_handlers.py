@@ -733,13 +733,14 @@ async def describe_cluster(ctx, body):
     if answer["error_code"]:
         return answer
     node = _node(ctx)
+    cache = node.metadata_cache
     try:
-        live, controller = await bounded.read(node, _live_and_controller, node.store)
-        brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(live.items())]
+        if not cache.loaded:        # loaded: what Metadata answers too
+            cache.merge(*await bounded.read(node, _live_and_controller, node.store), {}, {})
     except Exception:   # noqa: BLE001 - ZooKeeper unreachable: Metadata's last view, as it does
-        cache = node.metadata_cache
-        brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(cache.live.items())]
-        controller = cache.controller
+        pass
+    brokers = [(b, info["host"], info["port"]) for b, (_, info) in sorted(cache.live.items())]
+    controller = cache.controller
     if brokers:
         answer["brokers"] = [{"broker_id": b, "host": host, "port": port, "rack": None,
                               "is_fenced": False} for b, host, port in brokers]
