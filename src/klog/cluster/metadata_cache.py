@@ -111,10 +111,21 @@ class MetadataCache:
 
     # -- the cache's thread ------------------------------------------------------------------------
     def _run(self):
+        following = None
         while not self._stopped.is_set():
-            item = self._events.get()
+            item, following = following or self._events.get(), None
             if item is None:
                 return
+            if item[0] == "state":
+                # A controller's decision for many partitions is as many events: read together
+                # (pipelined), not one round trip each.
+                keys = [item[1:]]
+                while following is None and not self._events.empty():
+                    following = self._events.get()
+                    if following is not None and following[0] == "state":
+                        keys.append(following[1:])
+                        following = None
+                item = ("states", keys)
             try:
                 getattr(self, "_on_" + item[0])(*item[1:])
             except Exception as e:   # noqa: BLE001 - ZooKeeper trouble: again, on this connection
@@ -183,13 +194,15 @@ class MetadataCache:
         with self._lock:
             self._merge_locked({}, states)
 
-    def _on_state(self, topic: str, partition: int):
-        states = self._read_states([(topic, partition)])
+    def _on_states(self, keys):
+        keys = list(dict.fromkeys(keys))
+        states = self._read_states(keys)
         with self._lock:
-            if not states:
-                # Deleted (with its topic, whose own watch follows; or by hand): a state written
-                # there again starts at version 0, so what is held would hide it.
-                self.context.states.pop((topic, partition), None)
+            for key in keys:
+                if key not in states:
+                    # Deleted (with its topic, whose own watch follows; or by hand): a state
+                    # written there again starts at version 0, so what is held would hide it.
+                    self.context.states.pop(key, None)
             self._merge_locked({}, states)
 
     # -- reads (arming the watches) ----------------------------------------------------------------
