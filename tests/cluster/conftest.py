@@ -23,6 +23,10 @@ def make_cluster(zookeeper, tmp_path):
         for n in (1, 2, 3):
             c.start(n)
         wait_for("three registered brokers", lambda: live_brokers(c) == [1, 2, 3], 60)
+        # The controller may be elected after the last registration: tests that ask for it
+        # (or send admin requests to it) start once every broker's Metadata names one.
+        wait_for("a controller", lambda: all(
+            c.metadata(n)["controller_id"] in (1, 2, 3) for n in (1, 2, 3)), 60)
         return c
 
     try:
