@@ -257,8 +257,14 @@ def test_follower_fetch_refusals(make_cluster):
     new = wait_for("a new leader", lambda: (q := c.partition(1, "ff"))["leader_id"] not in
                    (leader, -1) and q)
     other = next(n for n in (1, 2, 3) if n != new["leader_id"])
-    assert follower_fetch(c, new["leader_id"], tid, other, epochs[other], epoch, 3, epoch)[
-        "error_code"] == EC.FENCED_LEADER_EPOCH
+    # Broker 1's Metadata (its cache) may name the new leader a moment before that broker has
+    # taken the leadership over (NOT_LEADER_OR_FOLLOWER until then), as with Kafka's
+    # UpdateMetadata and LeaderAndIsr: ask until it leads.
+    codes = []
+    wait_for("the new leader leading", lambda: codes.append(follower_fetch(
+        c, new["leader_id"], tid, other, epochs[other], epoch, 3, epoch)["error_code"])
+        or codes[-1] != EC.NOT_LEADER_OR_FOLLOWER)
+    assert codes[-1] == EC.FENCED_LEADER_EPOCH, codes
 
 
 # -- a follower behind the leader's log start --------------------------------------------------------
