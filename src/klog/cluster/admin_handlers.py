@@ -524,15 +524,21 @@ def _alter_reassignments(node, body):
 
 @api(ApiKey.ALTER_PARTITION_REASSIGNMENTS)
 async def alter_partition_reassignments(ctx, body):
+    return await _reassignment_request(ctx, ApiKey.ALTER_PARTITION_REASSIGNMENTS, body,
+                                       _alter_reassignments, "responses")
+
+
+async def _reassignment_request(ctx, api_key, body, work, results_field):
+    """``work(node, body)`` on the controller (or forwarded there) within the request's
+    timeout_ms; a top-level error (NOT_CONTROLLER, REQUEST_TIMED_OUT...) with no results."""
     try:
         return await bounded.admin_call(      # REQUEST_TIMED_OUT after its timeout_ms
             _node(ctx), bounded.request_deadline(body.get("timeout_ms", 0)),
-            _on_controller_or_forward, ctx, ApiKey.ALTER_PARTITION_REASSIGNMENTS, body,
-            lambda node: _alter_reassignments(node, body))
+            _on_controller_or_forward, ctx, api_key, body, lambda node: work(node, body))
     except (KlogError, OSError, ValueError) as exc:
         code, message = _top_level_error(exc)
         return {"throttle_time_ms": 0, "error_code": code, "error_message": message,
-                "responses": []}
+                results_field: []}
 
 
 def _list_reassignments(node, body):
@@ -552,15 +558,8 @@ def _list_reassignments(node, body):
 
 @api(ApiKey.LIST_PARTITION_REASSIGNMENTS)
 async def list_partition_reassignments(ctx, body):
-    try:
-        return await bounded.admin_call(      # REQUEST_TIMED_OUT after its timeout_ms
-            _node(ctx), bounded.request_deadline(body.get("timeout_ms", 0)),
-            _on_controller_or_forward, ctx, ApiKey.LIST_PARTITION_REASSIGNMENTS, body,
-            lambda node: _list_reassignments(node, body))
-    except (KlogError, OSError, ValueError) as exc:
-        code, message = _top_level_error(exc)
-        return {"throttle_time_ms": 0, "error_code": code, "error_message": message,
-                "topics": []}
+    return await _reassignment_request(ctx, ApiKey.LIST_PARTITION_REASSIGNMENTS, body,
+                                       _list_reassignments, "topics")
 
 
 # -- topic configs: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs ----------------------

@@ -397,15 +397,21 @@ class ClusterStore:
     def topics_async(self, names) -> dict:
         """{name: TopicAssignment, or None if it is gone}: the reads pipelined (one round trip
         for all, not one each)."""
-        pending = {n: self._zk.get_async(self._path("brokers", "topics", n)) for n in names}
+        return self._read_pipelined({n: self._path("brokers", "topics", n) for n in names},
+                                    self._parse_topic)
+
+    def _read_pipelined(self, paths: dict, parse) -> dict:
+        """{key: parse(path, data, stat), or None if that znode is missing} for ``paths``
+        {key: path}: every read sent before the first answer is awaited."""
+        pending = {key: (path, self._zk.get_async(path)) for key, path in paths.items()}
         out = {}
-        for name, result in pending.items():
+        for key, (path, result) in pending.items():
             try:
                 data, stat = result.get()
             except NoNodeError:
-                out[name] = None
+                out[key] = None
                 continue
-            out[name] = self._parse_topic(self._path("brokers", "topics", name), data, stat)
+            out[key] = parse(path, data, stat)
         return out
 
     def _parse_topic(self, path: str, data: bytes, stat) -> TopicAssignment:
@@ -592,16 +598,7 @@ class ClusterStore:
     def partition_states(self, keys) -> dict:
         """{(topic, partition): LeaderAndIsr, or None if its znode is missing}: the reads
         pipelined (one round trip for all)."""
-        pending = {k: self._zk.get_async(self.state_path(*k)) for k in keys}
-        out = {}
-        for key, result in pending.items():
-            try:
-                data, stat = result.get()
-            except NoNodeError:
-                out[key] = None
-                continue
-            out[key] = self.parse_state(self.state_path(*key), data, stat)
-        return out
+        return self._read_pipelined({k: self.state_path(*k) for k in keys}, self.parse_state)
 
     def parse_state(self, path: str, data: bytes, stat) -> LeaderAndIsr:
         """A state znode's content (and version, from ``stat``), checked."""
