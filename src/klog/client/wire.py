@@ -33,8 +33,9 @@ from klog.broker import PartitionDescription, TopicDescription
 from klog.client.api import GroupDescription, GroupListing, MemberDescription
 from klog.clientconfig import CONSUMER, NETWORK_ONLY, PRODUCER
 from klog.config import SETTINGS as TOPIC_SETTINGS
+from klog.error_codes import ErrorCode
 from klog.errors import (
-    ConfigError, KlogError, NetworkError, NotLeaderOrFollowerError, RequestTimedOutError,
+    ConfigError, KlogError, NetworkError, RequestTimedOutError,
     UnknownTopicOrPartitionError, error_for,
 )
 from klog.group.errors import (
@@ -80,6 +81,11 @@ def map_error(kerr, context=None):
         return error_for(code, message)
     cls = LOCAL_ERRORS.get(code)
     return cls(message) if cls is not None else KlogError(message)
+
+
+# What describing a topic just created may answer until every broker's metadata has caught up.
+_CATCHING_UP = frozenset({ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.LEADER_NOT_AVAILABLE,
+                          ErrorCode.NOT_LEADER_OR_FOLLOWER})
 
 
 def _raise_from(exc, context):
@@ -875,13 +881,24 @@ class WireClient:
         fs = self._admin.create_topics([topic], request_timeout=REQUEST_TIMEOUT_S)
         self._wait(fs[name], f"create topic {name!r}")
         deadline = time.monotonic() + REQUEST_TIMEOUT_S
-        while True:   # metadata catches up with the creation (in a cluster: leaders start)
+        # Metadata catches up with the creation (in a cluster, each broker's metadata learns
+        # the topic and then its leaders a moment later): until every partition has a leader.
+        while not self._led(name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while True:
             try:
                 return self.describe_topic(name)
-            except (UnknownTopicOrPartitionError, NotLeaderOrFollowerError):
-                if time.monotonic() > deadline:
+            except KlogError as exc:
+                if getattr(exc, "error_code", None) not in _CATCHING_UP or \
+                        time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _led(self, name):
+        """Whether Metadata names a leader for every partition of ``name``."""
+        t = self._metadata(name).topics.get(name)
+        return t is not None and t.error is None and bool(t.partitions) and all(
+            p.leader >= 0 and p.error is None for p in t.partitions.values())
 
     def delete_topic(self, name):
         fs = self._admin.delete_topics([name], request_timeout=REQUEST_TIMEOUT_S)
