@@ -81,29 +81,8 @@ def values(n):
 
 def mock_producer(config):
     """A producer hosting librdkafka's mock cluster of 3 brokers, and its bootstrap address."""
-    import logging
-
-    import confluent_kafka as ck
-
-    found = []
-
-    class Grab(logging.Handler):
-        def emit(self, record):
-            msg = record.getMessage()
-            if "Mock cluster enabled" in msg:
-                found.append(msg.rsplit(" ", 1)[-1])
-
-    logger = logging.getLogger("klog-cluster-bench-mock")
-    logger.addHandler(Grab())
-    logger.setLevel(logging.INFO)
-    config = {k: v for k, v in config.items() if k not in QUIET}
-    p = ck.Producer({"test.mock.num.brokers": 3, **config, "logger": logger})
-    deadline = time.monotonic() + 10
-    while not found and time.monotonic() < deadline:
-        p.poll(0.05)
-    if not found:
-        raise RuntimeError("no mock cluster address logged")
-    return p, found[0]
+    from wire_clients import mock_cluster
+    return mock_cluster({k: v for k, v in config.items() if k not in QUIET}, brokers=3)
 
 
 def mock_replicas(boot, topic):

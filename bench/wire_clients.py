@@ -16,9 +16,10 @@ VALUE = b"v" * 100
 TOPIC = "bench"
 
 
-def mock_cluster(config):
-    """A producer (with ``config``) hosting librdkafka's mock cluster, and the cluster's
-    bootstrap address (read from the notice librdkafka logs when it starts the cluster)."""
+def mock_cluster(config, brokers=1):
+    """A producer (with ``config``) hosting librdkafka's mock cluster of ``brokers`` brokers,
+    and the cluster's bootstrap address (read from the notice librdkafka logs when it starts
+    the cluster)."""
     import confluent_kafka as ck
 
     found = []
@@ -32,7 +33,7 @@ def mock_cluster(config):
     logger = logging.getLogger("klog-bench-mock")
     logger.addHandler(Grab())
     logger.setLevel(logging.INFO)
-    p = ck.Producer({"test.mock.num.brokers": 1, **config, "logger": logger})
+    p = ck.Producer({"test.mock.num.brokers": brokers, **config, "logger": logger})
     deadline = time.monotonic() + 10
     while not found and time.monotonic() < deadline:
         p.poll(0.05)
