@@ -219,18 +219,9 @@ class MetadataCache:
         return sorted(self.store.client.get_children(self._topics_path, watch=self._watch))
 
     def _read_topics(self, names) -> dict:
-        zk = self.store.client
-        pending = {n: zk.get_async(f"{self._topics_path}/{n}", watch=self._watch) for n in names}
-        out = {}
-        for name, result in pending.items():
-            path = f"{self._topics_path}/{name}"
-            try:
-                data, stat = result.get()
-            except NoNodeError:
-                out[name] = None       # gone (its re-creation shows in the children's watch)
-                continue
-            out[name] = self.store._parse_topic(path, data, stat)
-        return out
+        # None for a topic gone (its re-creation shows in the children's watch).
+        return self.store._read_pipelined({n: f"{self._topics_path}/{n}" for n in names},
+                                          self.store._parse_topic, watch=self._watch)
 
     def _read_states(self, keys) -> dict:
         zk = self.store.client

@@ -400,10 +400,12 @@ class ClusterStore:
         return self._read_pipelined({n: self._path("brokers", "topics", n) for n in names},
                                     self._parse_topic)
 
-    def _read_pipelined(self, paths: dict, parse) -> dict:
+    def _read_pipelined(self, paths: dict, parse, watch=None) -> dict:
         """{key: parse(path, data, stat), or None if that znode is missing} for ``paths``
-        {key: path}: every read sent before the first answer is awaited."""
-        pending = {key: (path, self._zk.get_async(path)) for key, path in paths.items()}
+        {key: path}: every read sent before the first answer is awaited (each arming
+        ``watch`` when given)."""
+        pending = {key: (path, self._zk.get_async(path, watch=watch))
+                   for key, path in paths.items()}
         out = {}
         for key, (path, result) in pending.items():
             try:
